@@ -1,0 +1,25 @@
+"""Exceptions raised by sfc_tf. Every failure a user can cause maps to one of these."""
+
+
+class SfcError(Exception):
+    """Base class of every error sfc_tf raises on purpose."""
+
+
+class ImageError(SfcError):
+    """An input image cannot be read or is unusable (unreadable file, too small, too large)."""
+
+
+class NoFaceError(ImageError):
+    """Face detection found no face in the image."""
+
+
+class WeightsError(SfcError):
+    """Model weights are missing, corrupt, or do not match the requested model."""
+
+
+class BitstreamError(SfcError):
+    """Encoded bytes are corrupt, truncated, of an unknown version, or inconsistent."""
+
+
+class ModelMismatchError(SfcError):
+    """Bytes were produced with a model other than the one the decoder has."""
