@@ -1,0 +1,219 @@
+"""Data: identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists, cached face
+crops + FaceNet features, tf.data pipelines and the tensorflow-datasets ``lfw`` builder."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from sfc_tf import settings
+from sfc_tf.errors import ImageError, SfcError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    first: str   # path relative to the dataset root, e.g. "Abel_Pacheco/Abel_Pacheco_0001.jpg"
+    second: str
+    same: bool
+    fold: int    # 1-based fold of pairs.txt
+
+
+def read_identity_list(path: str | os.PathLike) -> list[str]:
+    """One identity (folder name) per line; blank lines and ``#`` comments ignored."""
+    lines = pathlib.Path(path).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def list_images(root: str | os.PathLike, identities: Iterable[str] | None = None) -> list[tuple[str, int]]:
+    """(relative path, identity label) for every image of ``root/<identity>/``, sorted; labels index the
+    sorted identity list. ``identities`` restricts to those folders (an unknown name is an error)."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise SfcError(f"dataset directory not found: {root}")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if identities is not None:
+        wanted = set(identities)
+        unknown = wanted.difference(folders)
+        if unknown:
+            raise SfcError(f"{len(unknown)} identities not in {root}, e.g. {sorted(unknown)[:3]}")
+        folders = [f for f in folders if f in wanted]
+    items = []
+    for label, folder in enumerate(folders):
+        for image in sorted((root / folder).iterdir()):
+            if image.suffix.lower() in IMAGE_EXTENSIONS:
+                items.append((f"{folder}/{image.name}", label))
+    return items
+
+
+def pairs_header(path: str | os.PathLike) -> tuple[int, int]:
+    """(number of folds, same pairs per fold) from a pairs file's first line (``10\\t300``, or ``500``)."""
+    fields = pathlib.Path(path).read_text().splitlines()[0].split()
+    try:
+        numbers = [int(f) for f in fields]
+    except ValueError as exc:
+        raise SfcError(f"{path}: first line must be '<folds> <pairs per fold>' or '<pairs>'") from exc
+    if len(numbers) == 1:
+        return 1, numbers[0]
+    if len(numbers) == 2 and min(numbers) > 0:
+        return numbers[0], numbers[1]
+    raise SfcError(f"{path}: bad header {fields}")
+
+
+def parse_pairs(path: str | os.PathLike, folds: Sequence[int] | None = None) -> list[Pair]:
+    """LFW ``pairs.txt``: each fold is ``n`` same-person lines (``name i j``) then ``n`` different-person
+    lines (``name1 i name2 j``). ``folds`` (1-based) defaults to every fold the header declares."""
+    num_folds, per_fold = pairs_header(path)
+    folds = list(range(1, num_folds + 1)) if folds is None else list(folds)
+    bad = [f for f in folds if not 1 <= f <= num_folds]
+    if bad:
+        raise SfcError(f"{path} declares {num_folds} folds; cannot use folds {bad}")
+    lines = [line.split() for line in pathlib.Path(path).read_text().splitlines()[1:] if line.strip()]
+    if len(lines) < num_folds * 2 * per_fold:
+        raise SfcError(f"{path}: header promises {num_folds * 2 * per_fold} pairs, file has {len(lines)}")
+    pairs = []
+    for fold in folds:
+        for offset, fields in enumerate(lines[(fold - 1) * 2 * per_fold: fold * 2 * per_fold]):
+            if len(fields) == 3:
+                name, i, j = fields
+                pairs.append(Pair(_image(name, i), _image(name, j), True, fold))
+            elif len(fields) == 4:
+                first, i, second, j = fields
+                pairs.append(Pair(_image(first, i), _image(second, j), False, fold))
+            else:
+                raise SfcError(f"{path}: fold {fold}, pair {offset + 1}: cannot parse {fields}")
+    return pairs
+
+
+def _image(name: str, index: str) -> str:
+    return f"{name}/{name}_{int(index):04d}.jpg"
+
+
+def pair_images(pairs: Sequence[Pair]) -> list[str]:
+    """The distinct images ``pairs`` use, sorted."""
+    return sorted({p.first for p in pairs} | {p.second for p in pairs})
+
+
+@dataclasses.dataclass
+class FaceSet:
+    """Aligned 160x160 crops of a list of images and, once computed, their FaceNet features."""
+
+    paths: list[str]
+    crops: np.ndarray                   # (N, 160, 160, 3) uint8
+    features: np.ndarray | None = None  # (N, D) float32, L2-normalised
+
+    def index(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.paths)}
+
+    def subset(self, paths: Sequence[str]) -> "FaceSet":
+        where = self.index()
+        rows = [where[p] for p in paths]
+        return FaceSet(list(paths), self.crops[rows], None if self.features is None else self.features[rows])
+
+
+def _cache_file(root: pathlib.Path, paths: Sequence[str], tag: str) -> pathlib.Path:
+    digest = hashlib.sha1("\n".join([str(root.resolve()), tag, *paths]).encode()).hexdigest()[:16]
+    return settings.cache_dir() / "faces" / f"{root.name}-{tag}-{len(paths)}-{digest}.npz"
+
+
+def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcnn",
+               extractor: Callable[[np.ndarray], np.ndarray] | None = None, feature_tag: str = "",
+               progress: bool = True, use_cache: bool = True) -> FaceSet:
+    """Crops (and features if ``extractor`` is given) of ``root/<path>`` for each path, cached on disk
+    (keyed by root, paths, alignment and ``feature_tag``) so that repeated evaluations and training runs
+    do not realign or re-run FaceNet. An image whose face cannot be found is an error naming it."""
+    from sfc_tf import align as align_module
+
+    root = pathlib.Path(root)
+    paths = list(paths)
+    crop_file = _cache_file(root, paths, align)
+    if use_cache and crop_file.is_file():
+        crops = np.load(crop_file)["crops"]
+    else:
+        aligner = align_module.make_aligner(align)
+        crops = np.empty((len(paths), align_module.CROP_SIZE, align_module.CROP_SIZE, 3), np.uint8)
+        for i, path in enumerate(_progress(paths, progress, f"align ({align})")):
+            try:
+                crops[i] = aligner(root / path)
+            except ImageError as exc:
+                raise ImageError(f"{path}: {exc}") from exc
+        if use_cache:
+            _save(crop_file, crops=crops)
+    faces = FaceSet(paths, crops)
+    if extractor is not None:
+        feature_file = _cache_file(root, paths, f"{align}-{feature_tag}")
+        if use_cache and feature_tag and feature_file.is_file():
+            faces.features = np.load(feature_file)["features"]
+        else:
+            faces.features = extractor(crops, progress=progress)
+            if use_cache and feature_tag:
+                _save(feature_file, features=faces.features)
+    return faces
+
+
+def _save(path: pathlib.Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img")
+
+
+def crops_dataset(crops: np.ndarray, features: np.ndarray | None = None, batch_size: int = 64,
+                  shuffle: bool = True, repeat: bool = False, seed: int = 0):
+    """tf.data pipeline over in-memory crops (uint8) and optional features: shuffled, batched, prefetched."""
+    import tensorflow as tf
+
+    tensors = crops if features is None else (crops, features)
+    dataset = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        dataset = dataset.shuffle(min(len(crops), 10_000), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
+
+
+def image_folder_dataset(root: str | os.PathLike, identities: Iterable[str] | None = None,
+                         align: str = "center", batch_size: int = 64):
+    """tf.data pipeline of (160x160x3 uint8 crop, label) straight from an identity-folder tree (VGGFace2 /
+    LFW layout), for data too large to cache in memory. Decoding and the center crop run in tf.data;
+    MTCNN alignment runs in Python through ``tf.numpy_function``."""
+    import tensorflow as tf
+
+    from sfc_tf import align as align_module
+
+    items = list_images(root, identities)
+    if not items:
+        raise SfcError(f"no images under {root}")
+    files = [str(pathlib.Path(root) / p) for p, _ in items]
+    labels = [label for _, label in items]
+    aligner = align_module.make_aligner(align)
+
+    def load(path, label):
+        crop = tf.numpy_function(lambda p: aligner(p.decode()), [path], tf.uint8)
+        crop.set_shape((align_module.CROP_SIZE, align_module.CROP_SIZE, 3))
+        return crop, label
+
+    dataset = tf.data.Dataset.from_tensor_slices((files, labels)).shuffle(len(files))
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def tfds_lfw(split: str = "train", data_dir: str | None = None):
+    """The tensorflow-datasets ``lfw`` builder (downloads LFW; for online users). Yields
+    ``{'label': name, 'image': 250x250x3 uint8}``; pair it with ``center_crop``."""
+    import tensorflow_datasets as tfds
+
+    return tfds.load("lfw", split=split, data_dir=data_dir, shuffle_files=False)

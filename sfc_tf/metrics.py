@@ -1,0 +1,74 @@
+"""Evaluation metrics: face verification accuracy (facenet's k-fold protocol), PSNR."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+# facenet's validate_on_lfw: squared L2 distance thresholds 0, 0.01, ..., 3.99.
+THRESHOLDS = np.arange(0.0, 4.0, 0.01)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationResult:
+    accuracy: float            # mean over test folds
+    accuracy_std: float
+    fold_accuracies: tuple[float, ...]
+    thresholds: tuple[float, ...]  # threshold chosen for each test fold (on the other folds)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def squared_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row-wise squared L2 distance of two (N, D) feature arrays."""
+    return np.sum((np.asarray(first, np.float64) - np.asarray(second, np.float64)) ** 2, axis=1)
+
+
+def verification_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray,
+                          thresholds: np.ndarray = THRESHOLDS) -> VerificationResult:
+    """k-fold verification: for each fold, pick the threshold with the best accuracy on the other folds
+    (ties: the smallest), and report accuracy on the fold. A pair is "same" when distance < threshold."""
+    distances, same, folds = np.asarray(distances), np.asarray(same, bool), np.asarray(folds)
+    if not (len(distances) == len(same) == len(folds)):
+        raise ValueError("distances, same and folds must have the same length")
+    fold_ids = np.unique(folds)
+    if len(fold_ids) < 2:
+        raise ValueError("k-fold verification needs at least two folds")
+    predictions = distances[None, :] < thresholds[:, None]          # (T, N)
+    correct = predictions == same[None, :]
+    accuracies, chosen = [], []
+    for fold in fold_ids:
+        test = folds == fold
+        best = int(np.argmax(correct[:, ~test].mean(axis=1)))
+        chosen.append(float(thresholds[best]))
+        accuracies.append(float(correct[best, test].mean()))
+    return VerificationResult(float(np.mean(accuracies)), float(np.std(accuracies)), tuple(accuracies),
+                              tuple(chosen))
+
+
+def pair_arrays(pairs: Sequence, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of each pair's two images, same flags and folds, for ``data.Pair`` lists."""
+    first = np.array([index[p.first] for p in pairs])
+    second = np.array([index[p.second] for p in pairs])
+    return first, second, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+
+
+def evaluate_pairs(pairs: Sequence, index: dict[str, int], features_a: np.ndarray,
+                   features_b: np.ndarray | None = None) -> VerificationResult:
+    """Verification accuracy of ``pairs`` where the first image's feature comes from ``features_a`` and the
+    second's from ``features_b`` (default: the same array), both indexed by ``index``."""
+    first, second, same, folds = pair_arrays(pairs, index)
+    features_b = features_a if features_b is None else features_b
+    return verification_accuracy(squared_distances(features_a[first], features_b[second]), same, folds)
+
+
+def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.ndarray:
+    """Per-image PSNR (dB) of (N, H, W, C) or (H, W, C) arrays; identical images give +inf."""
+    reference, test = np.asarray(reference, np.float64), np.asarray(test, np.float64)
+    axes = tuple(range(reference.ndim - 3, reference.ndim))
+    mse = np.mean((reference - test) ** 2, axis=axes)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(peak ** 2 / mse)
