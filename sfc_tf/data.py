@@ -217,3 +217,12 @@ def tfds_lfw(split: str = "train", data_dir: str | None = None):
     import tensorflow_datasets as tfds
 
     return tfds.load("lfw", split=split, data_dir=data_dir, shuffle_files=False)
+
+
+def load_pair_faces(root: str | os.PathLike, pairs_file: str | os.PathLike, folds: Sequence[int] | None,
+                    align: str, extractor=None, feature_tag: str = "",
+                    progress: bool = True) -> tuple[list[Pair], FaceSet]:
+    """The pairs of ``folds`` and the (cached) crops and features of every image they use."""
+    pairs = parse_pairs(pairs_file, folds)
+    faces = load_faces(root, pair_images(pairs), align, extractor, feature_tag, progress)
+    return pairs, faces

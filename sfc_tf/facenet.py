@@ -21,6 +21,7 @@ import pathlib
 import re
 
 import numpy as np
+import tensorflow as tf  # imported eagerly: keras built after absl's app.run() starts misbehaves otherwise
 
 from sfc_tf import settings
 from sfc_tf.errors import WeightsError
@@ -91,7 +92,6 @@ def _keras_layer_name(scope: str) -> str:
 
 def frozen_graph_constants(pb_path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every Const node of a frozen GraphDef, by node name."""
-    import tensorflow as tf
     from tensorflow.python.framework import tensor_util
 
     graph_def = tf.compat.v1.GraphDef()

@@ -1,0 +1,54 @@
+"""LFW face verification with FaceNet features (facenet's k-fold protocol).
+
+  python eval/verify_lfw.py --lfw_dir ../shared/data/lfw --pairs ../shared/data/lfw/pairs.txt \
+      --folds 1,2,3,4 --align mtcnn --output_json eval/results/verify_lfw_mtcnn.json
+"""
+
+import json
+import pathlib
+
+from absl import app, flags
+
+from sfc_tf import data, facenet, metrics
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lfw_dir", None, "LFW root: one folder of images per identity.", required=True)
+flags.DEFINE_string("pairs", None, "pairs.txt (LFW View 2 format). Default: <lfw_dir>/pairs.txt.")
+flags.DEFINE_list("folds", None, "1-based folds to use. Default: every fold the pairs file's header declares.")
+flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop: MTCNN detection or center crop.")
+flags.DEFINE_string("facenet_key", facenet.DEFAULT_KEY, "keras-facenet model key.")
+flags.DEFINE_string("facenet_weights", None, "Local Keras weights file for FaceNet (optional).")
+flags.DEFINE_enum("standardization", "fixed", ["fixed", "prewhiten"], "FaceNet input standardisation.")
+flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
+
+
+def main(_):
+    pairs_file = FLAGS.pairs or str(pathlib.Path(FLAGS.lfw_dir) / "pairs.txt")
+    folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else None
+    extractor = facenet.FeatureExtractor(FLAGS.facenet_key, FLAGS.facenet_weights, FLAGS.standardization)
+    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
+                                        f"{FLAGS.facenet_key}-{FLAGS.standardization}")
+    result = metrics.evaluate_pairs(pairs, faces.index(), faces.features)
+    report = {
+        "accuracy": result.accuracy,
+        "accuracy_std": result.accuracy_std,
+        "num_pairs": len(pairs),
+        "feature_dim": int(faces.features.shape[1]),
+        "folds": sorted({p.fold for p in pairs}),
+        "fold_accuracies": result.fold_accuracies,
+        "thresholds": result.thresholds,
+        "align": FLAGS.align,
+        "facenet_key": FLAGS.facenet_key,
+        "standardization": FLAGS.standardization,
+        "pairs_file": pairs_file,
+    }
+    print(f"accuracy {result.accuracy:.4f} +- {result.accuracy_std:.4f} over {len(pairs)} pairs "
+          f"({FLAGS.align} crops, {faces.features.shape[1]}-d features)")
+    if FLAGS.output_json:
+        path = pathlib.Path(FLAGS.output_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

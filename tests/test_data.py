@@ -1,0 +1,115 @@
+"""Pairs protocol, identity lists, folder listing and the face cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sfc_tf import data, metrics
+from sfc_tf.errors import SfcError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_pairs(path, header, lines):
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def test_two_fold_header_and_default_folds(tmp_path):
+    lines = ["A\t1\t2", "B\t1\tC\t1", "D\t3\t4", "E\t2\tF\t5"]
+    pairs = data.parse_pairs(write_pairs(tmp_path / "p.txt", "2\t1", lines))
+    assert [p.fold for p in pairs] == [1, 1, 2, 2]
+    assert pairs[0] == data.Pair("A/A_0001.jpg", "A/A_0002.jpg", True, 1)
+    assert pairs[3] == data.Pair("E/E_0002.jpg", "F/F_0005.jpg", False, 2)
+    assert [p.fold for p in data.parse_pairs(tmp_path / "p.txt", [2])] == [2, 2]
+
+
+def test_single_number_header_is_one_fold(tmp_path):
+    pairs = data.parse_pairs(write_pairs(tmp_path / "p.txt", "1", ["A\t1\t2", "B\t1\tC\t1"]))
+    assert [(p.same, p.fold) for p in pairs] == [(True, 1), (False, 1)]
+
+
+@pytest.mark.parametrize("header,lines,message", [
+    ("2\t1", ["A\t1\t2", "B\t1\tC\t1"], "promises"),
+    ("x y", ["A\t1\t2"], "first line"),
+    ("1\t1", ["A\t1", "B\t1\tC\t1"], "cannot parse"),
+])
+def test_malformed_pairs_files(tmp_path, header, lines, message):
+    with pytest.raises(SfcError, match=message):
+        data.parse_pairs(write_pairs(tmp_path / "p.txt", header, lines))
+
+
+def test_folds_outside_the_header_are_rejected(tmp_path):
+    with pytest.raises(SfcError, match="declares 1 folds"):
+        data.parse_pairs(write_pairs(tmp_path / "p.txt", "1", ["A\t1\t2", "B\t1\tC\t1"]), [2])
+
+
+def test_identity_list_and_folder_listing(tmp_path, fixture_lfw_dir):
+    (tmp_path / "ids.txt").write_text("# training\nAJ_Cook\n\nAaron_Peirsol\n")
+    identities = data.read_identity_list(tmp_path / "ids.txt")
+    assert identities == ["AJ_Cook", "Aaron_Peirsol"]
+    items = data.list_images(fixture_lfw_dir, identities)
+    assert [label for _, label in items] == [0, 1, 1]
+    assert items[0][0] == "AJ_Cook/AJ_Cook_0001.jpg"
+    with pytest.raises(SfcError, match="not in"):
+        data.list_images(fixture_lfw_dir, ["Nobody"])
+
+
+def test_load_faces_caches_crops(tmp_path, monkeypatch, fixture_lfw_dir):
+    monkeypatch.setenv("SFC_TF_CACHE", str(tmp_path))
+    paths = [p for p, _ in data.list_images(fixture_lfw_dir)]
+    calls = []
+
+    def fake_extractor(crops, progress=False):
+        calls.append(len(crops))
+        return np.ones((len(crops), 4), np.float32)
+
+    first = data.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
+    second = data.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
+    assert calls == [len(paths)]                          # the second call read the cache
+    np.testing.assert_array_equal(first.crops, second.crops)
+    assert first.subset(paths[2:4]).crops.shape == (2, 160, 160, 3)
+
+
+def test_verification_accuracy_uses_thresholds_from_other_folds():
+    same = np.array([True, False] * 50)
+    distances = np.where(same, 0.5, 1.5)
+    folds = np.repeat([1, 2], 50)
+    result = metrics.verification_accuracy(distances, same, folds)
+    assert result.accuracy == 1.0 and 0.5 <= result.thresholds[0] < 1.5
+    flipped = metrics.verification_accuracy(np.where(same, 1.5, 0.5), same, folds)
+    assert flipped.accuracy == 0.5
+
+
+def test_psnr():
+    a = np.zeros((2, 8, 8, 3))
+    b = a.copy()
+    b[1] += 255
+    assert np.isinf(metrics.psnr(a, b)[0]) and metrics.psnr(a, b)[1] == pytest.approx(0.0)
+
+
+def test_shared_pairs_protocol(shared_lfw_dir):
+    pairs = data.parse_pairs(shared_lfw_dir / "pairs.txt", [1, 2, 3, 4])
+    assert len(pairs) == 2400 and sum(p.same for p in pairs) == 1200
+    assert all((shared_lfw_dir / path).is_file() for path in data.pair_images(pairs))
+    train = set(data.read_identity_list(shared_lfw_dir / "train_identities.txt"))
+    assert not train & {p.first.split("/")[0] for p in pairs}   # evaluation identities never train
+
+
+def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
+    """eval/verify_lfw.py end to end on 2 folds x (20 same + 20 different) pairs of real LFW faces."""
+    lines = (shared_lfw_dir / "pairs.txt").read_text().splitlines()[1:]
+    subset = lines[:20] + lines[300:320] + lines[600:620] + lines[900:920]
+    pairs_file = write_pairs(tmp_path / "pairs.txt", "2\t20", subset)
+    out = tmp_path / "result.json"
+    env = dict(os.environ, SFC_TF_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, os.path.join(REPO, "eval", "verify_lfw.py"), "--lfw_dir", str(shared_lfw_dir),
+                    "--pairs", str(pairs_file), "--align", "center", "--output_json", str(out)],
+                   check=True, env=env, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["num_pairs"] == 80 and result["feature_dim"] == 512 and result["folds"] == [1, 2]
+    assert result["accuracy"] >= 0.9 and set(result) >= {"accuracy", "accuracy_std", "num_pairs", "feature_dim"}
