@@ -31,7 +31,8 @@ DETECT_MAX_SIDE = 1024
 CENTER_FRACTION = 140 / 250
 # facenet's align_dataset_mtcnn.py: --margin 32 (pixels of the 160 crop, split over both sides).
 MTCNN_MARGIN = 32
-MTCNN_MIN_CONFIDENCE = 0.9
+# mtcnn's own stage thresholds (0.6, 0.7, 0.7, as facenet's align_dataset_mtcnn.py) already filter faces.
+MTCNN_MIN_CONFIDENCE = 0.0
 
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
@@ -162,10 +163,26 @@ def _name(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "the image"
 
 
-def make_aligner(mode: str):
-    """``'mtcnn'`` or ``'center'`` -> a callable image source -> 160x160x3 uint8 crop."""
-    if mode == "mtcnn":
-        return MtcnnAligner()
+def make_aligner(mode: str, center_fallback: bool = False):
+    """``'mtcnn'`` or ``'center'`` -> a callable image source -> 160x160x3 uint8 crop.
+
+    ``center_fallback`` (for pre-aligned datasets such as LFW, where MTCNN misses a few faces): when MTCNN
+    finds no face, take the center crop instead of raising ``NoFaceError``; the callable's ``fallbacks``
+    list records the sources this happened to."""
     if mode == "center":
         return lambda source: center_crop(load_image(source))
-    raise ValueError(f"unknown alignment {mode!r}; use 'mtcnn' or 'center'")
+    if mode != "mtcnn":
+        raise ValueError(f"unknown alignment {mode!r}; use 'mtcnn' or 'center'")
+    aligner = MtcnnAligner()
+    if not center_fallback:
+        return aligner
+
+    def align_or_center(source):
+        try:
+            return aligner(source)
+        except NoFaceError:
+            align_or_center.fallbacks.append(source)
+            return center_crop(load_image(source))
+
+    align_or_center.fallbacks = []
+    return align_or_center

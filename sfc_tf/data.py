@@ -107,6 +107,7 @@ class FaceSet:
     paths: list[str]
     crops: np.ndarray                   # (N, 160, 160, 3) uint8
     features: np.ndarray | None = None  # (N, D) float32, L2-normalised
+    fallbacks: list[str] = dataclasses.field(default_factory=list)  # MTCNN found no face: center crop used
 
     def index(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.paths)}
@@ -127,25 +128,29 @@ def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcn
                progress: bool = True, use_cache: bool = True) -> FaceSet:
     """Crops (and features if ``extractor`` is given) of ``root/<path>`` for each path, cached on disk
     (keyed by root, paths, alignment and ``feature_tag``) so that repeated evaluations and training runs
-    do not realign or re-run FaceNet. An image whose face cannot be found is an error naming it."""
+    do not realign or re-run FaceNet. With ``align='mtcnn'``, images where MTCNN finds no face get the
+    center crop (datasets here are pre-aligned) and are listed in ``FaceSet.fallbacks``; an unreadable
+    image is an error naming it."""
     from sfc_tf import align as align_module
 
     root = pathlib.Path(root)
     paths = list(paths)
     crop_file = _cache_file(root, paths, align)
     if use_cache and crop_file.is_file():
-        crops = np.load(crop_file)["crops"]
+        cached = np.load(crop_file)
+        crops, fallbacks = cached["crops"], [str(p) for p in cached["fallbacks"]]
     else:
-        aligner = align_module.make_aligner(align)
+        aligner = align_module.make_aligner(align, center_fallback=True)
         crops = np.empty((len(paths), align_module.CROP_SIZE, align_module.CROP_SIZE, 3), np.uint8)
         for i, path in enumerate(_progress(paths, progress, f"align ({align})")):
             try:
                 crops[i] = aligner(root / path)
             except ImageError as exc:
                 raise ImageError(f"{path}: {exc}") from exc
+        fallbacks = [str(pathlib.Path(p).relative_to(root)) for p in getattr(aligner, "fallbacks", [])]
         if use_cache:
-            _save(crop_file, crops=crops)
-    faces = FaceSet(paths, crops)
+            _save(crop_file, crops=crops, fallbacks=np.array(fallbacks, dtype=str))
+    faces = FaceSet(paths, crops, fallbacks=fallbacks)
     if extractor is not None:
         feature_file = _cache_file(root, paths, f"{align}-{feature_tag}")
         if use_cache and feature_tag and feature_file.is_file():

@@ -103,3 +103,10 @@ def test_margin_convention_picks_the_central_face():
 def test_make_aligner_rejects_unknown_modes():
     with pytest.raises(ValueError):
         align.make_aligner("dlib")
+
+
+def test_center_fallback_is_recorded():
+    flat = np.full((120, 120, 3), 128, np.uint8)
+    aligner = align.make_aligner("mtcnn", center_fallback=True)
+    np.testing.assert_array_equal(aligner(flat), align.center_crop(flat))
+    assert len(aligner.fallbacks) == 1
