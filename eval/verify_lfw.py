@@ -38,6 +38,7 @@ def main(_):
         "fold_accuracies": result.fold_accuracies,
         "thresholds": result.thresholds,
         "align": FLAGS.align,
+        "alignment_fallbacks": faces.fallbacks,
         "facenet_key": FLAGS.facenet_key,
         "standardization": FLAGS.standardization,
         "pairs_file": pairs_file,
