@@ -33,6 +33,7 @@ CENTER_FRACTION = 140 / 250
 MTCNN_MARGIN = 32
 # mtcnn's own stage thresholds (0.6, 0.7, 0.7, as facenet's align_dataset_mtcnn.py) already filter faces.
 MTCNN_MIN_CONFIDENCE = 0.0
+DETECT_BATCH = 16
 
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
@@ -125,17 +126,24 @@ class MtcnnAligner:
         self.margin, self.size, self.min_confidence = margin, size, min_confidence
         self._detector = MTCNN()
 
-    def boxes(self, rgb: np.ndarray) -> np.ndarray:
-        """(K, 5) array of x1, y1, x2, y2, confidence in ``rgb``'s coordinates, for confident detections."""
-        scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
-        small = rgb if scale == 1.0 else np.asarray(
-            Image.fromarray(rgb).resize((round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR))
+    def boxes(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """Per image, a (K, 5) array of x1, y1, x2, y2, confidence in that image's coordinates. Images are
+        detected in batches (mtcnn stacks them), large ones downscaled to ``DETECT_MAX_SIDE`` first."""
+        scales = [min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2])) for rgb in rgbs]
+        small = [rgb if scale == 1.0 else np.asarray(Image.fromarray(rgb).resize(
+            (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR))
+            for rgb, scale in zip(rgbs, scales)]
         found = []
-        for face in self._detector.detect_faces(small):
-            if face["confidence"] >= self.min_confidence:
-                x, y, w, h = face["box"]
-                found.append([x / scale, y / scale, (x + w) / scale, (y + h) / scale, face["confidence"]])
-        return np.asarray(found, dtype=np.float64).reshape(-1, 5)
+        for start in range(0, len(small), DETECT_BATCH):
+            batch = small[start:start + DETECT_BATCH]
+            results = self._detector.detect_faces(batch) if len(batch) > 1 else [self._detector.detect_faces(batch[0])]
+            for faces, scale in zip(results, scales[start:start + DETECT_BATCH]):
+                rows = [[f["box"][0], f["box"][1], f["box"][0] + f["box"][2], f["box"][1] + f["box"][3],
+                         f["confidence"]] for f in faces if f["confidence"] >= self.min_confidence]
+                box = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+                box[:, :4] /= scale
+                found.append(box)
+        return found
 
     def crop_box(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """facenet's choice among several faces and its margin; returns integer x1, y1, x2, y2."""
@@ -150,39 +158,53 @@ class MtcnnAligner:
         return np.array([max(x1 - half, 0), max(y1 - half, 0), min(x2 + half, width), min(y2 + half, height)],
                         dtype=np.int64)
 
-    def __call__(self, source: ImageSource) -> np.ndarray:
-        rgb = load_image(source)
-        boxes = self.boxes(rgb)
-        if len(boxes) == 0:
-            raise NoFaceError(f"no face found (MTCNN confidence >= {self.min_confidence}) in {_name(source)}")
+    def _crop(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         x1, y1, x2, y2 = self.crop_box(rgb, boxes)
         return _resize(rgb[y1:y2, x1:x2], self.size)
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        rgb = load_image(source)
+        boxes = self.boxes([rgb])[0]
+        if len(boxes) == 0:
+            raise NoFaceError(f"no face found (MTCNN confidence >= {self.min_confidence}) in {_name(source)}")
+        return self._crop(rgb, boxes)
+
+    def align_many(self, sources: list[ImageSource], center_fallback: bool = False) -> tuple[np.ndarray, list[int]]:
+        """Crops of many images with batched detection. With ``center_fallback`` (pre-aligned datasets such
+        as LFW, where MTCNN misses a few faces) an image without a detected face gets the center crop and its
+        index is returned in the second value; otherwise it raises ``NoFaceError``."""
+        rgbs = [load_image(source) for source in sources]
+        crops, fallbacks = [], []
+        for i, (rgb, boxes) in enumerate(zip(rgbs, self.boxes(rgbs))):
+            if len(boxes):
+                crops.append(self._crop(rgb, boxes))
+            elif center_fallback:
+                crops.append(center_crop(rgb, size=self.size))
+                fallbacks.append(i)
+            else:
+                raise NoFaceError(f"no face found (MTCNN) in {_name(sources[i])}")
+        return np.stack(crops), fallbacks
+
+
+class CenterAligner:
+    """Deterministic center crop for pre-aligned faces, with the same interface as ``MtcnnAligner``."""
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        return center_crop(load_image(source))
+
+    def align_many(self, sources: list[ImageSource], center_fallback: bool = False) -> tuple[np.ndarray, list[int]]:
+        return np.stack([self(source) for source in sources]), []
 
 
 def _name(source) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else "the image"
 
 
-def make_aligner(mode: str, center_fallback: bool = False):
-    """``'mtcnn'`` or ``'center'`` -> a callable image source -> 160x160x3 uint8 crop.
-
-    ``center_fallback`` (for pre-aligned datasets such as LFW, where MTCNN misses a few faces): when MTCNN
-    finds no face, take the center crop instead of raising ``NoFaceError``; the callable's ``fallbacks``
-    list records the sources this happened to."""
+def make_aligner(mode: str):
+    """``'mtcnn'`` or ``'center'`` -> an aligner: ``aligner(source)`` gives one 160x160x3 uint8 crop,
+    ``aligner.align_many(sources, center_fallback)`` many."""
     if mode == "center":
-        return lambda source: center_crop(load_image(source))
-    if mode != "mtcnn":
-        raise ValueError(f"unknown alignment {mode!r}; use 'mtcnn' or 'center'")
-    aligner = MtcnnAligner()
-    if not center_fallback:
-        return aligner
-
-    def align_or_center(source):
-        try:
-            return aligner(source)
-        except NoFaceError:
-            align_or_center.fallbacks.append(source)
-            return center_crop(load_image(source))
-
-    align_or_center.fallbacks = []
-    return align_or_center
+        return CenterAligner()
+    if mode == "mtcnn":
+        return MtcnnAligner()
+    raise ValueError(f"unknown alignment {mode!r}; use 'mtcnn' or 'center'")

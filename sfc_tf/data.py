@@ -15,6 +15,7 @@ from sfc_tf import settings
 from sfc_tf.errors import ImageError, SfcError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ALIGN_CHUNK = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,14 +141,16 @@ def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcn
         cached = np.load(crop_file)
         crops, fallbacks = cached["crops"], [str(p) for p in cached["fallbacks"]]
     else:
-        aligner = align_module.make_aligner(align, center_fallback=True)
+        aligner = align_module.make_aligner(align)
         crops = np.empty((len(paths), align_module.CROP_SIZE, align_module.CROP_SIZE, 3), np.uint8)
-        for i, path in enumerate(_progress(paths, progress, f"align ({align})")):
+        fallbacks = []
+        for start in _progress(range(0, len(paths), ALIGN_CHUNK), progress, f"align ({align})", ALIGN_CHUNK):
+            chunk = paths[start:start + ALIGN_CHUNK]
             try:
-                crops[i] = aligner(root / path)
+                crops[start:start + len(chunk)], missed = aligner.align_many([root / p for p in chunk], True)
             except ImageError as exc:
-                raise ImageError(f"{path}: {exc}") from exc
-        fallbacks = [str(pathlib.Path(p).relative_to(root)) for p in getattr(aligner, "fallbacks", [])]
+                raise ImageError(f"in {chunk[0]} .. {chunk[-1]}: {exc}") from exc
+            fallbacks += [chunk[i] for i in missed]
         if use_cache:
             _save(crop_file, crops=crops, fallbacks=np.array(fallbacks, dtype=str))
     faces = FaceSet(paths, crops, fallbacks=fallbacks)
@@ -169,12 +172,12 @@ def _save(path: pathlib.Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def _progress(items, enabled: bool, desc: str):
+def _progress(items, enabled: bool, desc: str, unit_scale: int = 1):
     if not enabled:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="img")
+    return tqdm(items, desc=desc, unit="img", unit_scale=unit_scale)
 
 
 def crops_dataset(crops: np.ndarray, features: np.ndarray | None = None, batch_size: int = 64,

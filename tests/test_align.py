@@ -105,8 +105,12 @@ def test_make_aligner_rejects_unknown_modes():
         align.make_aligner("dlib")
 
 
-def test_center_fallback_is_recorded():
-    flat = np.full((120, 120, 3), 128, np.uint8)
-    aligner = align.make_aligner("mtcnn", center_fallback=True)
-    np.testing.assert_array_equal(aligner(flat), align.center_crop(flat))
-    assert len(aligner.fallbacks) == 1
+def test_align_many_batches_and_falls_back_to_center(aligner, fixture_lfw_dir):
+    faces = sorted(fixture_lfw_dir.glob("*/*.jpg"))[:3]
+    flat = np.full((250, 250, 3), 128, np.uint8)
+    crops, fallbacks = aligner.align_many([*faces, flat], center_fallback=True)
+    assert crops.shape == (4, 160, 160, 3) and fallbacks == [3]
+    np.testing.assert_array_equal(crops[3], align.center_crop(flat))
+    np.testing.assert_array_equal(crops[0], aligner(faces[0]))        # batched detection == single
+    with pytest.raises(NoFaceError):
+        aligner.align_many([faces[0], flat])
