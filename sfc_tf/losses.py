@@ -1,0 +1,87 @@
+"""Reconstruction loss: MAE + lambda x VGG-19 perceptual loss (mean squared feature difference).
+
+VGG-19 weights come from ``tf.keras.applications.VGG19(weights='imagenet')`` (downloads; online users) or from a
+local Keras HDF5 weights file. A partial file (such as ``vgg19_imagenet_block1-3.h5``, blocks 1-3 only) may
+serve any layer whose every convolution it holds; asking for a deeper layer is a ``WeightsError``: the loss never
+runs on random VGG weights.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import tensorflow as tf
+
+from sfc_tf.errors import WeightsError
+
+DEFAULT_LAYER = "block3_conv2"   # relu3_2 (Keras convolutions include their ReLU), NbNet's default
+
+
+def _conv_layers_up_to(model: tf.keras.Model, layer_name: str) -> list[str]:
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            names.append(layer.name)
+        if layer.name == layer_name:
+            return names
+    raise WeightsError(f"VGG-19 has no layer {layer_name!r}")
+
+
+def _layers_in_weights_file(path: str | os.PathLike) -> set[str]:
+    with h5py.File(path, "r") as handle:
+        names = handle.attrs.get("layer_names")
+        if names is None:
+            raise WeightsError(f"{path} is not a Keras HDF5 weights file")
+        return {n.decode() if isinstance(n, bytes) else str(n) for n in names
+                if len(handle[n.decode() if isinstance(n, bytes) else n].attrs.get("weight_names", []))}
+
+
+def vgg_feature_model(layer: str = DEFAULT_LAYER, weights_path: str | os.PathLike | None = None) -> tf.keras.Model:
+    """Frozen VGG-19 from its input to ``layer``; weights from ImageNet (download) or ``weights_path``."""
+    if weights_path is None:
+        base = tf.keras.applications.VGG19(include_top=False, weights="imagenet")
+    else:
+        if not os.path.isfile(weights_path):
+            raise WeightsError(f"VGG-19 weights file not found: {weights_path}")
+        base = tf.keras.applications.VGG19(include_top=False, weights=None)
+    needed = _conv_layers_up_to(base, layer)
+    model = tf.keras.Model(base.input, base.get_layer(layer).output, name=f"vgg19_{layer}")
+    if weights_path is not None:
+        missing = [name for name in needed if name not in _layers_in_weights_file(weights_path)]
+        if missing:
+            raise WeightsError(
+                f"{weights_path} has no weights for {', '.join(missing)}, needed for perceptual layer {layer!r}; "
+                f"choose a shallower layer or a complete VGG-19 weights file")
+        model.load_weights(str(weights_path), by_name=True)
+    model.trainable = False
+    return model
+
+
+class ReconstructionLoss(tf.keras.losses.Loss):
+    """MAE on [-1, 1] images + ``weight`` x mean((VGG(x) - VGG(x_hat))^2), VGG on caffe-preprocessed pixels.
+    ``perceptual_downsample`` > 1 average-pools both images by that factor before VGG (a cheaper perceptual
+    loss on CPU: 2 costs a quarter of the VGG work)."""
+
+    def __init__(self, vgg: tf.keras.Model | None, weight: float, perceptual_downsample: int = 1,
+                 name: str = "mae_vgg"):
+        super().__init__(name=name)
+        if weight > 0 and vgg is None:
+            raise ValueError("a perceptual weight > 0 needs a VGG feature model")
+        self.vgg, self.weight, self.downsample = vgg, float(weight), int(perceptual_downsample)
+
+    def perceptual(self, y_true, y_pred):
+        both = tf.concat([y_true, y_pred], axis=0)
+        if self.downsample > 1:
+            both = tf.nn.avg_pool2d(both, self.downsample, self.downsample, "VALID")
+        pixels = (tf.cast(both, tf.float32) + 1.0) * 127.5
+        features = self.vgg(tf.keras.applications.vgg19.preprocess_input(pixels), training=False)
+        real, fake = tf.split(features, 2, axis=0)
+        return tf.reduce_mean(tf.square(tf.cast(tf.stop_gradient(real) - fake, tf.float32)), axis=[1, 2, 3])
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
+        mae = tf.reduce_mean(tf.abs(y_true - y_pred), axis=[1, 2, 3])
+        if self.weight == 0:
+            return mae
+        return mae + self.weight * self.perceptual(y_true, y_pred)

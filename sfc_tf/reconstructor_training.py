@@ -1,0 +1,136 @@
+"""Training the reconstructor: features as the decoder sees them, the paper's schedule, checkpoints, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from sfc_tf import distribute, losses, reconstructor
+
+
+def learning_rate_schedule(initial: float, final: float, total_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+    """Exponential decay from ``initial`` at step 0 to ``final`` at ``total_steps`` (the paper: 0.01 -> 0.0001
+    over 50 epochs)."""
+    return tf.keras.optimizers.schedules.ExponentialDecay(initial, max(total_steps, 1), final / initial)
+
+
+def noisy_features(features: np.ndarray, steps: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Stand-in for base-layer decoding when no base-layer model is given: uniform quantization noise of a
+    step drawn per example from ``steps``, then L2 re-normalisation (the decoder re-normalises too)."""
+    step = rng.choice(np.asarray(steps, np.float32), size=(len(features), 1))
+    noisy = features + (rng.random(features.shape, dtype=np.float32) - 0.5) * step
+    return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def decoded_feature_views(features: np.ndarray, degraders: Sequence[Callable[[np.ndarray], np.ndarray]]) -> np.ndarray:
+    """(R, N, D): the features as decoded at each of R rates (precomputed once; sampled per example)."""
+    return np.stack([degrade(features) for degrade in degraders]).astype(np.float32)
+
+
+def training_dataset(views: np.ndarray, crops: np.ndarray, batch_size: int, seed: int = 0) -> tf.data.Dataset:
+    """Endless shuffled batches of (decoded feature at a random rate, target crop in [-1, 1])."""
+    num_rates, num_images = views.shape[:2]
+    views_t, crops_t = tf.constant(views), tf.constant(crops)
+
+    def example(index):
+        rate = tf.random.stateless_uniform((), (seed, index), 0, num_rates, tf.int64)
+        return views_t[rate, index], reconstructor.to_unit_range(crops_t[index])
+
+    return (tf.data.Dataset.range(num_images).shuffle(num_images, seed=seed).repeat()
+            .map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    checkpoint_dir: str
+    epochs: int = 50
+    batch_size: int = 64
+    initial_lr: float = 0.01
+    final_lr: float = 0.0001
+    perceptual_weight: float = 1e-4
+    perceptual_layer: str = losses.DEFAULT_LAYER
+    perceptual_downsample: int = 1
+    vgg_weights: str | None = None
+    strategy: str = "default"
+    jit_compile: bool = False
+    mixed_precision: bool = False
+    max_minutes: float | None = None
+    log_dir: str | None = None
+    verbose: int = 1
+    seed: int = 0
+
+
+class _TimeLimit(tf.keras.callbacks.Callback):
+    """Stops training at the end of the epoch in which ``minutes`` have elapsed."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.deadline = time.time() + 60 * minutes
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.time() > self.deadline:
+            self.model.stop_training = True
+
+
+def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
+    if config.mixed_precision:
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = reconstructor.Reconstructor(feature_dim)
+    vgg = (losses.vgg_feature_model(config.perceptual_layer, config.vgg_weights)
+           if config.perceptual_weight > 0 else None)
+    loss = losses.ReconstructionLoss(vgg, config.perceptual_weight, config.perceptual_downsample)
+    schedule = learning_rate_schedule(config.initial_lr, config.final_lr, config.epochs * steps_per_epoch)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, jit_compile=config.jit_compile,
+                  metrics=[tf.keras.metrics.MeanAbsoluteError(name="mae")])
+    model.build_for_inference()
+    return model
+
+
+def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict) -> dict:
+    """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops. Keras BackupAndRestore keeps
+    model, optimizer and epoch in ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final
+    weights and meta.json go to ``checkpoint_dir``."""
+    out = pathlib.Path(config.checkpoint_dir)
+    steps_per_epoch = max(1, len(crops) // config.batch_size)
+    strategy = distribute.make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config, views.shape[-1], steps_per_epoch)
+    callbacks = [tf.keras.callbacks.BackupAndRestore(str(out / "backup"))]
+    if config.log_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
+    if config.max_minutes:
+        callbacks.append(_TimeLimit(config.max_minutes))
+    start = time.time()
+    history = model.fit(training_dataset(views, crops, config.batch_size, config.seed), epochs=config.epochs,
+                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose)
+    wall = time.time() - start
+    epochs_run = len(history.history["loss"])
+    final = {k: float(v[-1]) for k, v in history.history.items()}
+    return reconstructor.save(model, out, **meta, training=dataclasses.asdict(config), epochs_run_this_session=epochs_run,
+                              steps_run_this_session=epochs_run * steps_per_epoch, steps_per_epoch=steps_per_epoch,
+                              wall_time_s_this_session=round(wall, 1), final_metrics=final,
+                              images_per_second=round(epochs_run * steps_per_epoch * config.batch_size / wall, 2))
+
+
+def read_meta(directory: str) -> dict:
+    return json.loads((pathlib.Path(directory) / reconstructor.META_FILE).read_text())
+
+
+def throughput(config: TrainConfig, views: np.ndarray, crops: np.ndarray, steps: int = 6) -> float:
+    """Training images per second for ``config`` (first step, which compiles, excluded)."""
+    model = build_model(config, views.shape[-1], steps)
+    iterator = iter(training_dataset(views, crops, config.batch_size))
+    model.train_on_batch(*next(iterator))
+    start = time.time()
+    for _ in range(steps):
+        model.train_on_batch(*next(iterator))
+    tf.keras.mixed_precision.set_global_policy("float32")
+    return steps * config.batch_size / (time.time() - start)
