@@ -1,0 +1,60 @@
+"""Rate-accuracy on LFW (the paper's Fig. 2): analyze-then-compress (base layer) against
+compress-then-analyze (JPEG / JPEG2000 on the face crop, FaceNet on the decoded crop).
+
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \
+      --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
+
+``--extra_points`` takes JSON files of further points (e.g. base + enhancement totals from
+eval/rate_distortion.py: the key ``rate_accuracy_points``) and plots them with the rest.
+"""
+
+import json
+import pathlib
+
+from absl import app, flags
+
+from sfc_tf import base_layer, data, evaluation, facenet, metrics
+from sfc_tf.enhancement import make_codec
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
+flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
+flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
+flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_string("base_layer_dir", "checkpoints/base_layer", "Fitted base-layer models (index.json).")
+flags.DEFINE_list("jpeg_qualities", ["1", "5", "10", "20", "40", "70", "90"], "JPEG anchor qualities.")
+flags.DEFINE_list("jpeg2000_ratios", ["400", "200", "100", "50", "25", "12", "6"], "JPEG2000 anchor ratios.")
+flags.DEFINE_list("extra_points", [], "JSON files with a 'rate_accuracy_points' list to add.")
+flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("plot", None, "PNG plot of accuracy against bits per face.")
+
+
+def main(_):
+    extractor = facenet.FeatureExtractor()
+    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+                                        [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align,
+                                        extractor, f"{facenet.DEFAULT_KEY}-fixed")
+    index = faces.index()
+    reference = metrics.evaluate_pairs(pairs, index, faces.features)
+    models = [base_layer.load(pathlib.Path(FLAGS.base_layer_dir) / m["file"])
+              for m in json.loads((pathlib.Path(FLAGS.base_layer_dir) / "index.json").read_text())["models"]]
+    points = evaluation.base_layer_points(models, pairs, index, faces.features)
+    codecs = [make_codec("jpeg", q) for q in FLAGS.jpeg_qualities]
+    codecs += [make_codec("jpeg2000", r) for r in FLAGS.jpeg2000_ratios]
+    points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor)
+    for extra in FLAGS.extra_points:
+        points += json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
+    evaluation.write_json(FLAGS.output_json, {
+        "reference_accuracy": reference.accuracy, "reference_accuracy_std": reference.accuracy_std,
+        "num_pairs": len(pairs), "align": FLAGS.align, "points": points})
+    for p in points:
+        print(f"{p['codec']:>12} {p['parameter']!s:>8}: {p['bits_per_face']:9.1f} bits/face, "
+              f"accuracy {p['accuracy']:.4f} +- {p['accuracy_std']:.4f}")
+    if FLAGS.plot:
+        evaluation.plot_curves(points, "bits_per_face", "accuracy", FLAGS.plot,
+                               f"LFW verification vs rate ({len(pairs)} pairs, {FLAGS.align} crops)",
+                               reference.accuracy, ylabel="verification accuracy")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,37 @@
+"""JPEG (Pillow/libjpeg), quality 1-95 as the rate knob, 4:2:0 chroma subsampling (Pillow's default),
+optimised Huffman tables."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from sfc_tf.enhancement import JPEG, ImageCodec
+from sfc_tf.errors import BitstreamError
+
+
+class JpegCodec(ImageCodec):
+    codec_id = JPEG
+
+    def __init__(self, quality: int):
+        if not 1 <= int(quality) <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+        super().__init__(int(quality))
+
+    def encode(self, image: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(self.check_image(image)).save(buffer, "JPEG", quality=self.parameter, optimize=True)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format != "JPEG":
+                    raise BitstreamError(f"enhancement payload is {image.format}, not JPEG")
+                return self.check_decoded(np.asarray(image.convert("RGB")), "JPEG payload")
+        except BitstreamError:
+            raise
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on damaged data
+            raise BitstreamError(f"cannot decode JPEG payload ({len(data)} bytes): {exc}") from exc

@@ -1,0 +1,83 @@
+"""Reconstructor network, loss, schedule and checkpoints."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sfc_tf import losses, reconstructor
+from sfc_tf import reconstructor_training as training
+from sfc_tf.errors import WeightsError
+
+
+@pytest.mark.parametrize("dim", [128, 512])
+def test_output_shape_and_range(dim):
+    model = reconstructor.Reconstructor(dim)
+    out = model(tf.random.normal((3, dim)) * 10)
+    assert out.shape == (3, 160, 160, 3) and model.output_size() == 160
+    assert float(tf.reduce_min(out)) >= -1 and float(tf.reduce_max(out)) <= 1
+    assert reconstructor.to_uint8(out).dtype == np.uint8
+
+
+def test_blocks_are_dconvops_with_he_init_and_tanh_last():
+    model = reconstructor.Reconstructor(128)
+    assert all(isinstance(b, reconstructor.DconvOp) for b in model.blocks)
+    assert [b.config["activation"] for b in model.blocks] == ["relu"] * 6 + ["tanh"]
+    assert isinstance(model.blocks[0].deconv.kernel_initializer, tf.keras.initializers.HeNormal)
+
+
+def test_schedule_hits_both_ends():
+    schedule = training.learning_rate_schedule(0.01, 0.0001, 1000)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(1000)) == pytest.approx(0.0001)
+
+
+def test_one_training_step_lowers_the_loss(fixture_crops):
+    tf.keras.utils.set_random_seed(0)
+    features = np.random.default_rng(0).normal(size=(len(fixture_crops), 128)).astype(np.float32)
+    targets = reconstructor.to_unit_range(fixture_crops)
+    model = reconstructor.Reconstructor(128)
+    model.compile(tf.keras.optimizers.Adam(1e-3), losses.ReconstructionLoss(None, 0.0))
+    before = model.evaluate(features, targets, verbose=0)
+    for _ in range(3):
+        model.train_on_batch(features, targets)
+    assert model.evaluate(features, targets, verbose=0) < before
+
+
+def test_perceptual_loss_with_the_shared_vgg_weights(shared_vgg_weights, fixture_crops):
+    vgg = losses.vgg_feature_model("block3_conv2", shared_vgg_weights)
+    loss = losses.ReconstructionLoss(vgg, 1e-5, perceptual_downsample=2)
+    x = reconstructor.to_unit_range(fixture_crops[:2])
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss(x, tf.reverse(x, axis=[2]))) > 0
+
+
+def test_deeper_layer_than_the_weights_file_holds_is_refused(shared_vgg_weights):
+    with pytest.raises(WeightsError, match="block4_conv1"):
+        losses.vgg_feature_model("block4_conv2", shared_vgg_weights)
+
+
+def test_missing_vgg_file_and_unknown_layer(tmp_path, shared_vgg_weights):
+    with pytest.raises(WeightsError, match="not found"):
+        losses.vgg_feature_model("block3_conv2", tmp_path / "none.h5")
+    with pytest.raises(WeightsError, match="no layer"):
+        losses.vgg_feature_model("block9_conv1", shared_vgg_weights)
+
+
+def test_checkpoint_round_trip_and_tamper_check(tmp_path):
+    model = reconstructor.Reconstructor(128).build_for_inference()
+    features = tf.random.normal((2, 128))
+    meta = reconstructor.save(model, tmp_path / "ckpt", note="test")
+    loaded = reconstructor.load(tmp_path / "ckpt")
+    np.testing.assert_array_equal(model(features).numpy(), loaded(features).numpy())
+    assert loaded.model_id == meta["sha256"] and meta["layers"][0] == [5, 512, 1, "valid"]
+    with open(tmp_path / "ckpt" / reconstructor.WEIGHTS_FILE, "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(WeightsError, match="sha256"):
+        reconstructor.load(tmp_path / "ckpt")
+
+
+def test_noisy_features_stay_unit_norm():
+    features = np.eye(4, dtype=np.float32)
+    noisy = training.noisy_features(features, [0.1], np.random.default_rng(0))
+    np.testing.assert_allclose(np.linalg.norm(noisy, axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(noisy, features)
