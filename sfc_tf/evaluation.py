@@ -59,6 +59,28 @@ def write_json(path: str | pathlib.Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
+def plot_rate_accuracy(result: dict, path: str | pathlib.Path) -> None:
+    """The rate-accuracy figure of a ``rate_accuracy.py`` result: accuracy against bits per face, log x."""
+    plot_curves(result["points"], "bits_per_face", "accuracy", path,
+                f"LFW verification vs rate ({result['num_pairs']} pairs, {result['align']} crops)",
+                result["reference_accuracy"], ylabel="verification accuracy")
+
+
+def add_rate_accuracy_points(result_path: str | pathlib.Path, points: list[dict],
+                             plot_path: str | pathlib.Path | None = None) -> dict:
+    """Hook for later codecs (e.g. "base+jpeg"): add ``points`` (same keys as ``point``) to an existing
+    rate-accuracy JSON, replacing earlier points of the same codec names, and redraw its plot. Returns the
+    updated result."""
+    result_path = pathlib.Path(result_path)
+    result = json.loads(result_path.read_text())
+    codecs = {p["codec"] for p in points}
+    result["points"] = [p for p in result["points"] if p["codec"] not in codecs] + list(points)
+    write_json(result_path, result)
+    if plot_path:
+        plot_rate_accuracy(result, plot_path)
+    return result
+
+
 def plot_curves(points: list[dict], x: str, y: str, path: str | pathlib.Path, title: str,
                 reference: float | None = None, xlabel: str = "bits per face", ylabel: str | None = None) -> None:
     """One line per codec of ``y`` against ``x`` (log x axis), PNG."""

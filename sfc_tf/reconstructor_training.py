@@ -68,7 +68,7 @@ class TrainConfig:
     seed: int = 0
 
 
-class _TimeLimit(tf.keras.callbacks.Callback):
+class TimeLimit(tf.keras.callbacks.Callback):
     """Stops training at the end of the epoch in which ``minutes`` have elapsed."""
 
     def __init__(self, minutes: float):
@@ -107,7 +107,7 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict)
     if config.log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
-        callbacks.append(_TimeLimit(config.max_minutes))
+        callbacks.append(TimeLimit(config.max_minutes))
     start = time.time()
     history = model.fit(training_dataset(views, crops, config.batch_size, config.seed), epochs=config.epochs,
                          steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose)

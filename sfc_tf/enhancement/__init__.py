@@ -1,8 +1,10 @@
 """Enhancement-layer codecs: one interface, three implementations (JPEG, JPEG2000, learned Balle-2016).
 
-Every codec codes an 8-bit RGB image (the crop itself for the anchors, the min-max normalised residual for
-the enhancement layer; see ``minmax``): ``encode(uint8 HxWx3) -> bytes`` and ``decode(bytes) -> uint8 HxWx3``.
-Damaged bytes raise ``BitstreamError``. Codec ids are the bitstream's.
+Every ``ImageCodec`` codes an 8-bit RGB image (the crop itself for the anchors):
+``encode(uint8 HxWx3) -> bytes`` and ``decode(bytes) -> uint8 HxWx3``. ``ResidualCodec`` wraps one for the
+enhancement layer: ``encode(float32 residual HxWx3) -> bytes`` (4-byte min/max field + the image codec's payload
+of the min-max normalised residual; see ``minmax``) and ``decode(bytes) -> float32 residual``; the min/max
+handling lives only there. Damaged bytes raise ``BitstreamError``. Codec ids are the bitstream's.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import abc
 
 import numpy as np
 
+from sfc_tf.enhancement import minmax
 from sfc_tf.errors import BitstreamError
 
 NONE, JPEG, JPEG2000, LEARNED = 0, 1, 2, 3
@@ -72,3 +75,54 @@ def make_codec(name: str, parameter) -> ImageCodec:
 
         return LearnedCodec.load(parameter)
     raise ValueError(f"unknown enhancement codec {name!r}; use jpeg, jpeg2000 or learned")
+
+
+class ResidualCodec:
+    """The enhancement layer: residual r = x - x_hat -> ``min/max (4 bytes) | image codec payload``."""
+
+    def __init__(self, codec: ImageCodec):
+        self.codec = codec
+
+    @property
+    def codec_id(self) -> int:
+        return self.codec.codec_id
+
+    @property
+    def parameter(self):
+        return self.codec.parameter
+
+    @property
+    def name(self) -> str:
+        return self.codec.name
+
+    @staticmethod
+    def split(data: bytes) -> tuple[minmax.MinMax, bytes]:
+        """``encode`` output -> (transmitted range, image codec payload); the bitstream stores them apart."""
+        if len(data) <= minmax.NUM_BYTES:
+            raise BitstreamError(f"enhancement layer of {len(data)} bytes is truncated")
+        return minmax.MinMax.from_bytes(data[:minmax.NUM_BYTES]), data[minmax.NUM_BYTES:]
+
+    def encode_many(self, residuals: np.ndarray) -> list[bytes]:
+        """float residuals (N, H, W, 3) -> N records."""
+        pairs = [minmax.normalise(r) for r in residuals]
+        payloads = self.codec.encode_many(np.stack([image for image, _ in pairs]))
+        return [span.to_bytes() + payload for (_, span), payload in zip(pairs, payloads)]
+
+    def decode_many(self, records: list[bytes]) -> np.ndarray:
+        """N records -> float32 residuals (N, H, W, 3)."""
+        if not records:
+            raise BitstreamError("no enhancement-layer records to decode")
+        spans, payloads = zip(*(self.split(record) for record in records))
+        images = self.codec.decode_many(list(payloads))
+        return np.stack([minmax.denormalise(image, span) for image, span in zip(images, spans)])
+
+    def encode(self, residual: np.ndarray) -> bytes:
+        return self.encode_many(np.asarray(residual)[None])[0]
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.decode_many([data])[0]
+
+
+def make_residual_codec(name: str, parameter) -> ResidualCodec:
+    """``make_codec`` for the enhancement layer (codes residuals, not images)."""
+    return ResidualCodec(make_codec(name, parameter))
