@@ -29,6 +29,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/sfc demo $(DEMO_A) demo_output --overwrite
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/sfc features $(DEMO_A) $(DEMO_B)
 
 test: $(STAMP)

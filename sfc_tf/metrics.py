@@ -72,3 +72,26 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.nda
     mse = np.mean((reference - test) ** 2, axis=axes)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(peak ** 2 / mse)
+
+
+def _bd_integral(x_a, y_a, x_b, y_b) -> float:
+    """Mean difference (b - a) of two cubic fits y(x) over the x range both curves cover."""
+    low, high = max(min(x_a), min(x_b)), min(max(x_a), max(x_b))
+    if low >= high:
+        raise ValueError("the two curves do not overlap")
+    fit_a, fit_b = np.polyfit(x_a, y_a, 3), np.polyfit(x_b, y_b, 3)
+    area_a = np.polyval(np.polyint(fit_a), high) - np.polyval(np.polyint(fit_a), low)
+    area_b = np.polyval(np.polyint(fit_b), high) - np.polyval(np.polyint(fit_b), low)
+    return float((area_b - area_a) / (high - low))
+
+
+def bd_rate(rates_anchor, psnr_anchor, rates_test, psnr_test) -> float:
+    """Bjontegaard delta rate (%): average rate change of the test curve against the anchor at equal PSNR
+    (negative = the test saves bits). Needs at least 4 points per curve."""
+    difference = _bd_integral(psnr_anchor, np.log(rates_anchor), psnr_test, np.log(rates_test))
+    return float((np.exp(difference) - 1) * 100)
+
+
+def bd_psnr(rates_anchor, psnr_anchor, rates_test, psnr_test) -> float:
+    """Bjontegaard delta PSNR (dB): average PSNR gain of the test curve at equal rate."""
+    return _bd_integral(np.log(rates_anchor), psnr_anchor, np.log(rates_test), psnr_test)

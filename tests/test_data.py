@@ -122,3 +122,12 @@ def test_image_folder_dataset_yields_crops_and_labels(fixture_lfw_dir):
     labels = np.concatenate([y for _, y in batches])
     assert crops.shape == (4, 160, 160, 3) and crops.dtype == np.uint8
     assert sorted(labels.tolist()) == [0, 0, 1, 1]
+
+
+def test_bd_rate_and_psnr_of_shifted_curves():
+    rates = np.array([100.0, 200, 400, 800, 1600])
+    psnr = 20 + 3 * np.log2(rates / 100)
+    assert metrics.bd_rate(rates, psnr, rates / 2, psnr) == pytest.approx(-50, abs=1e-6)
+    assert metrics.bd_psnr(rates, psnr, rates, psnr + 1.5) == pytest.approx(1.5, abs=1e-6)
+    with pytest.raises(ValueError):
+        metrics.bd_rate(rates, psnr, rates, psnr + 100)
