@@ -3,16 +3,39 @@ decoder computes it (uint8 reconstruction, integer residual), min-max normalised
 
 from __future__ import annotations
 
+import os
+import pathlib
+from typing import Callable
+
 import numpy as np
 
 from sfc_tf import reconstructor as reconstructor_module
 from sfc_tf.enhancement import minmax
+from sfc_tf.errors import WeightsError
 
 
-def reconstruct(model, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Decoded features -> uint8 faces, in batches (one model call per batch)."""
-    out = [reconstructor_module.to_uint8(model(features[i:i + batch_size], training=False))
-           for i in range(0, len(features), batch_size)]
+def load_reconstructor(path: str | os.PathLike) -> Callable:
+    """A shipped reconstructor directory (weights.h5 + meta.json), or, for work in progress, the prefix of a
+    Keras BackupAndRestore training checkpoint (``.../backup/chief/ckpt-N``) of the default architecture."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        return reconstructor_module.load(path)
+    if not pathlib.Path(f"{path}.index").is_file():
+        raise WeightsError(f"{path} is neither a reconstructor directory nor a TF checkpoint prefix")
+    import tensorflow as tf
+
+    model = reconstructor_module.Reconstructor().build_for_inference()
+    tf.train.Checkpoint(model=model).read(str(path)).expect_partial().assert_existing_objects_matched()
+    model.model_id = f"training-checkpoint:{path}"
+    return model
+
+
+def reconstruct(model: Callable, features: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Decoded features (N, D) -> uint8 faces, in batches; ``model`` maps features to images in [-1, 1]."""
+    from tqdm import tqdm
+
+    starts = tqdm(range(0, len(features), batch_size), desc="reconstruct", disable=not progress, leave=False)
+    out = [reconstructor_module.to_uint8(model(features[i:i + batch_size], training=False)) for i in starts]
     return np.concatenate(out) if out else np.zeros((0, 160, 160, 3), np.uint8)
 
 

@@ -89,65 +89,88 @@ def test_residual_codec_constant_and_damaged(name, parameter):
         codec.encode(np.full((160, 160, 3), np.inf, np.float32))
 
 
+TINY_FILTERS = 16      # the shipped architecture has 128; a narrow untrained model keeps the tests fast
+
+
+def test_default_architecture_has_128_filters():
+    from sfc_tf.enhancement import learned
+
+    model = learned.BLS2017(0.01)
+    assert model.num_filters == learned.NUM_FILTERS == 128
+    assert model.analysis_transform.layers[-1].kernel.shape[-1] == 128
+
+
 @pytest.fixture(scope="module")
-def tiny_learned_checkpoint(tmp_path_factory, fixture_crops):
-    from sfc_tf.enhancement import training
+def tiny_learned_checkpoint(tmp_path_factory):
+    from sfc_tf.enhancement import learned
 
     directory = tmp_path_factory.mktemp("learned")
-    config = training.EnhancementTrainConfig(str(directory), lmbda=0.01, epochs=1, batch_size=2, verbose=0)
-    meta = training.train(config, fixture_crops, {"input": "test"})
-    assert meta["steps"] == 3 and meta["epochs_done"] == 1 and meta["input"] == "test"
+    learned.save(learned.BLS2017(0.01, TINY_FILTERS), directory, input="test")
     return directory
+
+
+@pytest.fixture(scope="module")
+def tiny_codec(tiny_learned_checkpoint):
+    from sfc_tf.enhancement import make_codec
+
+    return make_codec("learned", tiny_learned_checkpoint)
+
+
+def _weights(directory):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(directory / "weights"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def _same_weights(first, second) -> bool:
+    a, b = _weights(first), _weights(second)
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_training_warm_starts_and_resumes(tiny_learned_checkpoint, fixture_crops, tmp_path):
     from sfc_tf.enhancement import training
 
-    config = training.EnhancementTrainConfig(str(tmp_path / "a"), 0.01, epochs=1, batch_size=2, patch_size=32,
-                                             learning_rate=0.0, init_from=str(tiny_learned_checkpoint), verbose=0)
-    first = training.train(config, fixture_crops, {})
-    assert first["steps"] == 3 and _same_weights(tmp_path / "a", tiny_learned_checkpoint)
-    config.epochs, config.learning_rate = 2, 1e-3
-    second = training.train(config, fixture_crops, {})
+    config = training.EnhancementTrainConfig(str(tmp_path), 0.01, epochs=1, batch_size=2, patch_size=32,
+                                             num_filters=TINY_FILTERS, learning_rate=0.0,
+                                             init_from=str(tiny_learned_checkpoint), verbose=0)
+    first = training.train(config, fixture_crops, {"input": "test"})
+    assert first["steps"] == 3 and first["epochs_done"] == 1 and first["input"] == "test"
+    assert _same_weights(tmp_path, tiny_learned_checkpoint)       # learning rate 0: exactly the warm start
+    config.epochs, config.learning_rate = 2, 1e-2
+    second = training.train(config, fixture_crops, {"input": "test"})
     assert second["steps"] == 6 and second["wall_time_s"] >= first["wall_time_s"]
-    assert not _same_weights(tmp_path / "a", tiny_learned_checkpoint)
+    assert not _same_weights(tmp_path, tiny_learned_checkpoint)
+    assert set(second["final_metrics"]) == {"loss", "bpp", "mse"}
     with pytest.raises(ValueError):
         training.patches_dataset(fixture_crops, 2, 40)
 
 
-def _same_weights(first, second) -> bool:
-    from sfc_tf.enhancement import learned
+def test_learned_round_trip_and_rate_estimate(tiny_codec, fixture_crops):
+    from sfc_tf.enhancement import ResidualCodec
 
-    a, b = learned.load_model(first)[0], learned.load_model(second)[0]
-    return all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.weights, b.weights))
-
-
-def test_learned_round_trip_and_rate_estimate(tiny_learned_checkpoint, fixture_crops):
-    from sfc_tf.enhancement import make_codec
-
-    residual_codec = make_residual_codec("learned", tiny_learned_checkpoint)
+    assert tiny_codec.codec_id == LEARNED
+    residual_codec = ResidualCodec(tiny_codec)
     residual = smooth_residual(2)
     decoded_residual = residual_codec.decode(residual_codec.encode(residual))
     assert decoded_residual.shape == residual.shape and np.isfinite(decoded_residual).all()
-    codec = make_codec("learned", tiny_learned_checkpoint)
-    assert codec.codec_id == LEARNED and codec.model.num_filters == 128
-    records = codec.encode_many(fixture_crops[:2])
-    decoded = codec.decode_many(records)
+    records = tiny_codec.encode_many(fixture_crops[:2])
+    decoded = tiny_codec.decode_many(records)
     assert decoded.shape == (2, 160, 160, 3) and decoded.dtype == np.uint8
-    np.testing.assert_array_equal(codec.decode(records[1]), decoded[1])
-    estimate = codec.model.estimated_bits(fixture_crops[:2])
+    np.testing.assert_array_equal(tiny_codec.decode(records[1]), decoded[1])
+    estimate = tiny_codec.model.estimated_bits(fixture_crops[:2])
     coded = np.array([8 * (len(r) - 2) for r in records])
     assert np.all(np.abs(coded - estimate) <= 0.03 * estimate + 64)
 
 
-def test_learned_damaged_payloads_raise(tiny_learned_checkpoint, fixture_crops):
-    from sfc_tf.enhancement import make_codec
-
-    codec = make_codec("learned", tiny_learned_checkpoint)
-    record = codec.encode(fixture_crops[0])
+def test_learned_damaged_payloads_raise(tiny_codec, fixture_crops):
+    record = tiny_codec.encode(fixture_crops[0])
     for damaged in (b"", record[:2], b"\x00\x0a" + record[2:], [record, b"\x05\x05xyz"]):
         with pytest.raises(BitstreamError):
-            codec.decode_many(damaged if isinstance(damaged, list) else [damaged])
+            tiny_codec.decode_many(damaged if isinstance(damaged, list) else [damaged])
+    with pytest.raises(ValueError):
+        tiny_codec.encode(fixture_crops[0, :150])
 
 
 def test_learned_checkpoint_tampering_is_detected(tiny_learned_checkpoint, tmp_path):
@@ -162,11 +185,12 @@ def test_learned_checkpoint_tampering_is_detected(tiny_learned_checkpoint, tmp_p
         handle.write(b"x")
     with pytest.raises(WeightsError):
         learned.LearnedCodec.load(copy)
+    with pytest.raises(WeightsError):
+        learned.LearnedCodec.load(tmp_path / "missing")
 
 
 DECODE_SCRIPT = """
 import hashlib, sys
-import numpy as np
 from sfc_tf.enhancement import make_codec
 codec = make_codec("learned", sys.argv[1])
 records = [bytes.fromhex(line) for line in open(sys.argv[2]).read().split()]
@@ -174,19 +198,16 @@ print(hashlib.sha256(codec.decode_many(records).tobytes()).hexdigest())
 """
 
 
-def test_learned_decoding_is_bit_identical_across_processes(tiny_learned_checkpoint, fixture_crops, tmp_path):
-    from sfc_tf.enhancement import make_codec
-
-    codec = make_codec("learned", tiny_learned_checkpoint)
-    records = codec.encode_many(fixture_crops)
-    (tmp_path / "records.txt").write_text("\n".join(r.hex() for r in records))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    digests = {
-        subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(tiny_learned_checkpoint), str(tmp_path / "records.txt")],
-                       check=True, capture_output=True, text=True, env=env).stdout.strip()
-        for _ in range(2)
-    }
+def test_learned_decoding_is_bit_identical_across_processes(tiny_learned_checkpoint, tiny_codec, fixture_crops,
+                                                            tmp_path):
     import hashlib
 
-    digests.add(hashlib.sha256(codec.decode_many(records).tobytes()).hexdigest())
+    records = tiny_codec.encode_many(fixture_crops)
+    (tmp_path / "records.txt").write_text("\n".join(r.hex() for r in records))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-c", DECODE_SCRIPT, str(tiny_learned_checkpoint), str(tmp_path / "records.txt")]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    digests = {worker.communicate(timeout=300)[0].strip() for worker in workers}
+    assert all(worker.returncode == 0 for worker in workers)
+    digests.add(hashlib.sha256(tiny_codec.decode_many(records).tobytes()).hexdigest())
     assert len(digests) == 1

@@ -1,8 +1,11 @@
 """Build the enhancement layer's training set: min-max normalised residuals of training-identity crops against
-their reconstructions from base-layer-decoded features (exactly as the decoder sees them).
+their reconstructions from base-layer-decoded features (the real bytes decoded, exactly as the decoder sees them).
 
   python train/build_residuals.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --output cache/residuals_train.npz
+      --identities ../shared/data/lfw/train_identities.txt --reconstructor checkpoints/reconstructor
+
+Writes ``<cache>/residuals/<name>.npz`` (residuals uint8 (N,160,160,3), low/high float32, paths, ids of the models).
+``--reconstructor`` also takes a training checkpoint prefix (work in progress; see residuals.load_reconstructor).
 """
 
 import pathlib
@@ -10,30 +13,31 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, facenet, reconstructor, residuals
+from sfc_tf import base_layer, data, facenet, residuals, settings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Identity list (training identities only).", required=True)
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
 flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base-layer model.")
-flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor checkpoint.")
-flags.DEFINE_string("output", None, "Output .npz (residuals uint8, low/high float32, paths).", required=True)
+flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor directory or checkpoint prefix.")
+flags.DEFINE_string("output", None, "Output .npz; default <cache>/residuals/train_<align>_<base step>.npz.")
 
 
 def main(_):
     paths = [p for p, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
     faces = data.load_faces(FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(),
                             f"{facenet.DEFAULT_KEY}-fixed")
-    model = base_layer.load(FLAGS.base_layer)
-    decoded = model.decode(model.encode(faces.features))
-    recon = residuals.reconstruct(reconstructor.load(FLAGS.reconstructor), decoded)
-    images, spans = residuals.residual_images(faces.crops, recon)
-    out = pathlib.Path(FLAGS.output)
+    base = base_layer.load(FLAGS.base_layer)
+    decoded = base.decode(base.encode(faces.features))
+    model = residuals.load_reconstructor(FLAGS.reconstructor)
+    images, spans = residuals.residual_images(faces.crops, residuals.reconstruct(model, decoded, progress=True))
+    out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / f"train_{FLAGS.align}_{base.step}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, residuals=images, low=np.array([s.low for s in spans], np.float32),
-             high=np.array([s.high for s in spans], np.float32), paths=np.array(paths))
-    print(f"{len(images)} residuals -> {out}")
+             high=np.array([s.high for s in spans], np.float32), paths=np.array(paths),
+             base_layer=base.model_id, reconstructor=model.model_id)
+    print(f"{len(images)} residuals -> {out}; mean range {np.mean([s.high - s.low for s in spans]):.1f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ it with inverse GDN; a factorized ("deep factorized", noisy) entropy model; real
 loss = bits per pixel + lambda x MSE (pixels in 0..255).
 
 Payload: ``latent height (1 byte) | latent width (1 byte) | range-coded latent`` (image = 16 x latent size).
-Decoding runs on the CPU; the entropy model's quantized CDF tables are hashed at export and checked at load
+Decoding runs on the CPU (range decoding is exact; the synthesis convolutions are deterministic there, checked
+across processes by the tests; ``tf.config.experimental.enable_op_determinism`` is not switched on globally
+because it forbids unseeded random initialisers elsewhere in the process); the entropy model's quantized CDF tables are hashed at export and checked at load
 (``WeightsError`` if this platform computes different tables, which would break bit-exact decoding).
 """
 
@@ -26,7 +28,7 @@ from sfc_tf.errors import BitstreamError, WeightsError
 
 NUM_FILTERS = 128
 DOWNSCALE = 16
-WEIGHTS = "weights"          # TF checkpoint prefix (object-based; h5 mis-restores tfc layers)
+WEIGHTS = "weights"          # TF checkpoint prefix (object-based: transforms + prior, no optimizer state)
 WEIGHT_FILES = ("weights.index", "weights.data-00000-of-00001")
 META_FILE = "meta.json"
 
@@ -133,6 +135,17 @@ class BLS2017(tf.keras.Model):
         return bits.numpy()
 
 
+def _weights(model: BLS2017) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(analysis_transform=model.analysis_transform,
+                               synthesis_transform=model.synthesis_transform, prior=model.prior)
+
+
+def restore_weights(model: BLS2017, directory: str | os.PathLike) -> BLS2017:
+    """Reads the weights saved by ``save`` into ``model`` (same number of filters)."""
+    _weights(model).read(str(pathlib.Path(directory) / WEIGHTS)).assert_existing_objects_matched()
+    return model
+
+
 def weights_sha256(directory: pathlib.Path) -> str:
     digest = hashlib.sha256()
     for name in WEIGHT_FILES:
@@ -143,7 +156,7 @@ def weights_sha256(directory: pathlib.Path) -> str:
 def save(model: BLS2017, directory: str | os.PathLike, **meta) -> dict:
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_weights(str(directory / WEIGHTS))
+    _weights(model).write(str(directory / WEIGHTS))
     model.enable_coding()
     record = {**meta, "lmbda": model.lmbda, "num_filters": model.num_filters,
               "sha256": weights_sha256(directory),
@@ -159,8 +172,7 @@ def load_model(directory: str | os.PathLike) -> tuple[BLS2017, dict]:
     meta = json.loads((directory / META_FILE).read_text())
     if weights_sha256(directory) != meta["sha256"]:
         raise WeightsError(f"{directory}: weights do not match the sha256 in {META_FILE}")
-    model = BLS2017(meta["lmbda"], meta["num_filters"])
-    model.load_weights(str(directory / WEIGHTS)).assert_existing_objects_matched()
+    model = restore_weights(BLS2017(meta["lmbda"], meta["num_filters"]), directory)
     model.enable_coding()
     if model.table_sha256() != meta["cdf_table_sha256"]:
         raise WeightsError(f"{directory}: this platform computes different range-coding tables than the encoder's")

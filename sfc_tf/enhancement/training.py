@@ -104,9 +104,10 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         manager = tf.train.CheckpointManager(state, str(out / STATE_DIR), max_to_keep=1)
         if manager.latest_checkpoint:
             state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            model.optimizer.learning_rate.assign(config.learning_rate)   # the restored state holds the old one
         elif config.init_from:
             learned.load_model(config.init_from)  # checks the sha256 before we read the weights
-            model.load_weights(str(pathlib.Path(config.init_from) / learned.WEIGHTS)).expect_partial()
+            learned.restore_weights(model, config.init_from)
     previous = _previous_meta(out) if manager.latest_checkpoint else {}
     done = int(model.optimizer.iterations)
     callbacks = [SaveState(manager, config.save_every)]
