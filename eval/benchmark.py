@@ -1,0 +1,88 @@
+"""Speed of every stage in faces/s on this CPU, batch 1 and batched, with Pillow JPEG and glymur JPEG2000 on the
+same crops measured in the same run (ratios in the JSON).
+
+  python eval/benchmark.py --lfw_dir ../shared/data/lfw --output_json eval/results/benchmark.json
+"""
+
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+from sfc_tf import bitstream, data, evaluation, facenet
+from sfc_tf.codec import ScalableCodec
+from sfc_tf.enhancement import make_codec
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
+flags.DEFINE_integer("faces", 64, "Faces per batched measurement.")
+flags.DEFINE_integer("single", 8, "Faces timed one at a time for the batch-1 figures.")
+flags.DEFINE_string("enhancement", "jpeg", "Enhancement codec of the full encode/decode measurement.")
+flags.DEFINE_string("quality", "50", "Its quality parameter.")
+flags.DEFINE_string("output_json", "eval/results/benchmark.json", "Result JSON.")
+
+
+def rate(function, items, batched: bool) -> float:
+    """faces/s of ``function`` over ``items``: one call for the batch, or one call per item."""
+    function(items[:1]) if batched else function(items[0])        # warm-up (graph tracing, caches)
+    start = time.perf_counter()
+    if batched:
+        function(items)
+    else:
+        for item in items:
+            function(item)
+    return len(items) / (time.perf_counter() - start)
+
+
+def main(_):
+    pairs_file = f"{FLAGS.lfw_dir}/pairs.txt"
+    _, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, [1], "mtcnn", facenet.FeatureExtractor(),
+                                    f"{facenet.DEFAULT_KEY}-fixed", progress=False)
+    crops = faces.crops[:FLAGS.faces]
+    codec = ScalableCodec(align="crop")
+    base = codec.base_layer
+    features = codec.extractor(crops)
+    records = base.encode(features)
+    decoded = base.decode(records)
+    recon = codec.reconstructor
+    files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality)
+    base_files = [bitstream.strip_enhancement(f) for f in files]
+    jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
+    jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
+    stages = {
+        "feature extraction": (lambda x: codec.extractor(x if x.ndim == 4 else x[None]), crops),
+        "base encode": (lambda f: base.encode(f if f.ndim == 2 else f[None]), features),
+        "base decode (bytes -> feature)": (lambda r: base.decode(r if isinstance(r, list) else [r]), records),
+        "reconstruction": (lambda f: recon(f if f.ndim == 2 else f[None], training=False), decoded),
+        "full encode (crop -> .sfc)": (lambda c: codec.encode_crops(c if c.ndim == 4 else c[None], FLAGS.enhancement,
+                                                                    FLAGS.quality), crops),
+        "base-only decode (.sfc -> feature)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "base"),
+                                               base_files),
+        "full decode (.sfc -> face)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "full"), files),
+        "Pillow JPEG q50 encode": (lambda c: jpeg.encode_many(c if c.ndim == 4 else c[None]), crops),
+        "Pillow JPEG q50 decode": (lambda b: jpeg.decode_many(b if isinstance(b, list) else [b]), jpeg_bytes),
+        "glymur JPEG2000 40:1 encode": (lambda c: jpeg2000.encode_many(c if c.ndim == 4 else c[None]), crops),
+        "glymur JPEG2000 40:1 decode": (lambda b: jpeg2000.decode_many(b if isinstance(b, list) else [b]), j2k_bytes),
+    }
+    rows = []
+    for name, (function, items) in stages.items():
+        items = list(items) if isinstance(items, list) else items
+        row = {"stage": name, "batch_1_faces_per_s": rate(function, items[:FLAGS.single], batched=False),
+               "batched_faces_per_s": rate(function, items, batched=True), "batch": len(items)}
+        rows.append(row)
+        print(f"{name:>36}: {row['batch_1_faces_per_s']:10.1f} faces/s (batch 1), "
+              f"{row['batched_faces_per_s']:10.1f} faces/s (batch {len(items)})")
+    by_name = {r["stage"]: r["batched_faces_per_s"] for r in rows}
+    ratios = {"full decode / Pillow JPEG decode": by_name["full decode (.sfc -> face)"] / by_name["Pillow JPEG q50 decode"],
+              "full decode / glymur JPEG2000 decode":
+                  by_name["full decode (.sfc -> face)"] / by_name["glymur JPEG2000 40:1 decode"],
+              "base-only decode / Pillow JPEG decode":
+                  by_name["base-only decode (.sfc -> feature)"] / by_name["Pillow JPEG q50 decode"]}
+    evaluation.write_json(FLAGS.output_json, {"cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+                                              "enhancement": FLAGS.enhancement, "quality": FLAGS.quality,
+                                              "stages": rows, "ratios": ratios})
+
+
+if __name__ == "__main__":
+    app.run(main)
