@@ -36,6 +36,7 @@ class EnhancementTrainConfig:
     jit_compile: bool = False
     max_minutes: float | None = None
     save_every: int = 200
+    eval_images: int = 64
     init_from: str | None = None
     verbose: int = 1
     seed: int = 0
@@ -124,7 +125,16 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         model, out, **meta, training=dataclasses.asdict(config), steps=steps, steps_per_epoch=steps_per_epoch,
         epochs_done=round(steps / steps_per_epoch, 3), train_images=len(images),
         wall_time_s=round(previous.get("wall_time_s", 0.0) + wall, 1), final_metrics=final,
+        final_eval=evaluate(model, images[:config.eval_images]),
         images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None)
+
+
+def evaluate(model: learned.BLS2017, images: np.ndarray, batch_size: int = 16) -> dict:
+    """Loss, bpp and MSE of the model as it is now (rounded latents, whole images); the fit metrics are
+    running means over the session."""
+    results = model.evaluate(tf.data.Dataset.from_tensor_slices(images).batch(batch_size), verbose=0,
+                             return_dict=True)
+    return {"images": len(images), **{k: float(v) for k, v in results.items()}}
 
 
 def throughput(images: np.ndarray, patch_size: int, batch_size: int = 16, steps: int = 5,
