@@ -3,9 +3,16 @@ compress-then-analyze (JPEG / JPEG2000 on the face crop, FaceNet on the decoded 
 
   python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \
       --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align center \
+      --base_layer_dir checkpoints/base_layer/center \
+      --output_json eval/results/rate_accuracy_center.json --plot eval/results/rate_accuracy_center.png
 
-``--extra_points`` takes JSON files of further points (e.g. base + enhancement totals from
-eval/rate_distortion.py: the key ``rate_accuracy_points``) and plots them with the rest.
+The base-layer models must have been fitted on features of the same crops (``--align``): the index.json of
+``--base_layer_dir`` says which.
+
+Adding points later ("base+<enhancement>" totals): either ``--extra_points`` JSON files (key
+``rate_accuracy_points``, a list of ``evaluation.point`` dicts) on a fresh run, or, without recomputing the
+anchors, ``sfc_tf.evaluation.add_rate_accuracy_points(result_json, points, plot_png)``.
 """
 
 import json
@@ -29,31 +36,38 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot of accuracy against bits per face.")
 
 
+def load_base_layers(directory: pathlib.Path, align: str) -> list[base_layer.BaseLayerModel]:
+    """Every model of ``directory/index.json``; they must have been fitted on ``align`` crops."""
+    index = json.loads((directory / "index.json").read_text())
+    if index["align"] != align:
+        raise app.UsageError(f"{directory} holds base-layer models fitted on {index['align']} crops, not {align}: "
+                             "pass --base_layer_dir of models fitted with the same --align")
+    return [base_layer.load(directory / m["file"]) for m in index["models"]]
+
+
 def main(_):
     extractor = facenet.FeatureExtractor()
-    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-                                        [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align,
-                                        extractor, f"{facenet.DEFAULT_KEY}-fixed")
+    pairs_file = FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt"
+    folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else list(range(1, data.pairs_header(pairs_file)[0] + 1))
+    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
+                                        f"{facenet.DEFAULT_KEY}-fixed")
     index = faces.index()
     reference = metrics.evaluate_pairs(pairs, index, faces.features)
-    models = [base_layer.load(pathlib.Path(FLAGS.base_layer_dir) / m["file"])
-              for m in json.loads((pathlib.Path(FLAGS.base_layer_dir) / "index.json").read_text())["models"]]
+    models = load_base_layers(pathlib.Path(FLAGS.base_layer_dir), FLAGS.align)
     points = evaluation.base_layer_points(models, pairs, index, faces.features)
     codecs = [make_codec("jpeg", q) for q in FLAGS.jpeg_qualities]
     codecs += [make_codec("jpeg2000", r) for r in FLAGS.jpeg2000_ratios]
     points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor)
     for extra in FLAGS.extra_points:
         points += json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
-    evaluation.write_json(FLAGS.output_json, {
-        "reference_accuracy": reference.accuracy, "reference_accuracy_std": reference.accuracy_std,
-        "num_pairs": len(pairs), "align": FLAGS.align, "points": points})
+    result = {"reference_accuracy": reference.accuracy, "reference_accuracy_std": reference.accuracy_std,
+              "num_pairs": len(pairs), "align": FLAGS.align, "folds": folds, "points": points}
+    evaluation.write_json(FLAGS.output_json, result)
     for p in points:
         print(f"{p['codec']:>12} {p['parameter']!s:>8}: {p['bits_per_face']:9.1f} bits/face, "
               f"accuracy {p['accuracy']:.4f} +- {p['accuracy_std']:.4f}")
     if FLAGS.plot:
-        evaluation.plot_curves(points, "bits_per_face", "accuracy", FLAGS.plot,
-                               f"LFW verification vs rate ({len(pairs)} pairs, {FLAGS.align} crops)",
-                               reference.accuracy, ylabel="verification accuracy")
+        evaluation.plot_rate_accuracy(result, FLAGS.plot)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,26 @@
 
 Model (fitted on training-identity features only, stored in one ``.npz`` with everything the decoder needs):
   z = (f - mean) @ rotation          PCA rotation (orthogonal), or identity with ``pca=False``
-  q = round(z / step)                uniform scalar quantization; ``step`` is the rate knob
-  p(q_i)                             per-dimension discrete prior: training histogram of q_i (add-half smoothed)
-                                     mixed with a discretised Gaussian of the dimension's spread, quantized to a
-                                     16-bit CDF; symbols outside the histogram range take tfc's escape path
-                                     (Elias-gamma overflow coding inside the range-coded stream)
+  q = clip(round(z / step), +-max_symbol)   uniform scalar quantization; ``step`` is the rate knob;
+                                     max_symbol = ceil(2 / step) + 1 bounds |q| for any unit-norm feature
+  p(q_i)                             per-dimension discrete prior on [-h_i, h_i] (h_i: largest training |q_i|,
+                                     at most MAX_HALF_RANGE): training histogram (add-half smoothed) mixed with
+                                     a discretised Gaussian of the dimension's spread, plus an escape symbol;
+                                     16-bit CDFs
+  escape                             a value outside [-h_i, h_i] is coded as the escape symbol, and after the
+                                     D symbols, each escaped value in dimension order under a uniform
+                                     distribution over [-max_symbol, max_symbol]
   f^ = normalise(mean + (q * step) @ rotation.T)   decoded feature, unit L2 norm as FaceNet's distance expects
+
+Every table is bounded (tfc's own unbounded overflow code is not used: its Elias-gamma decoder loops forever
+on some damaged streams), so decoding any bytes terminates.
 
 Bytes of one face: ``crc16(payload) (2 bytes, big endian) | payload`` where payload is the range-coded
 stream (tensorflow-compression's range coder). Each face decodes alone. The two check bytes count in every
 rate we report. ``decode`` raises ``BitstreamError`` when a record is shorter than 3 bytes, its CRC does not
-match, the range decoder fails or its end-of-stream check fails: a damaged record never yields a feature
-(short of a CRC-16 collision, 1 in 65,536 for random damage).
+match, the range decoder's end-of-stream check fails or an escaped value lies inside its dimension's range
+(the encoder never does that): a damaged record never yields a feature (short of a CRC-16 collision, 1 in
+65,536 for random damage, which then also has to pass the range decoder's checks).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import binascii
 import hashlib
 import io
 import json
+import math
 import os
 import pathlib
 
@@ -30,14 +39,20 @@ import numpy as np
 from sfc_tf.errors import BitstreamError, WeightsError
 
 PRECISION = 16
-MAX_HALF_RANGE = 256         # histogram support is at most [-256, 256] quantization bins per dimension
+MAX_HALF_RANGE = 256         # a dimension's prior covers at most [-256, 256] quantization bins, then escapes
 GAUSSIAN_SHARE = 0.05        # weight of the Gaussian component of each dimension's prior
-FORMAT_VERSION = 1
+ESCAPE_PROBABILITY = 1e-4    # prior probability of the escape symbol in every dimension
+FORMAT_VERSION = 2
 
 
 def crc16(data: bytes) -> int:
     """CRC-16/CCITT-FALSE (binascii.crc_hqx with initial value 0xFFFF)."""
     return binascii.crc_hqx(data, 0xFFFF)
+
+
+def max_symbol_for(step: float) -> int:
+    """Largest |q| a unit-norm feature can produce: |z| <= |f| + |mean| <= 2."""
+    return math.ceil(2.0 / step) + 1
 
 
 def _gaussian_pmf(half_range: int, sigma_bins: float) -> np.ndarray:
@@ -48,16 +63,26 @@ def _gaussian_pmf(half_range: int, sigma_bins: float) -> np.ndarray:
     return pmf / pmf.sum()
 
 
+def _cdf_row(pmf: np.ndarray) -> np.ndarray:
+    """tfc table row: precision, then the quantized CDF of ``pmf``."""
+    import tensorflow_compression as tfc
+
+    cdf = tfc.pmf_to_quantized_cdf(np.asarray(pmf, np.float32), precision=PRECISION).numpy()
+    return np.concatenate([[PRECISION], cdf]).astype(np.int32)
+
+
 class BaseLayerModel:
     """Fitted quantizer + prior. Use ``fit`` to create, ``save``/``load`` to persist."""
 
     def __init__(self, mean: np.ndarray, rotation: np.ndarray, step: float, half_ranges: np.ndarray,
-                 cdfs: np.ndarray, info: dict | None = None):
+                 cdfs: np.ndarray, escape_cdf: np.ndarray, info: dict | None = None):
         self.mean = np.asarray(mean, np.float32)
         self.rotation = np.asarray(rotation, np.float32)
         self.step = float(step)
+        self.max_symbol = max_symbol_for(self.step)
         self.half_ranges = np.asarray(half_ranges, np.int32)
-        self.cdfs = np.asarray(cdfs, np.int32)     # (D, L): -precision, then the CDF, padded with its last value
+        self.cdfs = np.asarray(cdfs, np.int32)      # (D, L): precision, CDF of 2h+2 symbols, padded with 2**16
+        self.escape_cdf = np.asarray(escape_cdf, np.int32)   # precision, uniform CDF of 2*max_symbol+1 values
         self.info = dict(info or {})
         self.dim = len(self.mean)
         self._lookup = None
@@ -66,33 +91,32 @@ class BaseLayerModel:
     @classmethod
     def fit(cls, features: np.ndarray, step: float, pca: bool = True, info: dict | None = None) -> "BaseLayerModel":
         """Fit mean, rotation and per-dimension priors on (N, D) training features for quantizer ``step``."""
-        import tensorflow_compression as tfc
-
         features = np.asarray(features, np.float64)
         if features.ndim != 2 or len(features) < 2:
             raise ValueError("fit needs an (N, D) array of at least two features")
+        if not step > 0 or 2 * max_symbol_for(step) + 1 > 1 << PRECISION:
+            raise ValueError(f"step {step} out of range: need 2 * (ceil(2 / step) + 1) + 1 <= {1 << PRECISION}")
+        max_symbol = max_symbol_for(step)
         mean = features.mean(axis=0)
         if pca:
             _, _, vt = np.linalg.svd(features - mean, full_matrices=False)
             rotation = vt.T
         else:
             rotation = np.eye(features.shape[1])
-        symbols = np.rint((features - mean) @ rotation / step).astype(np.int64)
+        symbols = np.clip(np.rint((features - mean) @ rotation / step), -max_symbol, max_symbol).astype(np.int64)
         half_ranges = np.clip(np.abs(symbols).max(axis=0), 0, MAX_HALF_RANGE).astype(np.int32)
         sigmas = symbols.std(axis=0) + 0.5
-        pmfs = []
+        rows = []
         for dim, half in enumerate(half_ranges):
             counts = np.bincount(np.clip(symbols[:, dim], -half, half) + half, minlength=2 * half + 1) + 0.5
             pmf = (1 - GAUSSIAN_SHARE) * counts / counts.sum() + GAUSSIAN_SHARE * _gaussian_pmf(half, sigmas[dim])
-            pmfs.append(np.append(pmf * (1 - 1e-4), 1e-4))   # last symbol: escape for out-of-range values
-        width = max(len(p) for p in pmfs) + 2
-        cdfs = np.zeros((len(pmfs), width), np.int32)
-        for dim, pmf in enumerate(pmfs):
-            cdf = tfc.pmf_to_quantized_cdf(np.asarray(pmf, np.float32), precision=PRECISION).numpy()
-            cdfs[dim, 0] = -PRECISION                          # negative precision enables overflow coding
-            cdfs[dim, 1:] = 1 << PRECISION                     # padding: trailing zero-probability symbols
-            cdfs[dim, 1:1 + len(cdf)] = cdf
-        return cls(mean, rotation, step, half_ranges, cdfs, {**(info or {}), "pca": pca, "fit_samples": len(features)})
+            rows.append(_cdf_row(np.append(pmf * (1 - ESCAPE_PROBABILITY), ESCAPE_PROBABILITY)))
+        cdfs = np.full((len(rows), max(len(r) for r in rows)), 1 << PRECISION, np.int32)
+        for dim, row in enumerate(rows):
+            cdfs[dim, :len(row)] = row
+        escape_cdf = _cdf_row(np.full(2 * max_symbol + 1, 1.0 / (2 * max_symbol + 1)))
+        return cls(mean, rotation, step, half_ranges, cdfs, escape_cdf,
+                   {**(info or {}), "pca": pca, "fit_samples": len(features)})
 
     # -- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -100,8 +124,8 @@ class BaseLayerModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, mean=self.mean, rotation=self.rotation, step=np.float64(self.step),
-                 half_ranges=self.half_ranges, cdfs=self.cdfs, info=np.array(json.dumps(self.info)),
-                 version=np.int32(FORMAT_VERSION))
+                 half_ranges=self.half_ranges, cdfs=self.cdfs, escape_cdf=self.escape_cdf,
+                 info=np.array(json.dumps(self.info)), version=np.int32(FORMAT_VERSION))
         path.write_bytes(buffer.getvalue())
 
     @classmethod
@@ -111,24 +135,28 @@ class BaseLayerModel:
                 if int(archive["version"]) != FORMAT_VERSION:
                     raise WeightsError(f"{path}: base-layer model version {int(archive['version'])} unsupported")
                 return cls(archive["mean"], archive["rotation"], float(archive["step"]), archive["half_ranges"],
-                           archive["cdfs"], json.loads(str(archive["info"])))
+                           archive["cdfs"], archive["escape_cdf"], json.loads(str(archive["info"])))
         except (OSError, KeyError, ValueError) as exc:
             raise WeightsError(f"cannot load base-layer model {path}: {exc}") from exc
 
     @property
     def model_id(self) -> str:
         """sha256 over everything that determines the bitstream (the bitstream records its first bytes)."""
-        digest = hashlib.sha256()
-        for array in (self.mean, self.rotation, np.float64(self.step), self.half_ranges, self.cdfs):
+        digest = hashlib.sha256(f"base_layer v{FORMAT_VERSION}".encode())
+        for array in (self.mean, self.rotation, np.float64(self.step), self.half_ranges, self.cdfs, self.escape_cdf):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
     # -- quantization ------------------------------------------------------------------------------------
     def quantize(self, features: np.ndarray) -> np.ndarray:
+        """(N, D) features -> (N, D) int32 symbols in [-max_symbol, max_symbol]."""
         features = np.asarray(features, np.float32)
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise ValueError(f"expected (N, {self.dim}) features, got {features.shape}")
-        return np.rint((features - self.mean) @ self.rotation / self.step).astype(np.int32)
+        if not np.isfinite(features).all():
+            raise ValueError("features contain NaN or infinity")
+        symbols = np.rint((features - self.mean) @ self.rotation / self.step)
+        return np.clip(symbols, -self.max_symbol, self.max_symbol).astype(np.int32)
 
     def dequantize(self, symbols: np.ndarray) -> np.ndarray:
         features = self.mean + (np.asarray(symbols, np.float32) * self.step) @ self.rotation.T
@@ -140,68 +168,94 @@ class BaseLayerModel:
         return self.dequantize(self.quantize(features))
 
     def entropy_bits(self, features: np.ndarray) -> np.ndarray:
-        """Ideal code length (bits) of each feature's symbols under the prior (escapes: gamma-code length)."""
+        """Ideal code length (bits) of each feature's symbols under the prior, escapes included."""
         symbols = self.quantize(features)
-        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1).clip(min=0) / 2.0 ** PRECISION
+        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0 ** PRECISION
+        escape_pmf = np.diff(self.escape_cdf[1:].astype(np.float64)) / 2.0 ** PRECISION
         bits = np.zeros(len(symbols))
         for dim, half in enumerate(self.half_ranges):
             values = symbols[:, dim] + half
             inside = (values >= 0) & (values <= 2 * half)
             bits[inside] -= np.log2(pmf[dim, values[inside]])
-            outside = values[~inside]
-            escape = -np.log2(pmf[dim, 2 * half + 1])
-            overflow = np.where(outside < 0, -outside - 1, outside - 2 * half - 1)
-            bits[~inside] += escape + 2 * np.floor(np.log2(overflow + 1)) + 1
+            bits[~inside] -= np.log2(pmf[dim, 2 * half + 1])
+            bits[~inside] -= np.log2(escape_pmf[symbols[~inside, dim] + self.max_symbol])
         return bits
 
     # -- coding ------------------------------------------------------------------------------------------
     def _tables(self):
+        """Ragged tfc lookup: rows 0..D-1 the dimensions' CDFs, row D the escape CDF."""
         import tensorflow as tf
 
         if self._lookup is None:
-            self._lookup = tf.constant(self.cdfs)
-            self._index = np.arange(self.dim, dtype=np.int32)
+            self._lookup = tf.constant(np.concatenate([self.cdfs.ravel(), self.escape_cdf]))
         return self._lookup
 
+    def _layout(self, escapes: int) -> np.ndarray:
+        """Table index of each coded symbol of a face with ``escapes`` escaped values."""
+        return np.concatenate([np.arange(self.dim), np.full(escapes, self.dim)]).astype(np.int32)
+
     def encode(self, features: np.ndarray) -> list[bytes]:
-        """(N, D) features -> N independent byte strings (CRC-16 + range-coded symbols), one op call."""
+        """(N, D) features -> N independent byte strings (CRC-16 + range-coded symbols), one op call per
+        distinct number of escaped values in the batch (usually one)."""
         import tensorflow as tf
         import tensorflow_compression as tfc
 
         symbols = self.quantize(features)
-        if len(symbols) == 0:
-            return []
-        values = symbols + self.half_ranges              # offset so the histogram range starts at 0
-        handle = tfc.create_range_encoder([len(values)], self._tables())
-        index = np.broadcast_to(self._index, values.shape)
-        handle = tfc.entropy_encode_index(handle, tf.constant(index), tf.constant(values))
-        payloads = tfc.entropy_encode_finalize(handle).numpy()
+        outside = np.abs(symbols) > self.half_ranges
+        values = np.where(outside, 2 * self.half_ranges + 1, symbols + self.half_ranges).astype(np.int32)
+        counts = outside.sum(axis=1)
+        payloads = [b""] * len(symbols)
+        for escapes in np.unique(counts):
+            rows = np.flatnonzero(counts == escapes)
+            escaped = symbols[rows][outside[rows]].reshape(len(rows), escapes) + self.max_symbol
+            handle = tfc.create_range_encoder([len(rows)], self._tables())
+            index = np.broadcast_to(self._layout(escapes), (len(rows), self.dim + escapes))
+            handle = tfc.entropy_encode_index(handle, tf.constant(index),
+                                              tf.constant(np.concatenate([values[rows], escaped], axis=1)))
+            for row, payload in zip(rows, tfc.entropy_encode_finalize(handle).numpy()):
+                payloads[row] = payload
         return [crc16(p).to_bytes(2, "big") + p for p in payloads]
 
-    def decode(self, records: list[bytes]) -> np.ndarray:
-        """N byte strings -> (N, D) unit-norm features. Raises ``BitstreamError`` for damaged records."""
+    def _decode_symbols(self, payloads: list[bytes], escapes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Range-decode D + ``escapes`` symbols of each payload: (values, end-of-stream check passed)."""
         import tensorflow as tf
         import tensorflow_compression as tfc
 
+        length = self.dim + escapes
+        try:
+            handle = tfc.create_range_decoder(tf.constant(payloads), self._tables())
+            index = tf.constant(np.broadcast_to(self._layout(escapes), (len(payloads), length)))
+            handle, values = tfc.entropy_decode_index(handle, index, tf.constant([length]), tf.int32)
+            return values.numpy(), tfc.entropy_decode_finalize(handle).numpy()
+        except tf.errors.OpError as exc:
+            raise BitstreamError(f"base-layer range decoding failed: {exc.message}") from exc
+
+    def decode(self, records: list[bytes]) -> np.ndarray:
+        """N byte strings -> (N, D) unit-norm features. Raises ``BitstreamError`` for damaged records."""
         payloads = []
         for i, record in enumerate(records):
             if not isinstance(record, (bytes, bytearray)) or len(record) < 3:
-                raise BitstreamError(f"base-layer record {i}: {len(record) if record else 0} bytes, need at least 3")
+                raise BitstreamError(f"base-layer record {i}: not bytes of at least 3 bytes")
             if crc16(bytes(record[2:])) != int.from_bytes(record[:2], "big"):
                 raise BitstreamError(f"base-layer record {i}: CRC mismatch (corrupt or truncated)")
             payloads.append(bytes(record[2:]))
         if not payloads:
             return np.zeros((0, self.dim), np.float32)
-        try:
-            handle = tfc.create_range_decoder(tf.constant(payloads), self._tables())
-            index = tf.constant(np.broadcast_to(self._index, (len(payloads), self.dim)))
-            handle, values = tfc.entropy_decode_index(handle, index, tf.constant([self.dim]), tf.int32)
-            ok = tfc.entropy_decode_finalize(handle).numpy()
-        except tf.errors.OpError as exc:
-            raise BitstreamError(f"base-layer range decoding failed: {exc.message}") from exc
+        values, ok = self._decode_symbols(payloads, 0)
+        escaped = values == 2 * self.half_ranges + 1
+        symbols = values - self.half_ranges
+        counts = escaped.sum(axis=1)
+        for escapes in np.unique(counts[counts > 0]):     # faces with escapes: decode again, with their values
+            rows = np.flatnonzero(counts == escapes)
+            more, ok[rows] = self._decode_symbols([payloads[r] for r in rows], escapes)
+            extra = more[:, self.dim:] - self.max_symbol
+            dims = np.nonzero(escaped[rows])[1].reshape(len(rows), escapes)
+            if np.any(np.abs(extra) <= self.half_ranges[dims]):
+                raise BitstreamError(f"base-layer records {rows.tolist()}: escaped value inside the prior's range")
+            symbols[rows[:, None], dims] = extra
         if not np.all(ok):
             raise BitstreamError(f"base-layer records {np.flatnonzero(~ok).tolist()}: range decoder end check failed")
-        return self.dequantize(values.numpy() - self.half_ranges)
+        return self.dequantize(symbols)
 
 
 def load(path: str | os.PathLike) -> BaseLayerModel:

@@ -41,6 +41,27 @@ def base_layer_points(models: Sequence, pairs, index: dict, features: np.ndarray
     return points
 
 
+def base_layer_speed(model, features: np.ndarray, repeats: int = 5) -> dict:
+    """Batched base-layer encode and decode throughput (faces/s, median of ``repeats`` after a warm-up call)
+    and the single-face decode latency, on ``features`` (N, D)."""
+    import time
+
+    def median_seconds(function, *args):
+        function(*args)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function(*args)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    records = model.encode(features)
+    encode, decode = median_seconds(model.encode, features), median_seconds(model.decode, records)
+    return {"faces": len(features), "step": model.step, "bits_per_face": 8.0 * np.mean([len(r) for r in records]),
+            "encode_faces_per_s": len(features) / encode, "decode_faces_per_s": len(features) / decode,
+            "single_face_decode_ms": 1e3 * median_seconds(model.decode, records[:1])}
+
+
 def anchor_points(codecs: Iterable, pairs, index: dict, crops: np.ndarray, extractor,
                   progress: bool = True) -> list[dict]:
     """Compress-then-analyze: FaceNet features of crops decoded from each image codec."""

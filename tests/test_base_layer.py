@@ -49,11 +49,31 @@ def test_smaller_steps_cost_more_bits_and_distort_less():
     assert bits[0] < bits[1] and errors[0] > errors[1]
 
 
-def test_out_of_range_values_take_the_escape_path(model):
-    extreme = np.zeros((2, DIM), np.float32)
+def test_out_of_range_values_take_the_escape_path(model, held_out):
+    extreme = np.zeros((3, DIM), np.float32)
     extreme[0, 0], extreme[1, -1] = 1.0, -1.0         # far outside the fitted histograms
-    assert (np.abs(model.quantize(extreme)) > model.half_ranges).any()
-    np.testing.assert_allclose(model.decode(model.encode(extreme)), model.quantize_dequantize(extreme), atol=1e-6)
+    extreme[2, -2:] = [0.6, -0.8]
+    escapes = (np.abs(model.quantize(extreme)) > model.half_ranges).sum(axis=1)
+    assert escapes.min() >= 1 and len(set(escapes)) > 1
+    batch = np.concatenate([held_out[:4], extreme, held_out[4:8]])   # faces with 0, 1 and 2 escapes mixed
+    records = model.encode(batch)
+    np.testing.assert_allclose(model.decode(records), model.quantize_dequantize(batch), atol=1e-6)
+    for record, expected in zip(records[4:7], model.quantize_dequantize(extreme)):
+        np.testing.assert_allclose(model.decode([record])[0], expected, atol=1e-6)
+    coded = np.array([8 * (len(r) - 2) for r in records[4:7]])
+    ideal = model.entropy_bits(extreme)
+    assert np.all(np.abs(coded - ideal) <= 16)                              # within the coder's flush
+
+
+def test_quantizer_bounds_and_bad_steps(model):
+    huge = np.full((1, DIM), 50.0, np.float32)          # not a unit-norm feature: clipped, still codes
+    assert np.abs(model.quantize(huge)).max() == model.max_symbol
+    np.testing.assert_allclose(model.decode(model.encode(huge)), model.quantize_dequantize(huge), atol=1e-6)
+    with pytest.raises(ValueError):
+        model.encode(np.full((1, DIM), np.nan, np.float32))
+    for step in (0.0, -0.1, 1e-5):
+        with pytest.raises(ValueError):
+            base_layer.BaseLayerModel.fit(unit_rows(100, 0), step)
 
 
 def test_save_load_and_model_id(tmp_path, model, held_out):
@@ -89,6 +109,19 @@ def test_random_bytes_never_decode_silently(model, data):
         return
     # only a CRC-16 collision gets here; then the result must still be a well-formed feature
     assert decoded.shape == (1, DIM) and np.isfinite(decoded).all()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(min_size=1, max_size=80) | st.sampled_from([b"\x00" * 40, b"\xff" * 40, b"\x80" * 3]))
+def test_damaged_payloads_with_a_valid_crc_never_hang_or_crash(model, payload):
+    """Past the CRC, the range decoder sees arbitrary bytes: it must end with BitstreamError or a valid
+    feature (tfc's unbounded escape code looped forever here)."""
+    try:
+        decoded = model.decode([base_layer.crc16(payload).to_bytes(2, "big") + payload])
+    except BitstreamError:
+        return
+    assert decoded.shape == (1, DIM) and np.isfinite(decoded).all()
+    np.testing.assert_allclose(np.linalg.norm(decoded), 1.0, atol=1e-5)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
