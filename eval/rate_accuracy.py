@@ -3,9 +3,9 @@ compress-then-analyze (JPEG / JPEG2000 on the face crop, FaceNet on the decoded 
 
   python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \
       --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
-  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align center \
-      --base_layer_dir checkpoints/base_layer/center \
-      --output_json eval/results/rate_accuracy_center.json --plot eval/results/rate_accuracy_center.png
+
+For --align center, first fit models on center crops (train/fit_base_layer.py --align center --output_dir
+checkpoints/base_layer/center) and pass --base_layer_dir checkpoints/base_layer/center.
 
 The base-layer models must have been fitted on features of the same crops (``--align``): the index.json of
 ``--base_layer_dir`` says which.
@@ -34,6 +34,8 @@ flags.DEFINE_list("jpeg2000_ratios", ["400", "200", "100", "50", "25", "12", "6"
 flags.DEFINE_list("extra_points", [], "JSON files with a 'rate_accuracy_points' list to add.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot of accuracy against bits per face.")
+flags.DEFINE_bool("subtract_mean", True, "Score features centred on the training-identity mean (verify_lfw.py's "
+                  "default); the base-layer models carry that mean.")
 
 
 def load_base_layers(directory: pathlib.Path, align: str) -> list[base_layer.BaseLayerModel]:
@@ -52,16 +54,18 @@ def main(_):
     pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
                                         f"{facenet.DEFAULT_KEY}-fixed")
     index = faces.index()
-    reference = metrics.evaluate_pairs(pairs, index, faces.features)
     models = load_base_layers(pathlib.Path(FLAGS.base_layer_dir), FLAGS.align)
-    points = evaluation.base_layer_points(models, pairs, index, faces.features)
+    mean = models[0].mean if FLAGS.subtract_mean else None   # every model's PCA mean: the training-feature mean
+    reference = metrics.evaluate_pairs(pairs, index, faces.features, mean=mean)
+    points = evaluation.base_layer_points(models, pairs, index, faces.features, mean)
     codecs = [make_codec("jpeg", q) for q in FLAGS.jpeg_qualities]
     codecs += [make_codec("jpeg2000", r) for r in FLAGS.jpeg2000_ratios]
-    points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor)
+    points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor, mean=mean)
     for extra in FLAGS.extra_points:
         points += json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
     result = {"reference_accuracy": reference.accuracy, "reference_accuracy_std": reference.accuracy_std,
-              "num_pairs": len(pairs), "align": FLAGS.align, "folds": folds, "points": points}
+              "num_pairs": len(pairs), "align": FLAGS.align, "folds": folds, "subtract_mean": FLAGS.subtract_mean,
+              "points": points}
     evaluation.write_json(FLAGS.output_json, result)
     for p in points:
         print(f"{p['codec']:>12} {p['parameter']!s:>8}: {p['bits_per_face']:9.1f} bits/face, "

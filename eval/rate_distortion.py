@@ -1,12 +1,17 @@
-"""Rate-distortion on LFW face crops (the paper's Figs. 4-5): PSNR and MS-SSIM against total bits per face.
+"""Rate-distortion on LFW face crops (the paper's Figs. 4-5) and the enhancement layer's evidence.
 
 Proposed: base layer (feature) + reconstruction + enhancement layer coding the min-max normalised residual with
-JPEG, JPEG2000 or the learned codec; total = base-layer record + 4 bytes of min/max + enhancement payload.
-Anchors: JPEG and JPEG2000 coding the crop directly, and the same learned architecture trained on the crops
-(plain end-to-end), when its checkpoints exist. BD-rate / BD-PSNR of each proposed curve against its anchors.
+JPEG, JPEG2000 or the learned codec; total = base-layer record + 4 bytes of min/max + enhancement payload,
+all real bytes. Anchors coding the crop directly: JPEG, JPEG2000, and the same learned architecture trained
+on the crops (plain end-to-end, ``original_l*`` checkpoints). Per point: total and enhancement bits per face,
+PSNR and MS-SSIM of the final decoded crops; for learned codecs, the coded latent bits against the entropy
+model's estimate. BD-rate / BD-PSNR of each proposed curve against its anchors.
 
   python eval/rate_distortion.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
       --output_json eval/results/rate_distortion.json --plot eval/results/rate_distortion.png
+
+The proposed stream's verification accuracy is its base layer's at every enhancement rate (features of the
+original crop); the JSON's ``rate_accuracy_points`` carry it for eval/rate_accuracy.py.
 """
 
 import pathlib
@@ -15,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals
-from sfc_tf.enhancement import make_codec, minmax
+from sfc_tf import base_layer, data, evaluation, facenet, metrics, residuals
+from sfc_tf.enhancement import ResidualCodec, evaluation as enhancement_evaluation, make_codec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -30,51 +35,38 @@ flags.DEFINE_string("learned_dir", "checkpoints/enhancement", "residual_l*/ and 
 flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "JPEG qualities.")
 flags.DEFINE_list("jpeg2000_ratios", ["200", "100", "50", "25", "12", "6"], "JPEG2000 compression ratios.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
-flags.DEFINE_string("plot", None, "PNG plot (PSNR against bits per face).")
+flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
 
 # tf.image.ssim_multiscale's default 5 scales need sides > 160; 4 scales with its first 4 weights.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)
+# (proposed curve, anchor curve) pairs of the BD table: each proposed scheme against the anchor coding with
+# the same codec (the paper's pairing), and against the plain end-to-end learned codec.
+BD_PAIRS = (("base+jpeg", "jpeg"), ("base+jpeg2000", "jpeg2000"), ("base+learned", "learned"),
+            ("base+learned", "jpeg2000"), ("base+jpeg", "learned"), ("base+jpeg2000", "learned"),
+            ("learned", "jpeg2000"))
 
 
-def quality(originals: np.ndarray, decoded: np.ndarray) -> dict:
-    ms_ssim = tf.image.ssim_multiscale(tf.constant(originals), tf.constant(decoded), 255,
-                                       power_factors=MS_SSIM_WEIGHTS).numpy()
-    return {"psnr": float(np.mean(metrics.psnr(originals, decoded))), "ms_ssim": float(np.mean(ms_ssim))}
-
-
-def proposed_points(crops, base_bits, recon, codecs) -> list[dict]:
-    images, spans = residuals.residual_images(crops, recon)
-    points = []
-    for name, codec in codecs:
-        decoded, bits = evaluation.code_images(codec, images)
-        final = np.stack([minmax.add_residual(r, minmax.denormalise(d, s)) for r, d, s in zip(recon, decoded, spans)])
-        total = base_bits + 8 * minmax.NUM_BYTES + bits
-        points.append({"codec": f"base+{name}", "parameter": codec.parameter, "bits_per_face": float(total.mean()),
-                       "enhancement_bits_per_face": float(bits.mean()), **quality(crops, final)})
-    return points
-
-
-def anchor_points(crops, codecs) -> list[dict]:
-    points = []
-    for name, codec in codecs:
-        decoded, bits = evaluation.code_images(codec, crops)
-        points.append({"codec": name, "parameter": codec.parameter, "bits_per_face": float(bits.mean()),
-                       **quality(crops, decoded)})
-    return points
+def ms_ssim(originals: np.ndarray, decoded: np.ndarray) -> float:
+    values = tf.image.ssim_multiscale(tf.constant(originals), tf.constant(decoded), 255,
+                                      power_factors=MS_SSIM_WEIGHTS).numpy()
+    return float(np.mean(values))
 
 
 def learned_codecs(prefix: str) -> list:
-    return [("learned" if prefix == "residual" else "learned_e2e", make_codec("learned", d))
-            for d in sorted(pathlib.Path(FLAGS.learned_dir).glob(f"{prefix}_l*")) if (d / "meta.json").is_file()]
+    return [make_codec("learned", str(d)) for d in sorted(pathlib.Path(FLAGS.learned_dir).glob(f"{prefix}_l*"))
+            if (d / "meta.json").is_file()]
+
+
+def curve_name(point: dict) -> str:
+    return f"base+{point['codec']}" if point["input"] == "residual" else point["codec"]
 
 
 def bd_table(points: list[dict]) -> list[dict]:
     curves = {}
     for p in points:
-        curves.setdefault(p["codec"], []).append((p["bits_per_face"], p["psnr"]))
+        curves.setdefault(p["curve"], []).append((p["bits_per_face"], p["psnr"]))
     rows = []
-    for test, anchor in (("base+jpeg", "jpeg"), ("base+jpeg2000", "jpeg2000"), ("base+learned", "jpeg2000"),
-                         ("base+learned", "learned_e2e"), ("learned_e2e", "jpeg2000")):
+    for test, anchor in BD_PAIRS:
         if len(curves.get(test, [])) >= 4 and len(curves.get(anchor, [])) >= 4:
             (ra, pa), (rt, pt) = (np.array(sorted(curves[c])).T for c in (anchor, test))
             try:
@@ -83,6 +75,29 @@ def bd_table(points: list[dict]) -> list[dict]:
             except ValueError as exc:
                 rows.append({"test": test, "anchor": anchor, "error": str(exc)})
     return rows
+
+
+def plot(points: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in dict.fromkeys(p["curve"] for p in points):
+        curve = sorted((p for p in points if p["curve"] == name), key=lambda p: p["bits_per_face"])
+        style = "-o" if name.startswith("base+") else "--s"
+        for axis, key in zip(axes, ("psnr", "ms_ssim")):
+            axis.plot([p["bits_per_face"] for p in curve], [p[key] for p in curve], style, ms=4, label=name)
+    for axis, label in zip(axes, ("PSNR (dB)", "MS-SSIM")):
+        axis.set_xscale("log")
+        axis.set_xlabel("bits per face (base + enhancement)")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def main(_):
@@ -94,31 +109,47 @@ def main(_):
     crops, features = faces.crops[:count], faces.features[:count]
     model = base_layer.load(FLAGS.base_layer)
     records = model.encode(features)
-    base_bits = 8.0 * np.array([len(r) for r in records])
-    recon = residuals.reconstruct(reconstructor.load(FLAGS.reconstructor), model.decode(records))
-    jpeg = [("jpeg", make_codec("jpeg", q)) for q in FLAGS.jpeg_qualities]
-    jpeg2000 = [("jpeg2000", make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
-    points = proposed_points(crops, base_bits, recon, jpeg + jpeg2000 + learned_codecs("residual"))
-    points += anchor_points(crops, jpeg + jpeg2000 + learned_codecs("original"))
-    base_accuracy = metrics.evaluate_pairs(pairs, faces.index(), model.decode(model.encode(faces.features)))
+    base_bits = float(np.mean([8 * len(r) for r in records]))
+    reconstructor = residuals.load_reconstructor(FLAGS.reconstructor)
+    recon = residuals.reconstruct(reconstructor, model.decode(records), progress=True)
+    residual = np.stack([residuals.residual(c, r) for c, r in zip(crops, recon)])
+    jpeg = [make_codec("jpeg", q) for q in FLAGS.jpeg_qualities]
+    jpeg2000 = [make_codec("jpeg2000", r) for r in FLAGS.jpeg2000_ratios]
+    points = []
+    for codec in jpeg + jpeg2000 + learned_codecs("residual"):
+        point, final = enhancement_evaluation.residual_point(ResidualCodec(codec), crops, recon, residual, base_bits)
+        points.append({**point, "ms_ssim": ms_ssim(crops, final)})
+    for codec in jpeg + jpeg2000 + learned_codecs("original"):
+        point, decoded = enhancement_evaluation.image_point(codec, crops)
+        points.append({**point, "ms_ssim": ms_ssim(crops, decoded)})
+    for point in points:
+        point["curve"] = curve_name(point)
+        if point["codec"] == "learned":
+            point["parameter"] = pathlib.Path(point["parameter"]).name
+    centre = model.mean      # the training-identity feature mean, as eval/verify_lfw.py and rate_accuracy.py
+    base_accuracy = metrics.evaluate_pairs(pairs, faces.index(), model.decode(model.encode(faces.features)),
+                                           mean=centre)
     result = {
-        "num_images": count, "align": FLAGS.align, "base_layer": FLAGS.base_layer,
-        "base_bits_per_face": float(base_bits.mean()), "reconstruction_only": quality(crops, recon),
+        "num_images": count, "align": FLAGS.align, "base_layer": FLAGS.base_layer, "base_layer_id": model.model_id,
+        "reconstructor": FLAGS.reconstructor, "reconstructor_id": str(getattr(reconstructor, "model_id", "")),
+        "base_bits_per_face": base_bits,
+        "reconstruction_only": {"psnr": float(np.mean(metrics.psnr(crops, recon))), "ms_ssim": ms_ssim(crops, recon)},
         "points": points, "bd": bd_table(points),
-        # the proposed stream's analysis accuracy is its base layer's, whatever the enhancement rate
-        "rate_accuracy_points": [{"codec": p["codec"], "parameter": p["parameter"], "bits_per_face": p["bits_per_face"],
-                                  "accuracy": base_accuracy.accuracy, "accuracy_std": base_accuracy.accuracy_std}
-                                 for p in points if p["codec"].startswith("base+")],
+        "rate_accuracy_points": [{"codec": p["curve"], "parameter": p["parameter"],
+                                  "bits_per_face": p["bits_per_face"], "accuracy": base_accuracy.accuracy,
+                                  "accuracy_std": base_accuracy.accuracy_std}
+                                 for p in points if p["input"] == "residual"],
     }
     evaluation.write_json(FLAGS.output_json, result)
     for p in points:
-        print(f"{p['codec']:>16} {pathlib.Path(str(p['parameter'])).name:>16}: {p['bits_per_face']:9.1f} bits, "
-              f"PSNR {p['psnr']:.2f} dB, MS-SSIM {p['ms_ssim']:.4f}")
+        estimate = p.get("rate_estimate")
+        print(f"{p['curve']:>14} {p['parameter']!s:>16}: {p['bits_per_face']:9.1f} bits, PSNR {p['psnr']:.2f} dB, "
+              f"MS-SSIM {p['ms_ssim']:.4f}" + (f", coded/estimated {1 + estimate['relative_difference']:.4f}"
+                                               if estimate else ""))
     for row in result["bd"]:
         print(row)
     if FLAGS.plot:
-        evaluation.plot_curves(points, "bits_per_face", "psnr", FLAGS.plot,
-                               f"Rate-distortion on {count} LFW crops", ylabel="PSNR (dB)")
+        plot(points, FLAGS.plot, f"Rate-distortion on {count} LFW crops (folds {','.join(FLAGS.folds or ['all'])})")
 
 
 if __name__ == "__main__":

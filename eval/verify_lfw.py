@@ -19,6 +19,10 @@ flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop: MTCNN detec
 flags.DEFINE_string("facenet_key", facenet.DEFAULT_KEY, "keras-facenet model key.")
 flags.DEFINE_string("facenet_weights", None, "Local Keras weights file for FaceNet (optional).")
 flags.DEFINE_enum("standardization", "fixed", ["fixed", "prewhiten"], "FaceNet input standardisation.")
+flags.DEFINE_bool("subtract_mean", True, "Centre features on the mean feature of the training identities "
+                  "(facenet's subtract_mean, without test statistics) before the distance.")
+flags.DEFINE_string("identities", None, "Training identity list for --subtract_mean; default "
+                    "<lfw_dir>/train_identities.txt.")
 flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
 
 
@@ -28,7 +32,13 @@ def main(_):
     extractor = facenet.FeatureExtractor(FLAGS.facenet_key, FLAGS.facenet_weights, FLAGS.standardization)
     pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
                                         f"{FLAGS.facenet_key}-{FLAGS.standardization}")
-    result = metrics.evaluate_pairs(pairs, faces.index(), faces.features)
+    mean = None
+    if FLAGS.subtract_mean:
+        identities = FLAGS.identities or str(pathlib.Path(FLAGS.lfw_dir) / "train_identities.txt")
+        train_paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(identities))]
+        mean = data.load_faces(FLAGS.lfw_dir, train_paths, FLAGS.align, extractor,
+                               f"{FLAGS.facenet_key}-{FLAGS.standardization}").features.mean(axis=0)
+    result = metrics.evaluate_pairs(pairs, faces.index(), faces.features, mean=mean)
     report = {
         "accuracy": result.accuracy,
         "accuracy_std": result.accuracy_std,
@@ -41,6 +51,7 @@ def main(_):
         "alignment_fallbacks": faces.fallbacks,
         "facenet_key": FLAGS.facenet_key,
         "standardization": FLAGS.standardization,
+        "subtract_mean": FLAGS.subtract_mean,
         "pairs_file": pairs_file,
     }
     print(f"accuracy {result.accuracy:.4f} +- {result.accuracy_std:.4f} over {len(pairs)} pairs "

@@ -28,14 +28,16 @@ def point(codec: str, parameter, bits: np.ndarray, result: metrics.VerificationR
             "accuracy": result.accuracy, "accuracy_std": result.accuracy_std, **extra}
 
 
-def base_layer_points(models: Sequence, pairs, index: dict, features: np.ndarray) -> list[dict]:
-    """Analyze-then-compress: features of the original crops through each base-layer model's real bytes."""
+def base_layer_points(models: Sequence, pairs, index: dict, features: np.ndarray,
+                      mean: np.ndarray | None = None) -> list[dict]:
+    """Analyze-then-compress: features of the original crops through each base-layer model's real bytes
+    (``mean``: see ``metrics.centered``)."""
     points = []
     for model in models:
         records = model.encode(features)
         decoded = model.decode(records)
         bits = 8.0 * np.array([len(r) for r in records])
-        points.append(point("base", model.step, bits, metrics.evaluate_pairs(pairs, index, decoded),
+        points.append(point("base", model.step, bits, metrics.evaluate_pairs(pairs, index, decoded, mean=mean),
                             entropy_bits_per_face=float(model.entropy_bits(features).mean()),
                             model_id=model.model_id[:16]))
     return points
@@ -63,13 +65,13 @@ def base_layer_speed(model, features: np.ndarray, repeats: int = 5) -> dict:
 
 
 def anchor_points(codecs: Iterable, pairs, index: dict, crops: np.ndarray, extractor,
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, mean: np.ndarray | None = None) -> list[dict]:
     """Compress-then-analyze: FaceNet features of crops decoded from each image codec."""
     points = []
     for codec in codecs:
         decoded, bits = code_images(codec, crops, progress)
         features = extractor(decoded)
-        points.append(point(codec.name, codec.parameter, bits, metrics.evaluate_pairs(pairs, index, features),
+        points.append(point(codec.name, codec.parameter, bits, metrics.evaluate_pairs(pairs, index, features, mean=mean),
                             psnr=float(np.mean(metrics.psnr(crops, decoded)))))
     return points
 

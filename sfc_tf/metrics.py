@@ -56,13 +56,25 @@ def pair_arrays(pairs: Sequence, index: dict[str, int]) -> tuple[np.ndarray, np.
     return first, second, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
 
 
+def centered(features: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
+    """Features minus ``mean`` (the mean training-identity feature), re-normalised to unit L2 norm: facenet's
+    ``subtract_mean`` option, with the mean taken from training identities so no test statistic leaks in.
+    ``mean=None`` returns the features unchanged."""
+    if mean is None:
+        return np.asarray(features)
+    shifted = np.asarray(features, np.float64) - np.asarray(mean, np.float64)
+    return shifted / np.maximum(np.linalg.norm(shifted, axis=-1, keepdims=True), 1e-12)
+
+
 def evaluate_pairs(pairs: Sequence, index: dict[str, int], features_a: np.ndarray,
-                   features_b: np.ndarray | None = None) -> VerificationResult:
+                   features_b: np.ndarray | None = None, mean: np.ndarray | None = None) -> VerificationResult:
     """Verification accuracy of ``pairs`` where the first image's feature comes from ``features_a`` and the
-    second's from ``features_b`` (default: the same array), both indexed by ``index``."""
+    second's from ``features_b`` (default: the same array), both indexed by ``index``; with ``mean``, the
+    features are ``centered`` first."""
     first, second, same, folds = pair_arrays(pairs, index)
     features_b = features_a if features_b is None else features_b
-    return verification_accuracy(squared_distances(features_a[first], features_b[second]), same, folds)
+    distances = squared_distances(centered(features_a[first], mean), centered(features_b[second], mean))
+    return verification_accuracy(distances, same, folds)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.ndarray:

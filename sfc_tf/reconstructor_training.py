@@ -39,11 +39,11 @@ def training_dataset(views: np.ndarray, crops: np.ndarray, batch_size: int, seed
     num_rates, num_images = views.shape[:2]
     views_t, crops_t = tf.constant(views), tf.constant(crops)
 
-    def example(index):
-        rate = tf.random.stateless_uniform((), (seed, index), 0, num_rates, tf.int64)
+    def example(position, index):     # the rate is drawn afresh each time an image comes round
+        rate = tf.random.stateless_uniform((), (seed, position), 0, num_rates, tf.int64)
         return views_t[rate, index], reconstructor.to_unit_range(crops_t[index])
 
-    return (tf.data.Dataset.range(num_images).shuffle(num_images, seed=seed).repeat()
+    return (tf.data.Dataset.range(num_images).shuffle(num_images, seed=seed).repeat().enumerate()
             .map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
 
@@ -94,8 +94,16 @@ def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
     return model
 
 
-def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict) -> dict:
-    """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops. Keras BackupAndRestore keeps
+def validation_dataset(features: np.ndarray, crops: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """Held-out (decoded feature, target crop in [-1, 1]) batches, in order."""
+    return (tf.data.Dataset.from_tensor_slices((features, crops))
+            .map(lambda f, c: (f, reconstructor.to_unit_range(c))).batch(batch_size))
+
+
+def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
+          validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops; ``validation`` (features, crops)
+    of held-out identities is scored after every epoch (``val_loss``, ``val_mae``). Keras BackupAndRestore keeps
     model, optimizer and epoch in ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final
     weights and meta.json go to ``checkpoint_dir``."""
     out = pathlib.Path(config.checkpoint_dir)
@@ -110,7 +118,9 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict)
         callbacks.append(TimeLimit(config.max_minutes))
     start = time.time()
     history = model.fit(training_dataset(views, crops, config.batch_size, config.seed), epochs=config.epochs,
-                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose)
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
+                        validation_data=None if validation is None else validation_dataset(*validation,
+                                                                                           config.batch_size))
     wall = time.time() - start
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}

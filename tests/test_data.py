@@ -85,6 +85,18 @@ def test_verification_accuracy_uses_thresholds_from_other_folds():
     assert flipped.accuracy == 0.5
 
 
+def test_centered_features_are_unit_norm_and_shift_distances():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(6, 4)) + 3.0          # a shared offset dominates the raw features
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    mean = features.mean(axis=0)
+    centred = metrics.centered(features, mean)
+    np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1.0)
+    assert metrics.squared_distances(centred[:3], centred[3:]).mean() > metrics.squared_distances(
+        features[:3], features[3:]).mean()
+    assert metrics.centered(features, None) is features
+
+
 def test_psnr():
     a = np.zeros((2, 8, 8, 3))
     b = a.copy()
@@ -105,12 +117,15 @@ def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
     lines = (shared_lfw_dir / "pairs.txt").read_text().splitlines()[1:]
     subset = lines[:20] + lines[300:320] + lines[600:620] + lines[900:920]
     pairs_file = write_pairs(tmp_path / "pairs.txt", "2\t20", subset)
+    identities = tmp_path / "train_identities.txt"     # a few training identities give the mean to subtract
+    identities.write_text("\n".join(data.read_identity_list(shared_lfw_dir / "train_identities.txt")[:8]) + "\n")
     out = tmp_path / "result.json"
     env = dict(os.environ, SFC_TF_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
     subprocess.run([sys.executable, os.path.join(REPO, "eval", "verify_lfw.py"), "--lfw_dir", str(shared_lfw_dir),
-                    "--pairs", str(pairs_file), "--align", "center", "--output_json", str(out)],
-                   check=True, env=env, capture_output=True)
+                    "--pairs", str(pairs_file), "--align", "center", "--identities", str(identities),
+                    "--output_json", str(out)], check=True, env=env, capture_output=True)
     result = json.loads(out.read_text())
+    assert result["subtract_mean"] is True
     assert result["num_pairs"] == 80 and result["feature_dim"] == 512 and result["folds"] == [1, 2]
     assert result["accuracy"] >= 0.9 and set(result) >= {"accuracy", "accuracy_std", "num_pairs", "feature_dim"}
 

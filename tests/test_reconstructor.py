@@ -81,3 +81,21 @@ def test_noisy_features_stay_unit_norm():
     noisy = training.noisy_features(features, [0.1], np.random.default_rng(0))
     np.testing.assert_allclose(np.linalg.norm(noisy, axis=1), 1.0, atol=1e-6)
     assert not np.allclose(noisy, features)
+
+
+def test_training_dataset_draws_a_new_rate_each_time_an_image_comes_round():
+    views = np.stack([np.full((4, 2), rate, np.float32) for rate in range(3)])    # (R=3, N=4, D=2)
+    crops = np.zeros((4, 160, 160, 3), np.uint8)
+    batches = training.training_dataset(views, crops, batch_size=4).take(12)
+    rates_per_pass = [tuple(np.sort(f.numpy()[:, 0])) for f, _ in batches]
+    assert len(set(rates_per_pass)) > 1
+
+
+def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops):
+    features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    config = training.TrainConfig(str(tmp_path / "ckpt"), epochs=1, batch_size=2, perceptual_weight=0.0,
+                                  verbose=0)
+    meta = training.train(config, features[None], fixture_crops, {"data": {}}, (features[:2], fixture_crops[:2]))
+    assert {"loss", "val_loss", "val_mae"} <= set(meta["final_metrics"])
+    assert reconstructor.load(tmp_path / "ckpt")(features[:1]).shape == (1, 160, 160, 3)

@@ -65,9 +65,15 @@ def main(_):
     held_out = set(np.random.default_rng(FLAGS.seed).permutation(names)[:int(len(names) * FLAGS.validation_fraction)])
     train_paths = [path for path, _ in items if path.split("/")[0] not in held_out]
     extractor = facenet.FeatureExtractor()
-    faces = data.load_faces(FLAGS.data_dir, [p for p, _ in items], FLAGS.align, extractor,
-                            f"{facenet.DEFAULT_KEY}-fixed").subset(train_paths)
-    views = training.decoded_feature_views(faces.features, feature_degraders())
+    all_faces = data.load_faces(FLAGS.data_dir, [p for p, _ in items], FLAGS.align, extractor,
+                                f"{facenet.DEFAULT_KEY}-fixed")
+    faces = all_faces.subset(train_paths)
+    degraders = feature_degraders()
+    views = training.decoded_feature_views(faces.features, degraders)
+    validation = None
+    if held_out:     # scored at the middle rate of the list
+        held = all_faces.subset([path for path, _ in items if path.split("/")[0] in held_out])
+        validation = (degraders[len(degraders) // 2](held.features).astype(np.float32), held.crops)
     if not FLAGS.resume:
         shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / "backup", ignore_errors=True)
     config = training.TrainConfig(
@@ -80,10 +86,11 @@ def main(_):
     meta = training.train(config, views, faces.crops, {
         "data": {"data_dir": FLAGS.data_dir, "identities": FLAGS.identities, "align": FLAGS.align,
                  "train_images": len(train_paths), "held_out_identities": sorted(held_out),
+                 "validation_images": 0 if validation is None else len(validation[1]),
                  "facenet": facenet.DEFAULT_KEY},
         "decoded_features": {"base_layer": FLAGS.base_layer, "noise_steps": None if FLAGS.base_layer
                              else [float(s) for s in FLAGS.noise_steps]},
-    })
+    }, validation)
     print(f"saved {FLAGS.checkpoint_dir}: {meta['final_metrics']}, {meta['images_per_second']} images/s")
 
 

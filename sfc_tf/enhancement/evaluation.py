@@ -49,6 +49,9 @@ def rate_estimate(codec: ImageCodec, images: np.ndarray, batch_size: int = 32) -
             "relative_difference": (coded_mean - estimated_mean) / estimated_mean}
 
 
+ESTIMATE_IMAGES = 256     # images on which the learned codec's coded size is checked against its estimate
+
+
 def residual_point(codec: ResidualCodec, crops: np.ndarray, reconstructions: np.ndarray,
                    residuals: np.ndarray, base_bits: float, progress: bool = True) -> tuple[dict, np.ndarray]:
     """One enhancement-layer operating point and the final decoded crops."""
@@ -59,7 +62,7 @@ def residual_point(codec: ResidualCodec, crops: np.ndarray, reconstructions: np.
              "bits_per_face": base_bits + float(bits.mean()), "bpp": (base_bits + bits.mean()) / crops[0, ..., 0].size,
              "psnr": float(np.mean(metrics.psnr(crops, final)))}
     if codec.codec_id == LEARNED:
-        images = np.stack([minmax.normalise(r)[0] for r in residuals])
+        images = np.stack([minmax.normalise(r)[0] for r in residuals[:ESTIMATE_IMAGES]])
         point["rate_estimate"] = rate_estimate(codec.codec, images)
     return point, final
 
@@ -71,5 +74,5 @@ def image_point(codec: ImageCodec, crops: np.ndarray, progress: bool = True) -> 
              "bits_per_face": float(bits.mean()), "bpp": float(bits.mean()) / crops[0, ..., 0].size,
              "psnr": float(np.mean(metrics.psnr(crops, decoded)))}
     if codec.codec_id == LEARNED:
-        point["rate_estimate"] = rate_estimate(codec, crops)
+        point["rate_estimate"] = rate_estimate(codec, crops[:ESTIMATE_IMAGES])
     return point, decoded

@@ -1,0 +1,62 @@
+"""Compare reconstructors trained with different perceptual weights (lambda) on their held-out identities.
+
+Each run directory is a train/train_reconstructor.py checkpoint; its meta.json names the training identities
+it held out, which all runs must share (same --seed and --validation_fraction). On those faces, decoded through
+one base-layer model: PSNR and SSIM against the aligned originals, and identity preservation (mean cosine
+similarity of the FaceNet features of reconstruction and original). The chosen lambda is the one with the
+highest SSIM (structure, which neither pure MAE nor pure perceptual loss optimises alone).
+
+  python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw --runs runs/sweep/l0,runs/sweep/l1e-05,runs/sweep/l0.0001 \
+      --output_json eval/results/lambda_sweep.json
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lfw_dir", None, "Root of identity folders the runs were trained on.", required=True)
+flags.DEFINE_list("runs", None, "Reconstructor checkpoint directories, one per lambda.", required=True)
+flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base-layer model to decode through.")
+flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+
+
+def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
+    rebuilt = residuals.reconstruct(model, decoded)
+    similarity = np.sum(extractor(rebuilt) * faces.features, axis=1)
+    return {"psnr": float(np.mean(metrics.psnr(faces.crops, rebuilt))),
+            "ssim": float(np.mean(tf.image.ssim(tf.constant(faces.crops), tf.constant(rebuilt), 255).numpy())),
+            "identity_cosine": float(np.mean(similarity))}
+
+
+def main(_):
+    metas = [json.loads((pathlib.Path(run) / reconstructor.META_FILE).read_text()) for run in FLAGS.runs]
+    held_out = {tuple(m["data"]["held_out_identities"]) for m in metas}
+    if len(held_out) != 1 or not next(iter(held_out)):
+        raise app.UsageError("the runs must share one non-empty set of held-out identities (same seed and split)")
+    identities = list(next(iter(held_out)))
+    extractor = facenet.FeatureExtractor()
+    paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
+    faces = data.load_faces(FLAGS.lfw_dir, paths, metas[0]["data"]["align"], extractor,
+                            f"{facenet.DEFAULT_KEY}-fixed")
+    decoded = base_layer.load(FLAGS.base_layer).quantize_dequantize(faces.features)
+    rows = []
+    for run, meta in zip(FLAGS.runs, metas):
+        row = {"run": run, "perceptual_weight": meta["training"]["perceptual_weight"],
+               "steps": meta.get("steps_run_this_session"), **score(reconstructor.load(run), faces, decoded, extractor)}
+        rows.append(row)
+        print(row)
+    best = max(rows, key=lambda r: r["ssim"])
+    evaluation.write_json(FLAGS.output_json, {
+        "held_out_identities": len(identities), "images": len(paths), "base_layer": FLAGS.base_layer,
+        "criterion": "highest mean SSIM", "chosen_perceptual_weight": best["perceptual_weight"], "runs": rows})
+    print(f"chosen lambda: {best['perceptual_weight']}")
+
+
+if __name__ == "__main__":
+    app.run(main)
