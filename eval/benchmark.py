@@ -10,9 +10,9 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, data, evaluation, facenet
+from sfc_tf import bitstream, data, evaluation, facenet, residuals
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.enhancement import make_codec
+from sfc_tf.enhancement import ResidualCodec, make_codec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -20,6 +20,7 @@ flags.DEFINE_integer("faces", 64, "Faces per batched measurement.")
 flags.DEFINE_integer("single", 8, "Faces timed one at a time for the batch-1 figures.")
 flags.DEFINE_string("enhancement", "jpeg", "Enhancement codec of the full encode/decode measurement.")
 flags.DEFINE_string("quality", "50", "Its quality parameter.")
+flags.DEFINE_string("learned_lambda", "0.01", "Lambda of the learned enhancement model timed (if shipped).")
 flags.DEFINE_string("output_json", "eval/results/benchmark.json", "Result JSON.")
 
 
@@ -33,6 +34,13 @@ def rate(function, items, batched: bool) -> float:
         for item in items:
             function(item)
     return len(items) / (time.perf_counter() - start)
+
+
+def enhancement_stages(label: str, codec, residual: np.ndarray) -> dict:
+    """Encode and decode of the enhancement layer (min-max normalised residual) with ``codec``."""
+    records = codec.encode_many(residual)
+    return {f"enhancement {label} encode": (lambda r: codec.encode_many(r if r.ndim == 4 else r[None]), residual),
+            f"enhancement {label} decode": (lambda b: codec.decode_many(b if isinstance(b, list) else [b]), records)}
 
 
 def main(_):
@@ -50,6 +58,12 @@ def main(_):
     base_files = [bitstream.strip_enhancement(f) for f in files]
     jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
+    recon_crops = codec.reconstruct(decoded)
+    residual = np.stack([residuals.residual(c, r) for c, r in zip(crops, recon_crops)])
+    enhancement_codecs = [("JPEG q50", make_codec("jpeg", 50)), ("JPEG2000 40:1", make_codec("jpeg2000", 40))]
+    learned_dir = codec.learned_dir / f"residual_l{FLAGS.learned_lambda}"
+    if (learned_dir / "meta.json").is_file():
+        enhancement_codecs.append((f"learned l{FLAGS.learned_lambda}", make_codec("learned", learned_dir)))
     stages = {
         "feature extraction": (lambda x: codec.extractor(x if x.ndim == 4 else x[None]), crops),
         "base encode": (lambda f: base.encode(f if f.ndim == 2 else f[None]), features),
@@ -60,6 +74,8 @@ def main(_):
         "base-only decode (.sfc -> feature)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "base"),
                                                base_files),
         "full decode (.sfc -> face)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "full"), files),
+        **{name: stage for label, image_codec in enhancement_codecs
+           for name, stage in enhancement_stages(label, ResidualCodec(image_codec), residual).items()},
         "Pillow JPEG q50 encode": (lambda c: jpeg.encode_many(c if c.ndim == 4 else c[None]), crops),
         "Pillow JPEG q50 decode": (lambda b: jpeg.decode_many(b if isinstance(b, list) else [b]), jpeg_bytes),
         "glymur JPEG2000 40:1 encode": (lambda c: jpeg2000.encode_many(c if c.ndim == 4 else c[None]), crops),

@@ -10,9 +10,12 @@ checkpoints/base_layer/center) and pass --base_layer_dir checkpoints/base_layer/
 The base-layer models must have been fitted on features of the same crops (``--align``): the index.json of
 ``--base_layer_dir`` says which.
 
-Adding points later ("base+<enhancement>" totals): either ``--extra_points`` JSON files (key
-``rate_accuracy_points``, a list of ``evaluation.point`` dicts) on a fresh run, or, without recomputing the
-anchors, ``sfc_tf.evaluation.add_rate_accuracy_points(result_json, points, plot_png)``.
+Full-stream points ("base+<enhancement>" totals, from eval/rate_distortion.py's ``rate_accuracy_points``) join
+with ``--extra_points``, on a fresh run or, keeping the measured anchors, with ``--add_to_existing``:
+
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --add_to_existing \
+      --extra_points eval/results/rate_distortion.json \
+      --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
 """
 
 import json
@@ -34,6 +37,8 @@ flags.DEFINE_list("jpeg2000_ratios", ["400", "200", "100", "50", "25", "12", "6"
 flags.DEFINE_list("extra_points", [], "JSON files with a 'rate_accuracy_points' list to add.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot of accuracy against bits per face.")
+flags.DEFINE_bool("add_to_existing", False, "Only add the --extra_points to an existing --output_json (and "
+                  "redraw --plot), keeping its measured points.")
 flags.DEFINE_bool("subtract_mean", True, "Score features centred on the training-identity mean (verify_lfw.py's "
                   "default); the base-layer models carry that mean.")
 
@@ -48,6 +53,14 @@ def load_base_layers(directory: pathlib.Path, align: str) -> list[base_layer.Bas
 
 
 def main(_):
+    if FLAGS.add_to_existing:
+        if not FLAGS.extra_points:
+            raise app.UsageError("--add_to_existing needs --extra_points")
+        points = [p for extra in FLAGS.extra_points
+                  for p in json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]]
+        evaluation.add_rate_accuracy_points(FLAGS.output_json, points, FLAGS.plot)
+        print(f"added {len(points)} points to {FLAGS.output_json}")
+        return
     extractor = facenet.FeatureExtractor()
     pairs_file = FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt"
     folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else list(range(1, data.pairs_header(pairs_file)[0] + 1))

@@ -2,6 +2,8 @@
 
   sfc compress IN... OUT [--enhancement none|jpeg|jpeg2000|learned] [--quality Q] [--align mtcnn|center|crop]
   sfc decompress IN OUT.png [--layers base|full] [--features OUT.npy]
+  compress / decompress --server HOST:PORT [--server_protocol grpc|rest]: the networks run on a TF Serving
+                           model server (docs/serving.md); the files are the same
   sfc info FILE            layers, sizes in bits, model ids
   sfc strip FILE OUT       drop the enhancement layer (a valid base-only file)
   sfc compare A B          same person or not, from the base layers only
@@ -76,6 +78,10 @@ def _codec(args):
                        ("learned_dir", "learned_dir")):
         if getattr(args, flag):
             kwargs[name] = getattr(args, flag)
+    if getattr(args, "server", None):
+        from sfc_tf.serving_client import RemoteModels
+
+        kwargs["models"] = RemoteModels(args.server, args.server_protocol)
     return ScalableCodec(**kwargs)
 
 
@@ -127,11 +133,12 @@ def _strip(args) -> None:
     print(f"{args.input}: {8 * len(data)} -> {8 * len(stripped)} bits (base layer only)")
 
 
-def lfw_threshold() -> float:
+def lfw_threshold() -> tuple[float, bool]:
+    """The mean of the thresholds verify_lfw.py chose, and whether they apply to mean-centred features."""
     if not THRESHOLDS_FILE.is_file():
         raise UsageError(f"{THRESHOLDS_FILE} missing: run eval/verify_lfw.py or pass --threshold")
-    thresholds = json.loads(THRESHOLDS_FILE.read_text())["thresholds"]
-    return float(sum(thresholds) / len(thresholds))
+    result = json.loads(THRESHOLDS_FILE.read_text())
+    return float(sum(result["thresholds"]) / len(result["thresholds"])), bool(result.get("subtract_mean"))
 
 
 def _compare(args) -> None:
@@ -139,8 +146,10 @@ def _compare(args) -> None:
 
     codec = _codec(args)
     a, b = (codec.decode(pathlib.Path(p).read_bytes(), "base").feature for p in (args.first, args.second))
+    threshold, centred = (args.threshold, True) if args.threshold is not None else lfw_threshold()
+    if centred:     # the base-layer model's mean is the training-identity feature mean verify_lfw.py subtracts
+        a, b = (metrics.centered(f, codec.base_layer.mean) for f in (a, b))
     distance = float(metrics.squared_distances(a[None], b[None])[0])
-    threshold = args.threshold if args.threshold is not None else lfw_threshold()
     verdict = "same person" if distance < threshold else "different people"
     print(f"{verdict}: squared L2 distance {distance:.4f}, threshold {threshold:.2f}")
 
@@ -200,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--learned_dir", default=None, help="dir of learned enhancement models; default: shipped")
         return sub
 
+    def server_flags(sub):
+        sub.add_argument("--server", default=None, metavar="HOST:PORT",
+                         help="run FaceNet, the reconstructor and the learned codec on this TF Serving model server")
+        sub.add_argument("--server_protocol", choices=["grpc", "rest"], default="grpc",
+                         help="grpc (port 8500) or rest (port 8501)")
+
     compress = command("compress", _compress, "image(s) -> .sfc")
     compress.add_argument("inputs", nargs="+", metavar="IN")
     compress.add_argument("output", metavar="OUT")
@@ -208,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="jpeg: quality 1-95; jpeg2000: compression ratio; learned: lambda of a shipped model")
     compress.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn")
     compress.add_argument("--overwrite", action="store_true")
+    server_flags(compress)
 
     decompress = command("decompress", _decompress, ".sfc -> image")
     decompress.add_argument("input", metavar="IN")
@@ -216,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="base: the face reconstructed from the feature alone")
     decompress.add_argument("--features", default=None, metavar="OUT.npy", help="also save the decoded feature")
     decompress.add_argument("--overwrite", action="store_true")
+    server_flags(decompress)
 
     info = command("info", _info, "layers, sizes and models of a file")
     info.add_argument("input", metavar="FILE")
@@ -228,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = command("compare", _compare, "same person or not, from the base layers")
     compare.add_argument("first", metavar="A")
     compare.add_argument("second", metavar="B")
-    compare.add_argument("--threshold", type=float, default=None, help="squared L2 distance threshold")
+    compare.add_argument("--threshold", type=float, default=None,
+                         help="squared L2 distance threshold on mean-centred features")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
     features.add_argument("images", nargs="+", metavar="IMAGE")

@@ -5,7 +5,10 @@
   feature, face = codec.decode(data, layers="full")
   feature, _ = codec.decode(data, layers="base")  # analysis only: no image work, no network
 
-Models load on first use, so base-only decoding never loads FaceNet or the reconstructor.
+Models load on first use, so base-only decoding never loads FaceNet or the reconstructor. With
+``ScalableCodec(models=serving_client.RemoteModels("host:8500"))`` FaceNet, the reconstructor and the learned
+enhancement codec run on a TF Serving model server instead (docs/serving.md); served exports of the same
+checkpoints give the same bytes.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ class ScalableCodec:
     """Encoder and decoder over one set of models (FaceNet, base layer, reconstructor, enhancement codecs)."""
 
     def __init__(self, base_layer_path=DEFAULT_BASE_LAYER, reconstructor_dir=DEFAULT_RECONSTRUCTOR,
-                 learned_dir=DEFAULT_LEARNED_DIR, align: str = "mtcnn", facenet_weights=None):
+                 learned_dir=DEFAULT_LEARNED_DIR, align: str = "mtcnn", facenet_weights=None, models=None):
+        """``models``: a ``serving_client.Models`` running FaceNet, the reconstructor and the learned codec (the
+        base layer, JPEG/JPEG2000 and alignment stay local); the reconstructor and learned checkpoint folders then
+        need only their meta.json, for the model ids."""
         self.base_layer_path, self.reconstructor_dir = pathlib.Path(base_layer_path), pathlib.Path(reconstructor_dir)
         self.learned_dir, self.align, self.facenet_weights = pathlib.Path(learned_dir), align, facenet_weights
+        self.models = models
 
     # -- models, loaded on first use ----------------------------------------------------------------------
     @functools.cached_property
@@ -50,6 +57,8 @@ class ScalableCodec:
 
     @functools.cached_property
     def extractor(self):
+        if self.models is not None:
+            return self.models.features
         from sfc_tf import facenet
 
         return facenet.FeatureExtractor(weights_path=self.facenet_weights)
@@ -59,6 +68,14 @@ class ScalableCodec:
         from sfc_tf import reconstructor
 
         return reconstructor.load(self.reconstructor_dir)
+
+    def reconstruct(self, features: np.ndarray) -> np.ndarray:
+        """Decoded features (N, D) -> uint8 faces (N, H, W, 3)."""
+        if self.models is not None:
+            return self.models.reconstruct(features)
+        from sfc_tf import residuals
+
+        return residuals.reconstruct(self.reconstructor, features)
 
     @functools.cached_property
     def aligner(self):
@@ -71,7 +88,12 @@ class ScalableCodec:
         from sfc_tf.enhancement import make_codec
 
         if name == "learned":
-            return make_codec(name, self.learned_dir / f"residual_l{quality}")
+            directory = self.learned_dir / f"residual_l{quality}"
+            if self.models is not None:
+                from sfc_tf import serving_client
+
+                return serving_client.served_learned_codec(self.models, directory)
+            return make_codec(name, directory)
         return make_codec(name, quality)
 
     def _learned_by_id(self, short: int):
@@ -87,8 +109,15 @@ class ScalableCodec:
 
         ids = {"facenet": lambda: bitstream.short_id(facenet.DEFAULT_KEY),
                "base_layer": lambda: bitstream.short_id(self.base_layer.model_id),
-               "reconstructor": lambda: bitstream.short_id(self.reconstructor.model_id)}
+               "reconstructor": lambda: bitstream.short_id(self._reconstructor_id())}
         return {name: ids[name]() for name in names}
+
+    def _reconstructor_id(self) -> str:
+        if self.models is not None:
+            from sfc_tf import serving_client
+
+            return serving_client.checkpoint_id(self.reconstructor_dir)
+        return self.reconstructor.model_id
 
     # -- encoding -----------------------------------------------------------------------------------------
     def crop(self, image) -> np.ndarray:
@@ -117,7 +146,7 @@ class ScalableCodec:
         if enhancement == "none":
             return [bitstream.pack(f) for f in files]
         codec = self.enhancement_codec(enhancement, quality if quality is not None else DEFAULT_QUALITY[enhancement])
-        recon = residuals.reconstruct(self.reconstructor, self.base_layer.decode(records))
+        recon = self.reconstruct(self.base_layer.decode(records))
         images, spans = residuals.residual_images(crops, recon)
         payloads = codec.encode_many(images)
         model_id = bitstream.short_id(codec.model_id) if codec.codec_id == LEARNED else 0
@@ -131,8 +160,6 @@ class ScalableCodec:
     def decode_many(self, files: list[bytes], layers: str = "full") -> list[Decoded]:
         """``base``: features only (range decoding, no network). ``reconstruction``: + faces from the base
         layer alone. ``full``: + the enhancement layer when the file has one."""
-        from sfc_tf import residuals
-
         if layers not in LAYERS:
             raise ValueError(f"layers must be one of {LAYERS}")
         parsed = [bitstream.unpack_base(d) if layers == "base" else bitstream.unpack(d) for d in files]
@@ -143,7 +170,7 @@ class ScalableCodec:
             return [Decoded(f, None) for f in features]
         for sfc in parsed:
             bitstream.require_models(sfc, self.model_ids(("reconstructor",)))
-        faces = residuals.reconstruct(self.reconstructor, features)
+        faces = self.reconstruct(features)
         if layers == "full":
             faces = np.stack([self._enhance(face, sfc) for face, sfc in zip(faces, parsed)])
         return [Decoded(f, face) for f, face in zip(features, faces)]

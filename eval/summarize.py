@@ -1,0 +1,64 @@
+"""Markdown tables of the result JSONs in eval/results (the README quotes them).
+
+  python eval/summarize.py --results eval/results
+"""
+
+import json
+import pathlib
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results", "eval/results", "Directory of result JSONs.")
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def rate_accuracy(result: dict) -> str:
+    rows = [[p["codec"], p["parameter"], f"{p['bits_per_face']:.1f}",
+             f"{p['accuracy']:.4f} ± {p['accuracy_std']:.4f}",
+             f"{p['entropy_bits_per_face']:.1f}" if "entropy_bits_per_face" in p else ""]
+            for p in sorted(result["points"], key=lambda p: (p["codec"], p["bits_per_face"]))]
+    return (f"reference (unquantized features): {result['reference_accuracy']:.4f}\n\n"
+            + table(["codec", "parameter", "coded bits/face", "accuracy", "ideal bits/face"], rows))
+
+
+def rate_distortion(result: dict) -> str:
+    rows = [[p["curve"], p["parameter"], f"{p['bits_per_face']:.0f}",
+             f"{p['enhancement_bits_per_face']:.0f}" if "enhancement_bits_per_face" in p else "",
+             f"{p['psnr']:.2f}", f"{p['ms_ssim']:.4f}",
+             f"{100 * p['rate_estimate']['relative_difference']:+.2f}%" if "rate_estimate" in p else ""]
+            for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))]
+    bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["error"],
+           f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else ""] for r in result["bd"]]
+    return (f"base layer {result['base_bits_per_face']:.1f} bits/face; reconstruction alone: PSNR "
+            f"{result['reconstruction_only']['psnr']:.2f} dB, MS-SSIM {result['reconstruction_only']['ms_ssim']:.4f}"
+            "\n\n" + table(["curve", "parameter", "total bits/face", "enhancement bits/face", "PSNR (dB)", "MS-SSIM",
+                             "coded vs estimated"], rows)
+            + "\n\n" + table(["proposed", "anchor", "BD-rate", "BD-PSNR (dB)"], bd))
+
+
+def benchmark(result: dict) -> str:
+    rows = [[r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
+            for r in result["stages"]]
+    ratios = [[name, f"{value:.3f}"] for name, value in result["ratios"].items()]
+    return (table(["stage", "faces/s, batch 1", "faces/s, batched", "batch"], rows) + "\n\n"
+            + table(["ratio (batched)", "value"], ratios))
+
+
+SUMMARIES = {"rate_accuracy_mtcnn.json": rate_accuracy, "rate_distortion.json": rate_distortion,
+             "benchmark.json": benchmark}
+
+
+def main(_):
+    for name, summarize in SUMMARIES.items():
+        path = pathlib.Path(FLAGS.results) / name
+        if path.is_file():
+            print(f"## {name}\n\n{summarize(json.loads(path.read_text()))}\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,183 @@
+"""SavedModel export of the codec's networks in TF Serving's layout ``<export_dir>/<model_name>/<version>/``.
+
+Served models and their signatures (batch dimension N free; see docs/serving.md):
+
+  facenet        ``serving_default``   crops uint8 (N, 160, 160, 3), RGB 0..255, aligned
+                                       -> features float32 (N, 512), L2-normalised
+  reconstructor  ``serving_default``   features float32 (N, D), decoded base-layer features
+                                       -> faces uint8 (N, 160, 160, 3)
+  enhancement    ``encode``            residual_images uint8 (N, H, W, 3), min-max normalised residuals, H, W
+                                       multiples of 16 -> strings_bytes string (N,), latent_shape int32 (2,)
+                 ``decode``            strings string (N,), latent_shape int32 (2,)
+                                       -> residual_images uint8 (N, 16 h, 16 w, 3)
+  decoder        ``serving_default``   features float32 (N, D), strings string (N,), latent_shape int32 (2,),
+                                       low float32 (N,), high float32 (N,) (the transmitted float16 range)
+                                       -> faces uint8 (N, 160, 160, 3), the full-fidelity decoded faces
+
+Each network plugs in as one ``tf.Module`` subclass with ``tf.function`` signatures; ``export`` writes it.
+The graphs compute exactly what the in-process code computes (same float32 operations in the same order).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import tensorflow as tf
+
+from sfc_tf import facenet
+
+FACENET, RECONSTRUCTOR, ENHANCEMENT, DECODER = "facenet", "reconstructor", "enhancement", "decoder"
+MODEL_NAMES = (FACENET, RECONSTRUCTOR, ENHANCEMENT, DECODER)
+DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+ENCODE, DECODE = "encode", "decode"
+# (model, signature) -> output names, in the order the client returns them.
+OUTPUTS = {(FACENET, DEFAULT_SIGNATURE): ("features",), (RECONSTRUCTOR, DEFAULT_SIGNATURE): ("faces",),
+           (ENHANCEMENT, ENCODE): ("strings_bytes", "latent_shape"), (ENHANCEMENT, DECODE): ("residual_images",),
+           (DECODER, DEFAULT_SIGNATURE): ("faces",)}
+LATENT_DOWNSCALE = 16
+
+
+def faces_to_uint8(images: tf.Tensor) -> tf.Tensor:
+    """[-1, 1] reconstructor output -> uint8 pixels, as ``reconstructor.to_uint8`` (round half to even, clip)."""
+    return tf.saturate_cast(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), tf.uint8)
+
+
+def add_residual(faces: tf.Tensor, residual_images: tf.Tensor, low: tf.Tensor, high: tf.Tensor) -> tf.Tensor:
+    """``minmax.denormalise`` + ``minmax.add_residual`` for a batch: low/high (N,) float32 ranges."""
+    span = tf.cast(tf.cast(high, tf.float64) - tf.cast(low, tf.float64), tf.float32)[:, None, None, None]
+    residual = low[:, None, None, None] + tf.cast(residual_images, tf.float32) / 255.0 * span
+    return tf.saturate_cast(tf.round(tf.cast(faces, tf.float32) + residual), tf.uint8)
+
+
+class KerasGraph(tf.Module):
+    """A Keras model saved as plain graph + variables: the module tracks only the variables, so saving skips
+    Keras' per-layer SavedModel serialisation (minutes for FaceNet; fails for models whose ``call`` is a loss)."""
+
+    def __init__(self, model: tf.keras.Model, name: str):
+        super().__init__(name=name)
+        self.model_variables = list(model.variables)
+        self._call = lambda x: model(x, training=False)  # a plain function: not tracked
+
+    def __call__(self, x):
+        return self._call(x)
+
+
+class FeatureExport(tf.Module):
+    """FaceNet with fixed standardisation in the graph: crops -> L2-normalised features."""
+
+    def __init__(self, model: tf.keras.Model):
+        super().__init__(name=FACENET)
+        self.model = KerasGraph(model, "facenet_graph")
+
+    @tf.function(input_signature=[
+        tf.TensorSpec((None, facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3), tf.uint8, name="crops")])
+    def features(self, crops):
+        """uint8 (N, 160, 160, 3) RGB crops -> {"features": float32 (N, D), unit L2 norm}."""
+        return {"features": self.model((tf.cast(crops, tf.float32) - 127.5) / 128.0)}
+
+    def signatures(self) -> dict:
+        return {DEFAULT_SIGNATURE: self.features}
+
+
+class ReconstructorExport(tf.Module):
+    """The de-convolutional reconstructor: decoded features -> uint8 faces."""
+
+    def __init__(self, model: tf.keras.Model, feature_dim: int):
+        super().__init__(name=RECONSTRUCTOR)
+        self.model = KerasGraph(model, "reconstructor_graph")
+        self.reconstruct = tf.function(
+            self._reconstruct, input_signature=[tf.TensorSpec((None, feature_dim), tf.float32, name="features")])
+
+    def _reconstruct(self, features):
+        """float32 (N, D) -> {"faces": uint8 (N, H, W, 3)}."""
+        return {"faces": faces_to_uint8(self.model(features))}
+
+    def signatures(self) -> dict:
+        return {DEFAULT_SIGNATURE: self.reconstruct}
+
+
+class LearnedCoding(tf.Module):
+    """``BLS2017.compress`` / ``decompress`` over the trained model's parts (the Keras model itself does not
+    serialise: its ``call`` returns the training loss)."""
+
+    def __init__(self, model):
+        super().__init__(name="learned_coding")
+        if model.entropy_model is None:
+            model.enable_coding()
+        self.analysis_transform = KerasGraph(model.analysis_transform, "analysis")
+        self.synthesis_transform = KerasGraph(model.synthesis_transform, "synthesis")
+        self.entropy_model = model.entropy_model
+
+    def compress(self, images):
+        return self.entropy_model.compress(self.analysis_transform(tf.cast(images, tf.float32)))
+
+    def decompress(self, strings, latent_shape):
+        y_hat = self.entropy_model.decompress(strings, latent_shape)
+        return tf.saturate_cast(tf.round(self.synthesis_transform(y_hat)), tf.uint8)
+
+
+class EnhancementExport(tf.Module):
+    """The learned (Balle 2016) enhancement codec with range coding in the graph (needs tfc's ops)."""
+
+    def __init__(self, model):
+        super().__init__(name=ENHANCEMENT)
+        self.model = LearnedCoding(model)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="residual_images")])
+    def encode(self, residual_images):
+        """uint8 (N, H, W, 3), H and W multiples of 16 -> {"strings_bytes": (N,), "latent_shape": int32 (2,)}.
+        The ``_bytes`` suffix makes TF Serving's REST API return the strings base64-encoded."""
+        size = tf.shape(residual_images)[1:3]
+        tf.debugging.assert_equal(size % LATENT_DOWNSCALE, 0, message="image sides must be multiples of 16")
+        return {"strings_bytes": self.model.compress(residual_images), "latent_shape": size // LATENT_DOWNSCALE}
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="strings"),
+                                  tf.TensorSpec((2,), tf.int32, name="latent_shape")])
+    def decode(self, strings, latent_shape):
+        """N strings + latent (h, w) -> {"residual_images": uint8 (N, 16 h, 16 w, 3)}."""
+        return {"residual_images": self.model.decompress(strings, latent_shape)}
+
+    def signatures(self) -> dict:
+        return {ENCODE: self.encode, DECODE: self.decode}
+
+
+class DecoderExport(tf.Module):
+    """Full decode: decoded feature + learned enhancement strings + residual range -> full-fidelity face."""
+
+    def __init__(self, reconstructor_model: tf.keras.Model, feature_dim: int, enhancement_model):
+        super().__init__(name=DECODER)
+        self.reconstructor = KerasGraph(reconstructor_model, "reconstructor_graph")
+        self.enhancement = LearnedCoding(enhancement_model)
+        self.decode = tf.function(self._decode, input_signature=[
+            tf.TensorSpec((None, feature_dim), tf.float32, name="features"),
+            tf.TensorSpec((None,), tf.string, name="strings"),
+            tf.TensorSpec((2,), tf.int32, name="latent_shape"),
+            tf.TensorSpec((None,), tf.float32, name="low"),
+            tf.TensorSpec((None,), tf.float32, name="high")])
+
+    def _decode(self, features, strings, latent_shape, low, high):
+        """-> {"faces": uint8 (N, H, W, 3)}: reconstruction + denormalised decoded residual, rounded, clipped."""
+        faces = faces_to_uint8(self.reconstructor(features))
+        residual_images = self.enhancement.decompress(strings, latent_shape)
+        return {"faces": add_residual(faces, residual_images, low, high)}
+
+    def signatures(self) -> dict:
+        return {DEFAULT_SIGNATURE: self.decode}
+
+
+def version_dir(export_dir: str | os.PathLike, model_name: str, version: int) -> pathlib.Path:
+    return pathlib.Path(export_dir) / model_name / str(int(version))
+
+
+def export(module: tf.Module, export_dir: str | os.PathLike, version: int = 1) -> pathlib.Path:
+    """Writes ``module`` to ``<export_dir>/<module.name>/<version>/`` (must not exist yet); returns that path."""
+    target = version_dir(export_dir, module.name, version)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose another --version")
+    tf.saved_model.save(module, str(target), signatures=module.signatures())
+    return target
+
+
+def load_facenet(key: str = facenet.DEFAULT_KEY, weights_path=None) -> FeatureExport:
+    return FeatureExport(facenet.load_model(key, weights_path, allow_download=False))
