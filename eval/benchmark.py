@@ -60,7 +60,7 @@ def main(_):
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
     recon_crops = codec.reconstruct(decoded)
     residual = np.stack([residuals.residual(c, r) for c, r in zip(crops, recon_crops)])
-    enhancement_codecs = [("JPEG q50", make_codec("jpeg", 50)), ("JPEG2000 40:1", make_codec("jpeg2000", 40))]
+    enhancement_codecs = [("JPEG q50", jpeg), ("JPEG2000 40:1", jpeg2000)]
     learned_dir = codec.learned_dir / f"residual_l{FLAGS.learned_lambda}"
     if (learned_dir / "meta.json").is_file():
         enhancement_codecs.append((f"learned l{FLAGS.learned_lambda}", make_codec("learned", learned_dir)))

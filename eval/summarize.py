@@ -32,8 +32,8 @@ def rate_distortion(result: dict) -> str:
              f"{p['psnr']:.2f}", f"{p['ms_ssim']:.4f}",
              f"{100 * p['rate_estimate']['relative_difference']:+.2f}%" if "rate_estimate" in p else ""]
             for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))]
-    bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["error"],
-           f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else ""] for r in result["bd"]]
+    bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["bd_rate_error"],
+           f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else r["bd_psnr_error"]] for r in result["bd"]]
     return (f"base layer {result['base_bits_per_face']:.1f} bits/face; reconstruction alone: PSNR "
             f"{result['reconstruction_only']['psnr']:.2f} dB, MS-SSIM {result['reconstruction_only']['ms_ssim']:.4f}"
             "\n\n" + table(["curve", "parameter", "total bits/face", "enhancement bits/face", "PSNR (dB)", "MS-SSIM",

@@ -27,6 +27,7 @@ match, the range decoder's end-of-stream check fails or an escaped value lies in
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import io
 import json
@@ -139,9 +140,10 @@ class BaseLayerModel:
         except (OSError, KeyError, ValueError) as exc:
             raise WeightsError(f"cannot load base-layer model {path}: {exc}") from exc
 
-    @property
+    @functools.cached_property
     def model_id(self) -> str:
-        """sha256 over everything that determines the bitstream (the bitstream records its first bytes)."""
+        """sha256 over everything that determines the bitstream (the bitstream records its first bytes);
+        computed once (hashing the rotation costs more than decoding a face)."""
         digest = hashlib.sha256(f"base_layer v{FORMAT_VERSION}".encode())
         for array in (self.mean, self.rotation, np.float64(self.step), self.half_ranges, self.cdfs, self.escape_cdf):
             digest.update(np.ascontiguousarray(array).tobytes())

@@ -163,13 +163,15 @@ class ScalableCodec:
         if layers not in LAYERS:
             raise ValueError(f"layers must be one of {LAYERS}")
         parsed = [bitstream.unpack_base(d) if layers == "base" else bitstream.unpack(d) for d in files]
+        base_id = self.model_ids(("base_layer",))
         for sfc in parsed:
-            bitstream.require_models(sfc, self.model_ids(("base_layer",)))
+            bitstream.require_models(sfc, base_id)
         features = self.base_layer.decode([sfc.base_payload for sfc in parsed])
         if layers == "base":
             return [Decoded(f, None) for f in features]
+        reconstructor_id = self.model_ids(("reconstructor",))
         for sfc in parsed:
-            bitstream.require_models(sfc, self.model_ids(("reconstructor",)))
+            bitstream.require_models(sfc, reconstructor_id)
         faces = self.reconstruct(features)
         if layers == "full":
             faces = np.stack([self._enhance(face, sfc) for face, sfc in zip(faces, parsed)])

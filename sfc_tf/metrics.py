@@ -86,11 +86,21 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.nda
         return 10.0 * np.log10(peak ** 2 / mse)
 
 
-def _bd_integral(x_a, y_a, x_b, y_b) -> float:
+PSNR_CEILING_DB = 60.0    # libvmaf's cap for 8-bit video (6 dB per bit + 12): lossless images stay finite
+
+
+def mean_psnr(reference: np.ndarray, test: np.ndarray, ceiling: float = PSNR_CEILING_DB) -> tuple[float, int]:
+    """Mean per-image PSNR (dB) with each image capped at ``ceiling``, and how many images hit the cap; an
+    uncapped mean is +inf as soon as one image decodes losslessly (e.g. JPEG2000 at low ratios)."""
+    values = psnr(reference, test)
+    return float(np.mean(np.minimum(values, ceiling))), int(np.count_nonzero(values >= ceiling))
+
+
+def _bd_integral(x_a, y_a, x_b, y_b, x_name: str) -> float:
     """Mean difference (b - a) of two cubic fits y(x) over the x range both curves cover."""
     low, high = max(min(x_a), min(x_b)), min(max(x_a), max(x_b))
     if low >= high:
-        raise ValueError("the two curves do not overlap")
+        raise ValueError(f"the two curves do not overlap in {x_name}")
     fit_a, fit_b = np.polyfit(x_a, y_a, 3), np.polyfit(x_b, y_b, 3)
     area_a = np.polyval(np.polyint(fit_a), high) - np.polyval(np.polyint(fit_a), low)
     area_b = np.polyval(np.polyint(fit_b), high) - np.polyval(np.polyint(fit_b), low)
@@ -100,10 +110,10 @@ def _bd_integral(x_a, y_a, x_b, y_b) -> float:
 def bd_rate(rates_anchor, psnr_anchor, rates_test, psnr_test) -> float:
     """Bjontegaard delta rate (%): average rate change of the test curve against the anchor at equal PSNR
     (negative = the test saves bits). Needs at least 4 points per curve."""
-    difference = _bd_integral(psnr_anchor, np.log(rates_anchor), psnr_test, np.log(rates_test))
+    difference = _bd_integral(psnr_anchor, np.log(rates_anchor), psnr_test, np.log(rates_test), "PSNR")
     return float((np.exp(difference) - 1) * 100)
 
 
 def bd_psnr(rates_anchor, psnr_anchor, rates_test, psnr_test) -> float:
     """Bjontegaard delta PSNR (dB): average PSNR gain of the test curve at equal rate."""
-    return _bd_integral(np.log(rates_anchor), psnr_anchor, np.log(rates_test), psnr_test)
+    return _bd_integral(np.log(rates_anchor), psnr_anchor, np.log(rates_test), psnr_test, "rate")

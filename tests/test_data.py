@@ -104,6 +104,16 @@ def test_psnr():
     assert np.isinf(metrics.psnr(a, b)[0]) and metrics.psnr(a, b)[1] == pytest.approx(0.0)
 
 
+def test_mean_psnr_caps_lossless_images():
+    a = np.zeros((3, 8, 8, 3))
+    b = a.copy()
+    b[1] += 255
+    b[2, 0, 0, 0] = 1                            # one pixel off by one: 10 log10(255^2 * 192) = 70.9 dB
+    mean, capped = metrics.mean_psnr(a, b, ceiling=60.0)
+    assert capped == 2 and mean == pytest.approx((60.0 + 0.0 + 60.0) / 3)
+    assert metrics.mean_psnr(a, b, ceiling=80.0)[0] == pytest.approx((80.0 + 10 * np.log10(255 ** 2 * 192)) / 3)
+
+
 def test_shared_pairs_protocol(shared_lfw_dir):
     pairs = data.parse_pairs(shared_lfw_dir / "pairs.txt", [1, 2, 3, 4])
     assert len(pairs) == 2400 and sum(p.same for p in pairs) == 1200

@@ -1,5 +1,6 @@
 """Rate-distortion points of the enhancement layer: bits per face of the coded residual and PSNR of the final
-reconstruction (reconstruction + decoded residual, clipped), and of image codecs coding the crop directly."""
+reconstruction (reconstruction + decoded residual, clipped), and of image codecs coding the crop directly.
+PSNR is the mean over faces of per-face PSNR, each capped at ``metrics.PSNR_CEILING_DB``."""
 
 from __future__ import annotations
 
@@ -57,10 +58,11 @@ def residual_point(codec: ResidualCodec, crops: np.ndarray, reconstructions: np.
     """One enhancement-layer operating point and the final decoded crops."""
     decoded, bits = code_residuals(codec, residuals, progress=progress)
     final = np.stack([minmax.add_residual(r, d) for r, d in zip(reconstructions, decoded)])
+    psnr, capped = metrics.mean_psnr(crops, final)
     point = {"codec": codec.name, "input": "residual", "parameter": codec.parameter,
              "enhancement_bits_per_face": float(bits.mean()), "base_bits_per_face": base_bits,
              "bits_per_face": base_bits + float(bits.mean()), "bpp": (base_bits + bits.mean()) / crops[0, ..., 0].size,
-             "psnr": float(np.mean(metrics.psnr(crops, final)))}
+             "psnr": psnr, "images_at_psnr_ceiling": capped}
     if codec.codec_id == LEARNED:
         images = np.stack([minmax.normalise(r)[0] for r in residuals[:ESTIMATE_IMAGES]])
         point["rate_estimate"] = rate_estimate(codec.codec, images)
@@ -70,9 +72,10 @@ def residual_point(codec: ResidualCodec, crops: np.ndarray, reconstructions: np.
 def image_point(codec: ImageCodec, crops: np.ndarray, progress: bool = True) -> tuple[dict, np.ndarray]:
     """An image codec on the crops themselves (no base layer): the plain anchor."""
     decoded, bits = code_images(codec, crops, progress=progress)
+    psnr, capped = metrics.mean_psnr(crops, decoded)
     point = {"codec": codec.name, "input": "original", "parameter": codec.parameter,
              "bits_per_face": float(bits.mean()), "bpp": float(bits.mean()) / crops[0, ..., 0].size,
-             "psnr": float(np.mean(metrics.psnr(crops, decoded)))}
+             "psnr": psnr, "images_at_psnr_ceiling": capped}
     if codec.codec_id == LEARNED:
         point["rate_estimate"] = rate_estimate(codec, crops[:ESTIMATE_IMAGES])
     return point, decoded
