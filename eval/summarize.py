@@ -29,7 +29,8 @@ def rate_accuracy(result: dict) -> str:
 def rate_distortion(result: dict) -> str:
     rows = [[p["curve"], p["parameter"], f"{p['bits_per_face']:.0f}",
              f"{p['enhancement_bits_per_face']:.0f}" if "enhancement_bits_per_face" in p else "",
-             f"{p['psnr']:.2f}", f"{p['ms_ssim']:.4f}",
+             f"{p['psnr']:.2f}" + (f" ({p['images_at_psnr_ceiling']} at cap)" if p.get("images_at_psnr_ceiling") else ""),
+             f"{p['ms_ssim']:.4f}",
              f"{100 * p['rate_estimate']['relative_difference']:+.2f}%" if "rate_estimate" in p else ""]
             for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))]
     bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["bd_rate_error"],
@@ -49,8 +50,16 @@ def benchmark(result: dict) -> str:
             + table(["ratio (batched)", "value"], ratios))
 
 
+def lambda_sweep(result: dict) -> str:
+    rows = [[r["perceptual_weight"], r["steps"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['identity_cosine']:.4f}"]
+            for r in result["runs"]]
+    return (f"{result['images']} images of {result['held_out_identities']} held-out training identities; "
+            f"chosen lambda ({result['criterion']}): {result['chosen_perceptual_weight']}\n\n"
+            + table(["lambda", "steps", "PSNR (dB)", "SSIM", "FaceNet cosine to original"], rows))
+
+
 SUMMARIES = {"rate_accuracy_mtcnn.json": rate_accuracy, "rate_distortion.json": rate_distortion,
-             "benchmark.json": benchmark}
+             "benchmark.json": benchmark, "lambda_sweep.json": lambda_sweep}
 
 
 def main(_):
