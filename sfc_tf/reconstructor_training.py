@@ -122,12 +122,39 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
                         validation_data=None if validation is None else validation_dataset(*validation,
                                                                                            config.batch_size))
     wall = time.time() - start
+    recalibrated = recalibrate_batch_norm(model, views, config.batch_size, config.seed)
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}
     return reconstructor.save(model, out, **meta, training=dataclasses.asdict(config), epochs_run_this_session=epochs_run,
                               steps_run_this_session=epochs_run * steps_per_epoch, steps_per_epoch=steps_per_epoch,
                               wall_time_s_this_session=round(wall, 1), final_metrics=final,
+                              batch_norm_recalibrated_on_batches=recalibrated,
                               images_per_second=round(epochs_run * steps_per_epoch * config.batch_size / wall, 2))
+
+
+def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray, batch_size: int,
+                           seed: int = 0) -> int:
+    """Replace every BatchNorm layer's moving statistics by the exact average of its batch statistics over one
+    pass of the training features ("precise BN"). The moving averages lag behind weights that changed fast
+    during short, high-learning-rate training; inference then normalises with stale statistics (on the shipped
+    4-epoch model this cost 1.6 dB of held-out PSNR). Each image is seen at a random decoded rate. Returns the
+    number of batches averaged."""
+    rng = np.random.default_rng(seed)
+    num_rates, num_images = views.shape[:2]
+    order = rng.permutation(num_images)
+    rates = rng.integers(0, num_rates, num_images)
+    norms = [block.norm for block in model.blocks]
+    momenta = [norm.momentum for norm in norms]
+    batches = 0
+    for start in range(0, num_images - batch_size + 1, batch_size):
+        index = order[start:start + batch_size]
+        for norm in norms:              # momentum b/(b+1): the running value is the mean of all batches so far
+            norm.momentum = batches / (batches + 1)
+        model(views[rates[index], index], training=True)
+        batches += 1
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return batches
 
 
 def read_meta(directory: str) -> dict:

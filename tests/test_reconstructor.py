@@ -99,3 +99,25 @@ def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops
     meta = training.train(config, features[None], fixture_crops, {"data": {}}, (features[:2], fixture_crops[:2]))
     assert {"loss", "val_loss", "val_mae"} <= set(meta["final_metrics"])
     assert reconstructor.load(tmp_path / "ckpt")(features[:1]).shape == (1, 160, 160, 3)
+
+
+def test_batch_norm_recalibration_matches_the_training_batch_statistics():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 16)).astype(np.float32)
+    model = reconstructor.Reconstructor(16).build_for_inference()
+    before = np.abs(model(features) - model(features, training=True))     # fresh moving stats: 0 and 1
+    assert training.recalibrate_batch_norm(model, features[None], batch_size=8) == 1
+    after = np.abs(model(features) - model(features, training=True))      # equal up to Bessel's correction
+    assert after.max() < 3e-2 and after.mean() < before.mean() / 20
+    assert all(block.norm.momentum == 0.99 for block in model.blocks)
+
+
+def test_batch_norm_recalibration_averages_over_batches():
+    features = np.random.default_rng(1).normal(size=(1, 12, 16)).astype(np.float32)
+    model = reconstructor.Reconstructor(16).build_for_inference()
+    assert training.recalibrate_batch_norm(model, features, batch_size=4, seed=0) == 3
+    order = np.random.default_rng(0).permutation(12)
+    first = model.blocks[0]
+    means = [tf.reduce_mean(first.deconv(tf.reshape(features[0, order[i:i + 4]], (-1, 1, 1, 16))), axis=(0, 1, 2))
+             for i in (0, 4, 8)]
+    np.testing.assert_allclose(first.norm.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
