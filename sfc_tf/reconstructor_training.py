@@ -55,7 +55,7 @@ class TrainConfig:
     batch_size: int = 64
     initial_lr: float = 0.01
     final_lr: float = 0.0001
-    perceptual_weight: float = 1e-4
+    perceptual_weight: float = 1e-6
     perceptual_layer: str = losses.DEFAULT_LAYER
     perceptual_downsample: int = 1
     vgg_weights: str | None = None

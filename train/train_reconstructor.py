@@ -5,7 +5,8 @@ MAE + lambda x VGG-19 relu3_2 loss). A short CPU job on LFW training identities:
 
   python train/train_reconstructor.py --data_dir ../shared/data/lfw \
       --identities ../shared/data/lfw/train_identities.txt --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 \
-      --epochs 8 --mixed_precision --perceptual_downsample 2 --checkpoint_dir checkpoints/reconstructor
+      --epochs 36 --perceptual_weight 1e-6 --mixed_precision --perceptual_downsample 2 \
+      --checkpoint_dir checkpoints/reconstructor
 
 Re-running the same command resumes from <checkpoint_dir>/backup (model, optimizer, epoch).
 """
@@ -32,7 +33,7 @@ flags.DEFINE_integer("batch_size", 64, "Batch size (paper: 64).")
 flags.DEFINE_integer("epochs", 50, "Epochs; the learning rate decays over exactly these (paper: 50).")
 flags.DEFINE_float("initial_lr", 0.01, "Initial learning rate (paper: 0.01).")
 flags.DEFINE_float("final_lr", 0.0001, "Learning rate at the last step (paper: 0.0001).")
-flags.DEFINE_float("perceptual_weight", 1e-4, "lambda: weight of the VGG-19 perceptual term.")
+flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perceptual term (1e-6: our sweep, README).")
 flags.DEFINE_string("perceptual_layer", losses.DEFAULT_LAYER, "VGG-19 layer of the perceptual loss.")
 flags.DEFINE_integer("perceptual_downsample", 1, "Average-pool images by this factor before VGG (CPU speed).")
 flags.DEFINE_string("vgg_weights", None, "Local VGG-19 Keras weights file (default: download ImageNet weights).")
