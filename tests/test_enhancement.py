@@ -1,6 +1,7 @@
 """Enhancement layer: min-max normalisation, the residual codecs (JPEG, JPEG2000, learned Balle 2016),
 training resume, decoding determinism across processes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -138,9 +139,12 @@ def test_training_warm_starts_and_resumes(tiny_learned_checkpoint, fixture_crops
     first = training.train(config, fixture_crops, {"input": "test"})
     assert first["steps"] == 3 and first["epochs_done"] == 1 and first["input"] == "test"
     assert _same_weights(tmp_path, tiny_learned_checkpoint)       # learning rate 0: exactly the warm start
+    warm_meta = json.loads((tiny_learned_checkpoint / "meta.json").read_text())
+    assert first["warm_start"]["sha256"] == warm_meta["sha256"]  # the warm start's history travels along
     config.epochs, config.learning_rate = 2, 1e-2
     second = training.train(config, fixture_crops, {"input": "test"})
     assert second["steps"] == 6 and second["wall_time_s"] >= first["wall_time_s"]
+    assert second["warm_start"] == first["warm_start"]             # kept when resuming from train_state
     assert not _same_weights(tmp_path, tiny_learned_checkpoint)
     assert set(second["final_metrics"]) == {"loss", "bpp", "mse"}
     with pytest.raises(ValueError):

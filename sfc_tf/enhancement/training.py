@@ -4,7 +4,8 @@ lambda) on 8-bit images: min-max normalised residuals, or the original crops for
 Resumable: model and optimizer state go to ``<checkpoint_dir>/train_state`` every ``save_every`` steps and when
 training stops (epochs done or ``max_minutes`` reached, checked after every step); re-running continues from
 there. ``init_from`` warm-starts the weights from another enhancement checkpoint (e.g. the anchor of the same
-lambda) when there is no saved state yet.
+lambda) when there is no saved state yet; that checkpoint's meta.json is kept under ``warm_start`` so the
+whole training history of a model stays in its own meta.json.
 """
 
 from __future__ import annotations
@@ -102,14 +103,16 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     with distribute.make_strategy(config.strategy).scope():
         model = build_model(config)
         state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        warm_start = None
         manager = tf.train.CheckpointManager(state, str(out / STATE_DIR), max_to_keep=1)
         if manager.latest_checkpoint:
             state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             model.optimizer.learning_rate.assign(config.learning_rate)   # the restored state holds the old one
         elif config.init_from:
-            learned.load_model(config.init_from)  # checks the sha256 before we read the weights
+            _, warm_start = learned.load_model(config.init_from)  # checks the sha256 before we read the weights
             learned.restore_weights(model, config.init_from)
     previous = _previous_meta(out) if manager.latest_checkpoint else {}
+    warm_start = previous.get("warm_start", warm_start)
     done = int(model.optimizer.iterations)
     callbacks = [SaveState(manager, config.save_every)]
     if config.max_minutes:
@@ -122,7 +125,8 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     steps = int(model.optimizer.iterations)
     final = {k: float(v[-1]) for k, v in history.history.items()} if history else previous.get("final_metrics")
     return learned.save(
-        model, out, **meta, training=dataclasses.asdict(config), steps=steps, steps_per_epoch=steps_per_epoch,
+        model, out, **meta, training=dataclasses.asdict(config), warm_start=warm_start, steps=steps,
+        steps_per_epoch=steps_per_epoch,
         epochs_done=round(steps / steps_per_epoch, 3), train_images=len(images),
         wall_time_s=round(previous.get("wall_time_s", 0.0) + wall, 1), final_metrics=final,
         final_eval=evaluate(model, images[:config.eval_images]),
