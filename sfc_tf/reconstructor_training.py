@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from sfc_tf import distribute, losses, reconstructor
+from sfc_tf.time_limit import TimeLimit
 
 
 def learning_rate_schedule(initial: float, final: float, total_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
@@ -68,18 +69,6 @@ class TrainConfig:
     seed: int = 0
 
 
-class TimeLimit(tf.keras.callbacks.Callback):
-    """Stops training at the end of the epoch in which ``minutes`` have elapsed."""
-
-    def __init__(self, minutes: float):
-        super().__init__()
-        self.deadline = time.time() + 60 * minutes
-
-    def on_epoch_end(self, epoch, logs=None):
-        if time.time() > self.deadline:
-            self.model.stop_training = True
-
-
 def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
     if config.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -115,7 +104,7 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
     if config.log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
-        callbacks.append(TimeLimit(config.max_minutes))
+        callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
     start = time.time()
     history = model.fit(training_dataset(views, crops, config.batch_size, config.seed), epochs=config.epochs,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from sfc_tf import distribute
+from sfc_tf.time_limit import TimeLimit
 from sfc_tf.enhancement import learned
 
 STATE_DIR = "train_state"
@@ -41,18 +42,6 @@ class EnhancementTrainConfig:
     init_from: str | None = None
     verbose: int = 1
     seed: int = 0
-
-
-class StepTimeLimit(tf.keras.callbacks.Callback):
-    """Stops training after the first step that ends past ``minutes``."""
-
-    def __init__(self, minutes: float):
-        super().__init__()
-        self.deadline = time.time() + 60 * minutes
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() > self.deadline:
-            self.model.stop_training = True
 
 
 class SaveState(tf.keras.callbacks.Callback):
@@ -116,7 +105,7 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     done = int(model.optimizer.iterations)
     callbacks = [SaveState(manager, config.save_every)]
     if config.max_minutes:
-        callbacks.append(StepTimeLimit(config.max_minutes))
+        callbacks.append(TimeLimit(config.max_minutes, per="step"))
     start = time.time()
     history = model.fit(patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
                         epochs=1, steps_per_epoch=max(1, total_steps - done), callbacks=callbacks,
