@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from sfc_tf import distribute
-from sfc_tf.time_limit import TimeLimit
 from sfc_tf.enhancement import learned
+from sfc_tf.time_limit import TimeLimit
 
 STATE_DIR = "train_state"
 
