@@ -1,5 +1,6 @@
 """Speed of every stage in faces/s on this CPU, batch 1 and batched, with Pillow JPEG and glymur JPEG2000 on the
-same crops measured in the same run (ratios in the JSON).
+same crops measured in the same run (ratios in the JSON). The full encode runs the per-face mode decision
+(``--mode auto``: every candidate prediction is coded and the best kept) unless told a fixed mode.
 
   python eval/benchmark.py --lfw_dir ../shared/data/lfw --output_json eval/results/benchmark.json
 """
@@ -10,9 +11,10 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, data, evaluation, facenet, residuals
+from sfc_tf import bitstream, data, evaluation, facenet
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.enhancement import ResidualCodec, make_codec
+from sfc_tf.enhancement import layer, make_codec
+from sfc_tf.enhancement.prediction import mode_id
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -20,7 +22,8 @@ flags.DEFINE_integer("faces", 64, "Faces per batched measurement.")
 flags.DEFINE_integer("single", 8, "Faces timed one at a time for the batch-1 figures.")
 flags.DEFINE_string("enhancement", "jpeg", "Enhancement codec of the full encode/decode measurement.")
 flags.DEFINE_string("quality", "50", "Its quality parameter.")
-flags.DEFINE_string("learned_lambda", "0.01", "Lambda of the learned enhancement model timed (if shipped).")
+flags.DEFINE_string("mode", "auto", "Prediction mode of the full encode (auto: per-face decision).")
+flags.DEFINE_integer("learned_quality", 3, "Quality index of the learned enhancement codecs timed (if shipped).")
 flags.DEFINE_string("output_json", "eval/results/benchmark.json", "Result JSON.")
 
 
@@ -36,11 +39,18 @@ def rate(function, items, batched: bool) -> float:
     return len(items) / (time.perf_counter() - start)
 
 
-def enhancement_stages(label: str, codec, residual: np.ndarray) -> dict:
-    """Encode and decode of the enhancement layer (min-max normalised residual) with ``codec``."""
-    records = codec.encode_many(residual)
-    return {f"enhancement {label} encode": (lambda r: codec.encode_many(r if r.ndim == 4 else r[None]), residual),
-            f"enhancement {label} decode": (lambda b: codec.decode_many(b if isinstance(b, list) else [b]), records)}
+def enhancement_stages(label: str, codec, mode: int, crops: np.ndarray, predictions) -> dict:
+    """Encode and decode of the enhancement layer with ``codec`` against ``predictions`` (``enhancement.layer``)."""
+    coded = layer.encode(codec, mode, crops, predictions)
+
+    def encode(c):
+        return layer.encode(codec, mode, c if c.ndim == 4 else c[None], predictions[:len(c) if c.ndim == 4 else 1])
+
+    def decode(items):
+        items = items if isinstance(items, list) else [items]
+        return layer.decode(codec, mode, items, predictions[:len(items)])
+
+    return {f"enhancement {label} encode": (encode, crops), f"enhancement {label} decode": (decode, coded)}
 
 
 def main(_):
@@ -48,34 +58,44 @@ def main(_):
     _, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, [1], "mtcnn", facenet.FeatureExtractor(),
                                     f"{facenet.DEFAULT_KEY}-fixed", progress=False)
     crops = faces.crops[:FLAGS.faces]
-    codec = ScalableCodec(align="crop")
-    base = codec.base_layer
-    features = codec.extractor(crops)
-    records = base.encode(features)
-    decoded = base.decode(records)
-    recon = codec.reconstructor
-    files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality)
+    codec = ScalableCodec.from_pretrained(align="crop")
+    models = codec.models
+    base = models.base_layer
+    features = models.extractor(crops)
+    payloads = base.encode_payloads(features)
+    decoded = base.decode_payloads(payloads)
+    files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality, FLAGS.mode).files
     base_files = [bitstream.strip_enhancement(f) for f in files]
     jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
-    recon_crops = codec.reconstruct(decoded)
-    residual = np.stack([residuals.residual(c, r) for c, r in zip(crops, recon_crops)])
-    enhancement_codecs = [("JPEG q50", jpeg), ("JPEG2000 40:1", jpeg2000)]
-    learned_dir = codec.learned_dir / f"residual_l{FLAGS.learned_lambda}"
-    if (learned_dir / "meta.json").is_file():
-        enhancement_codecs.append((f"learned l{FLAGS.learned_lambda}", make_codec("learned", learned_dir)))
+    reconstructions, predicted = models.reconstruct(decoded), models.predict(decoded)
+    enhancement_codecs = [("JPEG q50 (paper residual)", jpeg, "reconstruction", reconstructions),
+                          ("JPEG q50 (mmse residual)", jpeg, "mmse", predicted),
+                          ("JPEG2000 40:1 (paper residual)", jpeg2000, "reconstruction", reconstructions)]
+    for name, label, prediction in (("learned", "learned residual", reconstructions),
+                                    ("conditional", "conditional", predicted)):
+        try:
+            learned = codec.enhancement_codec(name, FLAGS.learned_quality)
+        except Exception as exc:          # not shipped in this checkout: reported, not timed
+            print(f"{label}: not timed ({exc})")
+            continue
+        enhancement_codecs.append((f"{label} q{FLAGS.learned_quality}", learned,
+                                   "reconstruction" if name == "learned" else "mmse", prediction))
     stages = {
-        "feature extraction": (lambda x: codec.extractor(x if x.ndim == 4 else x[None]), crops),
-        "base encode": (lambda f: base.encode(f if f.ndim == 2 else f[None]), features),
-        "base decode (bytes -> feature)": (lambda r: base.decode(r if isinstance(r, list) else [r]), records),
-        "reconstruction": (lambda f: recon(f if f.ndim == 2 else f[None], training=False), decoded),
-        "full encode (crop -> .sfc)": (lambda c: codec.encode_crops(c if c.ndim == 4 else c[None], FLAGS.enhancement,
-                                                                    FLAGS.quality), crops),
+        "feature extraction": (lambda x: models.extractor(x if x.ndim == 4 else x[None]), crops),
+        "base encode": (lambda f: base.encode_payloads(f if f.ndim == 2 else f[None]), features),
+        "base decode (bytes -> feature)": (lambda r: base.decode_payloads(r if isinstance(r, list) else [r]),
+                                           payloads),
+        "reconstruction": (lambda f: models.reconstruct(f if f.ndim == 2 else f[None]), decoded),
+        "coding prediction (mmse)": (lambda f: models.predict(f if f.ndim == 2 else f[None]), decoded),
+        f"full encode (crop -> .sfc, mode {FLAGS.mode})": (
+            lambda c: codec.encode_crops(c if c.ndim == 4 else c[None], FLAGS.enhancement, FLAGS.quality, FLAGS.mode),
+            crops),
         "base-only decode (.sfc -> feature)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "base"),
                                                base_files),
         "full decode (.sfc -> face)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "full"), files),
-        **{name: stage for label, image_codec in enhancement_codecs
-           for name, stage in enhancement_stages(label, ResidualCodec(image_codec), residual).items()},
+        **{name: stage for label, image_codec, mode, prediction in enhancement_codecs
+           for name, stage in enhancement_stages(label, image_codec, mode_id(mode), crops, prediction).items()},
         "Pillow JPEG q50 encode": (lambda c: jpeg.encode_many(c if c.ndim == 4 else c[None]), crops),
         "Pillow JPEG q50 decode": (lambda b: jpeg.decode_many(b if isinstance(b, list) else [b]), jpeg_bytes),
         "glymur JPEG2000 40:1 encode": (lambda c: jpeg2000.encode_many(c if c.ndim == 4 else c[None]), crops),
@@ -97,6 +117,7 @@ def main(_):
                   by_name["base-only decode (.sfc -> feature)"] / by_name["Pillow JPEG q50 decode"]}
     evaluation.write_json(FLAGS.output_json, {"cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
                                               "enhancement": FLAGS.enhancement, "quality": FLAGS.quality,
+                                              "mode": FLAGS.mode, "model_set": codec.model_set.name,
                                               "stages": rows, "ratios": ratios})
 
 

@@ -26,20 +26,29 @@ def rate_accuracy(result: dict) -> str:
             + table(["codec", "parameter", "coded bits/face", "accuracy", "ideal bits/face"], rows))
 
 
+def _modes(point: dict) -> str:
+    chosen = point.get("modes_chosen", {})
+    return ", ".join(f"{name} {count}" for name, count in sorted(chosen.items(), key=lambda kv: -kv[1]))
+
+
 def rate_distortion(result: dict) -> str:
-    rows = [[p["curve"], p["parameter"], f"{p['bits_per_face']:.0f}",
-             f"{p['enhancement_bits_per_face']:.0f}" if "enhancement_bits_per_face" in p else "",
+    rows = [[p["curve"], p["parameter"], f"{p['bits_per_face']:.0f}", f"{p['payload_bits_per_face']:.0f}",
              f"{p['psnr']:.2f}" + (f" ({p['images_at_psnr_ceiling']} at cap)" if p.get("images_at_psnr_ceiling") else ""),
-             f"{p['ms_ssim']:.4f}",
-             f"{100 * p['rate_estimate']['relative_difference']:+.2f}%" if "rate_estimate" in p else ""]
+             f"{p['ms_ssim']:.4f}", _modes(p)]
             for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))]
     bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["bd_rate_error"],
-           f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else r["bd_psnr_error"]] for r in result["bd"]]
-    return (f"base layer {result['base_bits_per_face']:.1f} bits/face; reconstruction alone: PSNR "
-            f"{result['reconstruction_only']['psnr']:.2f} dB, MS-SSIM {result['reconstruction_only']['ms_ssim']:.4f}"
-            "\n\n" + table(["curve", "parameter", "total bits/face", "enhancement bits/face", "PSNR (dB)", "MS-SSIM",
-                             "coded vs estimated"], rows)
-            + "\n\n" + table(["proposed", "anchor", "BD-rate", "BD-PSNR (dB)"], bd))
+           f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else r["bd_psnr_error"], f"{r['psnr_overlap']:.2f}"]
+          for r in result["bd"]]
+    alone = [[name, f"{result[key]['psnr']:.2f}", f"{result[key]['ms_ssim']:.4f}"]
+             for name, key in (("reconstruction x_hat (paper)", "reconstruction_only"),
+                               ("MMSE coding prediction", "mmse_prediction_only"), ("mean face", "mean_face_only"))
+             if key in result]
+    return (f"{result['num_images']} crops; base layer alone: {result['base_file_bits_per_face']:.1f} bits/face as a "
+            f"file, {result['base_record_bits_per_face']:.1f} as a record\n\n"
+            + table(["prediction alone (base layer only)", "PSNR (dB)", "MS-SSIM"], alone) + "\n\n"
+            + table(["curve", "parameter", "file bits/face", "payload bits/face", "PSNR (dB)", "MS-SSIM",
+                     "modes chosen"], rows)
+            + "\n\n" + table(["proposed", "anchor", "BD-rate", "BD-PSNR (dB)", "PSNR overlap"], bd))
 
 
 def benchmark(result: dict) -> str:

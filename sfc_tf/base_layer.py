@@ -161,9 +161,17 @@ class BaseLayerModel:
         return np.clip(symbols, -self.max_symbol, self.max_symbol).astype(np.int32)
 
     def dequantize(self, symbols: np.ndarray) -> np.ndarray:
-        features = self.mean + (np.asarray(symbols, np.float32) * self.step) @ self.rotation.T
+        """Symbols -> unit-norm float32 features. The product runs in float64 and is rounded once to float32:
+        a float32 BLAS product changes its last bits with the batch size (and the reconstruction then changes
+        pixels); in float64 the batch changes at most the 16th digit, which the rounding absorbs (the chance that
+        one of a face's 512 values sits that close to a float32 rounding boundary is about 1e-6)."""
+        features = self.mean.astype(np.float64) + (np.asarray(symbols, np.float64) * self.step) @ self._rotation_t
         norms = np.linalg.norm(features, axis=1, keepdims=True)
         return (features / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    @functools.cached_property
+    def _rotation_t(self) -> np.ndarray:
+        return np.ascontiguousarray(self.rotation.T, np.float64)
 
     def quantize_dequantize(self, features: np.ndarray) -> np.ndarray:
         """Exactly what ``decode(encode(features))`` returns, without entropy coding."""
@@ -197,8 +205,12 @@ class BaseLayerModel:
         return np.concatenate([np.arange(self.dim), np.full(escapes, self.dim)]).astype(np.int32)
 
     def encode(self, features: np.ndarray) -> list[bytes]:
-        """(N, D) features -> N independent byte strings (CRC-16 + range-coded symbols), one op call per
-        distinct number of escaped values in the batch (usually one)."""
+        """(N, D) features -> N records: CRC-16 + range-coded payload (the unit the rate tables count)."""
+        return [crc16(p).to_bytes(2, "big") + p for p in self.encode_payloads(features)]
+
+    def encode_payloads(self, features: np.ndarray) -> list[bytes]:
+        """(N, D) features -> N independent range-coded payloads (the .sfc container adds its own CRC), one op
+        call per distinct number of escaped values in the batch (usually one)."""
         import tensorflow as tf
         import tensorflow_compression as tfc
 
@@ -216,7 +228,7 @@ class BaseLayerModel:
                                               tf.constant(np.concatenate([values[rows], escaped], axis=1)))
             for row, payload in zip(rows, tfc.entropy_encode_finalize(handle).numpy()):
                 payloads[row] = payload
-        return [crc16(p).to_bytes(2, "big") + p for p in payloads]
+        return payloads
 
     def _decode_symbols(self, payloads: list[bytes], escapes: int) -> tuple[np.ndarray, np.ndarray]:
         """Range-decode D + ``escapes`` symbols of each payload: (values, end-of-stream check passed)."""
@@ -233,7 +245,8 @@ class BaseLayerModel:
             raise BitstreamError(f"base-layer range decoding failed: {exc.message}") from exc
 
     def decode(self, records: list[bytes]) -> np.ndarray:
-        """N byte strings -> (N, D) unit-norm features. Raises ``BitstreamError`` for damaged records."""
+        """N records (CRC-16 + payload) -> (N, D) unit-norm features. Raises ``BitstreamError`` for damaged
+        records."""
         payloads = []
         for i, record in enumerate(records):
             if not isinstance(record, (bytes, bytearray)) or len(record) < 3:
@@ -241,6 +254,14 @@ class BaseLayerModel:
             if crc16(bytes(record[2:])) != int.from_bytes(record[:2], "big"):
                 raise BitstreamError(f"base-layer record {i}: CRC mismatch (corrupt or truncated)")
             payloads.append(bytes(record[2:]))
+        return self.decode_payloads(payloads)
+
+    def decode_payloads(self, payloads: list[bytes]) -> np.ndarray:
+        """N range-coded payloads -> (N, D) unit-norm features. Raises ``BitstreamError`` when the range decoder
+        or the escape check rejects a payload."""
+        payloads = [bytes(p) for p in payloads]
+        if any(not p for p in payloads):
+            raise BitstreamError("empty base-layer payload")
         if not payloads:
             return np.zeros((0, self.dim), np.float32)
         values, ok = self._decode_symbols(payloads, 0)

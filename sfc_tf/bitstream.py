@@ -1,82 +1,92 @@
 """The ``.sfc`` container: one coded face, base layer first, optional enhancement layer after it.
 
-Version 1, byte by byte (multi-byte integers big endian; full description in docs/bitstream.md):
+Version 3, byte by byte (full description and the reasons for each field in docs/bitstream.md):
 
   base part
-    0   2  magic  b"SF"
-    2   1  format version (1)
-    3   1  alignment id (0 mtcnn, 1 center, 2 crop given by the caller); other values are rejected
-    4   1  crop height / 16          5   1  crop width / 16          (3 channels, 8-bit RGB, in version 1)
-    6   2  FaceNet model id          8   2  base-layer model id      10  2  reconstructor id
-   12   v  base payload length (unsigned LEB128, 1..2 bytes, at most 4096)
-    .   L  base payload (a base-layer record: CRC-16 + range-coded feature, see base_layer.py)
+    0   1  format tag: bits 7..2 = 0b111101 (version 3), bits 1..0 = alignment (0 mtcnn, 1 center, 2 crop)
+    1   1  model set (1..127: a registered set of sfc_tf.zoo; 128..255: an unregistered set, by a 7-bit hash)
+    2   v  base payload length L (unsigned LEB128, 1..2 bytes, 1..MAX_BASE_PAYLOAD)
+    .   L  base payload (the range-coded feature, see base_layer.py)
     .   2  CRC-16/CCITT-FALSE of every byte of the base part before it
   enhancement part (present iff bytes remain after the base part)
-    0   1  codec id (1 jpeg, 2 jpeg2000, 3 learned)
-    1   2  enhancement model id (learned codec: its checkpoint id; 0 for JPEG/JPEG2000)
-    3   4  residual min, max (two float16)
-    7   v  payload length (unsigned LEB128, 1..4 bytes, at most 16 MiB)
-    .   M  payload (the codec's bytes)
-    .   4  CRC-32 of every byte of the enhancement part before it
+    0   1  codec (bits 7..4: 1 jpeg, 2 jpeg2000, 3 learned, 4 conditional learned) | prediction mode (bits 3..0)
+    1   2  learned model (learned and conditional codecs only: 12 bits of the checkpoint's sha256, 4 bits rate)
+    .   4  residual min, max (two float16; only when the payload codes a residual, see ``has_span``)
+    .   M  payload (the codec's bytes; everything up to the CRC, 1..MAX_ENHANCEMENT_PAYLOAD bytes)
+    .   4  CRC-32 of the base part and every byte of the enhancement part before it
 
-Model ids are the first two bytes of the model's sha256 identifier. Stripping the enhancement layer is a
-truncation after the base part; the base CRC stays valid. Every length is checked against the bytes that
-remain before anything is sliced; every failure raises ``BitstreamError`` with the reason (see
-``docs/bitstream.md`` for the list), and a model mismatch raises ``ModelMismatchError`` naming the model.
+A base-only file costs the base payload + 5 bytes: the base-layer record (CRC-16 + payload) + 24 bits. The
+enhancement CRC covers the base part too, so an enhancement layer is bound to the base layer it refines:
+grafted onto another face's base layer it is refused. The crop geometry (160x160 RGB) and every model are
+fixed by the model set. Stripping the enhancement layer is a truncation after the base part. Every length is
+checked against a hard limit and against the bytes that remain before anything is sliced; every failure
+raises ``BitstreamError`` with the reason.
 """
 
 from __future__ import annotations
 
 import binascii
 import dataclasses
-import hashlib
 import zlib
 
-from sfc_tf.enhancement import JPEG, JPEG2000, LEARNED, NAMES
+from sfc_tf.enhancement import CONDITIONAL, JPEG, JPEG2000, LEARNED, NAMES as CODECS
 from sfc_tf.enhancement.minmax import MinMax
-from sfc_tf.errors import BitstreamError, ModelMismatchError
+from sfc_tf.errors import BitstreamError
 
-MAGIC = b"SF"
-VERSION = 1
+VERSION = 3
+FORMAT_TAG = 0b111101                  # bits 7..2 of byte 0 in version 3
+LEGACY_MAGIC = b"SF"                   # versions 1 and 2 started with these two bytes, then the version byte
 ALIGNMENTS = ("mtcnn", "center", "crop")
-GEOMETRY_UNIT = 16
 MAX_BASE_PAYLOAD = 4096
-MAX_ENHANCEMENT_PAYLOAD = 16 << 20
+MAX_ENHANCEMENT_PAYLOAD = 1 << 20      # 1 MiB: a raw 160x160 RGB crop is 76,800 bytes
+BASE_CRC_BYTES, ENHANCEMENT_CRC_BYTES = 2, 4
+
+LEARNED_CODECS = (LEARNED, CONDITIONAL)
+
+# Prediction modes (bits 3..0): what the enhancement layer is coded against (sfc_tf.enhancement.prediction).
+RECONSTRUCTION, NO_PREDICTION, MEAN_FACE, SMOOTHED, MMSE = 0, 1, 2, 3, 4
+MODES = {RECONSTRUCTION: "reconstruction", NO_PREDICTION: "none", MEAN_FACE: "mean_face", SMOOTHED: "smoothed",
+         MMSE: "mmse"}
 
 
-def short_id(identifier: str) -> int:
-    """Two-byte model id: the first two bytes of a hex sha256 id, or of the sha256 of any other string."""
-    try:
-        digest = bytes.fromhex(identifier)
-    except ValueError:
-        digest = b""
-    if len(digest) < 2:
-        digest = hashlib.sha256(identifier.encode()).digest()
-    return int.from_bytes(digest[:2], "big")
+def has_span(codec: int, mode: int) -> bool:
+    """Whether the enhancement part carries a residual range: the payload is a min-max normalised residual
+    (x - prediction) for JPEG, JPEG2000 and the learned residual codec, except with no prediction, where it codes
+    the face itself; the conditional codec codes the face given the prediction."""
+    return codec != CONDITIONAL and mode != NO_PREDICTION
 
 
 @dataclasses.dataclass(frozen=True)
 class Enhancement:
-    codec_id: int
-    model_id: int           # 0 unless the codec is learned
-    span: MinMax
+    codec: int
+    mode: int
     payload: bytes
+    span: MinMax | None = None
+    model_id: int = 0            # learned codecs: 12 bits of the checkpoint's sha256 << 4 | its rate index
+
+    @property
+    def codec_name(self) -> str:
+        return CODECS[self.codec]
+
+    @property
+    def mode_name(self) -> str:
+        return MODES[self.mode]
 
 
 @dataclasses.dataclass(frozen=True)
 class SfcFile:
     alignment: str
-    height: int
-    width: int
-    facenet_id: int
-    base_model_id: int
-    reconstructor_id: int
+    model_set: int
     base_payload: bytes
     enhancement: Enhancement | None = None
 
 
-def _crc16(data: bytes) -> bytes:
-    return binascii.crc_hqx(data, 0xFFFF).to_bytes(2, "big")
+def crc16(data: bytes) -> bytes:
+    return binascii.crc_hqx(data, 0xFFFF).to_bytes(BASE_CRC_BYTES, "big")
+
+
+def _crc32(data: bytes) -> bytes:
+    return zlib.crc32(data).to_bytes(ENHANCEMENT_CRC_BYTES, "big")
 
 
 def _leb128(value: int) -> bytes:
@@ -94,10 +104,13 @@ class _Reader:
     def __init__(self, data: bytes, start: int = 0):
         self.data, self.pos = data, start
 
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
     def take(self, count: int, what: str) -> bytes:
-        if count < 0 or self.pos + count > len(self.data):
+        if count < 0 or count > self.remaining():
             raise BitstreamError(f"truncated file: {what} needs {count} bytes at offset {self.pos}, "
-                                 f"{len(self.data) - self.pos} remain")
+                                 f"{self.remaining()} remain")
         chunk = self.data[self.pos:self.pos + count]
         self.pos += count
         return chunk
@@ -111,114 +124,139 @@ class _Reader:
             byte = self.uint(1, what)
             value |= (byte & 0x7F) << (7 * i)
             if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise BitstreamError(f"{what} is not minimally encoded")
                 if value > limit:
                     raise BitstreamError(f"{what} {value} exceeds the limit {limit}")
                 return value
         raise BitstreamError(f"{what} is longer than {max_bytes} bytes")
 
 
-def pack(sfc: SfcFile) -> bytes:
+def _pack_base(sfc: SfcFile) -> bytes:
     if sfc.alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}")
-    if sfc.height % GEOMETRY_UNIT or sfc.width % GEOMETRY_UNIT or not (0 < max(sfc.height, sfc.width) <= 255 * 16):
-        raise ValueError(f"crop sides must be positive multiples of {GEOMETRY_UNIT} up to {255 * GEOMETRY_UNIT}")
+    if not 1 <= sfc.model_set <= 255:
+        raise ValueError(f"model set id must be in 1..255, got {sfc.model_set}")
     if not 0 < len(sfc.base_payload) <= MAX_BASE_PAYLOAD:
         raise ValueError(f"base payload must be 1..{MAX_BASE_PAYLOAD} bytes")
-    base = (MAGIC + bytes([VERSION, ALIGNMENTS.index(sfc.alignment), sfc.height // GEOMETRY_UNIT,
-                          sfc.width // GEOMETRY_UNIT])
-            + b"".join(i.to_bytes(2, "big") for i in (sfc.facenet_id, sfc.base_model_id, sfc.reconstructor_id))
+    part = (bytes([FORMAT_TAG << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set])
             + _leb128(len(sfc.base_payload)) + sfc.base_payload)
-    out = base + _crc16(base)
-    if sfc.enhancement is not None:
-        e = sfc.enhancement
-        if e.codec_id not in (JPEG, JPEG2000, LEARNED) or not 0 < len(e.payload) <= MAX_ENHANCEMENT_PAYLOAD:
-            raise ValueError("bad enhancement codec id or payload size")
-        part = bytes([e.codec_id]) + e.model_id.to_bytes(2, "big") + e.span.to_bytes() + _leb128(len(e.payload)) + e.payload
-        out += part + zlib.crc32(part).to_bytes(4, "big")
-    return out
+    return part + crc16(part)
 
 
-def _base_end(data: bytes) -> tuple[SfcFile, int]:
+def _pack_enhancement(e: Enhancement, base: bytes) -> bytes:
+    if e.codec not in CODECS or e.mode not in MODES:
+        raise ValueError(f"unknown enhancement codec {e.codec} or prediction mode {e.mode}")
+    if not 0 < len(e.payload) <= MAX_ENHANCEMENT_PAYLOAD:
+        raise ValueError(f"enhancement payload must be 1..{MAX_ENHANCEMENT_PAYLOAD} bytes")
+    if (e.span is not None) != has_span(e.codec, e.mode):
+        raise ValueError(f"a {e.codec_name} payload in mode {e.mode_name} "
+                         f"{'needs' if has_span(e.codec, e.mode) else 'has no'} residual range")
+    if not 0 <= e.model_id <= 0xFFFF or (e.model_id and e.codec not in LEARNED_CODECS):
+        raise ValueError("enhancement model ids belong to learned codecs only (0..65535)")
+    part = bytes([e.codec << 4 | e.mode])
+    if e.codec in LEARNED_CODECS:
+        part += e.model_id.to_bytes(2, "big")
+    if e.span is not None:
+        part += e.span.to_bytes()
+    part += e.payload
+    return part + _crc32(base + part)
+
+
+def pack(sfc: SfcFile) -> bytes:
+    base = _pack_base(sfc)
+    return base if sfc.enhancement is None else base + _pack_enhancement(sfc.enhancement, base)
+
+
+def _legacy_version(data: bytes) -> int | None:
+    return data[2] if len(data) >= 3 and data[:2] == LEGACY_MAGIC and data[2] in (1, 2) else None
+
+
+def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
     reader = _Reader(data)
-    if reader.take(2, "magic") != MAGIC:
-        raise BitstreamError("not an .sfc file (bad magic)")
-    version = reader.uint(1, "version")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported .sfc format version {version} (this decoder reads version {VERSION})")
-    alignment = reader.uint(1, "alignment id")
-    if alignment >= len(ALIGNMENTS):
-        raise BitstreamError(f"unknown alignment id {alignment}")
-    height, width = reader.uint(1, "height") * GEOMETRY_UNIT, reader.uint(1, "width") * GEOMETRY_UNIT
-    if not height or not width:
-        raise BitstreamError("zero image geometry")
-    ids = [reader.uint(2, what) for what in ("FaceNet id", "base-layer id", "reconstructor id")]
+    tag = reader.uint(1, "format tag")
+    if tag >> 2 != FORMAT_TAG:
+        legacy = _legacy_version(data)
+        if legacy is not None:
+            raise BitstreamError(f"this is an .sfc file of format version {legacy} (sfc_tf 0.1); this decoder reads "
+                                 f"version {VERSION}: re-encode the image, or decode it with sfc_tf 0.1")
+        raise BitstreamError("not an .sfc file (bad format tag)")
+    if tag & 3 >= len(ALIGNMENTS):
+        raise BitstreamError(f"unknown alignment id {tag & 3}")
+    model_set = reader.uint(1, "model set")
+    if model_set == 0:
+        raise BitstreamError("model set 0 is invalid")
     length = reader.leb128(2, MAX_BASE_PAYLOAD, "base payload length")
     if length == 0:
         raise BitstreamError("empty base payload")
     payload = reader.take(length, "base payload")
     end = reader.pos
-    if reader.take(2, "base CRC") != _crc16(data[:end]):
+    if reader.take(BASE_CRC_BYTES, "base CRC") != crc16(data[:end]):
         raise BitstreamError("base layer CRC mismatch (corrupt file)")
-    return SfcFile(ALIGNMENTS[alignment], height, width, *ids, bytes(payload)), reader.pos
+    return SfcFile(ALIGNMENTS[tag & 3], model_set, bytes(payload)), reader.pos
+
+
+def _unpack_enhancement(data: bytes, start: int) -> Enhancement:
+    reader = _Reader(data, start)
+    head = reader.uint(1, "enhancement codec and mode")
+    codec, mode = head >> 4, head & 0x0F
+    if codec not in CODECS:
+        raise BitstreamError(f"unknown enhancement codec id {codec}")
+    if mode not in MODES:
+        raise BitstreamError(f"unknown prediction mode {mode}")
+    model_id = reader.uint(2, "enhancement model id") if codec in LEARNED_CODECS else 0
+    span = MinMax.from_bytes(reader.take(4, "residual min/max")) if has_span(codec, mode) else None
+    length = reader.remaining() - ENHANCEMENT_CRC_BYTES
+    if length <= 0:
+        raise BitstreamError("truncated file: no enhancement payload before the CRC")
+    if length > MAX_ENHANCEMENT_PAYLOAD:
+        raise BitstreamError(f"enhancement payload of {length} bytes exceeds the limit {MAX_ENHANCEMENT_PAYLOAD}")
+    payload = reader.take(length, "enhancement payload")
+    if reader.take(ENHANCEMENT_CRC_BYTES, "enhancement CRC") != _crc32(data[:reader.pos - ENHANCEMENT_CRC_BYTES]):
+        raise BitstreamError("enhancement layer CRC mismatch: the layer is corrupt or was made for another base "
+                             "layer (spliced file)")
+    return Enhancement(codec, mode, bytes(payload), span, model_id)
 
 
 def unpack(data: bytes) -> SfcFile:
-    """Parse and verify a whole file (both CRCs)."""
+    """Parse and verify a whole file (both CRCs, the enhancement layer's binding to the base layer)."""
     data = bytes(data)
-    base, end = _base_end(data)
+    base, end = _unpack_base(data)
     if end == len(data):
         return base
-    reader = _Reader(data, end)
-    codec_id = reader.uint(1, "enhancement codec id")
-    if codec_id not in (JPEG, JPEG2000, LEARNED):
-        raise BitstreamError(f"unknown enhancement codec id {codec_id}")
-    model_id = reader.uint(2, "enhancement model id")
-    span = MinMax.from_bytes(reader.take(4, "residual min/max"))
-    length = reader.leb128(4, MAX_ENHANCEMENT_PAYLOAD, "enhancement payload length")
-    if length == 0:
-        raise BitstreamError("empty enhancement payload")
-    payload = reader.take(length, "enhancement payload")
-    if reader.take(4, "enhancement CRC") != zlib.crc32(data[end:reader.pos - 4]).to_bytes(4, "big"):
-        raise BitstreamError("enhancement layer CRC mismatch (corrupt file)")
-    if reader.pos != len(data):
-        raise BitstreamError(f"{len(data) - reader.pos} unexpected bytes after the enhancement layer")
-    return dataclasses.replace(base, enhancement=Enhancement(codec_id, model_id, span, bytes(payload)))
+    return dataclasses.replace(base, enhancement=_unpack_enhancement(data, end))
 
 
 def unpack_base(data: bytes) -> SfcFile:
     """Parse only the base part (what analysis needs); the enhancement part is neither read nor verified."""
-    return _base_end(bytes(data))[0]
+    return _unpack_base(bytes(data))[0]
 
 
 def strip_enhancement(data: bytes) -> bytes:
     """A valid base-only file: the base part, verified, with everything after it dropped."""
-    return bytes(data[:_base_end(bytes(data))[1]])
+    return bytes(data[:_unpack_base(bytes(data))[1]])
+
+
+def base_part_bytes(data: bytes) -> int:
+    """Size of the (verified) base part of a file."""
+    return _unpack_base(bytes(data))[1]
 
 
 def info(data: bytes) -> dict:
-    """Layers, sizes in bits and model ids of a file (for ``sfc info``)."""
+    """Layers, sizes in bits, model set and enhancement coding of a file (for ``sfc info``)."""
+    data = bytes(data)
     sfc = unpack(data)
-    base_bits = 8 * len(strip_enhancement(data))
-    result = {"alignment": sfc.alignment, "crop": [sfc.height, sfc.width, 3],
+    base_bits = 8 * base_part_bytes(data)
+    result = {"format_version": VERSION, "alignment": sfc.alignment, "model_set": sfc.model_set,
               "layers": ["base"] + (["enhancement"] if sfc.enhancement else []),
-              "file_bits": 8 * len(data), "base_payload_bits": 8 * len(sfc.base_payload),
-              "base_part_bits": base_bits,
-              "model_ids": {"facenet": f"{sfc.facenet_id:04x}", "base_layer": f"{sfc.base_model_id:04x}",
-                            "reconstructor": f"{sfc.reconstructor_id:04x}"}}
+              "file_bits": 8 * len(data), "base_part_bits": base_bits,
+              "base_record_bits": 8 * (len(sfc.base_payload) + BASE_CRC_BYTES)}
     if sfc.enhancement:
         e = sfc.enhancement
-        result.update(enhancement_codec=NAMES[e.codec_id], enhancement_payload_bits=8 * len(e.payload),
-                      enhancement_part_bits=8 * len(data) - base_bits, residual_range=[e.span.low, e.span.high])
-        result["model_ids"]["enhancement"] = f"{e.model_id:04x}"
+        result.update(enhancement_codec=e.codec_name, prediction_mode=e.mode_name,
+                      enhancement_part_bits=8 * len(data) - base_bits, enhancement_payload_bits=8 * len(e.payload))
+        if e.span is not None:
+            result["residual_range"] = [e.span.low, e.span.high]
+        if e.codec in LEARNED_CODECS:
+            result["enhancement_model_id"] = f"{e.model_id:04x}"
     return result
-
-
-def require_models(sfc: SfcFile, available: dict[str, int | None]) -> None:
-    """Check the models a decode step will use (name -> short id, None when not loaded) against the file's.
-    Names: facenet, base_layer, reconstructor, enhancement. Raises ``ModelMismatchError`` naming each one."""
-    needed = {"facenet": sfc.facenet_id, "base_layer": sfc.base_model_id, "reconstructor": sfc.reconstructor_id,
-              "enhancement": sfc.enhancement.model_id if sfc.enhancement else 0}
-    wrong = [f"{name} model {needed[name]:04x} ({'none loaded' if have is None else f'have {have:04x}'})"
-             for name, have in available.items() if have != needed[name]]
-    if wrong:
-        raise ModelMismatchError("this file needs " + ", ".join(wrong))

@@ -1,32 +1,37 @@
 """The ``sfc`` command line.
 
-  sfc compress IN... OUT [--enhancement none|jpeg|jpeg2000|learned] [--quality Q] [--align mtcnn|center|crop]
-  sfc decompress IN OUT.png [--layers base|full] [--features OUT.npy]
-  compress / decompress --server HOST:PORT [--server_protocol grpc|rest]: the networks run on a TF Serving
-                           model server (docs/serving.md); the files are the same
-  sfc info FILE            layers, sizes in bits, model ids
+  sfc compress IN... OUT [--enhancement none|jpeg|jpeg2000|learned|conditional] [--quality Q] [--mode auto|...]
+                         [--align mtcnn|center|crop] [--model_set NAME] [--skip_existing] [--keep_going]
+  sfc decompress IN OUT.png [--layers reconstruction|full] [--features OUT.npy]
+  compress / decompress --server HOST:PORT [--server_protocol grpc|rest] [--server_timeout S]: FaceNet and the
+                           reconstructor run on a TF Serving model server (docs/serving.md); the files are the same
+  sfc info FILE            layers, sizes in bits, model set, prediction mode
   sfc strip FILE OUT       drop the enhancement layer (a valid base-only file)
   sfc compare A B          same person or not, from the base layers only
   sfc features IMAGE [IMAGE2]   FaceNet feature of a face, or the distance of two
+  sfc models               the registered model sets and learned families
   sfc demo IMAGE OUT_DIR   compress and decompress one face at every layer; sizes and PSNR
 
 IN may be files, directories or globs (then OUT is a directory). Outputs are never overwritten without
---overwrite. Errors exit non-zero with a one-line reason.
+--overwrite and are written whole or not at all (a temporary file renamed into place). Errors exit 1 with a
+one-line reason; Ctrl-C exits 130 with one line. Arguments are checked before any model loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
+import os
 import pathlib
 import sys
+import tempfile
 
 from sfc_tf.errors import SfcError
 
-# Squared-L2 threshold for "same person": the one eval/verify_lfw.py chose on LFW folds 1-4 (mtcnn crops)
-# from eval/results/verify_lfw_mtcnn.json; override with --threshold.
-THRESHOLDS_FILE = pathlib.Path(__file__).resolve().parent.parent / "eval" / "results" / "verify_lfw_mtcnn.json"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MODES = ("auto", "reconstruction", "none", "mean_face", "smoothed", "mmse")
 
 
 class UsageError(SfcError):
@@ -46,76 +51,133 @@ def _inputs(patterns: list[str], suffixes: tuple[str, ...]) -> list[pathlib.Path
             if not matches:
                 raise UsageError(f"no input matches {pattern}")
             found += matches
+    if not found:
+        raise UsageError(f"no input files ({', '.join(suffixes)}) in {' '.join(patterns)}")
     return found
 
 
-def _output(path: pathlib.Path, overwrite: bool) -> pathlib.Path:
+def _check_output(path: pathlib.Path, overwrite: bool) -> pathlib.Path:
     if path.exists() and not overwrite:
-        raise UsageError(f"{path} exists (use --overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise UsageError(f"{path} exists (use --overwrite, or --skip_existing for batches)")
     return path
+
+
+def write_atomically(path: pathlib.Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole, or is untouched: a temporary file beside it is renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _targets(args, inputs: list[pathlib.Path], suffix: str) -> list[pathlib.Path]:
     out = pathlib.Path(args.output)
     if len(inputs) == 1 and not out.is_dir():
-        return [_output(out, args.overwrite)]
-    out.mkdir(parents=True, exist_ok=True)
-    return [_output(out / (p.stem + suffix), args.overwrite) for p in inputs]
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; several inputs need an output directory")
+    names = [p.stem + suffix for p in inputs]
+    if len(set(names)) < len(names):
+        raise UsageError("two inputs have the same name; their outputs would collide in " + str(out))
+    return [out / name for name in names]
 
 
 def _progress(items, description: str):
     from tqdm import tqdm
 
-    return tqdm(items, desc=description, unit="face", disable=len(items) < 2)
+    return tqdm(items, desc=description, unit="face", disable=len(items) < 2, file=sys.stderr)
 
 
 def _codec(args):
     from sfc_tf.codec import ScalableCodec
 
     kwargs = {"align": getattr(args, "align", "mtcnn")}
-    for flag, name in (("base_layer", "base_layer_path"), ("reconstructor", "reconstructor_dir"),
-                       ("learned_dir", "learned_dir")):
-        if getattr(args, flag):
-            kwargs[name] = getattr(args, flag)
     if getattr(args, "server", None):
         from sfc_tf.serving_client import RemoteModels
 
-        kwargs["models"] = RemoteModels(args.server, args.server_protocol)
-    return ScalableCodec(**kwargs)
+        kwargs["models"] = RemoteModels(args.server, args.server_protocol, timeout=args.server_timeout)
+    return ScalableCodec.from_pretrained(args.model_set, **kwargs)
+
+
+def _check_quality(enhancement: str, quality):
+    """The --quality argument parsed for ``enhancement``, before any model loads."""
+    if quality is None or enhancement == "none":
+        return None
+    try:
+        value = {"jpeg": int, "jpeg2000": float}.get(enhancement, int)(quality)
+    except ValueError:
+        kind = {"jpeg": "a JPEG quality 1..100", "jpeg2000": "a JPEG2000 compression ratio >= 1"}.get(
+            enhancement, "a learned quality index 1..N (sfc models lists them)")
+        raise UsageError(f"--quality {quality!r} is not {kind}") from None
+    if (enhancement == "jpeg" and not 1 <= value <= 100) or (enhancement == "jpeg2000" and value < 1) \
+            or (enhancement in ("learned", "conditional") and value < 1):
+        raise UsageError(f"--quality {quality} is out of range for {enhancement}")
+    return value
 
 
 def _compress(args) -> None:
     from sfc_tf import bitstream
 
-    inputs = _inputs(args.inputs, (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"))
+    quality = _check_quality(args.enhancement, args.quality)
+    inputs = _inputs(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(args, inputs, ".sfc")
+    jobs = []
+    for source, target in zip(inputs, targets):
+        if target.exists() and args.skip_existing:
+            continue
+        jobs.append((source, _check_output(target, args.overwrite)))
+    if not jobs:
+        print(f"nothing to do: all {len(inputs)} outputs exist (--skip_existing)")
+        return
     codec = _codec(args)
-    for source, target in _progress(list(zip(inputs, targets)), "compress"):
+    failed = []
+    for source, target in _progress(jobs, "compress"):
         try:
-            data = codec.encode(source, args.enhancement, args.quality)
+            data = codec.encode(source, args.enhancement, quality, args.mode)
         except SfcError as exc:
-            raise SfcError(f"{source}: {exc}") from exc
-        target.write_bytes(data)
+            if not args.keep_going:
+                raise SfcError(f"{source}: {exc}") from exc
+            failed.append(f"{source}: {exc}")
+            continue
+        write_atomically(target, data)
         sizes = bitstream.info(data)
+        mode = f", mode {sizes['prediction_mode']}" if "prediction_mode" in sizes else ""
         print(f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
-              f"enhancement part {sizes.get('enhancement_part_bits', 0)})")
+              f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})")
+    if failed:
+        for line in failed:
+            print(f"sfc compress: {line}".splitlines()[0], file=sys.stderr)
+        raise SfcError(f"{len(failed)} of {len(jobs)} inputs failed (listed above)")
 
 
 def _decompress(args) -> None:
+    import io
+
     import numpy as np
     from PIL import Image
 
     source = pathlib.Path(args.input)
     if not source.is_file():
         raise UsageError(f"no such file {source}")
-    target = _output(pathlib.Path(args.output), args.overwrite)
-    layers = "full" if args.layers == "full" else "reconstruction"
-    decoded = _codec(args).decode(source.read_bytes(), layers)
-    Image.fromarray(decoded.image).save(target)
-    if args.features:
-        np.save(_output(pathlib.Path(args.features), args.overwrite), decoded.feature)
-    print(f"{source} -> {target} ({args.layers} layers)")
+    target = _check_output(pathlib.Path(args.output), args.overwrite)
+    features = _check_output(pathlib.Path(args.features), args.overwrite) if args.features else None
+    if features is not None and features.resolve() == target.resolve():
+        raise UsageError("--features must differ from the image output")
+    decoded = _codec(args).decode(source.read_bytes(), args.layers)
+    png = io.BytesIO()
+    Image.fromarray(decoded.image).save(png, "PNG")
+    if features is not None:
+        array = io.BytesIO()
+        np.save(array, decoded.feature)
+        write_atomically(features, array.getvalue())
+    write_atomically(target, png.getvalue())
+    print(f"{source} -> {target} ({args.layers})")
 
 
 def _info(args) -> None:
@@ -128,27 +190,20 @@ def _strip(args) -> None:
     from sfc_tf import bitstream
 
     data = pathlib.Path(args.input).read_bytes()
+    target = _check_output(pathlib.Path(args.output), args.overwrite)
     stripped = bitstream.strip_enhancement(data)
-    _output(pathlib.Path(args.output), args.overwrite).write_bytes(stripped)
+    write_atomically(target, stripped)
     print(f"{args.input}: {8 * len(data)} -> {8 * len(stripped)} bits (base layer only)")
 
 
-def lfw_threshold() -> tuple[float, bool]:
-    """The mean of the thresholds verify_lfw.py chose, and whether they apply to mean-centred features."""
-    if not THRESHOLDS_FILE.is_file():
-        raise UsageError(f"{THRESHOLDS_FILE} missing: run eval/verify_lfw.py or pass --threshold")
-    result = json.loads(THRESHOLDS_FILE.read_text())
-    return float(sum(result["thresholds"]) / len(result["thresholds"])), bool(result.get("subtract_mean"))
-
-
 def _compare(args) -> None:
-    from sfc_tf import metrics
+    from sfc_tf import metrics, zoo
 
     codec = _codec(args)
     a, b = (codec.decode(pathlib.Path(p).read_bytes(), "base").feature for p in (args.first, args.second))
-    threshold, centred = (args.threshold, True) if args.threshold is not None else lfw_threshold()
-    if centred:     # the base-layer model's mean is the training-identity feature mean verify_lfw.py subtracts
-        a, b = (metrics.centered(f, codec.base_layer.mean) for f in (a, b))
+    threshold = zoo.verification_threshold() if args.threshold is None else args.threshold
+    # centred on the training-identity feature mean, as the threshold was chosen (the base layer's PCA mean)
+    a, b = (metrics.centered(f, codec.base_layer.mean) for f in (a, b))
     distance = float(metrics.squared_distances(a[None], b[None])[0])
     verdict = "same person" if distance < threshold else "different people"
     print(f"{verdict}: squared L2 distance {distance:.4f}, threshold {threshold:.2f}")
@@ -172,26 +227,49 @@ def _features(args) -> None:
         print(f"squared L2 distance {float(metrics.squared_distances(features[:1], features[1:])[0]):.4f}")
 
 
+def _models(args) -> None:
+    from sfc_tf import zoo
+
+    default = zoo.model_set()
+    for entry in zoo.model_sets().values():
+        mark = " (default)" if entry.id == default.id else ""
+        print(f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
+              f"{entry.reconstructor}, predictor {entry.predictor}")
+    for family in zoo.learned_families().values():
+        print(f"learned {family.name} ({family.kind}, qualities 1..{len(family.rates)}): {family.description}")
+
+
 def _demo(args) -> None:
+    import io
+
     from PIL import Image
 
     from sfc_tf import bitstream, metrics
 
-    codec = _codec(args)
+    quality = _check_quality(args.enhancement, args.quality)
     out = pathlib.Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    outputs = [_check_output(out / name, args.overwrite)
+               for name in ("crop.png", "face.sfc", "reconstruction.png", "full.png")]
+    codec = _codec(args)
     crop = codec.crop(args.image)
-    Image.fromarray(crop).save(_output(out / "crop.png", args.overwrite))
-    data = codec.encode(args.image, args.enhancement, args.quality)
-    _output(out / "face.sfc", args.overwrite).write_bytes(data)
+    data = codec.encode(args.image, args.enhancement, quality, args.mode)
     sizes = bitstream.info(data)
-    print(f"{args.image}: {args.align} crop {crop.shape[1]}x{crop.shape[0]} -> {out / 'face.sfc'} "
+
+    def png(image) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    write_atomically(outputs[0], png(crop))
+    write_atomically(outputs[1], data)
+    print(f"{args.image}: {args.align} crop {crop.shape[1]}x{crop.shape[0]} -> {outputs[1]} "
           f"({sizes['file_bits']} bits: base part {sizes['base_part_bits']}, "
-          f"enhancement part {sizes.get('enhancement_part_bits', 0)} with {args.enhancement})")
-    for layers in ("reconstruction", "full"):
-        decoded = codec.decode(data if layers == "full" else bitstream.strip_enhancement(data), layers)
-        Image.fromarray(decoded.image).save(_output(out / f"{layers}.png", args.overwrite))
-        print(f"  {layers:>14}: PSNR {float(metrics.psnr(crop, decoded.image)):.2f} dB -> {out / (layers + '.png')}")
+          f"enhancement part {sizes.get('enhancement_part_bits', 0)} with {args.enhancement}"
+          + (f", prediction mode {sizes['prediction_mode']})" if "prediction_mode" in sizes else ")"))
+    for layers, target in (("reconstruction", outputs[2]), ("full", outputs[3])):
+        decoded = codec.decode(data, layers)
+        write_atomically(target, png(decoded.image))
+        print(f"  {layers:>14}: PSNR {float(metrics.psnr(crop, decoded.image)):.2f} dB -> {target}")
     feature = codec.decode(data, "base").feature
     print(f"  base layer alone: {feature.shape[0]}-d feature, cosine to the uncoded feature "
           f"{float(feature @ codec.extractor(crop)[0]):.4f}")
@@ -204,32 +282,43 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, run, help_text):
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(run=run)
-        sub.add_argument("--base_layer", default=None, help="base-layer model (.npz); default: shipped")
-        sub.add_argument("--reconstructor", default=None, help="reconstructor checkpoint dir; default: shipped")
-        sub.add_argument("--learned_dir", default=None, help="dir of learned enhancement models; default: shipped")
+        sub.add_argument("--model_set", default=None,
+                         help="registered model set to encode with (name or id; `sfc models`); default: the default")
         return sub
 
     def server_flags(sub):
         sub.add_argument("--server", default=None, metavar="HOST:PORT",
-                         help="run FaceNet, the reconstructor and the learned codec on this TF Serving model server")
+                         help="run FaceNet and the reconstructor on this TF Serving model server")
         sub.add_argument("--server_protocol", choices=["grpc", "rest"], default="grpc",
                          help="grpc (port 8500) or rest (port 8501)")
+        sub.add_argument("--server_timeout", type=float, default=60.0, metavar="S",
+                         help="deadline of each request to the model server, in seconds")
+
+    def coding_flags(sub):
+        sub.add_argument("--enhancement", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"],
+                         default="jpeg")
+        sub.add_argument("--quality", default=None,
+                         help="jpeg: quality 1-100; jpeg2000: compression ratio; learned/conditional: quality index")
+        sub.add_argument("--mode", choices=MODES, default="auto",
+                         help="prediction the enhancement layer codes against; auto: the best per face; "
+                              "reconstruction: the paper's residual")
+        sub.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn")
 
     compress = command("compress", _compress, "image(s) -> .sfc")
     compress.add_argument("inputs", nargs="+", metavar="IN")
     compress.add_argument("output", metavar="OUT")
-    compress.add_argument("--enhancement", choices=["none", "jpeg", "jpeg2000", "learned"], default="jpeg")
-    compress.add_argument("--quality", default=None,
-                          help="jpeg: quality 1-95; jpeg2000: compression ratio; learned: lambda of a shipped model")
-    compress.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn")
+    coding_flags(compress)
     compress.add_argument("--overwrite", action="store_true")
+    compress.add_argument("--skip_existing", action="store_true", help="leave existing outputs alone (resume a batch)")
+    compress.add_argument("--keep_going", action="store_true",
+                          help="code every good input, list the bad ones at the end and exit 1")
     server_flags(compress)
 
     decompress = command("decompress", _decompress, ".sfc -> image")
     decompress.add_argument("input", metavar="IN")
     decompress.add_argument("output", metavar="OUT.png")
-    decompress.add_argument("--layers", choices=["base", "full"], default="full",
-                            help="base: the face reconstructed from the feature alone")
+    decompress.add_argument("--layers", choices=["reconstruction", "full"], default="full",
+                            help="reconstruction: the face rebuilt from the base layer alone (needs only it)")
     decompress.add_argument("--features", default=None, metavar="OUT.npy", help="also save the decoded feature")
     decompress.add_argument("--overwrite", action="store_true")
     server_flags(decompress)
@@ -246,28 +335,33 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("first", metavar="A")
     compare.add_argument("second", metavar="B")
     compare.add_argument("--threshold", type=float, default=None,
-                         help="squared L2 distance threshold on mean-centred features")
+                         help="squared L2 distance threshold on mean-centred features (default: the registry's)")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
     features.add_argument("images", nargs="+", metavar="IMAGE")
     features.add_argument("--align", choices=["mtcnn", "center"], default="mtcnn")
     features.add_argument("--facenet_key", default="20180408-102900")
     features.add_argument("--facenet_weights", default=None, help="local Keras weights file")
+
+    command("models", _models, "registered model sets and learned families")
+
     demo = command("demo", _demo, "compress and decompress one face, print sizes and PSNR")
     demo.add_argument("image", metavar="IMAGE")
     demo.add_argument("out_dir", metavar="OUT_DIR")
-    demo.add_argument("--enhancement", choices=["none", "jpeg", "jpeg2000", "learned"], default="jpeg")
-    demo.add_argument("--quality", default=None)
-    demo.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn")
+    coding_flags(demo)
     demo.add_argument("--overwrite", action="store_true")
     return parser
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Entry point of the ``sfc`` console script: exit 0, or 1 with a one-line reason."""
+    """Entry point of the ``sfc`` console script: exit 0, 1 with a one-line reason, or 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except KeyboardInterrupt:
+        print(f"sfc {args.command}: interrupted (finished outputs are complete; rerun with --skip_existing)",
+              file=sys.stderr)
+        return 130
     except (SfcError, ValueError, OSError) as exc:
         print(f"sfc {args.command}: {exc}".splitlines()[0], file=sys.stderr)
         return 1

@@ -1,14 +1,16 @@
 """The scalable codec: image -> .sfc bytes -> feature (base layer) | reconstruction | full-fidelity face.
 
-  codec = ScalableCodec()                         # shipped checkpoints
-  data = codec.encode(image, enhancement="jpeg", quality=50)
-  feature, face = codec.decode(data, layers="full")
-  feature, _ = codec.decode(data, layers="base")  # analysis only: no image work, no network
+  codec = ScalableCodec.from_pretrained()               # the default registered model set (sfc_tf.zoo)
+  data = codec.encode(image, enhancement="jpeg", quality=50)          # per-face mode decision ("auto")
+  data = codec.encode(image, "jpeg", 50, mode="reconstruction")       # the paper's residual x - x_hat
+  decoded = codec.decode(data, layers="full")           # Decoded(feature, image)
+  decoded.feature = codec.decode(data, layers="base").feature         # analysis only: no image, no network
 
-Models load on first use, so base-only decoding never loads FaceNet or the reconstructor. With
-``ScalableCodec(models=serving_client.RemoteModels("host:8500"))`` FaceNet, the reconstructor and the learned
-enhancement codec run on a TF Serving model server instead (docs/serving.md); served exports of the same
-checkpoints give the same bytes.
+Models load on first use, so base-only decoding never loads FaceNet or a network. A file names its model set;
+files of any registered set decode (their models load when first needed). With
+``ScalableCodec(models=serving_client.RemoteModels("host:8500"))`` FaceNet, the reconstructor and the coding
+predictor run on a TF Serving model server instead; learned enhancement codecs stay in process (the encoder tries
+several checkpoints per face; ``serving_client.served_learned_codec`` serves one rate of one; docs/serving.md).
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ import pathlib
 
 import numpy as np
 
-from sfc_tf import bitstream, settings
-from sfc_tf.enhancement import LEARNED, NONE, minmax
+from sfc_tf import bitstream, zoo
+from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
+from sfc_tf.enhancement import decision, layer
+from sfc_tf.enhancement.prediction import Predictions, mode_id
+from sfc_tf.errors import ModelMismatchError
 
-DEFAULT_BASE_LAYER = settings.CHECKPOINTS_DIR / "base_layer" / "step_0.08.npz"
-DEFAULT_RECONSTRUCTOR = settings.CHECKPOINTS_DIR / "reconstructor"
-DEFAULT_LEARNED_DIR = settings.CHECKPOINTS_DIR / "enhancement"
 LAYERS = ("base", "reconstruction", "full")
-DEFAULT_QUALITY = {"jpeg": 50, "jpeg2000": 40.0, "learned": "0.01"}
+ENHANCEMENTS = ("none", "jpeg", "jpeg2000", "learned", "conditional")
+DEFAULT_QUALITY = {"jpeg": 50, "jpeg2000": 40.0, "learned": 3, "conditional": 3}
+AUTO = "auto"
 
 
 @dataclasses.dataclass
@@ -36,88 +40,175 @@ class Decoded:
     image: np.ndarray | None       # (H, W, 3) uint8, or None for layers="base"
 
 
-class ScalableCodec:
-    """Encoder and decoder over one set of models (FaceNet, base layer, reconstructor, enhancement codecs)."""
+@dataclasses.dataclass
+class Analysis:
+    """What the encoder knows of a batch of crops before it codes the enhancement layer."""
 
-    def __init__(self, base_layer_path=DEFAULT_BASE_LAYER, reconstructor_dir=DEFAULT_RECONSTRUCTOR,
-                 learned_dir=DEFAULT_LEARNED_DIR, align: str = "mtcnn", facenet_weights=None, models=None):
-        """``models``: a ``serving_client.Models`` running FaceNet, the reconstructor and the learned codec (the
-        base layer, JPEG/JPEG2000 and alignment stay local); the reconstructor and learned checkpoint folders then
-        need only their meta.json, for the model ids."""
-        self.base_layer_path, self.reconstructor_dir = pathlib.Path(base_layer_path), pathlib.Path(reconstructor_dir)
-        self.learned_dir, self.align, self.facenet_weights = pathlib.Path(learned_dir), align, facenet_weights
-        self.models = models
+    crops: np.ndarray
+    base_payloads: list[bytes]
+    predictions: Predictions       # decoded features and every prediction, computed on demand
 
-    # -- models, loaded on first use ----------------------------------------------------------------------
+    @property
+    def features(self) -> np.ndarray:
+        return self.predictions.features
+
+    def slice(self, start: int, stop: int) -> "Analysis":
+        """Faces ``start:stop``; their predictions are computed once for the whole analysis."""
+        return Analysis(self.crops[start:stop], self.base_payloads[start:stop], self.predictions.slice(start, stop))
+
+
+@dataclasses.dataclass
+class Encoded:
+    files: list[bytes]
+    modes: np.ndarray              # (N,) prediction mode chosen for each face
+    codecs: list[str]              # (N,) enhancement codec of each face
+
+
+class ModelSetModels:
+    """The models of one model set, each loaded on first use and checked against the registry."""
+
+    def __init__(self, model_set: zoo.ModelSet, remote=None, facenet_weights=None):
+        self.model_set, self.remote, self.facenet_weights = model_set, remote, facenet_weights
+
     @functools.cached_property
     def base_layer(self):
         from sfc_tf import base_layer
 
-        return base_layer.load(self.base_layer_path)
+        model = base_layer.load(self.model_set.path("base_layer"))
+        self.model_set.check("base_layer", model.model_id)
+        return model
 
     @functools.cached_property
     def extractor(self):
-        if self.models is not None:
-            return self.models.features
+        if self.remote is not None:
+            return self.remote.features
         from sfc_tf import facenet
 
-        return facenet.FeatureExtractor(weights_path=self.facenet_weights)
+        return facenet.FeatureExtractor(self.model_set.facenet, weights_path=self.facenet_weights)
 
     @functools.cached_property
     def reconstructor(self):
         from sfc_tf import reconstructor
 
-        return reconstructor.load(self.reconstructor_dir)
+        model = reconstructor.load(self.model_set.path("reconstructor"))
+        self.model_set.check("reconstructor", model.model_id)
+        return model
+
+    @functools.cached_property
+    def predictor(self):
+        from sfc_tf.enhancement.prediction import CodingPredictor
+
+        predictor = CodingPredictor(self.model_set.path("predictor"))
+        self.model_set.check("predictor", predictor.model_id)
+        return predictor
 
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
-        """Decoded features (N, D) -> uint8 faces (N, H, W, 3)."""
-        if self.models is not None:
-            return self.models.reconstruct(features)
+        if self.remote is not None:
+            return self.remote.reconstruct(features)
         from sfc_tf import residuals
 
         return residuals.reconstruct(self.reconstructor, features)
 
-    @functools.cached_property
-    def aligner(self):
-        from sfc_tf import align
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if self.remote is not None:
+            return self.remote.predict_faces(features)
+        from sfc_tf import residuals
 
-        return align.make_aligner(self.align)
+        return residuals.reconstruct(self.predictor.network, features)
 
-    @functools.lru_cache(maxsize=16)
-    def enhancement_codec(self, name: str, quality):
+    def predictions(self, features: np.ndarray) -> Predictions:
+        return Predictions(features, self.reconstruct, self.predict, lambda: self.predictor.mean_face)
+
+
+class ScalableCodec:
+    """Encoder and decoder over one model set (and, for decoding, every registered one)."""
+
+    def __init__(self, model_set: zoo.ModelSet | int | str | None = None, align: str = "mtcnn",
+                 facenet_weights=None, models=None, learned_dirs: tuple = ()):
+        """``models``: a ``serving_client.Models`` running FaceNet and the reconstructor on a model server.
+        ``learned_dirs``: learned checkpoints outside the registry that files may name."""
+        self.model_set = model_set if isinstance(model_set, zoo.ModelSet) else zoo.model_set(model_set)
+        self.align, self.facenet_weights, self.remote = align, facenet_weights, models
+        self.learned_dirs = tuple(pathlib.Path(d) for d in learned_dirs)
+        self.models = ModelSetModels(self.model_set, models, facenet_weights)
+        self._sets = {self.model_set.id: self.models}
+
+    @classmethod
+    def from_pretrained(cls, name: int | str | None = None, **kwargs) -> "ScalableCodec":
+        """A registered model set by name or id (``None``: the default); see ``sfc_tf.zoo``."""
+        return cls(zoo.model_set(name), **kwargs)
+
+    @classmethod
+    def from_paths(cls, base_layer, reconstructor, predictor=None, facenet: str = "20180408-102900",
+                   **kwargs) -> "ScalableCodec":
+        """A model set of your own files (ids 128..255 in the files it writes)."""
+        from sfc_tf import base_layer as base_module, checkpoint
+
+        ids = [facenet, base_module.load(base_layer).model_id,
+               checkpoint.read_meta(reconstructor, ("weights.h5",), "reconstructor")["sha256"]]
+        if predictor is not None:
+            ids.append(checkpoint.read_meta(predictor, ("weights.h5",), "coding predictor")["sha256"])
+        paths = [str(pathlib.Path(p).resolve()) if p is not None else None for p in (base_layer, reconstructor,
+                                                                                    predictor)]
+        return cls(zoo.ModelSet(zoo.custom_id(ids), "custom", *paths, facenet=facenet), **kwargs)
+
+    # -- models -------------------------------------------------------------------------------------------
+    def _models_for(self, set_id: int) -> ModelSetModels:
+        if set_id not in self._sets:
+            if set_id >= zoo.FIRST_CUSTOM_ID:
+                raise ModelMismatchError(f"this file was made with an unregistered model set ({set_id}); this "
+                                         f"codec has model set {self.model_set.id} ({self.model_set.name})")
+            self._sets[set_id] = ModelSetModels(zoo.model_set(set_id), self.remote, self.facenet_weights)
+        return self._sets[set_id]
+
+    @property
+    def base_layer(self):
+        return self.models.base_layer
+
+    @property
+    def extractor(self):
+        return self.models.extractor
+
+    @functools.lru_cache(maxsize=64)
+    def enhancement_codec(self, name: str, quality, family: str | None = None, direct: bool = False):
+        """The codec of ``name`` at ``quality``: JPEG quality, JPEG2000 ratio, or a learned family's quality
+        index 1..N (``family``: a registered family of that kind; default: the registry's). ``direct``: the
+        learned family's partner that codes the face itself (prediction mode none)."""
         from sfc_tf.enhancement import make_codec
 
-        if name == "learned":
-            directory = self.learned_dir / f"residual_l{quality}"
-            if self.models is not None:
-                from sfc_tf import serving_client
+        if name in ("jpeg", "jpeg2000"):
+            return make_codec(name, quality)
+        chosen = zoo.learned_family(family, "residual" if name == "learned" else name)
+        if direct:
+            chosen = zoo.learned_family(chosen.direct)
+        path, rate = chosen.checkpoint(_quality_index(quality))
+        return make_codec(name if not direct else "learned", (path, rate))
 
-                return serving_client.served_learned_codec(self.models, directory)
-            return make_codec(name, directory)
-        return make_codec(name, quality)
+    @functools.cached_property
+    def _learned_by_id(self) -> dict[int, tuple[str, object]]:
+        """Two-byte model id -> (kind, parameter) of every registered learned checkpoint and rate."""
+        found = {}
+        for family in zoo.learned_families().values():
+            for quality in range(1, len(family.rates) + 1):
+                path, rate = family.checkpoint(quality)
+                found.setdefault(learned_model_id(_sha256(path), rate or 0), (family.kind, (path, rate)))
+        for path in self.learned_dirs:
+            meta = json.loads((path / "meta.json").read_text())
+            for rate in range(len(meta.get("lmbdas", [0]))):
+                found[learned_model_id(meta["sha256"], rate)] = (
+                    "conditional" if meta.get("conditional") else "residual", (path, rate))
+        return found
 
-    def _learned_by_id(self, short: int):
-        for meta_path in sorted(self.learned_dir.glob("residual_l*/meta.json")):
-            if bitstream.short_id(json.loads(meta_path.read_text())["sha256"]) == short:
-                return self.enhancement_codec("learned", meta_path.parent.name.removeprefix("residual_l"))
-        from sfc_tf.errors import ModelMismatchError
+    def _codec_for(self, enhancement: bitstream.Enhancement):
+        from sfc_tf.enhancement import make_codec
 
-        raise ModelMismatchError(f"this file needs learned enhancement model {short:04x}; none in {self.learned_dir}")
-
-    def model_ids(self, names=("facenet", "base_layer", "reconstructor")) -> dict[str, int]:
-        from sfc_tf import facenet
-
-        ids = {"facenet": lambda: bitstream.short_id(facenet.DEFAULT_KEY),
-               "base_layer": lambda: bitstream.short_id(self.base_layer.model_id),
-               "reconstructor": lambda: bitstream.short_id(self._reconstructor_id())}
-        return {name: ids[name]() for name in names}
-
-    def _reconstructor_id(self) -> str:
-        if self.models is not None:
-            from sfc_tf import serving_client
-
-            return serving_client.checkpoint_id(self.reconstructor_dir)
-        return self.reconstructor.model_id
+        if enhancement.codec not in bitstream.LEARNED_CODECS:
+            return make_codec(enhancement.codec_name, 1)      # JPEG/JPEG2000 decoding needs no parameter
+        if enhancement.model_id not in self._learned_by_id:
+            raise ModelMismatchError(f"this file needs learned enhancement model {enhancement.model_id:04x}, "
+                                     f"which is not registered (pass its checkpoint in learned_dirs)")
+        kind, parameter = self._learned_by_id[enhancement.model_id]
+        return make_codec("conditional" if kind == "conditional" else "learned", parameter)
 
     # -- encoding -----------------------------------------------------------------------------------------
     def crop(self, image) -> np.ndarray:
@@ -129,63 +220,123 @@ class ScalableCodec:
             if crop.shape != (align.CROP_SIZE, align.CROP_SIZE, 3):
                 raise ValueError(f"align='crop' needs a {align.CROP_SIZE}x{align.CROP_SIZE} image, got {crop.shape}")
             return crop
-        return self.aligner(image)
+        return align.make_aligner(self.align)(image)
 
-    def encode(self, image, enhancement: str = "none", quality=None) -> bytes:
-        return self.encode_crops(self.crop(image)[None], enhancement, quality)[0]
-
-    def encode_crops(self, crops: np.ndarray, enhancement: str = "none", quality=None) -> list[bytes]:
-        """Batch encoding of aligned crops: one FaceNet call, one base-layer call, one reconstructor call."""
-        from sfc_tf import residuals
-
+    def analyse(self, crops: np.ndarray, features: np.ndarray | None = None) -> Analysis:
+        """FaceNet features, base-layer payloads and (on demand) predictions of aligned crops (``features``: their
+        FaceNet features if already computed, e.g. cached by an evaluation)."""
         crops = np.asarray(crops, np.uint8)
-        records = self.base_layer.encode(self.extractor(crops))
-        ids = self.model_ids()
-        files = [bitstream.SfcFile(self.align, crops.shape[1], crops.shape[2], ids["facenet"], ids["base_layer"],
-                                   ids["reconstructor"], record) for record in records]
+        payloads = self.base_layer.encode_payloads(self.extractor(crops) if features is None else features)
+        return Analysis(crops, payloads, self.models.predictions(self.base_layer.decode_payloads(payloads)))
+
+    def encode(self, image, enhancement: str = "none", quality=None, mode: str = AUTO) -> bytes:
+        return self.encode_crops(self.crop(image)[None], enhancement, quality, mode)[0]
+
+    def encode_crops(self, crops: np.ndarray, enhancement: str = "none", quality=None, mode: str = AUTO,
+                     family: str | None = None) -> list[bytes]:
+        """Batch encoding of aligned crops (one network call per stage)."""
+        return self.encode_analysis(self.analyse(crops), enhancement, quality, mode, family).files
+
+    def candidates(self, enhancement: str, quality, mode: str, family: str | None = None) -> list[tuple]:
+        """(codec, mode) pairs the encoder tries: one for a fixed mode, several for ``auto``."""
+        quality = DEFAULT_QUALITY[enhancement] if quality is None else quality
+        learned = enhancement in ("learned", "conditional")
+        if mode != AUTO:
+            fixed = mode_id(mode)
+            return [(self.enhancement_codec(enhancement, quality, family, learned and fixed == NO_PREDICTION), fixed)]
+        codec = self.enhancement_codec(enhancement, quality, family)
+        if not learned:
+            return [(codec, NO_PREDICTION), (codec, MEAN_FACE), (codec, MMSE)]
+        direct = self.enhancement_codec(enhancement, quality, family, True)
+        trained_on = zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement).mode
+        return [(direct, NO_PREDICTION), (codec, mode_id(trained_on or "reconstruction"))]
+
+    def encode_analysis(self, analysis: Analysis, enhancement: str = "none", quality=None, mode: str = AUTO,
+                        family: str | None = None) -> Encoded:
+        """Code the enhancement layer of analysed crops: every candidate mode, then the best per face."""
+        if enhancement not in ENHANCEMENTS:
+            raise ValueError(f"enhancement must be one of {', '.join(ENHANCEMENTS)}, not {enhancement!r}")
+        n = len(analysis.crops)
+        bases = [bitstream.SfcFile(self.align, self.model_set.id, p) for p in analysis.base_payloads]
         if enhancement == "none":
-            return [bitstream.pack(f) for f in files]
-        codec = self.enhancement_codec(enhancement, quality if quality is not None else DEFAULT_QUALITY[enhancement])
-        recon = self.reconstruct(self.base_layer.decode(records))
-        images, spans = residuals.residual_images(crops, recon)
-        payloads = codec.encode_many(images)
-        model_id = bitstream.short_id(codec.model_id) if codec.codec_id == LEARNED else 0
-        return [bitstream.pack(dataclasses.replace(f, enhancement=bitstream.Enhancement(codec.codec_id, model_id, s, p)))
-                for f, s, p in zip(files, spans, payloads)]
+            return Encoded([bitstream.pack(b) for b in bases], np.full(n, -1), ["none"] * n)
+        tried = []
+        for codec, m in self.candidates(enhancement, quality, mode, family):
+            prediction = analysis.predictions(m)
+            coded = layer.encode(codec, m, analysis.crops, prediction)
+            files = [bitstream.pack(dataclasses.replace(b, enhancement=_enhancement(codec, m, c)))
+                     for b, c in zip(bases, coded)]
+            decoded = layer.decode(codec, m, coded, prediction)
+            tried.append((codec, decision.Candidate(m, coded, decoded, 8.0 * np.array([len(f) for f in files])),
+                          files))
+        best = (decision.choose(analysis.crops, [c for _, c, _ in tried], decision.RD_SLOPE_DB[enhancement])
+                if len(tried) > 1 else np.zeros(n, int))
+        return Encoded([tried[k][2][i] for i, k in enumerate(best)],
+                       np.array([tried[k][1].mode for k in best]), [tried[k][0].name for k in best])
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode(self, data: bytes, layers: str = "full") -> Decoded:
         return self.decode_many([data], layers)[0]
 
     def decode_many(self, files: list[bytes], layers: str = "full") -> list[Decoded]:
-        """``base``: features only (range decoding, no network). ``reconstruction``: + faces from the base
-        layer alone. ``full``: + the enhancement layer when the file has one."""
+        """``base``: features only (range decoding, no network). ``reconstruction``: + the face reconstructed
+        from the base layer alone (both read and verify only the base part, so a damaged enhancement layer does
+        not stop them). ``full``: + the enhancement layer when the file has one. Files of several
+        model sets may be mixed; each group is decoded with its own models, one network call per group."""
         if layers not in LAYERS:
-            raise ValueError(f"layers must be one of {LAYERS}")
-        parsed = [bitstream.unpack_base(d) if layers == "base" else bitstream.unpack(d) for d in files]
-        base_id = self.model_ids(("base_layer",))
-        for sfc in parsed:
-            bitstream.require_models(sfc, base_id)
-        features = self.base_layer.decode([sfc.base_payload for sfc in parsed])
+            raise ValueError(f"layers must be one of {LAYERS}, not {layers!r}")
+        parsed = [bitstream.unpack(d) if layers == "full" else bitstream.unpack_base(d) for d in files]
+        out: list[Decoded | None] = [None] * len(parsed)
+        for set_id in dict.fromkeys(s.model_set for s in parsed):
+            rows = [i for i, s in enumerate(parsed) if s.model_set == set_id]
+            for i, decoded in zip(rows, self._decode_set(set_id, [parsed[i] for i in rows], layers)):
+                out[i] = decoded
+        return out
+
+    def _decode_set(self, set_id: int, parsed: list[bitstream.SfcFile], layers: str) -> list[Decoded]:
+        models = self._models_for(set_id)
+        features = models.base_layer.decode_payloads([s.base_payload for s in parsed])
         if layers == "base":
             return [Decoded(f, None) for f in features]
-        reconstructor_id = self.model_ids(("reconstructor",))
-        for sfc in parsed:
-            bitstream.require_models(sfc, reconstructor_id)
-        faces = self.reconstruct(features)
-        if layers == "full":
-            faces = np.stack([self._enhance(face, sfc) for face, sfc in zip(faces, parsed)])
+        predictions = models.predictions(features)
+        if layers == "reconstruction":
+            return [Decoded(f, face) for f, face in zip(features, predictions.reconstruction)]
+        faces = [None] * len(parsed)
+        groups: dict[tuple, list[int]] = {}
+        for i, sfc in enumerate(parsed):
+            e = sfc.enhancement
+            groups.setdefault(None if e is None else (e.codec, e.model_id, e.mode), []).append(i)
+        for key, rows in groups.items():
+            rows_a = np.array(rows)
+            if key is None:
+                images = predictions.reconstruction[rows_a]
+            else:
+                enhancements = [parsed[i].enhancement for i in rows]
+                codec = self._codec_for(enhancements[0])
+                coded = [layer.Coded(e.payload, e.span) for e in enhancements]
+                images = layer.decode(codec, key[2], coded, predictions(key[2], rows_a))
+            for i, image in zip(rows, images):
+                faces[i] = image
         return [Decoded(f, face) for f, face in zip(features, faces)]
 
-    def _enhance(self, face: np.ndarray, sfc: bitstream.SfcFile) -> np.ndarray:
-        e = sfc.enhancement
-        if e is None or e.codec_id == NONE:
-            return face
-        if e.codec_id == LEARNED:
-            codec = self._learned_by_id(e.model_id)
-        else:
-            from sfc_tf.enhancement import NAMES
 
-            codec = self.enhancement_codec(NAMES[e.codec_id], DEFAULT_QUALITY[NAMES[e.codec_id]])
-        residual = minmax.denormalise(codec.decode(e.payload), e.span)
-        return minmax.add_residual(face, residual)
+def _quality_index(quality) -> int:
+    try:
+        return int(quality)
+    except (TypeError, ValueError):
+        raise ValueError(f"a learned codec's quality is an index 1..N, not {quality!r}") from None
+
+
+def learned_model_id(sha256: str, rate: int) -> int:
+    """The two bytes a file stores for a learned codec: 12 bits of its checkpoint's sha256 and its rate index."""
+    return int(sha256[:3], 16) << 4 | rate
+
+
+def _sha256(path) -> str:
+    """A learned checkpoint's sha256 as its meta.json states it (loading the weights verifies it)."""
+    return json.loads((pathlib.Path(path) / "meta.json").read_text())["sha256"]
+
+
+def _enhancement(codec, mode: int, coded: layer.Coded) -> bitstream.Enhancement:
+    model_id = learned_model_id(codec.model_id, codec.rate) if codec.codec_id in bitstream.LEARNED_CODECS else 0
+    return bitstream.Enhancement(codec.codec_id, mode, coded.payload, coded.span, model_id)

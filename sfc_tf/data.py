@@ -165,6 +165,18 @@ def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcn
     return faces
 
 
+def flipped_features(root: str | os.PathLike, faces: FaceSet, align: str, extractor, feature_tag: str,
+                     progress: bool = True) -> np.ndarray:
+    """FaceNet features of the mirror images of ``faces.crops`` (horizontal-flip augmentation: a mirrored face
+    has its own feature), cached like ``load_faces``'s."""
+    cache = _cache_file(pathlib.Path(root), faces.paths, f"{align}-{feature_tag}-flipped")
+    if cache.is_file():
+        return np.load(cache)["features"]
+    features = extractor(np.ascontiguousarray(faces.crops[:, :, ::-1]), progress=progress)
+    _save(cache, features=features)
+    return features
+
+
 def _save(path: pathlib.Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")

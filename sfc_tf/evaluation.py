@@ -1,5 +1,9 @@
-"""Evaluation helpers shared by the eval/ binaries: coding many crops with an image codec, rate-accuracy
-points, JSON and plots."""
+"""Evaluation shared by the eval/ binaries: coding crops with an image codec (the anchors) or with the scalable
+codec (the files users write), rate-accuracy and rate-distortion points, Bjontegaard deltas, JSON and plots.
+
+Every rate is the size of what a user stores: whole ``.sfc`` files for the scalable stream (a base-only file is the
+base-layer record + 24 bits), the codec's own file for an anchor; the bare payloads come second
+(``payload_bits_per_face``). PSNR is the mean of per-face PSNR, each capped at ``metrics.PSNR_CEILING_DB``."""
 
 from __future__ import annotations
 
@@ -12,14 +16,19 @@ import numpy as np
 from sfc_tf import metrics
 
 
-def code_images(codec, crops: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Encode and decode every crop with ``codec``: (decoded uint8 crops, bits per crop)."""
+def _chunks(count: int, size: int, desc: str, progress: bool):
     from tqdm import tqdm
 
+    return tqdm(range(0, count, size), desc=desc, disable=not progress, leave=False)
+
+
+def code_images(codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Encode and decode every crop with an image codec (an anchor): (decoded uint8 crops, bits per crop)."""
     decoded, bits = np.empty_like(crops), np.empty(len(crops))
-    for i in tqdm(range(len(crops)), desc=f"{codec.name} {codec.parameter}", disable=not progress, leave=False):
-        data = codec.encode(crops[i])
-        decoded[i], bits[i] = codec.decode(data), 8 * len(data)
+    for i in _chunks(len(crops), batch_size, f"{codec.name} {codec.parameter}", progress):
+        payloads = codec.encode_many(crops[i:i + batch_size])
+        decoded[i:i + batch_size] = codec.decode_many(payloads)
+        bits[i:i + batch_size] = [8 * len(p) for p in payloads]
     return decoded, bits
 
 
@@ -31,13 +40,18 @@ def point(codec: str, parameter, bits: np.ndarray, result: metrics.VerificationR
 def base_layer_points(models: Sequence, pairs, index: dict, features: np.ndarray,
                       mean: np.ndarray | None = None) -> list[dict]:
     """Analyze-then-compress: features of the original crops through each base-layer model's real bytes
-    (``mean``: see ``metrics.centered``)."""
+    (``mean``: see ``metrics.centered``). Rates: the base-only .sfc file, and its record (CRC-16 + payload)."""
+    from sfc_tf import bitstream
+
     points = []
     for model in models:
-        records = model.encode(features)
-        decoded = model.decode(records)
-        bits = 8.0 * np.array([len(r) for r in records])
-        points.append(point("base", model.step, bits, metrics.evaluate_pairs(pairs, index, decoded, mean=mean),
+        payloads = model.encode_payloads(features)
+        decoded = model.decode_payloads(payloads)
+        files = [bitstream.pack(bitstream.SfcFile("mtcnn", 1, p)) for p in payloads]
+        points.append(point("base", model.step, 8.0 * np.array([len(f) for f in files]),
+                            metrics.evaluate_pairs(pairs, index, decoded, mean=mean),
+                            payload_bits_per_face=float(np.mean([8 * (len(p) + bitstream.BASE_CRC_BYTES)
+                                                                 for p in payloads])),
                             entropy_bits_per_face=float(model.entropy_bits(features).mean()),
                             model_id=model.model_id[:16]))
     return points
@@ -124,6 +138,126 @@ def plot_curves(points: list[dict], x: str, y: str, path: str | pathlib.Path, ti
     axis.set_title(title)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
+    figure.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# -- rate-distortion ---------------------------------------------------------------------------------------------
+
+# tf.image.ssim_multiscale's default 5 scales need sides > 160; 4 scales with its first 4 weights.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)
+
+
+def ms_ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Per-image MS-SSIM of uint8 (N, 160, 160, 3) arrays."""
+    import tensorflow as tf
+
+    return np.concatenate([tf.image.ssim_multiscale(tf.constant(originals[i:i + batch_size]),
+                                                    tf.constant(decoded[i:i + batch_size]), 255,
+                                                    power_factors=MS_SSIM_WEIGHTS).numpy()
+                           for i in range(0, len(originals), batch_size)])
+
+
+def quality_summary(crops: np.ndarray, decoded: np.ndarray) -> dict:
+    psnr, capped = metrics.mean_psnr(crops, decoded)
+    return {"psnr": psnr, "images_at_psnr_ceiling": capped, "ms_ssim": float(np.mean(ms_ssim(crops, decoded)))}
+
+
+def anchor_rd_point(codec, crops: np.ndarray, progress: bool = True) -> dict:
+    """An image codec coding the crops directly (no base layer): the plain anchor."""
+    decoded, bits = code_images(codec, crops, progress)
+    return {"curve": codec.name, "parameter": _parameter(codec.parameter), "bits_per_face": float(bits.mean()),
+            "payload_bits_per_face": float(bits.mean()), **quality_summary(crops, decoded)}
+
+
+def stream_rd_point(codec, analysis, enhancement: str, quality, mode: str, family: str | None = None,
+                    curve: str | None = None, batch_size: int = 64, progress: bool = True) -> dict:
+    """The scalable stream as users write it: ``codec.encode_analysis`` in batches, the whole .sfc files counted,
+    every file decoded again with ``codec.decode_many``; the prediction modes chosen, counted per mode."""
+    from sfc_tf import bitstream
+
+    files, modes = [], []
+    for i in _chunks(len(analysis.crops), batch_size, f"{enhancement} {quality} {mode}", progress):
+        encoded = codec.encode_analysis(analysis.slice(i, i + batch_size), enhancement, quality, mode, family)
+        files += encoded.files
+        modes += [bitstream.MODES[m] for m in encoded.modes]
+    decoded = np.concatenate([np.stack([d.image for d in codec.decode_many(files[i:i + batch_size], "full")])
+                              for i in range(0, len(files), batch_size)])
+    parsed = [bitstream.unpack(f) for f in files]
+    base_bits = [8 * bitstream.base_part_bytes(f) for f in files]
+    payload_bits = [8 * (len(p.base_payload) + bitstream.BASE_CRC_BYTES + len(p.enhancement.payload)
+                         + (4 if p.enhancement.span is not None else 0)) for p in parsed]
+    names, counts = np.unique(modes, return_counts=True)
+    return {"curve": curve or f"base+{enhancement}", "enhancement": enhancement, "parameter": _parameter(quality),
+            "mode": mode, "bits_per_face": float(np.mean([8 * len(f) for f in files])),
+            "base_bits_per_face": float(np.mean(base_bits)),
+            "enhancement_bits_per_face": float(np.mean([8 * len(f) for f in files]) - np.mean(base_bits)),
+            "payload_bits_per_face": float(np.mean(payload_bits)),
+            "modes_chosen": {str(n): int(c) for n, c in zip(names, counts)},
+            **quality_summary(analysis.crops, decoded)}
+
+
+def _parameter(value):
+    """A codec parameter as a table cell: a checkpoint path by its folder name (and rate)."""
+    if isinstance(value, (tuple, list)):
+        return f"{pathlib.Path(value[0]).name}@{value[1]}"
+    if isinstance(value, str) and "/" in value:
+        return pathlib.Path(value).name
+    return value
+
+
+def bd_rows(points: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
+    """BD-rate and BD-PSNR (the ``bjontegaard`` package, Akima interpolation) of each (test, anchor) curve pair,
+    with the share of the two curves' PSNR range that overlaps; curves with fewer than 4 points are skipped."""
+    import warnings
+
+    import bjontegaard
+
+    curves: dict[str, list] = {}
+    for p in points:
+        curves.setdefault(p["curve"], []).append((p["bits_per_face"], p["psnr"]))
+    rows = []
+    for test, anchor in pairs:
+        if len(curves.get(test, [])) < 4 or len(curves.get(anchor, [])) < 4:
+            continue
+        (ra, pa), (rt, pt) = (np.array(sorted(curves[c])).T for c in (anchor, test))
+        low, high = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+        row = {"test": test, "anchor": anchor,
+               "psnr_overlap": float(max(high - low, 0) / (max(pa.max(), pt.max()) - min(pa.min(), pt.min())))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for key, function in (("bd_rate_percent", bjontegaard.bd_rate), ("bd_psnr_db", bjontegaard.bd_psnr)):
+                try:
+                    row[key] = float(function(ra, pa, rt, pt, method="akima", require_matching_points=False,
+                                              min_overlap=0))
+                except Exception as exc:      # the package raises ValueError/AssertionError on unusable curves
+                    row[key.replace("percent", "error").replace("_db", "_error")] = str(exc)
+        rows.append(row)
+    return rows
+
+
+def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: str) -> None:
+    """PSNR and MS-SSIM against bits per face (log x), one line per curve; dashed: codecs without a base layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for name in dict.fromkeys(p["curve"] for p in points):
+        curve = sorted((p for p in points if p["curve"] == name), key=lambda p: p["bits_per_face"])
+        style = "-o" if name.startswith("base+") else "--s"
+        for axis, key in zip(axes, ("psnr", "ms_ssim")):
+            axis.plot([p["bits_per_face"] for p in curve], [p[key] for p in curve], style, ms=3, label=name)
+    for axis, label in zip(axes, ("PSNR (dB)", "MS-SSIM")):
+        axis.set_xscale("log")
+        axis.set_xlabel("bits per face (whole file)")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(title)
     figure.tight_layout()
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

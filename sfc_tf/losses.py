@@ -58,17 +58,37 @@ def vgg_feature_model(layer: str = DEFAULT_LAYER, weights_path: str | os.PathLik
     return model
 
 
+def split_mask(y_true, y_pred):
+    """Targets may carry a validity mask as a 4th channel (extra faces padded to LFW's framing): outside the mask
+    the target is composited over the prediction, so those pixels neither cost nor teach anything."""
+    y_true, y_pred = tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
+    if y_true.shape[-1] == 4:
+        mask = y_true[..., 3:]
+        y_true = y_true[..., :3]
+        y_pred = mask * y_pred + (1.0 - mask) * tf.stop_gradient(y_true)
+    return y_true, y_pred
+
+
+def masked_mae(y_true, y_pred):
+    """Mean absolute error per image, masks as ``split_mask``."""
+    y_true, y_pred = split_mask(y_true, y_pred)
+    return tf.reduce_mean(tf.abs(y_true - y_pred), axis=[1, 2, 3])
+
+
 class ReconstructionLoss(tf.keras.losses.Loss):
-    """MAE on [-1, 1] images + ``weight`` x mean((VGG(x) - VGG(x_hat))^2), VGG on caffe-preprocessed pixels.
-    ``perceptual_downsample`` > 1 average-pools both images by that factor before VGG (a cheaper perceptual
-    loss on CPU: 2 costs a quarter of the VGG work)."""
+    """MAE (or MSE, ``pixel="mse"``) on [-1, 1] images + ``weight`` x mean((VGG(x) - VGG(x_hat))^2), VGG on
+    caffe-preprocessed pixels. ``perceptual_downsample`` > 1 average-pools both images by that factor before VGG
+    (a cheaper perceptual loss on CPU: 2 costs a quarter of the VGG work). Targets may carry a mask
+    (``split_mask``)."""
 
     def __init__(self, vgg: tf.keras.Model | None, weight: float, perceptual_downsample: int = 1,
-                 name: str = "mae_vgg"):
+                 pixel: str = "mae", name: str = "mae_vgg"):
         super().__init__(name=name)
         if weight > 0 and vgg is None:
             raise ValueError("a perceptual weight > 0 needs a VGG feature model")
-        self.vgg, self.weight, self.downsample = vgg, float(weight), int(perceptual_downsample)
+        if pixel not in ("mae", "mse"):
+            raise ValueError("pixel loss must be 'mae' or 'mse'")
+        self.vgg, self.weight, self.downsample, self.pixel = vgg, float(weight), int(perceptual_downsample), pixel
 
     def perceptual(self, y_true, y_pred):
         both = tf.concat([y_true, y_pred], axis=0)
@@ -80,8 +100,9 @@ class ReconstructionLoss(tf.keras.losses.Loss):
         return tf.reduce_mean(tf.square(tf.cast(tf.stop_gradient(real) - fake, tf.float32)), axis=[1, 2, 3])
 
     def call(self, y_true, y_pred):
-        y_true, y_pred = tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
-        mae = tf.reduce_mean(tf.abs(y_true - y_pred), axis=[1, 2, 3])
+        y_true, y_pred = split_mask(y_true, y_pred)
+        error = y_true - y_pred
+        pixel = tf.reduce_mean(tf.abs(error) if self.pixel == "mae" else tf.square(error), axis=[1, 2, 3])
         if self.weight == 0:
-            return mae
-        return mae + self.weight * self.perceptual(y_true, y_pred)
+            return pixel
+        return pixel + self.weight * self.perceptual(y_true, y_pred)

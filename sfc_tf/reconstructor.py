@@ -10,15 +10,13 @@ configuration stored with every checkpoint. Output images are in [-1, 1]; ``to_u
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pathlib
 
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf.errors import WeightsError
+from sfc_tf import checkpoint
 
 # (kernel, channels, stride, padding) per DconvOp block.
 DEFAULT_LAYERS = (
@@ -30,8 +28,18 @@ DEFAULT_LAYERS = (
     (4, 16, 2, "same"),
     (3, 3, 1, "same"),
 )
+# The coding predictor (sfc_tf.enhancement.prediction, mode mmse): the same blocks, a quarter of the work.
+PREDICTOR_LAYERS = (
+    (5, 256, 1, "valid"),
+    (4, 128, 2, "same"),
+    (4, 64, 2, "same"),
+    (4, 32, 2, "same"),
+    (4, 16, 2, "same"),
+    (4, 8, 2, "same"),
+    (3, 3, 1, "same"),
+)
 WEIGHTS_FILE = "weights.h5"
-META_FILE = "meta.json"
+META_FILE = checkpoint.META_FILE
 
 
 class DconvOp(tf.keras.layers.Layer):
@@ -96,30 +104,18 @@ def to_unit_range(crops) -> tf.Tensor:
     return tf.cast(crops, tf.float32) / 127.5 - 1.0
 
 
-def weights_sha256(directory: str | os.PathLike) -> str:
-    return hashlib.sha256((pathlib.Path(directory) / WEIGHTS_FILE).read_bytes()).hexdigest()
-
-
 def save(model: Reconstructor, directory: str | os.PathLike, **meta) -> dict:
     """Weights + meta.json (layer config, feature dim, sha256 of the weights, and ``meta``)."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(directory / WEIGHTS_FILE))
-    record = {**meta, **model.get_config(), "sha256": weights_sha256(directory)}
-    (directory / META_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    return checkpoint.write_meta(directory, (WEIGHTS_FILE,), {**meta, **model.get_config()})
 
 
 def load(directory: str | os.PathLike) -> Reconstructor:
-    """A shipped reconstructor; checks the weights against the sha256 in meta.json."""
-    directory = pathlib.Path(directory)
-    meta_path = directory / META_FILE
-    if not meta_path.is_file() or not (directory / WEIGHTS_FILE).is_file():
-        raise WeightsError(f"no reconstructor checkpoint in {directory} (needs {WEIGHTS_FILE} and {META_FILE})")
-    meta = json.loads(meta_path.read_text())
-    if weights_sha256(directory) != meta.get("sha256"):
-        raise WeightsError(f"{directory / WEIGHTS_FILE} does not match the sha256 in {META_FILE}")
+    """A saved reconstructor (or coding predictor); checks the weights against the sha256 in meta.json."""
+    meta = checkpoint.read_meta(directory, (WEIGHTS_FILE,), "reconstructor")
     model = Reconstructor(meta["feature_dim"], meta["layers"]).build_for_inference()
-    model.load_weights(str(directory / WEIGHTS_FILE))
+    model.load_weights(str(pathlib.Path(directory) / WEIGHTS_FILE))
     model.model_id = meta["sha256"]
     return model

@@ -35,14 +35,22 @@ def decoded_feature_views(features: np.ndarray, degraders: Sequence[Callable[[np
     return np.stack([degrade(features) for degrade in degraders]).astype(np.float32)
 
 
-def training_dataset(views: np.ndarray, crops: np.ndarray, batch_size: int, seed: int = 0) -> tf.data.Dataset:
-    """Endless shuffled batches of (decoded feature at a random rate, target crop in [-1, 1])."""
+def target(crop, mask=None):
+    """A crop in [-1, 1], with its validity mask as a 4th channel when there is one (``losses.split_mask``)."""
+    image = reconstructor.to_unit_range(crop)
+    return image if mask is None else tf.concat([image, tf.cast(mask, tf.float32)[..., None]], -1)
+
+
+def training_dataset(views: np.ndarray, crops: np.ndarray, batch_size: int, seed: int = 0,
+                     masks: np.ndarray | None = None) -> tf.data.Dataset:
+    """Endless shuffled batches of (decoded feature at a random rate, target crop in [-1, 1] [+ mask])."""
     num_rates, num_images = views.shape[:2]
     views_t, crops_t = tf.constant(views), tf.constant(crops)
+    masks_t = None if masks is None else tf.constant(masks)
 
     def example(position, index):     # the rate is drawn afresh each time an image comes round
         rate = tf.random.stateless_uniform((), (seed, position), 0, num_rates, tf.int64)
-        return views_t[rate, index], reconstructor.to_unit_range(crops_t[index])
+        return views_t[rate, index], target(crops_t[index], None if masks_t is None else masks_t[index])
 
     return (tf.data.Dataset.range(num_images).shuffle(num_images, seed=seed).repeat().enumerate()
             .map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
@@ -57,6 +65,8 @@ class TrainConfig:
     initial_lr: float = 0.01
     final_lr: float = 0.0001
     perceptual_weight: float = 1e-6
+    pixel_loss: str = "mae"
+    layers: tuple = reconstructor.DEFAULT_LAYERS
     perceptual_layer: str = losses.DEFAULT_LAYER
     perceptual_downsample: int = 1
     vgg_weights: str | None = None
@@ -72,13 +82,13 @@ class TrainConfig:
 def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
     if config.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = reconstructor.Reconstructor(feature_dim)
+    model = reconstructor.Reconstructor(feature_dim, config.layers)
     vgg = (losses.vgg_feature_model(config.perceptual_layer, config.vgg_weights)
            if config.perceptual_weight > 0 else None)
-    loss = losses.ReconstructionLoss(vgg, config.perceptual_weight, config.perceptual_downsample)
+    loss = losses.ReconstructionLoss(vgg, config.perceptual_weight, config.perceptual_downsample, config.pixel_loss)
     schedule = learning_rate_schedule(config.initial_lr, config.final_lr, config.epochs * steps_per_epoch)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, jit_compile=config.jit_compile,
-                  metrics=[tf.keras.metrics.MeanAbsoluteError(name="mae")])
+                  metrics=[tf.keras.metrics.MeanMetricWrapper(losses.masked_mae, name="mae")])
     model.build_for_inference()
     return model
 
@@ -90,7 +100,7 @@ def validation_dataset(features: np.ndarray, crops: np.ndarray, batch_size: int)
 
 
 def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
-          validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+          validation: tuple[np.ndarray, np.ndarray] | None = None, masks: np.ndarray | None = None) -> dict:
     """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops; ``validation`` (features, crops)
     of held-out identities is scored after every epoch (``val_loss``, ``val_mae``). Keras BackupAndRestore keeps
     model, optimizer and epoch in ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final
@@ -106,7 +116,7 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
     start = time.time()
-    history = model.fit(training_dataset(views, crops, config.batch_size, config.seed), epochs=config.epochs,
+    history = model.fit(training_dataset(views, crops, config.batch_size, config.seed, masks), epochs=config.epochs,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
                         validation_data=None if validation is None else validation_dataset(*validation,
                                                                                            config.batch_size))

@@ -1,5 +1,5 @@
-"""Residuals of the enhancement layer: crop - reconstruction of the base-layer-decoded feature, exactly as the
-decoder computes it (uint8 reconstruction, integer residual), min-max normalised to 8-bit images."""
+"""Loading a reconstructor (shipped directory or training checkpoint) and running it on decoded features in
+batches, exactly as the decoder does (uint8 output). Residuals themselves are formed in ``enhancement.layer``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Callable
 import numpy as np
 
 from sfc_tf import reconstructor as reconstructor_module
-from sfc_tf.enhancement import minmax
 from sfc_tf.errors import WeightsError
 
 
@@ -37,13 +36,3 @@ def reconstruct(model: Callable, features: np.ndarray, batch_size: int = 64, pro
     starts = tqdm(range(0, len(features), batch_size), desc="reconstruct", disable=not progress, leave=False)
     out = [reconstructor_module.to_uint8(model(features[i:i + batch_size], training=False)) for i in starts]
     return np.concatenate(out) if out else np.zeros((0, 160, 160, 3), np.uint8)
-
-
-def residual(crop: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
-    return crop.astype(np.float32) - reconstruction.astype(np.float32)
-
-
-def residual_images(crops: np.ndarray, reconstructions: np.ndarray) -> tuple[np.ndarray, list[minmax.MinMax]]:
-    """(N, H, W, 3) crops and reconstructions -> normalised 8-bit residual images and their ranges."""
-    pairs = [minmax.normalise(residual(c, r)) for c, r in zip(crops, reconstructions)]
-    return np.stack([image for image, _ in pairs]), [span for _, span in pairs]

@@ -6,16 +6,20 @@ Served models and their signatures (batch dimension N free; see docs/serving.md)
                                        -> features float32 (N, 512), L2-normalised
   reconstructor  ``serving_default``   features float32 (N, D), decoded base-layer features
                                        -> faces uint8 (N, 160, 160, 3)
-  enhancement    ``encode``            residual_images uint8 (N, H, W, 3), min-max normalised residuals, H, W
-                                       multiples of 16 -> strings_bytes string (N,), latent_shape int32 (2,)
-                 ``decode``            strings string (N,), latent_shape int32 (2,)
-                                       -> residual_images uint8 (N, 16 h, 16 w, 3)
+  predictor      ``serving_default``   the coding predictor (prediction mode ``mmse``), same signature
+  enhancement    ``encode``            images uint8 (N, H, W, 3), H, W multiples of 16 [, predictions uint8
+                                       (N, H, W, 3): conditional codecs only] -> strings_bytes string (N,),
+                                       latent_shape int32 (2,)
+                 ``decode``            strings string (N,), latent_shape int32 (2,) [, predictions]
+                                       -> images uint8 (N, 16 h, 16 w, 3)
   decoder        ``serving_default``   features float32 (N, D), strings string (N,), latent_shape int32 (2,),
                                        low float32 (N,), high float32 (N,) (the transmitted float16 range)
-                                       -> faces uint8 (N, 160, 160, 3), the full-fidelity decoded faces
+                                       -> faces uint8 (N, 160, 160, 3): the paper's residual mode decoded in full
 
+``enhancement`` is one rate of one learned codec (the paper's Balle-2016 residual codec, or a rate of a
+variable-rate FaceCodec, end to end or conditional); ``decoder`` exists for residual codecs only.
 Each network plugs in as one ``tf.Module`` subclass with ``tf.function`` signatures; ``export`` writes it.
-The graphs compute exactly what the in-process code computes (same float32 operations in the same order).
+The graphs compute exactly what the in-process code computes (the same functions: ``learned.RateCoder``).
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ import tensorflow as tf
 
 from sfc_tf import facenet
 
-FACENET, RECONSTRUCTOR, ENHANCEMENT, DECODER = "facenet", "reconstructor", "enhancement", "decoder"
-MODEL_NAMES = (FACENET, RECONSTRUCTOR, ENHANCEMENT, DECODER)
+FACENET, RECONSTRUCTOR, PREDICTOR = "facenet", "reconstructor", "predictor"
+ENHANCEMENT, DECODER = "enhancement", "decoder"
+MODEL_NAMES = (FACENET, RECONSTRUCTOR, PREDICTOR, ENHANCEMENT, DECODER)
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 ENCODE, DECODE = "encode", "decode"
 # (model, signature) -> output names, in the order the client returns them.
 OUTPUTS = {(FACENET, DEFAULT_SIGNATURE): ("features",), (RECONSTRUCTOR, DEFAULT_SIGNATURE): ("faces",),
-           (ENHANCEMENT, ENCODE): ("strings_bytes", "latent_shape"), (ENHANCEMENT, DECODE): ("residual_images",),
+           (PREDICTOR, DEFAULT_SIGNATURE): ("faces",),
+           (ENHANCEMENT, ENCODE): ("strings_bytes", "latent_shape"), (ENHANCEMENT, DECODE): ("images",),
            (DECODER, DEFAULT_SIGNATURE): ("faces",)}
 LATENT_DOWNSCALE = 16
 
@@ -81,11 +87,11 @@ class FeatureExport(tf.Module):
 
 
 class ReconstructorExport(tf.Module):
-    """The de-convolutional reconstructor: decoded features -> uint8 faces."""
+    """A de-convolutional network (the reconstructor, or the coding predictor: ``name``): features -> uint8 faces."""
 
-    def __init__(self, model: tf.keras.Model, feature_dim: int):
-        super().__init__(name=RECONSTRUCTOR)
-        self.model = KerasGraph(model, "reconstructor_graph")
+    def __init__(self, model: tf.keras.Model, feature_dim: int, name: str = RECONSTRUCTOR):
+        super().__init__(name=name)
+        self.model = KerasGraph(model, f"{name}_graph")
         self.reconstruct = tf.function(
             self._reconstruct, input_signature=[tf.TensorSpec((None, feature_dim), tf.float32, name="features")])
 
@@ -98,45 +104,55 @@ class ReconstructorExport(tf.Module):
 
 
 class LearnedCoding(tf.Module):
-    """``BLS2017.compress`` / ``decompress`` over the trained model's parts (the Keras model itself does not
-    serialise: its ``call`` returns the training loss)."""
+    """``learned.RateCoder`` over one rate of a trained model, tracking only its variables and range-coding tables
+    (the Keras models themselves do not serialise: their ``call`` returns the training loss)."""
 
-    def __init__(self, model):
+    def __init__(self, coder):
         super().__init__(name="learned_coding")
-        if model.entropy_model is None:
-            model.enable_coding()
-        self.analysis_transform = KerasGraph(model.analysis_transform, "analysis")
-        self.synthesis_transform = KerasGraph(model.synthesis_transform, "synthesis")
-        self.entropy_model = model.entropy_model
+        self.model_variables = list(coder.model.variables)
+        self.entropy_model = coder.entropy_model
+        self._coder = coder                      # calls only; its variables are tracked above
+        self.conditional = coder.conditional
 
-    def compress(self, images):
-        return self.entropy_model.compress(self.analysis_transform(tf.cast(images, tf.float32)))
+    def compress(self, images, predictions=None):
+        return self._coder.compress(images, predictions)
 
-    def decompress(self, strings, latent_shape):
-        y_hat = self.entropy_model.decompress(strings, latent_shape)
-        return tf.saturate_cast(tf.round(self.synthesis_transform(y_hat)), tf.uint8)
+    def decompress(self, strings, latent_shape, predictions=None):
+        return self._coder.decompress(strings, latent_shape, predictions)
+
+
+def _images_spec(name: str) -> tf.TensorSpec:
+    return tf.TensorSpec((None, None, None, 3), tf.uint8, name=name)
 
 
 class EnhancementExport(tf.Module):
-    """The learned (Balle 2016) enhancement codec with range coding in the graph (needs tfc's ops)."""
+    """One rate of a learned enhancement codec with range coding in the graph (needs tfc's ops); conditional
+    codecs take the decoder's predictions as a second input."""
 
-    def __init__(self, model):
+    def __init__(self, coder):
         super().__init__(name=ENHANCEMENT)
-        self.model = LearnedCoding(model)
+        self.model = LearnedCoding(coder)
+        strings = tf.TensorSpec((None,), tf.string, name="strings")
+        shape = tf.TensorSpec((2,), tf.int32, name="latent_shape")
+        if coder.conditional:
+            self.encode = tf.function(self._encode, input_signature=[_images_spec("images"),
+                                                                     _images_spec("predictions")])
+            self.decode = tf.function(self._decode, input_signature=[strings, shape, _images_spec("predictions")])
+        else:
+            self.encode = tf.function(lambda images: self._encode(images), input_signature=[_images_spec("images")])
+            self.decode = tf.function(lambda strings, latent_shape: self._decode(strings, latent_shape),
+                                      input_signature=[strings, shape])
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="residual_images")])
-    def encode(self, residual_images):
+    def _encode(self, images, predictions=None):
         """uint8 (N, H, W, 3), H and W multiples of 16 -> {"strings_bytes": (N,), "latent_shape": int32 (2,)}.
         The ``_bytes`` suffix makes TF Serving's REST API return the strings base64-encoded."""
-        size = tf.shape(residual_images)[1:3]
+        size = tf.shape(images)[1:3]
         tf.debugging.assert_equal(size % LATENT_DOWNSCALE, 0, message="image sides must be multiples of 16")
-        return {"strings_bytes": self.model.compress(residual_images), "latent_shape": size // LATENT_DOWNSCALE}
+        return {"strings_bytes": self.model.compress(images, predictions), "latent_shape": size // LATENT_DOWNSCALE}
 
-    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="strings"),
-                                  tf.TensorSpec((2,), tf.int32, name="latent_shape")])
-    def decode(self, strings, latent_shape):
-        """N strings + latent (h, w) -> {"residual_images": uint8 (N, 16 h, 16 w, 3)}."""
-        return {"residual_images": self.model.decompress(strings, latent_shape)}
+    def _decode(self, strings, latent_shape, predictions=None):
+        """N strings + latent (h, w) -> {"images": uint8 (N, 16 h, 16 w, 3)}."""
+        return {"images": self.model.decompress(strings, latent_shape, predictions)}
 
     def signatures(self) -> dict:
         return {ENCODE: self.encode, DECODE: self.decode}
@@ -145,10 +161,13 @@ class EnhancementExport(tf.Module):
 class DecoderExport(tf.Module):
     """Full decode: decoded feature + learned enhancement strings + residual range -> full-fidelity face."""
 
-    def __init__(self, reconstructor_model: tf.keras.Model, feature_dim: int, enhancement_model):
+    def __init__(self, reconstructor_model: tf.keras.Model, feature_dim: int, coder):
         super().__init__(name=DECODER)
+        if coder.conditional:
+            raise ValueError("the decoder export serves residual codecs; a conditional codec decodes through "
+                             "enhancement/decode with the predictions")
         self.reconstructor = KerasGraph(reconstructor_model, "reconstructor_graph")
-        self.enhancement = LearnedCoding(enhancement_model)
+        self.enhancement = LearnedCoding(coder)
         self.decode = tf.function(self._decode, input_signature=[
             tf.TensorSpec((None, feature_dim), tf.float32, name="features"),
             tf.TensorSpec((None,), tf.string, name="strings"),

@@ -7,12 +7,14 @@ One interface, two implementations with the same methods:
   models = RemoteModels("host:8501", "rest")            # TF Serving's REST API (/v1/models/<name>:predict)
   features = models.features(crops)                     # uint8 (N, 160, 160, 3) -> float32 (N, 512)
   faces = models.reconstruct(features)                  # float32 (N, D) -> uint8 (N, 160, 160, 3)
-  strings, latent_shape = models.encode_residuals(residual_images)
-  residual_images = models.decode_residuals(strings, latent_shape)
-  faces = models.decode_full(features, strings, latent_shape, low, high)
+  faces = models.predict_faces(features)                # the coding predictor (prediction mode mmse)
+  strings, latent_shape = models.encode_images(images[, predictions])      # one rate of a learned codec
+  images = models.decode_images(strings, latent_shape[, predictions])
+  faces = models.decode_full(features, strings, latent_shape, low, high)  # the paper's residual mode
 
-``ScalableCodec(models=...)`` (``sfc compress/decompress --server HOST:PORT``) runs its networks through one of
-these; ``served_learned_codec`` is the learned enhancement codec whose transforms and range coding run there.
+``ScalableCodec(models=...)`` (``sfc compress/decompress --server HOST:PORT``) runs FaceNet, the reconstructor
+and the coding predictor through one of these; ``served_learned_codec`` is a learned enhancement codec whose
+transforms and range coding run there (one served rate of one checkpoint).
 """
 
 from __future__ import annotations
@@ -57,16 +59,26 @@ class Models:
         return self._call(serving.RECONSTRUCTOR, serving.DEFAULT_SIGNATURE,
                           features=_array(features, np.float32, 2))[0].astype(np.uint8)
 
-    def encode_residuals(self, residual_images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
-        """uint8 (N, H, W, 3) min-max normalised residuals -> N range-coded strings and the latent (h, w)."""
-        strings, shape = self._call(serving.ENHANCEMENT, serving.ENCODE,
-                                    residual_images=_array(residual_images, np.uint8, 4))
+    def predict_faces(self, features: np.ndarray) -> np.ndarray:
+        """float32 (N, D) decoded features -> uint8 (N, H, W, 3) coding predictions (mode ``mmse``)."""
+        return self._call(serving.PREDICTOR, serving.DEFAULT_SIGNATURE,
+                          features=_array(features, np.float32, 2))[0].astype(np.uint8)
+
+    def encode_images(self, images: np.ndarray, predictions: np.ndarray | None = None) -> tuple[list[bytes], np.ndarray]:
+        """uint8 (N, H, W, 3) images (a residual codec: min-max normalised residuals; a conditional codec: faces,
+        with their ``predictions``) -> N range-coded strings and the latent (h, w)."""
+        inputs = {"images": _array(images, np.uint8, 4)}
+        if predictions is not None:
+            inputs["predictions"] = _array(predictions, np.uint8, 4)
+        strings, shape = self._call(serving.ENHANCEMENT, serving.ENCODE, **inputs)
         return [bytes(s) for s in strings], np.asarray(shape, np.int32)
 
-    def decode_residuals(self, strings: list[bytes], latent_shape) -> np.ndarray:
-        """N strings + latent (h, w) -> uint8 (N, 16 h, 16 w, 3) normalised residual images."""
-        return self._call(serving.ENHANCEMENT, serving.DECODE, strings=_strings(strings),
-                          latent_shape=np.asarray(latent_shape, np.int32))[0].astype(np.uint8)
+    def decode_images(self, strings: list[bytes], latent_shape, predictions: np.ndarray | None = None) -> np.ndarray:
+        """N strings + latent (h, w) [+ predictions] -> uint8 (N, 16 h, 16 w, 3) images."""
+        inputs = {"strings": _strings(strings), "latent_shape": np.asarray(latent_shape, np.int32)}
+        if predictions is not None:
+            inputs["predictions"] = _array(predictions, np.uint8, 4)
+        return self._call(serving.ENHANCEMENT, serving.DECODE, **inputs)[0].astype(np.uint8)
 
     def decode_full(self, features, strings, latent_shape, low, high) -> np.ndarray:
         """Decoded features + enhancement strings + per-face residual range (float16 values) -> uint8 faces."""
@@ -219,39 +231,44 @@ def _from_json(value):
     return np.asarray(value)
 
 
-def checkpoint_id(directory: str | os.PathLike) -> str:
-    """The model id (weights sha256) in a reconstructor or learned-codec checkpoint's meta.json: with served
-    networks the client keeps only these small files, for the model ids it writes into and checks in files."""
+def checkpoint_meta(directory: str | os.PathLike) -> dict:
+    """The meta.json of a reconstructor, predictor or learned-codec checkpoint: with served networks the client
+    keeps only these small files, for the model ids (``sha256``) it writes into and checks in files."""
     from sfc_tf.errors import WeightsError
 
-    meta = pathlib.Path(directory) / "meta.json"
+    path = pathlib.Path(directory) / "meta.json"
     try:
-        return json.loads(meta.read_text())["sha256"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise WeightsError(f"{meta}: no model id ({exc})") from exc
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise ValueError("no sha256 model id")
+        return meta
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: no model id ({exc})") from exc
 
 
-class _ServedBLS2017:
-    """Stands in for ``learned.BLS2017`` inside ``learned.LearnedCodec`` (which keeps the payload format and its
+class ServedCoder:
+    """Stands in for ``learned.RateCoder`` inside ``learned.LearnedCodec`` (which keeps the payload format and its
     checks): ``compress`` / ``decompress`` run the served ``enhancement`` model instead."""
 
-    def __init__(self, models: Models):
-        self.models = models
+    def __init__(self, models: Models, conditional: bool):
+        self.models, self.conditional = models, conditional
 
-    def compress(self, images):
-        import tensorflow as tf
+    def compress(self, images, predictions=None):
+        return self.models.encode_images(np.asarray(images), predictions if self.conditional else None)[0]
 
-        return tf.constant(self.models.encode_residuals(images.numpy())[0])
-
-    def decompress(self, strings, latent_shape):
-        import tensorflow as tf
-
-        return tf.constant(self.models.decode_residuals(list(strings.numpy()), latent_shape.numpy()))
+    def decompress(self, strings, latent_shape, predictions=None):
+        return self.models.decode_images(list(np.asarray(strings)), np.asarray(latent_shape),
+                                         predictions if self.conditional else None)
 
 
-def served_learned_codec(models: Models, directory: str | os.PathLike):
-    """The learned enhancement codec of checkpoint ``directory`` (only its meta.json is read, for the model id)
-    with its networks and range coding on ``models``; the server must serve an export of that checkpoint."""
-    from sfc_tf.enhancement.learned import LearnedCodec
+def served_learned_codec(models: Models, directory: str | os.PathLike, quality: int = 1):
+    """The learned enhancement codec of checkpoint ``directory`` at ``quality`` (1..N; only its meta.json is read,
+    for the model id and kind) with its networks and range coding on ``models``; the server must serve an export
+    of that checkpoint at that quality (``train/export.py --enhancement_quality``)."""
+    from sfc_tf.enhancement.learned import ConditionalCodec, LearnedCodec
 
-    return LearnedCodec(_ServedBLS2017(models), str(directory), checkpoint_id(directory))
+    meta = checkpoint_meta(directory)
+    conditional = bool(meta.get("conditional", False))
+    cls = ConditionalCodec if conditional else LearnedCodec
+    parameter = str(directory) if "lmbdas" not in meta else (str(directory), quality - 1)
+    return cls(ServedCoder(models, conditional), parameter, meta["sha256"])

@@ -12,3 +12,13 @@ def cache_dir() -> pathlib.Path:
     path = pathlib.Path(os.environ.get("SFC_TF_CACHE", "~/.cache/sfc_tf")).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def checkpoints_dir() -> pathlib.Path:
+    """The shipped models: ``$SFC_TF_CHECKPOINTS``, else the checkpoints of the source checkout this package runs
+    from, else ``<cache>/checkpoints`` (where an installed package keeps them)."""
+    if os.environ.get("SFC_TF_CHECKPOINTS"):
+        return pathlib.Path(os.environ["SFC_TF_CHECKPOINTS"]).expanduser()
+    if (CHECKPOINTS_DIR / "zoo.json").is_file():
+        return CHECKPOINTS_DIR
+    return cache_dir() / "checkpoints"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sfc_tf import metrics
-from sfc_tf.enhancement import LEARNED, make_residual_codec, minmax
+from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
+from sfc_tf.enhancement import CONDITIONAL, LEARNED, layer, make_codec, minmax
 from sfc_tf.errors import BitstreamError
 
 
@@ -60,34 +61,54 @@ def test_bad_ranges_raise():
         minmax.normalise(np.array([[[np.nan, 0, 0]]], np.float32))
 
 
+def coded_round_trip(codec, mode, crops, predictions):
+    coded = layer.encode(codec, mode, crops, predictions)
+    return coded, layer.decode(codec, mode, coded, predictions)
+
+
 @pytest.mark.parametrize("name,coarse,fine", [("jpeg", 10, 95), ("jpeg2000", 80, 4)])
-def test_residual_codec_round_trip(name, coarse, fine):
-    residual = smooth_residual()
-    low, high = make_residual_codec(name, coarse), make_residual_codec(name, fine)
-    small, large = low.encode(residual), high.encode(residual)
-    assert len(small) < len(large)
-    span, payload = high.split(large)
-    assert span.low <= residual.min() and span.high >= residual.max() and len(payload) == len(large) - 4
-    decoded = high.decode(large)
-    assert decoded.shape == residual.shape and decoded.dtype == np.float32
-    peak = float(residual.max() - residual.min())
-    assert metrics.psnr(residual, decoded, peak) > metrics.psnr(residual, low.decode(small), peak) > 20
-    recon = np.full(residual.shape, 128, np.uint8)
-    final = minmax.add_residual(recon, decoded)
-    assert final.dtype == np.uint8 and np.abs(final.astype(np.float32) - (128 + residual)).mean() < 2
+def test_residual_coding_round_trip(name, coarse, fine, fixture_crops):
+    """x - p coded at two rates: more bits, closer to x; the range covers the residual."""
+    crops, predictions = fixture_crops[:2], np.full((2, 160, 160, 3), 128, np.uint8)
+    (small, low), (large, high) = (coded_round_trip(make_codec(name, q), MEAN_FACE, crops, predictions)
+                                   for q in (coarse, fine))
+    assert sum(len(c.payload) for c in small) < sum(len(c.payload) for c in large)
+    residual = layer.residual(crops, predictions)
+    assert all(c.span.low <= r.min() and c.span.high >= r.max() for c, r in zip(large, residual))
+    assert metrics.psnr(crops, high).min() > metrics.psnr(crops, low).max() > 20
+    assert high.dtype == np.uint8 and high.shape == crops.shape
 
 
 @pytest.mark.parametrize("name,parameter", [("jpeg", 50), ("jpeg2000", 20)])
-def test_residual_codec_constant_and_damaged(name, parameter):
-    codec = make_residual_codec(name, parameter)
-    np.testing.assert_array_equal(codec.decode(codec.encode(np.full((160, 160, 3), -3.0, np.float32))), -3.0)
-    record = codec.encode(smooth_residual(1))
-    for damaged in (b"", record[:4], record[:3] + b"\x00" * 40, b"\x7c\x00\x00\x00" + record[4:],
-                    record[:4] + b"\x00" * 64):
+def test_no_prediction_codes_the_face_itself(name, parameter, fixture_crops):
+    codec = make_codec(name, parameter)
+    coded, decoded = coded_round_trip(codec, NO_PREDICTION, fixture_crops[:2], None)
+    assert all(c.span is None for c in coded)
+    np.testing.assert_array_equal(decoded, codec.decode_many(codec.encode_many(fixture_crops[:2])))
+
+
+@pytest.mark.parametrize("name,parameter", [("jpeg", 50), ("jpeg2000", 20)])
+def test_constant_residual_and_damaged_payloads(name, parameter, fixture_crops):
+    codec = make_codec(name, parameter)
+    predictions = np.clip(fixture_crops[:1].astype(int) + 3, 0, 255).astype(np.uint8)
+    _, decoded = coded_round_trip(codec, MEAN_FACE, np.clip(predictions.astype(int) - 3, 0, 255).astype(np.uint8),
+                                  predictions)
+    np.testing.assert_array_equal(decoded, np.clip(predictions.astype(int) - 3, 0, 255))
+    payload = codec.encode(fixture_crops[0])
+    for damaged in (b"", payload[:4], payload[:3] + b"\x00" * 40, payload[:4] + b"\x00" * 64):
         with pytest.raises(BitstreamError):
             codec.decode(damaged)
     with pytest.raises(ValueError):
-        codec.encode(np.full((160, 160, 3), np.inf, np.float32))
+        codec.encode(fixture_crops[0, :150])
+
+
+def test_payloads_declaring_another_geometry_are_refused_before_decoding():
+    """A JPEG or JPEG2000 payload of a 320x320 image is refused by its header, not decoded."""
+    big = np.zeros((320, 320, 3), np.uint8)
+    for name, parameter in (("jpeg", 50), ("jpeg2000", 20)):
+        payload = make_codec(name, parameter, shape=big.shape).encode(big)
+        with pytest.raises(BitstreamError, match="declares 320x320x3"):
+            make_codec(name, parameter).decode(payload)
 
 
 TINY_FILTERS = 16      # the shipped architecture has 128; a narrow untrained model keeps the tests fast
@@ -97,8 +118,8 @@ def test_default_architecture_has_128_filters():
     from sfc_tf.enhancement import learned
 
     model = learned.BLS2017(0.01)
-    assert model.num_filters == learned.NUM_FILTERS == 128
-    assert model.analysis_transform.layers[-1].kernel.shape[-1] == 128
+    assert model.num_filters == 128
+    assert [layer.kernel.shape[-1] for layer in model.analysis_transform.layers[1:]] == [128, 128, 128]
 
 
 @pytest.fixture(scope="module")
@@ -152,27 +173,30 @@ def test_training_warm_starts_and_resumes(tiny_learned_checkpoint, fixture_crops
 
 
 def test_learned_round_trip_and_rate_estimate(tiny_codec, fixture_crops):
-    from sfc_tf.enhancement import ResidualCodec
-
     assert tiny_codec.codec_id == LEARNED
-    residual_codec = ResidualCodec(tiny_codec)
-    residual = smooth_residual(2)
-    decoded_residual = residual_codec.decode(residual_codec.encode(residual))
-    assert decoded_residual.shape == residual.shape and np.isfinite(decoded_residual).all()
-    records = tiny_codec.encode_many(fixture_crops[:2])
-    decoded = tiny_codec.decode_many(records)
+    _, decoded_residual = coded_round_trip(tiny_codec, MMSE, fixture_crops[:2], fixture_crops[2:4])
+    assert decoded_residual.shape == (2, 160, 160, 3)
+    payloads = tiny_codec.encode_many(fixture_crops[:2])
+    decoded = tiny_codec.decode_many(payloads)
     assert decoded.shape == (2, 160, 160, 3) and decoded.dtype == np.uint8
-    np.testing.assert_array_equal(tiny_codec.decode(records[1]), decoded[1])
-    estimate = tiny_codec.model.estimated_bits(fixture_crops[:2])
-    coded = np.array([8 * (len(r) - 2) for r in records])
+    np.testing.assert_array_equal(tiny_codec.decode(payloads[1]), decoded[1])
+    estimate = tiny_codec.coder.model.estimated_bits(fixture_crops[:2])
+    coded = np.array([8 * len(p) for p in payloads])
     assert np.all(np.abs(coded - estimate) <= 0.03 * estimate + 64)
 
 
-def test_learned_damaged_payloads_raise(tiny_codec, fixture_crops):
-    record = tiny_codec.encode(fixture_crops[0])
-    for damaged in (b"", record[:2], b"\x00\x0a" + record[2:], [record, b"\x05\x05xyz"]):
-        with pytest.raises(BitstreamError):
-            tiny_codec.decode_many(damaged if isinstance(damaged, list) else [damaged])
+def test_learned_damaged_payloads_raise_or_decode_to_a_face(tiny_codec, fixture_crops):
+    """A range-coded latent has no check of its own (the container's CRC-32 has): damage either raises
+    BitstreamError or decodes to some face of the right shape, never anything else."""
+    payload = tiny_codec.encode(fixture_crops[0])
+    with pytest.raises(BitstreamError):
+        tiny_codec.decode_many([payload, b""])
+    for damaged in (payload[:1], payload[:len(payload) // 2], bytes(b ^ 0x5A for b in payload)):
+        try:
+            image = tiny_codec.decode(damaged)
+        except BitstreamError:
+            continue
+        assert image.shape == (160, 160, 3) and image.dtype == np.uint8
     with pytest.raises(ValueError):
         tiny_codec.encode(fixture_crops[0, :150])
 
@@ -188,30 +212,83 @@ def test_learned_checkpoint_tampering_is_detected(tiny_learned_checkpoint, tmp_p
     with open(copy / "weights.index", "ab") as handle:
         handle.write(b"x")
     with pytest.raises(WeightsError):
-        learned.LearnedCodec.load(copy)
+        learned.load_model(copy)
     with pytest.raises(WeightsError):
-        learned.LearnedCodec.load(tmp_path / "missing")
+        learned.load_model(tmp_path / "missing")
+
+
+@pytest.fixture(scope="module")
+def tiny_conditional(tmp_path_factory):
+    """A narrow, untrained two-rate conditional FaceCodec, saved and loaded like a shipped one."""
+    from sfc_tf.enhancement import face_codec, learned
+
+    directory = tmp_path_factory.mktemp("conditional")
+    learned.save(face_codec.FaceCodec([0.001, 0.01], conditional=True, prior="position",
+                                      num_filters=TINY_FILTERS), directory, input="test")
+    return directory
+
+
+def test_conditional_codec_round_trip(tiny_conditional, fixture_crops):
+    codecs = [make_codec("conditional", (tiny_conditional, rate)) for rate in (0, 1)]
+    assert all(c.codec_id == CONDITIONAL and c.conditional for c in codecs)
+    predictions = np.clip(fixture_crops[::-1].astype(int) + 5, 0, 255).astype(np.uint8)
+    for codec in codecs:
+        coded, decoded = coded_round_trip(codec, MMSE, fixture_crops, predictions)
+        assert all(c.span is None for c in coded) and decoded.shape == fixture_crops.shape
+        other = codec.decode_many([c.payload for c in coded], fixture_crops)   # another prediction: another face
+        assert not np.array_equal(other, decoded)
+    with pytest.raises(ValueError):
+        codecs[0].encode_many(fixture_crops, None)
+    with pytest.raises(ValueError):
+        make_codec("conditional", (tiny_conditional, 2))
 
 
 DECODE_SCRIPT = """
 import hashlib, sys
+import numpy as np
 from sfc_tf.enhancement import make_codec
-codec = make_codec("learned", sys.argv[1])
-records = [bytes.fromhex(line) for line in open(sys.argv[2]).read().split()]
-print(hashlib.sha256(codec.decode_many(records).tobytes()).hexdigest())
+rate = int(sys.argv[3])
+codec = make_codec("learned", sys.argv[1]) if rate < 0 else make_codec("conditional", (sys.argv[1], rate))
+payloads = [bytes.fromhex(line) for line in open(sys.argv[2]).read().split()]
+predictions = np.load(sys.argv[2] + ".npy") if rate >= 0 else None
+decoded = codec.decode_many(payloads) if rate < 0 else codec.decode_many(payloads, predictions)
+print(hashlib.sha256(decoded.tobytes()).hexdigest())
 """
 
 
-def test_learned_decoding_is_bit_identical_across_processes(tiny_learned_checkpoint, tiny_codec, fixture_crops,
-                                                            tmp_path):
+@pytest.mark.parametrize("conditional", [False, True])
+def test_learned_decoding_is_bit_identical_across_processes(conditional, tiny_learned_checkpoint, tiny_codec,
+                                                            tiny_conditional, fixture_crops, tmp_path):
     import hashlib
 
-    records = tiny_codec.encode_many(fixture_crops)
-    (tmp_path / "records.txt").write_text("\n".join(r.hex() for r in records))
+    codec = make_codec("conditional", (tiny_conditional, 1)) if conditional else tiny_codec
+    predictions = fixture_crops[::-1].copy() if conditional else None
+    payloads = codec.encode_many(fixture_crops, predictions) if conditional else codec.encode_many(fixture_crops)
+    (tmp_path / "payloads.txt").write_text("\n".join(p.hex() for p in payloads))
+    if conditional:
+        np.save(tmp_path / "payloads.txt.npy", predictions)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-c", DECODE_SCRIPT, str(tiny_learned_checkpoint), str(tmp_path / "records.txt")]
+    command = [sys.executable, "-c", DECODE_SCRIPT, str(tiny_conditional if conditional else tiny_learned_checkpoint),
+               str(tmp_path / "payloads.txt"), "1" if conditional else "-1"]
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     digests = {worker.communicate(timeout=300)[0].strip() for worker in workers}
     assert all(worker.returncode == 0 for worker in workers)
-    digests.add(hashlib.sha256(tiny_codec.decode_many(records).tobytes()).hexdigest())
+    local = codec.decode_many(payloads, predictions) if conditional else codec.decode_many(payloads)
+    digests.add(hashlib.sha256(local.tobytes()).hexdigest())
     assert len(digests) == 1
+
+
+def test_face_codec_batches_keep_image_and_prediction_together():
+    from sfc_tf.enhancement import training
+
+    images = np.arange(10 * 4 * 4 * 3, dtype=np.int64).reshape(10, 4, 4, 3).astype(np.uint8)
+    predictions = 255 - images
+    batches = list(training.face_codec_dataset(images, predictions, batch_size=4, seed=1).take(6).as_numpy_iterator())
+    assert all(x.shape == (4, 4, 4, 3) and x.dtype == np.uint8 for x, _ in batches)
+    np.testing.assert_array_equal(np.concatenate([p for _, p in batches]),
+                                  255 - np.concatenate([x for x, _ in batches]))      # mirrored together
+    seen = np.concatenate([x for x, _ in batches])
+    mirrored = [any(np.array_equal(x, image[:, ::-1]) for image in images) for x in seen]
+    assert 0 < sum(mirrored) < len(seen)                                # some faces mirrored, not all
+    with pytest.raises(ValueError):
+        training.face_codec_dataset(images, predictions[:5], batch_size=4)

@@ -1,14 +1,14 @@
-"""Deployment (issue 7): the SavedModels of ``sfc_tf.serving`` against the in-process library, in a fresh
-process; their signatures as ``saved_model_cli`` shows them; ``serving_client`` over gRPC and REST against
-in-process TEST DOUBLES of TF Serving (no model server runs here); ``sfc --server`` writes the local bytes.
+"""Deployment: the SavedModels of ``sfc_tf.serving`` against the in-process library, in a fresh process; their
+signatures as ``saved_model_cli`` shows them; ``serving_client`` over gRPC and REST against in-process TEST
+DOUBLES of TF Serving (no model server runs here); ``sfc --server`` writes the local bytes.
 
-Fast stand-ins: an untrained reconstructor, an untrained 16-filter learned codec, FaceNet from the offline
-converted weights. ``train/export.py`` (the documented command) exports them once per module, in a subprocess.
+Fast stand-ins (the ``tiny_zoo`` fixture): an untrained reconstructor and coding predictor, untrained 16-filter
+learned codecs (the paper's residual BLS2017 and a conditional FaceCodec), FaceNet from the offline converted
+weights. ``train/export.py`` (the documented command) exports them once per module, in a subprocess.
 """
 
 import ast
 import base64
-import functools
 import http.server
 import json
 import os
@@ -31,93 +31,100 @@ from sfc_tf.serving_client import LocalModels, RemoteModels, ServingError
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-TINY_FILTERS = 16       # the shipped learned codec has 128; a narrow untrained one keeps the tests fast
-LAMBDA = "0.01"
 FEATURE_TOLERANCE = 1e-5   # float features, fresh process vs in-process Keras (max abs); everything else exact
+CONDITIONAL_QUALITY = 2
 
+IMAGES = ("DT_UINT8", "(-1, -1, -1, 3)")
 # (model, signature) -> inputs, outputs: name -> (dtype, shape) as saved_model_cli prints them (docs/serving.md).
 SIGNATURES = {
     ("facenet", "serving_default"): (
         {"crops": ("DT_UINT8", "(-1, 160, 160, 3)")}, {"features": ("DT_FLOAT", "(-1, 512)")}),
     ("reconstructor", "serving_default"): (
         {"features": ("DT_FLOAT", "(-1, 512)")}, {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")}),
+    ("predictor", "serving_default"): (
+        {"features": ("DT_FLOAT", "(-1, 512)")}, {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")}),
     ("enhancement", "encode"): (
-        {"residual_images": ("DT_UINT8", "(-1, -1, -1, 3)")},
-        {"strings_bytes": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")}),
+        {"images": IMAGES}, {"strings_bytes": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")}),
     ("enhancement", "decode"): (
-        {"strings": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")},
-        {"residual_images": ("DT_UINT8", "(-1, -1, -1, 3)")}),
+        {"strings": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")}, {"images": IMAGES}),
     ("decoder", "serving_default"): (
         {"features": ("DT_FLOAT", "(-1, 512)"), "strings": ("DT_STRING", "(-1)"),
          "latent_shape": ("DT_INT32", "(2)"), "low": ("DT_FLOAT", "(-1)"), "high": ("DT_FLOAT", "(-1)")},
         {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")}),
 }
+CONDITIONAL_SIGNATURES = {
+    ("enhancement", "encode"): ({"images": IMAGES, "predictions": IMAGES}, SIGNATURES[("enhancement", "encode")][1]),
+    ("enhancement", "decode"): ({**SIGNATURES[("enhancement", "decode")][0], "predictions": IMAGES},
+                                {"images": ("DT_UINT8", "(-1, 160, 160, 3)")}),      # the FaceCodec's fixed size
+}
 # tensorflow-compression's range-coding ops: not in stock TensorFlow, so not in the stock tensorflow/serving image.
 TFC_ENCODE_OPS = {"CreateRangeEncoder", "EntropyEncodeChannel", "EntropyEncodeFinalize"}
 TFC_DECODE_OPS = {"CreateRangeDecoder", "EntropyDecodeChannel", "EntropyDecodeFinalize"}
-TFC_OPS = {"facenet": set(), "reconstructor": set(), "enhancement": TFC_ENCODE_OPS | TFC_DECODE_OPS,
-           "decoder": TFC_DECODE_OPS}
+TFC_OPS = {"facenet": set(), "reconstructor": set(), "predictor": set(),
+           "enhancement": TFC_ENCODE_OPS | TFC_DECODE_OPS, "decoder": TFC_DECODE_OPS}
 
 
 # -- models, exports and what the library computes ------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def load_learned_checkpoints_once():
-    """Loading a learned checkpoint builds its range-coding tables (seconds): in this process, load each once."""
-    from sfc_tf.enhancement import learned
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(learned, "load_model", functools.cache(learned.load_model))
-        yield
-
-
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from sfc_tf.enhancement import learned
-
-    root = tmp_path_factory.mktemp("checkpoints")
-    reconstructor.save(reconstructor.Reconstructor(512).build_for_inference(), root / "reconstructor")
-    learned.save(learned.BLS2017(float(LAMBDA), TINY_FILTERS), root / "learned" / f"residual_l{LAMBDA}", input="test")
-    return root
+def checkpoints(tiny_zoo):
+    return {"reconstructor": tiny_zoo / "reconstructor", "predictor": tiny_zoo / "predictor",
+            "residual": tiny_zoo / "enhancement" / "bls_residual_0",
+            "conditional": tiny_zoo / "enhancement" / "face_conditional"}
 
 
-@pytest.fixture(scope="module")
-def export_dir(checkpoints, tmp_path_factory):
-    root = tmp_path_factory.mktemp("serving") / "models"
-    subprocess.run([sys.executable, "train/export.py", "--export_dir", str(root),
-                    "--reconstructor", str(checkpoints / "reconstructor"),
-                    "--enhancement", str(checkpoints / "learned" / f"residual_l{LAMBDA}")],
+def export(root: pathlib.Path, *args) -> pathlib.Path:
+    subprocess.run([sys.executable, "train/export.py", "--export_dir", str(root), *map(str, args)],
                    cwd=REPO, env=ENV, check=True, capture_output=True)
     return root
 
 
 @pytest.fixture(scope="module")
+def export_dir(checkpoints, tmp_path_factory):
+    return export(tmp_path_factory.mktemp("serving") / "models", "--models", ",".join(serving.MODEL_NAMES),
+                  "--reconstructor", checkpoints["reconstructor"], "--predictor", checkpoints["predictor"],
+                  "--enhancement", checkpoints["residual"])
+
+
+@pytest.fixture(scope="module")
+def conditional_export_dir(checkpoints, tmp_path_factory):
+    return export(tmp_path_factory.mktemp("serving_conditional") / "models", "--models", "enhancement",
+                  "--enhancement", checkpoints["conditional"], "--enhancement_quality", CONDITIONAL_QUALITY)
+
+
+@pytest.fixture(scope="module")
 def reference(checkpoints, fixture_crops):
-    """The in-process library's outputs for the fixture faces (Keras FaceNet, Keras reconstructor, LearnedCodec,
-    minmax): what every exported signature must reproduce."""
+    """The in-process library's outputs for the fixture faces (Keras FaceNet, Keras reconstructor and predictor,
+    the learned codecs, minmax): what every exported signature must reproduce."""
     from sfc_tf import facenet, residuals
-    from sfc_tf.enhancement import make_codec, minmax
+    from sfc_tf.enhancement import layer, learned, minmax, prediction
 
     features = facenet.FeatureExtractor(allow_download=False)(fixture_crops)
-    faces = residuals.reconstruct(reconstructor.load(checkpoints / "reconstructor"), features)
-    residual_images, spans = residuals.residual_images(fixture_crops, faces)
-    codec = make_codec("learned", checkpoints / "learned" / f"residual_l{LAMBDA}")
-    payloads = codec.encode_many(residual_images)        # latent (h, w) header + the range-coded string
-    decoded = codec.decode_many(payloads)
+    faces = residuals.reconstruct(reconstructor.load(checkpoints["reconstructor"]), features)
+    predicted = residuals.reconstruct(prediction.load_network(checkpoints["predictor"]), features)
+    residual_images, spans = layer.normalised_residuals(fixture_crops, faces)
+    codec = learned.load_codec(checkpoints["residual"])
+    strings = codec.encode_many(residual_images)          # the payload is the range-coded string itself
+    decoded = codec.decode_many(strings)
     full = np.stack([minmax.add_residual(face, minmax.denormalise(image, span))
                      for face, image, span in zip(faces, decoded, spans)])
-    return {"crops": fixture_crops, "features": features, "faces": faces, "residual_images": residual_images,
-            "strings": [p[2:] for p in payloads], "latent_shape": np.array(list(payloads[0][:2]), np.int32),
+    conditional = learned.load_codec((checkpoints["conditional"], CONDITIONAL_QUALITY - 1))
+    conditional_strings = conditional.encode_many(fixture_crops, predicted)
+    return {"crops": fixture_crops, "features": features, "faces": faces, "predicted": predicted,
+            "residual_images": residual_images, "strings": strings, "latent_shape": np.array([10, 10], np.int32),
             "decoded": decoded, "low": np.array([s.low for s in spans], np.float32),
-            "high": np.array([s.high for s in spans], np.float32), "full": full}
+            "high": np.array([s.high for s in spans], np.float32), "full": full,
+            "conditional_strings": conditional_strings,
+            "conditional_decoded": conditional.decode_many(conditional_strings, predicted)}
 
 
 def assert_same_as_reference(results: dict, reference: dict, feature_tolerance: float = 0.0):
     assert np.abs(results["features"] - reference["features"]).max() <= feature_tolerance
     assert results["features"].dtype == np.float32
-    for name in ("faces", "decoded", "full"):
+    for name in ("faces", "predicted", "decoded", "full", "conditional_decoded"):
         assert results[name].dtype == np.uint8
         np.testing.assert_array_equal(results[name], reference[name], err_msg=name)
-    assert [bytes(s) for s in results["strings"]] == reference["strings"]
+    for name in ("strings", "conditional_strings"):
+        assert [bytes(s) for s in results[name]] == reference[name], name
     np.testing.assert_array_equal(results["latent_shape"], reference["latent_shape"])
 
 
@@ -126,17 +133,18 @@ FRESH_PROCESS = r"""
 import pickle, sys
 import tensorflow as tf
 
-export_dir, inputs_path, outputs_path = sys.argv[1:]
+export_dir, conditional_dir, inputs_path, outputs_path = sys.argv[1:]
 with open(inputs_path, "rb") as f:
     x = pickle.load(f)
 loaded = {}
 
-def signature(model, name="serving_default"):
-    loaded.setdefault(model, tf.saved_model.load(f"{export_dir}/{model}/1"))
-    return loaded[model].signatures[name]
+def signature(model, name="serving_default", root=export_dir):
+    loaded.setdefault((root, model), tf.saved_model.load(f"{root}/{model}/1"))
+    return loaded[(root, model)].signatures[name]
 
 out = {"features": signature("facenet")(crops=tf.constant(x["crops"]))["features"].numpy(),
        "faces": signature("reconstructor")(features=tf.constant(x["features"]))["faces"].numpy(),
+       "predicted": signature("predictor")(features=tf.constant(x["features"]))["faces"].numpy(),
        "tfc_imported": "tensorflow_compression" in sys.modules}
 try:
     signature("enhancement", "encode")
@@ -144,36 +152,49 @@ except Exception as exc:  # stock TensorFlow: the range-coding ops are not regis
     out["enhancement_without_tfc"] = str(exc)
 import tensorflow_compression  # registers them
 
-encoded = signature("enhancement", "encode")(residual_images=tf.constant(x["residual_images"]))
+encoded = signature("enhancement", "encode")(images=tf.constant(x["residual_images"]))
 out["strings"], out["latent_shape"] = list(encoded["strings_bytes"].numpy()), encoded["latent_shape"].numpy()
 strings, latent_shape = tf.constant(x["strings"]), tf.constant(x["latent_shape"])
-out["decoded"] = signature("enhancement", "decode")(strings=strings, latent_shape=latent_shape)[
-    "residual_images"].numpy()
+out["decoded"] = signature("enhancement", "decode")(strings=strings, latent_shape=latent_shape)["images"].numpy()
 out["full"] = signature("decoder")(features=tf.constant(x["features"]), strings=strings, latent_shape=latent_shape,
                                    low=tf.constant(x["low"]), high=tf.constant(x["high"]))["faces"].numpy()
+predicted = tf.constant(x["predicted"])
+encoded = signature("enhancement", "encode", conditional_dir)(images=tf.constant(x["crops"]), predictions=predicted)
+out["conditional_strings"] = list(encoded["strings_bytes"].numpy())
+out["conditional_decoded"] = signature("enhancement", "decode", conditional_dir)(
+    strings=tf.constant(x["conditional_strings"]), latent_shape=latent_shape, predictions=predicted)["images"].numpy()
 with open(outputs_path, "wb") as f:
     pickle.dump(out, f)
 """
 
 
 @pytest.fixture(scope="module")
-def fresh_process_outputs(export_dir, reference, tmp_path_factory):
+def fresh_process_outputs(export_dir, conditional_export_dir, reference, tmp_path_factory):
     directory = tmp_path_factory.mktemp("fresh")
     (directory / "inputs.pkl").write_bytes(pickle.dumps(reference))
-    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(export_dir), str(directory / "inputs.pkl"),
-                    str(directory / "outputs.pkl")], env=ENV, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(export_dir), str(conditional_export_dir),
+                    str(directory / "inputs.pkl"), str(directory / "outputs.pkl")], env=ENV, check=True,
+                   capture_output=True)
     return pickle.loads((directory / "outputs.pkl").read_bytes())
 
 
 def test_exports_reproduce_the_library_in_a_fresh_process(fresh_process_outputs, reference):
-    # facenet: float features within FEATURE_TOLERANCE; reconstructor, enhancement encode (the strings) and
-    # decode, and the full decoder: bit-identical
+    # facenet: float features within FEATURE_TOLERANCE; reconstructor, predictor, both learned codecs' encode
+    # (the strings) and decode, and the full decoder: bit-identical
     assert_same_as_reference(fresh_process_outputs, reference, FEATURE_TOLERANCE)
 
 
 def test_only_the_range_coding_models_need_tensorflow_compression(fresh_process_outputs):
-    assert not fresh_process_outputs["tfc_imported"]          # facenet and reconstructor ran on stock TensorFlow
+    assert not fresh_process_outputs["tfc_imported"]      # facenet, reconstructor, predictor ran on stock TensorFlow
     assert "Op type not registered 'CreateRange" in fresh_process_outputs["enhancement_without_tfc"]
+
+
+def test_the_decoder_export_refuses_a_conditional_codec(checkpoints, tmp_path):
+    result = subprocess.run([sys.executable, "train/export.py", "--export_dir", str(tmp_path), "--models", "decoder",
+                             "--enhancement", str(checkpoints["conditional"])], cwd=REPO, env=ENV,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "residual codecs" in result.stderr
+    assert not (tmp_path / "decoder").exists()
 
 
 # -- (b) saved_model_cli --------------------------------------------------------------------------------------
@@ -190,12 +211,14 @@ def parse_saved_model_cli(text: str) -> tuple[dict, set]:
     return signatures, ast.literal_eval(ops.group(1))
 
 
-@pytest.mark.parametrize("model", serving.MODEL_NAMES)
-def test_saved_model_cli_lists_the_documented_signatures(model, export_dir):
-    shown = subprocess.run([str(SAVED_MODEL_CLI), "show", "--all", "--dir", str(export_dir / model / "1")],
+@pytest.mark.parametrize("model", [*serving.MODEL_NAMES, "conditional enhancement"])
+def test_saved_model_cli_lists_the_documented_signatures(model, export_dir, conditional_export_dir):
+    table = CONDITIONAL_SIGNATURES if model.startswith("conditional") else SIGNATURES
+    root, model = (conditional_export_dir, "enhancement") if model.startswith("conditional") else (export_dir, model)
+    shown = subprocess.run([str(SAVED_MODEL_CLI), "show", "--all", "--dir", str(root / model / "1")],
                            env=ENV, capture_output=True, text=True)
     signatures, ops = parse_saved_model_cli(shown.stdout)
-    expected = {name: io for (m, name), io in SIGNATURES.items() if m == model}
+    expected = {name: io for (m, name), io in table.items() if m == model}
     assert {name: signatures[name] for name in expected} == expected
     assert set(signatures) == {*expected, "__saved_model_init_op"}
     for name, (_, outputs) in expected.items():
@@ -300,8 +323,7 @@ def local_models(export_dir):
     return LocalModels(export_dir)
 
 
-@pytest.fixture(scope="module")
-def servers(local_models):
+def start_servers(local_models):
     """protocol -> "localhost:PORT" of the gRPC and REST doubles, both over ``local_models``."""
     import grpc
 
@@ -321,19 +343,39 @@ def servers(local_models):
     grpc_server.stop(None)
 
 
-def run_all(models: serving_client.Models, reference: dict) -> dict:
-    """Every signature once, on the reference's inputs."""
-    strings, latent_shape = models.encode_residuals(reference["residual_images"])
-    return {"features": models.features(reference["crops"]), "faces": models.reconstruct(reference["features"]),
-            "strings": strings, "latent_shape": latent_shape,
-            "decoded": models.decode_residuals(strings, latent_shape),
-            "full": models.decode_full(reference["features"], strings, latent_shape, reference["low"],
-                                       reference["high"])}
+@pytest.fixture(scope="module")
+def servers(local_models):
+    yield from start_servers(local_models)
 
 
 @pytest.fixture(scope="module")
-def local_results(local_models, reference):
-    return run_all(local_models, reference)
+def conditional_servers(conditional_local_models):
+    yield from start_servers(conditional_local_models)
+
+
+@pytest.fixture(scope="module")
+def conditional_local_models(conditional_export_dir):
+    return LocalModels(conditional_export_dir)
+
+
+def run_all(models: serving_client.Models, conditional: serving_client.Models, reference: dict) -> dict:
+    """Every signature once, on the reference's inputs."""
+    strings, latent_shape = models.encode_images(reference["residual_images"])
+    conditional_strings, _ = conditional.encode_images(reference["crops"], reference["predicted"])
+    return {"features": models.features(reference["crops"]), "faces": models.reconstruct(reference["features"]),
+            "predicted": models.predict_faces(reference["features"]),
+            "strings": strings, "latent_shape": latent_shape,
+            "decoded": models.decode_images(strings, latent_shape),
+            "full": models.decode_full(reference["features"], strings, latent_shape, reference["low"],
+                                       reference["high"]),
+            "conditional_strings": conditional_strings,
+            "conditional_decoded": conditional.decode_images(conditional_strings, latent_shape,
+                                                             reference["predicted"])}
+
+
+@pytest.fixture(scope="module")
+def local_results(local_models, conditional_local_models, reference):
+    return run_all(local_models, conditional_local_models, reference)
 
 
 def test_local_models_reproduce_the_library(local_results, reference):
@@ -341,9 +383,23 @@ def test_local_models_reproduce_the_library(local_results, reference):
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
-def test_remote_models_round_trip_to_the_local_results(protocol, servers, local_results, reference):
-    results = run_all(RemoteModels(servers[protocol], protocol), reference)
+def test_remote_models_round_trip_to_the_local_results(protocol, servers, conditional_servers, local_results,
+                                                        reference):
+    results = run_all(RemoteModels(servers[protocol], protocol),
+                      RemoteModels(conditional_servers[protocol], protocol), reference)
     assert_same_as_reference(results, local_results)          # the transport is exact, float features included
+
+
+def test_served_learned_codecs_write_the_local_payloads(local_models, conditional_local_models, checkpoints,
+                                                         reference):
+    residual = serving_client.served_learned_codec(local_models, checkpoints["residual"])
+    assert residual.encode_many(reference["residual_images"]) == reference["strings"]
+    np.testing.assert_array_equal(residual.decode_many(reference["strings"]), reference["decoded"])
+    conditional = serving_client.served_learned_codec(conditional_local_models, checkpoints["conditional"],
+                                                      CONDITIONAL_QUALITY)
+    assert conditional.encode_many(reference["crops"], reference["predicted"]) == reference["conditional_strings"]
+    np.testing.assert_array_equal(conditional.decode_many(reference["conditional_strings"], reference["predicted"]),
+                                  reference["conditional_decoded"])
 
 
 def free_port() -> int:
@@ -365,44 +421,46 @@ def test_server_side_failures_are_serving_errors(protocol, servers):
     with pytest.raises(ServingError, match="failed nosuchmodel/serving_default"):
         remote.predict("nosuchmodel", serving.DEFAULT_SIGNATURE, {"crops": np.zeros((1, 160, 160, 3), np.uint8)})
     with pytest.raises(ServingError, match="multiples of 16"):
-        remote.encode_residuals(np.zeros((1, 40, 40, 3), np.uint8))
+        remote.encode_images(np.zeros((1, 40, 40, 3), np.uint8))
 
 
 # -- sfc --server ----------------------------------------------------------------------------------------------
+FACE = "Abel_Pacheco/Abel_Pacheco_0001.jpg"
+
+
 def sfc(*args) -> None:
     assert cli.run([str(a) for a in args]) == 0
 
 
 @pytest.fixture(scope="module")
-def local_files(checkpoints, fixture_lfw_dir, tmp_path_factory):
-    """The local path's learned-enhancement file for one face, and its decodes at both layers."""
+def local_files(tiny_zoo, fixture_lfw_dir, tmp_path_factory):
+    """The local path's file for one face (JPEG2000, per-face mode decision: the predictor runs) and its decodes
+    at every layer."""
     out = tmp_path_factory.mktemp("local")
-    models = ["--reconstructor", checkpoints / "reconstructor", "--learned_dir", checkpoints / "learned"]
-    sfc("compress", fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg", out / "face.sfc", "--enhancement",
-        "learned", "--quality", LAMBDA, "--align", "center", *models)
-    for layers in ("base", "full"):
-        sfc("decompress", out / "face.sfc", out / f"{layers}.png", "--layers", layers, *models)
+    sfc("compress", fixture_lfw_dir / FACE, out / "face.sfc", "--enhancement", "jpeg2000", "--quality", "20",
+        "--align", "center")
+    for layers in ("reconstruction", "full"):
+        sfc("decompress", out / "face.sfc", out / f"{layers}.png", "--layers", layers)
     return out
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
-def test_cli_server_writes_the_local_bitstream(protocol, servers, checkpoints, local_files, fixture_lfw_dir, tmp_path):
+def test_cli_server_writes_the_local_bitstream(protocol, servers, local_files, fixture_lfw_dir, tmp_path):
     from PIL import Image
 
-    remote = ["--reconstructor", checkpoints / "reconstructor", "--learned_dir", checkpoints / "learned",
-              "--server", servers[protocol], "--server_protocol", protocol]
-    sfc("compress", fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg", tmp_path / "face.sfc",
-        "--enhancement", "learned", "--quality", LAMBDA, "--align", "center", *remote)
+    remote = ["--server", servers[protocol], "--server_protocol", protocol]
+    sfc("compress", fixture_lfw_dir / FACE, tmp_path / "face.sfc", "--enhancement", "jpeg2000", "--quality", "20",
+        "--align", "center", *remote)
     assert (tmp_path / "face.sfc").read_bytes() == (local_files / "face.sfc").read_bytes()
-    for layers in ("base", "full"):
+    for layers in ("reconstruction", "full"):
         sfc("decompress", local_files / "face.sfc", tmp_path / f"{layers}.png", "--layers", layers, *remote)
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"{layers}.png")),
                                       np.asarray(Image.open(local_files / f"{layers}.png")))
 
 
-def test_cli_server_unreachable_exits_with_one_line(checkpoints, fixture_lfw_dir, tmp_path, capsys):
+def test_cli_server_unreachable_exits_with_one_line(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
     args = ["compress", str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg"), str(tmp_path / "x.sfc"),
-            "--align", "center", "--reconstructor", str(checkpoints / "reconstructor"),
-            "--server", f"localhost:{free_port()}"]
+            "--align", "center", "--server", f"localhost:{free_port()}"]
     assert cli.run(args) == 1
-    assert "is unreachable" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is unreachable" in err and len(err.strip().splitlines()) == 1

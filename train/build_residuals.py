@@ -14,6 +14,7 @@ import numpy as np
 from absl import app, flags
 
 from sfc_tf import base_layer, data, facenet, residuals, settings
+from sfc_tf.enhancement import layer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders.", required=True)
@@ -31,7 +32,7 @@ def main(_):
     base = base_layer.load(FLAGS.base_layer)
     decoded = base.decode(base.encode(faces.features))
     model = residuals.load_reconstructor(FLAGS.reconstructor)
-    images, spans = residuals.residual_images(faces.crops, residuals.reconstruct(model, decoded, progress=True))
+    images, spans = layer.normalised_residuals(faces.crops, residuals.reconstruct(model, decoded, progress=True))
     out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / f"train_{FLAGS.align}_{base.step}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, residuals=images, low=np.array([s.low for s in spans], np.float32),

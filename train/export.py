@@ -1,10 +1,12 @@
 """Export the codec's networks as SavedModels in TF Serving's layout ``<export_dir>/<model>/<version>/``.
 
-  python train/export.py --export_dir serving/models --models facenet,reconstructor,enhancement,decoder \
-      --reconstructor checkpoints/reconstructor --enhancement checkpoints/enhancement/residual_l0.01
+  python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \
+      --reconstructor checkpoints/reconstructor --predictor checkpoints/predictor \
+      --enhancement checkpoints/enhancement/face_conditional --enhancement_quality 3
 
-Models: facenet (offline FaceNet weights), reconstructor, enhancement (learned codec: encode/decode),
-decoder (full decode: reconstructor + learned enhancement decode + residual add). Signatures: docs/serving.md.
+Models: facenet (offline FaceNet weights), reconstructor, predictor (the coding predictor of prediction mode
+``mmse``), enhancement (one rate of a learned codec: encode/decode), decoder (the paper's full decode:
+reconstructor + residual-codec decode + residual add; residual codecs only). Signatures: docs/serving.md.
 """
 
 import functools
@@ -12,27 +14,41 @@ import functools
 from absl import app, flags
 
 from sfc_tf import residuals, serving
-from sfc_tf.enhancement import learned
+from sfc_tf.enhancement import learned, prediction
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", "serving/models", "Root of the model repository (one folder per model).")
-flags.DEFINE_list("models", list(serving.MODEL_NAMES), f"Models to export, from {list(serving.MODEL_NAMES)}.")
+flags.DEFINE_list("models", [serving.FACENET, serving.RECONSTRUCTOR, serving.ENHANCEMENT, serving.DECODER],
+                  f"Models to export, from {list(serving.MODEL_NAMES)}.")
 flags.DEFINE_integer("version", 1, "Version folder to write (must not exist).")
 flags.DEFINE_string("facenet_weights", None, "Keras FaceNet weights; default: the converted offline weights.")
 flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor directory or checkpoint prefix.")
+flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor directory.")
 flags.DEFINE_string("enhancement", "checkpoints/enhancement/residual_l0.01", "Learned enhancement checkpoint.")
+flags.DEFINE_integer("enhancement_quality", 1, "Quality index 1..N of a variable-rate checkpoint (as sfc --quality).")
 
 
 def main(_):
     # Each checkpoint loads once (building the learned codec's range-coding tables takes a while).
     reconstructor = functools.cache(lambda: residuals.load_reconstructor(FLAGS.reconstructor))
-    enhancement = functools.cache(lambda: learned.load_model(FLAGS.enhancement)[0])
+    predictor = functools.cache(lambda: prediction.load_network(FLAGS.predictor))
+
+    @functools.cache
+    def coder():
+        model, meta = learned.load_model(FLAGS.enhancement)
+        rates = len(meta.get("lmbdas", [meta.get("lmbda")]))
+        if not 1 <= FLAGS.enhancement_quality <= rates:
+            raise SfcError(f"{FLAGS.enhancement} has qualities 1..{rates}, not {FLAGS.enhancement_quality}")
+        return learned.RateCoder(model, FLAGS.enhancement_quality - 1)
+
     loaders = {
         serving.FACENET: lambda: serving.load_facenet(weights_path=FLAGS.facenet_weights),
         serving.RECONSTRUCTOR: lambda: serving.ReconstructorExport(reconstructor(), reconstructor().feature_dim),
-        serving.ENHANCEMENT: lambda: serving.EnhancementExport(enhancement()),
-        serving.DECODER: lambda: serving.DecoderExport(reconstructor(), reconstructor().feature_dim, enhancement()),
+        serving.PREDICTOR: lambda: serving.ReconstructorExport(predictor(), predictor().feature_dim,
+                                                               serving.PREDICTOR),
+        serving.ENHANCEMENT: lambda: serving.EnhancementExport(coder()),
+        serving.DECODER: lambda: serving.DecoderExport(reconstructor(), reconstructor().feature_dim, coder()),
     }
     unknown = set(FLAGS.models) - set(loaders)
     if unknown:
@@ -40,7 +56,7 @@ def main(_):
     for name in FLAGS.models:
         try:
             print(f"{name} -> {serving.export(loaders[name](), FLAGS.export_dir, FLAGS.version)}")
-        except (SfcError, FileExistsError) as exc:
+        except (SfcError, FileExistsError, ValueError) as exc:
             raise SystemExit(f"export {name}: {exc}") from exc
 
 

@@ -1,12 +1,15 @@
-"""Train the deep feature reconstructor (DconvOp network) on decoded FaceNet features.
+"""Train the deep feature reconstructor (DconvOp network) on decoded FaceNet features, or, with
+``--objective mmse``, the coding predictor (the same blocks, narrower, trained for MSE).
 
 Paper settings are the defaults (batch 64, Adam, learning rate 0.01 -> 0.0001 exponentially over 50 epochs,
-MAE + lambda x VGG-19 relu3_2 loss). A short CPU job on LFW training identities:
+MAE + lambda x VGG-19 relu3_2 loss). Short CPU jobs (README):
 
   python train/train_reconstructor.py --data_dir ../shared/data/lfw \
       --identities ../shared/data/lfw/train_identities.txt --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 \
-      --epochs 36 --perceptual_weight 1e-6 --mixed_precision --perceptual_downsample 2 \
-      --checkpoint_dir checkpoints/reconstructor
+      --epochs 6 --perceptual_weight 1e-6 --perceptual_downsample 2 --checkpoint_dir checkpoints/reconstructor
+  python train/train_reconstructor.py --data_dir ../shared/data/lfw \
+      --identities ../shared/data/lfw/train_identities.txt --objective mmse --flip \
+      --extra_faces ~/.cache/sfc_data/utkface --epochs 4 --checkpoint_dir checkpoints/predictor
 
 Re-running the same command resumes from <checkpoint_dir>/backup (model, optimizer, epoch).
 """
@@ -17,14 +20,19 @@ import shutil
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, distribute, facenet, losses
+from sfc_tf import distribute, extra_faces, losses, reconstructor, training_data
 from sfc_tf import reconstructor_training as training
+from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW, VGGFace2).", required=True)
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_integer("image_size", 160, "Crop size; the network's layer list produces 160.")
+flags.DEFINE_enum("objective", "perceptual", ["perceptual", "mmse"],
+                  "perceptual: the reconstructor (MAE + lambda x VGG); mmse: the coding predictor (MSE, "
+                  "narrower layers, writes the mean training face beside the weights).")
+flags.DEFINE_bool("flip", False, "Add every training face mirrored, with its own FaceNet feature (cached).")
+flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_float("validation_fraction", 0.05, "Share of identities held out for validation loss.")
 flags.DEFINE_string("checkpoint_dir", "checkpoints/reconstructor", "Final weights + meta.json; backup/ for resume.")
 flags.DEFINE_bool("resume", True, "Resume from <checkpoint_dir>/backup if present (else start fresh).")
@@ -41,7 +49,9 @@ flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distri
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (slower on this CPU; see README).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy (oneDNN bf16 on AVX512_BF16 CPUs).")
 flags.DEFINE_float("max_minutes", None, "Stop after the epoch in which this many minutes have passed.")
-flags.DEFINE_list("base_layer", [], "Base-layer model files: train on features decoded at these rates.")
+flags.DEFINE_list("base_layer", ["checkpoints/base_layer/step_0.02.npz", "checkpoints/base_layer/step_0.08.npz",
+                                 "checkpoints/base_layer/step_0.2.npz"],
+                  "Base-layer model files: train on features decoded at these rates (empty: uniform noise).")
 flags.DEFINE_list("noise_steps", ["0", "0.05", "0.1", "0.2"],
                   "Without --base_layer: uniform-noise steps standing in for quantization (0 = clean).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -58,40 +68,46 @@ def feature_degraders():
 
 
 def main(_):
-    if FLAGS.image_size != 160:
-        raise app.UsageError("the reconstructor's layer list produces 160x160 faces; --image_size must be 160")
-    identities = data.read_identity_list(FLAGS.identities) if FLAGS.identities else None
-    items = data.list_images(FLAGS.data_dir, identities)
-    names = sorted({path.split("/")[0] for path, _ in items})
-    held_out = set(np.random.default_rng(FLAGS.seed).permutation(names)[:int(len(names) * FLAGS.validation_fraction)])
-    train_paths = [path for path, _ in items if path.split("/")[0] not in held_out]
-    extractor = facenet.FeatureExtractor()
-    all_faces = data.load_faces(FLAGS.data_dir, [p for p, _ in items], FLAGS.align, extractor,
-                                f"{facenet.DEFAULT_KEY}-fixed")
-    faces = all_faces.subset(train_paths)
+    if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
+        raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
+    try:
+        faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
+                                       FLAGS.validation_fraction, FLAGS.seed)
+    except SfcError as exc:
+        raise app.UsageError(str(exc))
     degraders = feature_degraders()
     views = training.decoded_feature_views(faces.features, degraders)
     validation = None
-    if held_out:     # scored at the middle rate of the list
-        held = all_faces.subset([path for path, _ in items if path.split("/")[0] in held_out])
-        validation = (degraders[len(degraders) // 2](held.features).astype(np.float32), held.crops)
+    if len(faces.held_out_crops):     # scored at the middle rate of the list
+        validation = (degraders[len(degraders) // 2](faces.held_out_features).astype(np.float32), faces.held_out_crops)
     if not FLAGS.resume:
         shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / "backup", ignore_errors=True)
+    mmse = FLAGS.objective == "mmse"
     config = training.TrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-        initial_lr=FLAGS.initial_lr, final_lr=FLAGS.final_lr, perceptual_weight=FLAGS.perceptual_weight,
+        initial_lr=FLAGS.initial_lr, final_lr=FLAGS.final_lr,
+        perceptual_weight=0.0 if mmse else FLAGS.perceptual_weight, pixel_loss="mse" if mmse else "mae",
+        layers=reconstructor.PREDICTOR_LAYERS if mmse else reconstructor.DEFAULT_LAYERS,
         perceptual_layer=FLAGS.perceptual_layer, perceptual_downsample=FLAGS.perceptual_downsample,
         vgg_weights=FLAGS.vgg_weights, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision, max_minutes=FLAGS.max_minutes, log_dir=FLAGS.tensorboard_dir,
         seed=FLAGS.seed)
     meta = training.train(config, views, faces.crops, {
-        "data": {"data_dir": FLAGS.data_dir, "identities": FLAGS.identities, "align": FLAGS.align,
-                 "train_images": len(train_paths), "held_out_identities": sorted(held_out),
-                 "validation_images": 0 if validation is None else len(validation[1]),
-                 "facenet": facenet.DEFAULT_KEY},
+        "objective": FLAGS.objective, "data": faces.description,
         "decoded_features": {"base_layer": FLAGS.base_layer, "noise_steps": None if FLAGS.base_layer
                              else [float(s) for s in FLAGS.noise_steps]},
-    }, validation)
+    }, validation, faces.masks)
+    if mmse:     # the mean face belongs to the predictor: covered by its checksum
+        from PIL import Image
+
+        from sfc_tf import checkpoint
+        from sfc_tf.enhancement import prediction
+
+        lfw_crops = faces.crops[:faces.description["images"]]       # the mean of the unmirrored LFW crops
+        mean_face = np.rint(lfw_crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
+        Image.fromarray(mean_face).save(pathlib.Path(FLAGS.checkpoint_dir) / prediction.MEAN_FACE_FILE)
+        meta = checkpoint.write_meta(FLAGS.checkpoint_dir, (reconstructor.WEIGHTS_FILE, prediction.MEAN_FACE_FILE),
+                                     meta)
     print(f"saved {FLAGS.checkpoint_dir}: {meta['final_metrics']}, {meta['images_per_second']} images/s")
 
 

@@ -1,10 +1,12 @@
-"""Enhancement-layer codecs: one interface, three implementations (JPEG, JPEG2000, learned Balle-2016).
+"""Enhancement-layer codecs: one interface, implementations for JPEG, JPEG2000, the learned Balle-2016 codec and
+the conditional learned codec.
 
-Every ``ImageCodec`` codes an 8-bit RGB image (the crop itself for the anchors):
-``encode(uint8 HxWx3) -> bytes`` and ``decode(bytes) -> uint8 HxWx3``. ``ResidualCodec`` wraps one for the
-enhancement layer: ``encode(float32 residual HxWx3) -> bytes`` (4-byte min/max field + the image codec's payload
-of the min-max normalised residual; see ``minmax``) and ``decode(bytes) -> float32 residual``; the min/max
-handling lives only there. Damaged bytes raise ``BitstreamError``. Codec ids are the bitstream's.
+An ``ImageCodec`` codes 8-bit RGB images of one fixed shape (the 160x160 crop) at one rate setting:
+``encode_many(uint8 (N, H, W, 3)) -> N payloads`` and ``decode_many(payloads) -> uint8 (N, H, W, 3)``. A decoder
+checks the geometry a payload declares against that shape before it allocates anything, and raises
+``BitstreamError`` for any damaged payload. A conditional codec (``conditional = True``) takes the decoder's
+prediction as a second argument of both. ``sfc_tf.enhancement.layer`` forms residuals and adds them back;
+the codec ids below are the ones the bitstream stores.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ import abc
 
 import numpy as np
 
-from sfc_tf.enhancement import minmax
 from sfc_tf.errors import BitstreamError
 
-NONE, JPEG, JPEG2000, LEARNED = 0, 1, 2, 3
-NAMES = {NONE: "none", JPEG: "jpeg", JPEG2000: "jpeg2000", LEARNED: "learned"}
+# Codec ids, as the .sfc enhancement part stores them (bits 7..4 of its first byte).
+JPEG, JPEG2000, LEARNED, CONDITIONAL = 1, 2, 3, 4
+NAMES = {JPEG: "jpeg", JPEG2000: "jpeg2000", LEARNED: "learned", CONDITIONAL: "conditional"}
+CROP_SHAPE = (160, 160, 3)
 
 
 class ImageCodec(abc.ABC):
-    """Codes 8-bit RGB images at one rate setting (``parameter``)."""
+    """Codes 8-bit RGB images of ``shape`` at one rate setting (``parameter``)."""
 
     codec_id: int
+    conditional = False
 
-    def __init__(self, parameter):
-        self.parameter = parameter
+    def __init__(self, parameter, shape: tuple[int, int, int] = CROP_SHAPE):
+        self.parameter, self.shape = parameter, tuple(shape)
 
     @property
     def name(self) -> str:
@@ -43,86 +47,42 @@ class ImageCodec(abc.ABC):
     def encode_many(self, images: np.ndarray) -> list[bytes]:
         return [self.encode(image) for image in images]
 
-    def decode_many(self, records: list[bytes]) -> np.ndarray:
-        return np.stack([self.decode(record) for record in records])
+    def decode_many(self, payloads: list[bytes]) -> np.ndarray:
+        if not payloads:
+            return np.zeros((0, *self.shape), np.uint8)
+        return np.stack([self.decode(payload) for payload in payloads])
 
-    @staticmethod
-    def check_image(image: np.ndarray) -> np.ndarray:
+    def check_image(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+        if image.dtype != np.uint8 or image.shape != self.shape:
+            raise ValueError(f"expected a {self.shape} uint8 image, got {image.dtype} {image.shape}")
         return image
 
-    @staticmethod
-    def check_decoded(image: np.ndarray, what: str) -> np.ndarray:
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise BitstreamError(f"{what} decoded to {image.dtype} {image.shape}, not an RGB image")
+    def check_geometry(self, height: int, width: int, channels: int, what: str) -> None:
+        """Refuse a payload whose declared geometry is not the codec's, before decoding it."""
+        if (height, width, channels) != self.shape:
+            raise BitstreamError(f"{what} declares {height}x{width}x{channels}, this codec decodes "
+                                 f"{self.shape[0]}x{self.shape[1]}x{self.shape[2]} faces")
+
+    def check_decoded(self, image: np.ndarray, what: str) -> np.ndarray:
+        if image.dtype != np.uint8 or image.shape != self.shape:
+            raise BitstreamError(f"{what} decoded to {image.dtype} {image.shape}, not a {self.shape} image")
         return image
 
 
-def make_codec(name: str, parameter) -> ImageCodec:
-    """``jpeg`` (quality), ``jpeg2000`` (compression ratio), ``learned`` (checkpoint directory)."""
+def make_codec(name: str, parameter, shape: tuple[int, int, int] = CROP_SHAPE) -> ImageCodec:
+    """``jpeg`` (quality 1..100), ``jpeg2000`` (compression ratio), ``learned`` / ``conditional`` (checkpoint
+    directory, or ``(directory, rate index)`` for a variable-rate checkpoint)."""
     if name == "jpeg":
         from sfc_tf.enhancement.jpeg import JpegCodec
 
-        return JpegCodec(int(parameter))
+        return JpegCodec(parameter, shape)
     if name == "jpeg2000":
         from sfc_tf.enhancement.jpeg2000 import Jpeg2000Codec
 
-        return Jpeg2000Codec(float(parameter))
-    if name == "learned":
-        from sfc_tf.enhancement.learned import LearnedCodec
+        return Jpeg2000Codec(parameter, shape)
+    if name in ("learned", "conditional"):
+        from sfc_tf.enhancement.learned import load_codec
 
-        return LearnedCodec.load(parameter)
-    raise ValueError(f"unknown enhancement codec {name!r}; use jpeg, jpeg2000 or learned")
-
-
-class ResidualCodec:
-    """The enhancement layer: residual r = x - x_hat -> ``min/max (4 bytes) | image codec payload``."""
-
-    def __init__(self, codec: ImageCodec):
-        self.codec = codec
-
-    @property
-    def codec_id(self) -> int:
-        return self.codec.codec_id
-
-    @property
-    def parameter(self):
-        return self.codec.parameter
-
-    @property
-    def name(self) -> str:
-        return self.codec.name
-
-    @staticmethod
-    def split(data: bytes) -> tuple[minmax.MinMax, bytes]:
-        """``encode`` output -> (transmitted range, image codec payload); the bitstream stores them apart."""
-        if len(data) <= minmax.NUM_BYTES:
-            raise BitstreamError(f"enhancement layer of {len(data)} bytes is truncated")
-        return minmax.MinMax.from_bytes(data[:minmax.NUM_BYTES]), data[minmax.NUM_BYTES:]
-
-    def encode_many(self, residuals: np.ndarray) -> list[bytes]:
-        """float residuals (N, H, W, 3) -> N records."""
-        pairs = [minmax.normalise(r) for r in residuals]
-        payloads = self.codec.encode_many(np.stack([image for image, _ in pairs]))
-        return [span.to_bytes() + payload for (_, span), payload in zip(pairs, payloads)]
-
-    def decode_many(self, records: list[bytes]) -> np.ndarray:
-        """N records -> float32 residuals (N, H, W, 3)."""
-        if not records:
-            raise BitstreamError("no enhancement-layer records to decode")
-        spans, payloads = zip(*(self.split(record) for record in records))
-        images = self.codec.decode_many(list(payloads))
-        return np.stack([minmax.denormalise(image, span) for image, span in zip(images, spans)])
-
-    def encode(self, residual: np.ndarray) -> bytes:
-        return self.encode_many(np.asarray(residual)[None])[0]
-
-    def decode(self, data: bytes) -> np.ndarray:
-        return self.decode_many([data])[0]
-
-
-def make_residual_codec(name: str, parameter) -> ResidualCodec:
-    """``make_codec`` for the enhancement layer (codes residuals, not images)."""
-    return ResidualCodec(make_codec(name, parameter))
+        return load_codec(parameter, shape)
+    raise ValueError(f"unknown enhancement codec {name!r}; use jpeg, jpeg2000, learned or conditional")

@@ -1,4 +1,4 @@
-"""JPEG (Pillow/libjpeg), quality 1-95 as the rate knob, 4:2:0 chroma subsampling (Pillow's default),
+"""JPEG (Pillow/libjpeg), quality 1-100 as the rate knob, 4:2:0 chroma subsampling (Pillow's default),
 optimised Huffman tables."""
 
 from __future__ import annotations
@@ -8,17 +8,21 @@ import io
 import numpy as np
 from PIL import Image
 
-from sfc_tf.enhancement import JPEG, ImageCodec
+from sfc_tf.enhancement import JPEG, CROP_SHAPE, ImageCodec
 from sfc_tf.errors import BitstreamError
 
 
 class JpegCodec(ImageCodec):
     codec_id = JPEG
 
-    def __init__(self, quality: int):
-        if not 1 <= int(quality) <= 100:
+    def __init__(self, quality, shape=CROP_SHAPE):
+        try:
+            quality = int(quality)
+        except (TypeError, ValueError):
+            raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}") from None
+        if not 1 <= quality <= 100:
             raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-        super().__init__(int(quality))
+        super().__init__(quality, shape)
 
     def encode(self, image: np.ndarray) -> bytes:
         buffer = io.BytesIO()
@@ -27,10 +31,11 @@ class JpegCodec(ImageCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format != "JPEG":
-                    raise BitstreamError(f"enhancement payload is {image.format}, not JPEG")
-                return self.check_decoded(np.asarray(image.convert("RGB")), "JPEG payload")
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:   # reads the header only
+                self.check_geometry(image.height, image.width, len(image.getbands()), "JPEG payload")
+                if image.mode != "RGB":
+                    raise BitstreamError(f"JPEG payload is {image.mode}, not RGB")
+                return self.check_decoded(np.asarray(image), "JPEG payload")
         except BitstreamError:
             raise
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... on damaged data

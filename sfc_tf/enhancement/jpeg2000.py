@@ -8,17 +8,41 @@ import warnings
 
 import numpy as np
 
-from sfc_tf.enhancement import JPEG2000, ImageCodec
+from sfc_tf.enhancement import CROP_SHAPE, JPEG2000, ImageCodec
 from sfc_tf.errors import BitstreamError
+
+SOC_SIZ = b"\xff\x4f\xff\x51"      # start of codestream + image and tile size markers
+
+
+def declared_geometry(data: bytes) -> tuple[int, int, int]:
+    """(height, width, components) from the SIZ marker segment, read before any decoding. The codestreams this
+    codec writes have one tile and 8-bit unsigned, unsubsampled components; anything else is refused here, so
+    a crafted header cannot make OpenJPEG allocate for tiles, depths or sizes the codec never produces."""
+    if data[:4] != SOC_SIZ or len(data) < 42:
+        raise BitstreamError("enhancement payload is not a JPEG2000 codestream")
+    xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, xtosiz, ytosiz = (
+        int.from_bytes(data[8 + 4 * i:12 + 4 * i], "big") for i in range(8))
+    components = int.from_bytes(data[40:42], "big")
+    if xosiz or yosiz or xtosiz or ytosiz or xtsiz < xsiz or ytsiz < ysiz:
+        raise BitstreamError("JPEG2000 payload: offsets or tiling that this codec never writes")
+    if len(data) < 42 + 3 * components or components > 4:
+        raise BitstreamError("JPEG2000 payload: truncated or oversized component list")
+    if any(data[42 + 3 * c:45 + 3 * c] != b"\x07\x01\x01" for c in range(components)):
+        raise BitstreamError("JPEG2000 payload: components are not 8-bit unsigned and unsubsampled")
+    return ysiz, xsiz, components
 
 
 class Jpeg2000Codec(ImageCodec):
     codec_id = JPEG2000
 
-    def __init__(self, ratio: float):
-        if not float(ratio) >= 1:
+    def __init__(self, ratio, shape=CROP_SHAPE):
+        try:
+            ratio = float(ratio)
+        except (TypeError, ValueError):
+            raise ValueError(f"JPEG2000 compression ratio must be a number >= 1, got {ratio!r}") from None
+        if not ratio >= 1:
             raise ValueError(f"JPEG2000 compression ratio must be >= 1, got {ratio}")
-        super().__init__(float(ratio))
+        super().__init__(ratio, shape)
 
     def encode(self, image: np.ndarray) -> bytes:
         import glymur
@@ -33,8 +57,7 @@ class Jpeg2000Codec(ImageCodec):
     def decode(self, data: bytes) -> np.ndarray:
         import glymur
 
-        if data[:4] != b"\xff\x4f\xff\x51":      # SOC + SIZ markers of a J2K codestream
-            raise BitstreamError("enhancement payload is not a JPEG2000 codestream")
+        self.check_geometry(*declared_geometry(data), "JPEG2000 payload")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "image.j2k")
             with open(path, "wb") as handle:

@@ -5,8 +5,7 @@ Analysis: three strided convolutions (9x9 /4, 5x5 /2, 5x5 /2) with GDN after the
 it with inverse GDN; a factorized ("deep factorized", noisy) entropy model; real range coding. Trained with
 loss = bits per pixel + lambda x MSE (pixels in 0..255).
 
-Payload: ``latent height (1 byte) | latent width (1 byte) | range-coded latent`` (image = 16 x latent size).
-Decoding runs on the CPU (range decoding is exact; the synthesis convolutions are deterministic there, checked
+Payload: the range-coded latent (its shape is the crop's / 16, fixed by the model set). Decoding runs on the CPU (range decoding is exact; the synthesis convolutions are deterministic there, checked
 across processes by the tests; ``tf.config.experimental.enable_op_determinism`` is not switched on globally
 because it forbids unseeded random initialisers elsewhere in the process); the entropy model's quantized CDF tables are hashed at export and checked at load
 (``WeightsError`` if this platform computes different tables, which would break bit-exact decoding).
@@ -14,8 +13,8 @@ because it forbids unseeded random initialisers elsewhere in the process); the e
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import os
 import pathlib
 
@@ -23,14 +22,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from sfc_tf.enhancement import LEARNED, ImageCodec
+from sfc_tf import checkpoint
+from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec
 from sfc_tf.errors import BitstreamError, WeightsError
 
 NUM_FILTERS = 128
 DOWNSCALE = 16
 WEIGHTS = "weights"          # TF checkpoint prefix (object-based: transforms + prior, no optimizer state)
 WEIGHT_FILES = ("weights.index", "weights.data-00000-of-00001")
-META_FILE = "meta.json"
+META_FILE = checkpoint.META_FILE
 
 
 class AnalysisTransform(tf.keras.Sequential):
@@ -135,93 +135,164 @@ class BLS2017(tf.keras.Model):
         return bits.numpy()
 
 
-def _weights(model: BLS2017) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(analysis_transform=model.analysis_transform,
-                               synthesis_transform=model.synthesis_transform, prior=model.prior)
+def _weights(model) -> tf.train.Checkpoint:
+    """The trained variables of a model, without optimizer state (BLS2017: the layout of the shipped checkpoints)."""
+    if isinstance(model, BLS2017):
+        return tf.train.Checkpoint(analysis_transform=model.analysis_transform,
+                                   synthesis_transform=model.synthesis_transform, prior=model.prior)
+    parts = dict(analysis_transform=model.analysis_transform, synthesis_transform=model.synthesis_transform,
+                 gains=model.gains, inverse_gains=model.inverse_gains, priors=model.priors)
+    if model.context_transform is not None:
+        parts["context_transform"] = model.context_transform
+    return tf.train.Checkpoint(**parts)
 
 
-def restore_weights(model: BLS2017, directory: str | os.PathLike) -> BLS2017:
-    """Reads the weights saved by ``save`` into ``model`` (same number of filters)."""
+def restore_weights(model, directory: str | os.PathLike):
+    """Reads the weights saved by ``save`` into ``model`` (same architecture)."""
     _weights(model).read(str(pathlib.Path(directory) / WEIGHTS)).assert_existing_objects_matched()
     return model
 
 
-def weights_sha256(directory: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    for name in WEIGHT_FILES:
-        digest.update((directory / name).read_bytes())
-    return digest.hexdigest()
+def save(model, directory: str | os.PathLike, **meta) -> dict:
+    """Weights + meta.json (architecture, configuration, sha256 of the weights, range-coding table hash)."""
+    from sfc_tf.enhancement import face_codec
 
-
-def save(model: BLS2017, directory: str | os.PathLike, **meta) -> dict:
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _weights(model).write(str(directory / WEIGHTS))
     model.enable_coding()
-    record = {**meta, "lmbda": model.lmbda, "num_filters": model.num_filters,
-              "sha256": weights_sha256(directory),
-              "cdf_table_sha256": model.table_sha256()}
-    (directory / META_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    if isinstance(model, face_codec.FaceCodec):
+        config = {"architecture": "face_codec", **model.get_config()}
+    else:
+        config = {"lmbda": model.lmbda, "num_filters": model.num_filters}
+    return checkpoint.write_meta(directory, WEIGHT_FILES, {**meta, **config, "cdf_table_sha256": model.table_sha256()})
 
 
-def load_model(directory: str | os.PathLike) -> tuple[BLS2017, dict]:
-    directory = pathlib.Path(directory)
-    if not all((directory / name).is_file() for name in (META_FILE, *WEIGHT_FILES)):
-        raise WeightsError(f"no learned enhancement checkpoint in {directory}")
-    meta = json.loads((directory / META_FILE).read_text())
-    if weights_sha256(directory) != meta["sha256"]:
-        raise WeightsError(f"{directory}: weights do not match the sha256 in {META_FILE}")
-    model = restore_weights(BLS2017(meta["lmbda"], meta["num_filters"]), directory)
+def build(meta: dict):
+    """An untrained model of the architecture a meta.json describes."""
+    if meta.get("architecture", "bls2017") == "bls2017":
+        return BLS2017(meta["lmbda"], meta["num_filters"])
+    from sfc_tf.enhancement import face_codec
+
+    return face_codec.FaceCodec(meta["lmbdas"], meta["conditional"], meta["prior"], meta["num_filters"],
+                                meta["image_size"])
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(directory: str) -> tuple:
+    meta = checkpoint.read_meta(directory, WEIGHT_FILES, "learned enhancement")
+    model = restore_weights(build(meta), directory)
     model.enable_coding()
     if model.table_sha256() != meta["cdf_table_sha256"]:
         raise WeightsError(f"{directory}: this platform computes different range-coding tables than the encoder's")
     return model, meta
 
 
+def load_model(directory: str | os.PathLike) -> tuple:
+    """(model, meta) of a saved learned codec (BLS2017 or FaceCodec), checked against its sha256 and table hash;
+    loaded once per process."""
+    return _load_cached(str(pathlib.Path(directory).resolve()))
+
+
+class RateCoder:
+    """One rate of a trained learned codec as two graph functions: ``compress(images, predictions)`` -> strings and
+    ``decompress(strings, latent_shape, predictions)`` -> uint8 images (``predictions``: conditional models only).
+    The in-process codec and the SavedModel export (``sfc_tf.serving``) both call these, so both run the same
+    graph (eager execution rounds differently in a few pixels)."""
+
+    def __init__(self, model, rate: int = 0):
+        self.model, self.rate = model, int(rate)
+        self.conditional = bool(getattr(model, "conditional", False))
+        if isinstance(model, BLS2017):
+            self.entropy_model = model.entropy_model
+            self._compress = lambda images, p: model.compress(images)
+            self._decompress = lambda strings, shape, p: model.decompress(strings, shape)
+        else:
+            self.entropy_model = model.entropy_models[self.rate]
+            self._compress = tf.function(lambda images, p: model.compress(images, p, self.rate),
+                                         reduce_retracing=True)
+            self._decompress = tf.function(lambda strings, shape, p: model.decompress(strings, p, self.rate),
+                                           reduce_retracing=True)
+
+    def compress(self, images, predictions=None):
+        return self._compress(images, predictions)
+
+    def decompress(self, strings, latent_shape, predictions=None):
+        return self._decompress(strings, latent_shape, predictions)
+
+
 class LearnedCodec(ImageCodec):
-    """``ImageCodec`` over a trained BLS2017 model; ``parameter`` is the checkpoint directory."""
+    """``ImageCodec`` over a trained learned codec coding images on their own: a BLS2017 checkpoint, or one rate of
+    an end-to-end FaceCodec. ``parameter``: the checkpoint directory, or (directory, rate). ``coder``: the
+    model's ``RateCoder``, or a stand-in with the same two methods (a model server: ``serving_client``)."""
 
     codec_id = LEARNED
 
-    def __init__(self, model: BLS2017, directory: str, model_id: str):
-        super().__init__(str(directory))
-        self.model, self.model_id = model, model_id
+    def __init__(self, coder, parameter, model_id: str, shape=CROP_SHAPE):
+        super().__init__(parameter, shape)
+        if shape[0] % DOWNSCALE or shape[1] % DOWNSCALE:
+            raise ValueError(f"image sides must be multiples of {DOWNSCALE}")
+        self.coder, self.model_id = coder, model_id
+        self.rate = 0 if isinstance(parameter, (str, os.PathLike)) else int(parameter[1])
+        self.latent_shape = (shape[0] // DOWNSCALE, shape[1] // DOWNSCALE)
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "LearnedCodec":
-        model, meta = load_model(directory)
-        return cls(model, str(directory), meta["sha256"])
-
-    def encode_many(self, images: np.ndarray) -> list[bytes]:
+    def encode_many(self, images: np.ndarray, predictions: np.ndarray | None = None) -> list[bytes]:
         images = np.asarray(images)
-        if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] != 3:
-            raise ValueError(f"expected (N, H, W, 3) uint8 images, got {images.dtype} {images.shape}")
-        height, width = images.shape[1:3]
-        if height % DOWNSCALE or width % DOWNSCALE or max(height, width) // DOWNSCALE > 255:
-            raise ValueError(f"image sides must be multiples of {DOWNSCALE} up to {255 * DOWNSCALE}")
-        header = bytes([height // DOWNSCALE, width // DOWNSCALE])
+        if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1:] != self.shape:
+            raise ValueError(f"expected (N, {', '.join(map(str, self.shape))}) uint8 images, got "
+                             f"{images.dtype} {images.shape}")
+        if not len(images):
+            return []
         with tf.device("/CPU:0"):
-            strings = self.model.compress(tf.constant(images)).numpy()
-        return [header + s for s in strings]
+            return [bytes(s) for s in np.asarray(self.coder.compress(images, predictions))]
 
     def encode(self, image: np.ndarray) -> bytes:
         return self.encode_many(self.check_image(image)[None])[0]
 
-    def decode_many(self, records: list[bytes]) -> np.ndarray:
-        if not records:
-            raise BitstreamError("no learned-codec payloads to decode")
-        headers = {bytes(r[:2]) for r in records}
-        if any(len(r) < 3 for r in records) or len(headers) != 1 or 0 in next(iter(headers)):
-            raise BitstreamError("learned-codec payloads are truncated or of different sizes")
-        latent = list(next(iter(headers)))
+    def decode_many(self, payloads: list[bytes], predictions: np.ndarray | None = None) -> np.ndarray:
+        if not payloads:
+            return np.zeros((0, *self.shape), np.uint8)
+        if any(not p for p in payloads):
+            raise BitstreamError("empty learned-codec payload")
         try:
             with tf.device("/CPU:0"):
-                images = self.model.decompress(tf.constant([bytes(r[2:]) for r in records]),
-                                               tf.constant(latent, tf.int32)).numpy()
+                images = self.coder.decompress(tf.constant([bytes(p) for p in payloads]),
+                                               tf.constant(self.latent_shape, tf.int32), predictions)
+                return np.asarray(images)
         except tf.errors.OpError as exc:
             raise BitstreamError(f"learned-codec range decoding failed: {exc.message}") from exc
-        return images
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_many([data])[0]
+
+
+class ConditionalCodec(LearnedCodec):
+    """One rate of a conditional FaceCodec: codes images given the decoder's prediction."""
+
+    codec_id = CONDITIONAL
+    conditional = True
+
+    def encode_many(self, images: np.ndarray, predictions: np.ndarray | None = None) -> list[bytes]:
+        if predictions is None or np.shape(predictions) != np.shape(images):
+            raise ValueError("the conditional codec encodes with one prediction per image, of the image's shape")
+        return super().encode_many(images, np.asarray(predictions, np.uint8))
+
+    def decode_many(self, payloads: list[bytes], predictions: np.ndarray | None = None) -> np.ndarray:
+        if predictions is None or len(predictions) != len(payloads):
+            raise ValueError("the conditional codec decodes with one prediction per payload")
+        return super().decode_many(payloads, np.asarray(predictions, np.uint8))
+
+
+def load_codec(parameter, shape=CROP_SHAPE) -> LearnedCodec:
+    """A learned codec from a checkpoint directory, or (directory, rate index) for a variable-rate checkpoint."""
+    directory, rate = (parameter, None) if isinstance(parameter, (str, os.PathLike)) else parameter
+    model, meta = load_model(directory)
+    if meta.get("architecture", "bls2017") == "bls2017":
+        if rate not in (None, 0):
+            raise ValueError(f"{directory} is a single-rate model; rate {rate} does not exist")
+        return LearnedCodec(RateCoder(model), str(directory), meta["sha256"], shape)
+    rate = 0 if rate is None else int(rate)
+    if not 0 <= rate < model.num_rates:
+        raise ValueError(f"{directory} has rates 0..{model.num_rates - 1}, not {rate}")
+    cls = ConditionalCodec if model.conditional else LearnedCodec
+    return cls(RateCoder(model, rate), (str(directory), rate), meta["sha256"], shape)

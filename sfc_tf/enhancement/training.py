@@ -44,19 +44,40 @@ class EnhancementTrainConfig:
     seed: int = 0
 
 
-class SaveState(tf.keras.callbacks.Callback):
-    """Writes model + optimizer state every ``every`` steps and at the end of training."""
+PROGRESS_FILE = "progress.json"
 
-    def __init__(self, manager: tf.train.CheckpointManager, every: int):
+
+class SaveState(tf.keras.callbacks.Callback):
+    """Writes model + optimizer state every ``every`` steps and at the end of training, with the training wall
+    time so far beside it (``progress.json``), so that resumed runs report their whole wall time."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, every: int, wall_time_before: float = 0.0):
         super().__init__()
-        self.manager, self.every = manager, every
+        self.manager, self.every, self.wall_time_before = manager, every, wall_time_before
+        self.start = time.time()
+
+    def wall_time(self) -> float:
+        return self.wall_time_before + time.time() - self.start
+
+    def _save(self):
+        step = int(self.model.optimizer.iterations)
+        self.manager.save(step)
+        progress = {"step": step, "wall_time_s": round(self.wall_time(), 1)}
+        (pathlib.Path(self.manager.directory) / PROGRESS_FILE).write_text(json.dumps(progress))
 
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations) % self.every == 0:
-            self.manager.save(int(self.model.optimizer.iterations))
+            self._save()
 
     def on_train_end(self, logs=None):
-        self.manager.save(int(self.model.optimizer.iterations))
+        self._save()
+
+
+def saved_wall_time(manager: tf.train.CheckpointManager, step: int) -> float:
+    """Training wall time recorded with the resume state of ``step`` (0 without a record)."""
+    path = pathlib.Path(manager.directory) / PROGRESS_FILE
+    progress = json.loads(path.read_text()) if path.is_file() else {}
+    return float(progress["wall_time_s"]) if progress.get("step") == step else 0.0
 
 
 def patches_dataset(images: np.ndarray, batch_size: int, patch_size: int, seed: int = 0) -> tf.data.Dataset:
@@ -141,3 +162,122 @@ def throughput(images: np.ndarray, patch_size: int, batch_size: int = 16, steps:
     for _ in range(steps):
         model.train_on_batch(next(iterator))
     return steps * batch_size / (time.time() - start)
+
+
+@dataclasses.dataclass
+class FaceCodecTrainConfig:
+    """Training of a variable-rate ``face_codec.FaceCodec`` on whole aligned crops (its positional prior needs
+    the crop's fixed latent grid); a rate of ``lmbdas`` drawn per batch."""
+
+    checkpoint_dir: str
+    lmbdas: tuple = (0.001, 0.002, 0.004, 0.008, 0.016)
+    kind: str = "original"           # original (codes x) | residual (codes min-max(x - p)) | conditional (x given p)
+    prior: str = "position"
+    steps: int = 20000
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    final_learning_rate: float = 1e-5   # exponential decay over the last 20 % of the steps
+    num_filters: int = 128
+    strategy: str = "default"
+    max_minutes: float | None = None
+    save_every: int = 250
+    verbose: int = 1
+    seed: int = 0
+
+
+def face_codec_dataset(images: np.ndarray, predictions: np.ndarray | None, batch_size: int,
+                       seed: int = 0) -> tf.data.Dataset:
+    """Shuffled batches of (image, prediction) pairs, each pair mirrored together half of the time (the prediction
+    is the image itself for codecs that do not use one, so the pair stays one tensor). Batches are gathered from
+    the arrays in place: no copy of the training set (it is the largest thing in memory)."""
+    predictions = images if predictions is None else predictions
+    if len(predictions) != len(images) or len(images) < batch_size:
+        raise ValueError(f"need at least {batch_size} images with one prediction each")
+
+    def batches():
+        rng = np.random.default_rng(seed)
+        while True:
+            order = rng.permutation(len(images))
+            for start in range(0, len(order) - batch_size + 1, batch_size):
+                index = np.sort(order[start:start + batch_size])
+                x, p = images[index], predictions[index]
+                flip = rng.random(batch_size) < 0.5
+                x[flip], p[flip] = x[flip, :, ::-1], p[flip, :, ::-1]
+                yield x, p
+
+    spec = tf.TensorSpec((batch_size, *images.shape[1:]), tf.uint8)
+    return tf.data.Dataset.from_generator(batches, output_signature=(spec, spec)).prefetch(2)
+
+
+def build_face_codec(config: FaceCodecTrainConfig):
+    from sfc_tf.enhancement import face_codec
+
+    model = face_codec.FaceCodec(config.lmbdas, conditional=config.kind == "conditional", prior=config.prior,
+                                 num_filters=config.num_filters)
+    decay_steps = max(1, config.steps // 5)
+    schedule = LateDecay(config.learning_rate, config.final_learning_rate, config.steps - decay_steps, decay_steps)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Constant, then exponential decay to ``final`` over the last ``decay_steps``."""
+
+    def __init__(self, initial: float, final: float, start: int, decay_steps: int):
+        self.initial, self.final, self.start, self.decay_steps = initial, final, start, decay_steps
+
+    def __call__(self, step):
+        progress = tf.clip_by_value((tf.cast(step, tf.float32) - self.start) / self.decay_steps, 0.0, 1.0)
+        return self.initial * (self.final / self.initial) ** progress
+
+    def get_config(self):
+        return {"initial": self.initial, "final": self.final, "start": self.start, "decay_steps": self.decay_steps}
+
+
+def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictions: np.ndarray | None,
+                     meta: dict, held_out: tuple[np.ndarray, np.ndarray | None] | None = None) -> dict:
+    """Train (or resume) a FaceCodec; final weights + meta.json (with wall time, images/s and the held-out rate
+    and PSNR of every rate) in ``checkpoint_dir``."""
+    out = pathlib.Path(config.checkpoint_dir)
+    with distribute.make_strategy(config.strategy).scope():
+        model = build_face_codec(config)
+        state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        manager = tf.train.CheckpointManager(state, str(out / STATE_DIR), max_to_keep=1)
+        if manager.latest_checkpoint:
+            state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    done = int(model.optimizer.iterations)
+    saver = SaveState(manager, config.save_every, saved_wall_time(manager, done))
+    callbacks = [saver]
+    if config.max_minutes:
+        callbacks.append(TimeLimit(config.max_minutes, per="step"))
+    if done < config.steps:
+        model.fit(face_codec_dataset(images, predictions, config.batch_size, config.seed + done), epochs=1,
+                  steps_per_epoch=config.steps - done, callbacks=callbacks, verbose=config.verbose)
+    steps = int(model.optimizer.iterations)
+    wall_total = saver.wall_time()
+    return learned.save(
+        model, out, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
+        train_images=len(images), epochs_done=round(steps * config.batch_size / len(images), 3),
+        wall_time_s=round(wall_total, 1),
+        images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
+        held_out=None if held_out is None else evaluate_face_codec(model, *held_out))
+
+
+def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
+    """Per rate: mean coded bits per image and mean PSNR of the decoded images (real range coding)."""
+    from sfc_tf import metrics
+
+    model.enable_coding()
+    rows = []
+    for rate, lmbda in enumerate(model.lmbdas):
+        bits, decoded = [], []
+        for i in range(0, len(images), batch_size):
+            p = None if predictions is None else predictions[i:i + batch_size]
+            strings = model.compress(images[i:i + batch_size], p, rate).numpy()
+            bits += [8 * len(s) for s in strings]
+            decoded.append(model.decompress(strings, p, rate).numpy())
+        psnr = np.minimum(metrics.psnr(images, np.concatenate(decoded)), metrics.PSNR_CEILING_DB)
+        rows.append({"rate": rate, "lmbda": lmbda, "bits_per_image": float(np.mean(bits)),
+                     "psnr": float(np.mean(psnr))})
+    return {"images": len(images), "rates": rows}

@@ -1,0 +1,59 @@
+"""The enhancement layer of one face: the face coded against a prediction, and decoded back.
+
+  residual codecs (JPEG, JPEG2000, learned):  payload = codec(min-max(x - p)), range sent; face = p + residual
+  no prediction (mode ``none``):              payload = codec(x); face = decoded image
+  conditional codec:                          payload = codec(x | p); face = codec^-1(payload | p)
+
+This is the only place where residuals are formed, normalised and added back: the codec, the evaluation and
+the benchmark all code the enhancement layer through ``encode`` and ``decode``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from sfc_tf.bitstream import NO_PREDICTION, has_span
+from sfc_tf.enhancement import minmax
+
+
+@dataclasses.dataclass(frozen=True)
+class Coded:
+    """One face's enhancement layer before packing."""
+
+    payload: bytes
+    span: minmax.MinMax | None
+
+
+def residual(crops: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    return np.asarray(crops, np.float32) - np.asarray(predictions, np.float32)
+
+
+def normalised_residuals(crops: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, list[minmax.MinMax]]:
+    """(N, H, W, 3) crops and predictions -> min-max normalised 8-bit residual images and their ranges."""
+    pairs = [minmax.normalise(r) for r in residual(crops, predictions)]
+    return np.stack([image for image, _ in pairs]), [span for _, span in pairs]
+
+
+def encode(codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None) -> list[Coded]:
+    """Code (N, H, W, 3) uint8 crops against ``predictions`` (uint8, or None for mode ``none``)."""
+    crops = np.asarray(crops, np.uint8)
+    if codec.conditional:
+        return [Coded(p, None) for p in codec.encode_many(crops, predictions)]
+    if not has_span(codec.codec_id, mode):
+        return [Coded(p, None) for p in codec.encode_many(crops)]
+    images, spans = normalised_residuals(crops, predictions)
+    return [Coded(payload, span) for payload, span in zip(codec.encode_many(images), spans)]
+
+
+def decode(codec, mode: int, coded: list[Coded], predictions: np.ndarray | None) -> np.ndarray:
+    """The decoded faces (N, H, W, 3) uint8 of ``coded`` enhancement layers, all of one codec and mode."""
+    payloads = [c.payload for c in coded]
+    if codec.conditional:
+        return codec.decode_many(payloads, predictions)
+    images = codec.decode_many(payloads)
+    if mode == NO_PREDICTION:
+        return images
+    return np.stack([minmax.add_residual(p, minmax.denormalise(image, c.span))
+                     for p, image, c in zip(predictions, images, coded)])

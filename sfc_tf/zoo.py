@@ -1,0 +1,127 @@
+"""Pretrained models: what the model-set byte of an ``.sfc`` file means, and the learned enhancement families.
+
+The registry lives in ``zoo.json`` inside the checkpoints directory (``settings.checkpoints_dir()``):
+
+  model_sets  id (1..127, the byte a file stores) -> FaceNet key, base-layer model, reconstructor (the picture
+              shown at the "reconstruction" level) and coding predictor (mean face + MMSE network); each model
+              with the id it must have when loaded (its sha256), so a swapped file is caught at load time.
+  learned     family name -> kind (``residual``: codes min-max(x - p); ``original``: codes x; ``conditional``:
+              codes x given p) and its rate ladder, quality 1..N from the lowest rate up (a checkpoint
+              directory, or a checkpoint and the rate index of a variable-rate model).
+  defaults    the model set, and the learned families ``sfc`` uses when none is named.
+  verification  the squared-L2 threshold on mean-centred base-layer features that ``sfc compare`` applies.
+
+A model set built from files outside the registry (a user's own training) gets an id of 128..255: the top bit and
+seven bits of a hash of its models' ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import pathlib
+
+from sfc_tf import settings
+from sfc_tf.errors import ModelMismatchError, WeightsError
+
+ZOO_FILE = "zoo.json"
+FIRST_CUSTOM_ID = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSet:
+    """The models one .sfc file needs, as paths (absolute, or relative to the checkpoints directory)."""
+
+    id: int
+    name: str
+    base_layer: str
+    reconstructor: str
+    predictor: str | None = None
+    facenet: str = "20180408-102900"
+    ids: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)   # model -> expected sha256
+
+    def path(self, model: str) -> pathlib.Path:
+        value = getattr(self, model)
+        if value is None:
+            raise WeightsError(f"model set {self.name!r} has no {model}")
+        return settings.checkpoints_dir() / value
+
+    def check(self, model: str, actual_id: str) -> None:
+        """A loaded model's id against the one registered for this set."""
+        expected = self.ids.get(model)
+        if expected is not None and expected != actual_id:
+            raise WeightsError(f"{self.path(model)} is not the {model} of model set {self.name!r} "
+                               f"(id {actual_id[:12]}, registered {expected[:12]})")
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedFamily:
+    name: str
+    kind: str                     # residual | original | conditional
+    rates: tuple                  # per quality 1..N: (checkpoint path, rate index or None)
+    direct: str | None = None     # the family that codes the face itself (mode none) at the same qualities
+    mode: str | None = None       # the prediction it was trained against (residual and conditional kinds)
+    description: str = ""
+
+    def checkpoint(self, quality: int) -> tuple[pathlib.Path, int | None]:
+        if not 1 <= quality <= len(self.rates):
+            raise ValueError(f"learned family {self.name!r} has qualities 1..{len(self.rates)}, not {quality}")
+        path, rate = self.rates[quality - 1]
+        return settings.checkpoints_dir() / path, rate
+
+
+def custom_id(model_ids: list[str]) -> int:
+    """Id of a model set outside the registry: 128 + seven bits of the sha256 of its models' ids."""
+    return FIRST_CUSTOM_ID | hashlib.sha256("\n".join(model_ids).encode()).digest()[0] & 0x7F
+
+
+@functools.lru_cache(maxsize=4)
+def _load(directory: str) -> dict:
+    path = pathlib.Path(directory) / ZOO_FILE
+    if not path.is_file():
+        raise WeightsError(f"no model registry at {path}: set $SFC_TF_CHECKPOINTS to a checkpoints directory "
+                           f"(a checkout of the sfc_tf repository has one)")
+    return json.loads(path.read_text())
+
+
+def registry() -> dict:
+    return _load(str(settings.checkpoints_dir()))
+
+
+def model_sets() -> dict[int, ModelSet]:
+    return {entry["id"]: ModelSet(**{k: v for k, v in entry.items() if k != "note"})
+            for entry in registry()["model_sets"]}
+
+
+def model_set(key: int | str | None = None) -> ModelSet:
+    """A registered model set by id or name (``None``: the default)."""
+    sets = model_sets()
+    key = registry()["defaults"]["model_set"] if key is None else key
+    for entry in sets.values():
+        if key in (entry.id, entry.name):
+            return entry
+    raise ModelMismatchError(f"no model set {key!r} in the registry; registered: "
+                             + ", ".join(f"{s.id} ({s.name})" for s in sets.values()))
+
+
+def learned_families() -> dict[str, LearnedFamily]:
+    return {entry["name"]: LearnedFamily(entry["name"], entry["kind"],
+                                         tuple((path, rate) for path, rate in entry["rates"]),
+                                         entry.get("direct"), entry.get("mode"), entry.get("description", ""))
+            for entry in registry()["learned"]}
+
+
+def learned_family(name: str | None = None, kind: str | None = None) -> LearnedFamily:
+    """A learned family by name, or the default family of ``kind``."""
+    families = learned_families()
+    if name is None:
+        name = registry()["defaults"]["learned"][kind]
+    if name not in families:
+        raise ValueError(f"no learned family {name!r}; registered: {', '.join(families)}")
+    return families[name]
+
+
+def verification_threshold() -> float:
+    return float(registry()["verification"]["threshold"])

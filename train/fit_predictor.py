@@ -1,0 +1,88 @@
+"""Fit the linear coding predictor (prediction mode ``mmse``, ``sfc_tf.linear_predictor``) in closed form:
+ridge regression from base-layer-decoded FaceNet features to coarse faces, the grid size and ridge weight chosen
+by PSNR on held-out identities. Writes the predictor, the mean training face and meta.json (every candidate's
+held-out PSNR, and the mean face's, for comparison).
+
+  python train/fit_predictor.py --data_dir ../shared/data/lfw \
+      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \
+      --checkpoint_dir checkpoints/predictor
+"""
+
+import pathlib
+import time
+
+import numpy as np
+from absl import app, flags
+
+from sfc_tf import base_layer, extra_faces, linear_predictor, metrics, reconstructor, training_data
+from sfc_tf.enhancement import prediction
+from sfc_tf.errors import SfcError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW, VGGFace2).", required=True)
+flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
+flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_bool("flip", True, "Add every training face mirrored, with its own FaceNet feature (cached).")
+flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
+flags.DEFINE_list("base_layer", ["checkpoints/base_layer/step_0.02.npz", "checkpoints/base_layer/step_0.08.npz",
+                                 "checkpoints/base_layer/step_0.2.npz"],
+                  "Fit on features decoded at these rates (held-out PSNR at the middle one).")
+flags.DEFINE_list("grids", ["10", "20", "40"], "Coarse grid sizes to try.")
+flags.DEFINE_list("ridges", ["1e-4", "1e-3", "1e-2"], "Ridge weights to try (per example, on unit-norm features).")
+flags.DEFINE_string("checkpoint_dir", "checkpoints/predictor", "Output folder.")
+flags.DEFINE_integer("seed", 0, "Seed of the held-out identity draw (as the other training binaries).")
+
+
+def held_out_psnr(predictions: np.ndarray, crops: np.ndarray) -> float:
+    return float(np.mean(np.minimum(metrics.psnr(crops, predictions), metrics.PSNR_CEILING_DB)))
+
+
+def main(_):
+    if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
+        raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
+    start = time.time()
+    try:
+        faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
+                                       seed=FLAGS.seed)
+    except SfcError as exc:
+        raise app.UsageError(str(exc))
+    bases = [base_layer.load(path) for path in FLAGS.base_layer]
+    decoded = [base.decode_payloads(base.encode_payloads(faces.features)) for base in bases]
+    middle = bases[len(bases) // 2]
+    held_features = middle.decode_payloads(middle.encode_payloads(faces.held_out_features))
+    lfw_crops = faces.crops[:faces.description["images"]]       # the mean of the unmirrored LFW crops
+    mean_face = np.rint(lfw_crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
+    candidates, best = [], None
+    for grid in map(int, FLAGS.grids):
+        targets = linear_predictor.coarse_targets(faces.crops, grid)
+        fit = linear_predictor.RidgeFit(faces.features.shape[1], targets.shape[1])
+        for features in decoded:
+            fit.add(features, targets)
+        for ridge in map(float, FLAGS.ridges):
+            model = linear_predictor.LinearPredictor(faces.features.shape[1], grid).build_for_inference()
+            model.linear.set_weights(list(fit.solve(ridge)))
+            psnr = held_out_psnr(reconstructor.to_uint8(model(held_features)), faces.held_out_crops)
+            candidates.append({"grid": grid, "ridge": ridge, "held_out_psnr": round(psnr, 3)})
+            print(f"grid {grid:3d}, ridge {ridge:g}: held-out PSNR {psnr:.3f} dB")
+            if best is None or psnr > best[0]:
+                best = (psnr, model, grid, ridge)
+    psnr, model, grid, ridge = best
+    out = pathlib.Path(FLAGS.checkpoint_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(mean_face).save(out / prediction.MEAN_FACE_FILE)
+    mean_psnr = held_out_psnr(np.broadcast_to(mean_face, faces.held_out_crops.shape), faces.held_out_crops)
+    meta = linear_predictor.save(
+        model, out, (prediction.MEAN_FACE_FILE,), objective="mmse (closed-form ridge)", data=faces.description,
+        decoded_features={"base_layer": FLAGS.base_layer}, chosen={"grid": grid, "ridge": ridge},
+        candidates=candidates, held_out={"images": len(faces.held_out_crops), "psnr": round(psnr, 3),
+                                         "mean_face_psnr": round(mean_psnr, 3), "base_layer": FLAGS.base_layer[
+                                             len(bases) // 2]},
+        wall_time_s=round(time.time() - start, 1))
+    print(f"saved {out}: grid {grid}, ridge {ridge:g}, held-out PSNR {psnr:.3f} dB (mean face {mean_psnr:.3f} dB), "
+          f"sha256 {meta['sha256'][:12]}")
+
+
+if __name__ == "__main__":
+    app.run(main)
