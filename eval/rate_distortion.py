@@ -41,6 +41,7 @@ flags.DEFINE_list("conditional_families", [], "Conditional learned families: aut
 flags.DEFINE_list("modes", ["paper", "auto"], "Stream curves: paper (the paper's residual) and/or auto.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
+flags.DEFINE_integer("ms_ssim_stride", 1, "MS-SSIM on every n-th face (PSNR always on all; MS-SSIM is slow here).")
 
 
 def stream_points(codec, analysis, enhancement: str, qualities, family: str | None, name: str) -> list[dict]:
@@ -53,7 +54,7 @@ def stream_points(codec, analysis, enhancement: str, qualities, family: str | No
             continue
         for quality in qualities:
             points.append(evaluation.stream_rd_point(codec, analysis, enhancement, quality, fixed, family,
-                                                     f"base+{name} ({mode})"))
+                                                     f"base+{name} ({mode})", ms_ssim_stride=FLAGS.ms_ssim_stride))
     return points
 
 
@@ -67,8 +68,11 @@ def main(_):
     crops = faces.crops[:count]
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align=FLAGS.align)
     analysis = codec.analyse(crops, faces.features[:count])
-    points = [evaluation.anchor_rd_point(make_codec("jpeg", q), crops) for q in FLAGS.jpeg_qualities]
-    points += [evaluation.anchor_rd_point(make_codec("jpeg2000", r), crops) for r in FLAGS.jpeg2000_ratios]
+    def anchor(image_codec):
+        return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
+
+    points = [anchor(make_codec("jpeg", q)) for q in FLAGS.jpeg_qualities]
+    points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
     points += stream_points(codec, analysis, "jpeg", FLAGS.jpeg_qualities, None, "jpeg")
     points += stream_points(codec, analysis, "jpeg2000", FLAGS.jpeg2000_ratios, None, "jpeg2000")
     bd_pairs = [("base+jpeg (auto)", "jpeg"), ("base+jpeg2000 (auto)", "jpeg2000"),
@@ -79,7 +83,7 @@ def main(_):
             direct = zoo.learned_family(family.direct)
             qualities = range(1, len(family.rates) + 1)
             for quality in qualities:
-                point = evaluation.anchor_rd_point(make_codec("learned", direct.checkpoint(quality)), crops)
+                point = anchor(make_codec("learned", direct.checkpoint(quality)))
                 points.append({**point, "curve": direct.name})
             points += stream_points(codec, analysis, kind, qualities, name, name)
             bd_pairs += [(f"base+{name} (auto)", direct.name), (f"base+{name} (paper)", direct.name),
@@ -94,9 +98,10 @@ def main(_):
         "base_file_bits_per_face": float(np.mean([8 * len(f) for f in base_files])),
         "base_record_bits_per_face": float(np.mean([8 * (len(p) + 2) for p in analysis.base_payloads])),
         "psnr_ceiling_db": metrics.PSNR_CEILING_DB, "bd_method": "bjontegaard package, akima",
-        "reconstruction_only": evaluation.quality_summary(crops, recon),
-        "mmse_prediction_only": evaluation.quality_summary(crops, analysis.predictions(MMSE)),
-        "mean_face_only": evaluation.quality_summary(crops, analysis.predictions(MEAN_FACE)),
+        "ms_ssim_stride": FLAGS.ms_ssim_stride,
+        "reconstruction_only": evaluation.quality_summary(crops, recon, FLAGS.ms_ssim_stride),
+        "mmse_prediction_only": evaluation.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
+        "mean_face_only": evaluation.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
         "points": points, "bd": evaluation.bd_rows(points, bd_pairs),
         "base_layer_accuracy": base_accuracy.accuracy,
         "rate_accuracy_points": [{"codec": p["curve"], "parameter": p["parameter"],

@@ -43,8 +43,10 @@ def rate_distortion(result: dict) -> str:
              for name, key in (("reconstruction x_hat (paper)", "reconstruction_only"),
                                ("MMSE coding prediction", "mmse_prediction_only"), ("mean face", "mean_face_only"))
              if key in result]
-    return (f"{result['num_images']} crops; base layer alone: {result['base_file_bits_per_face']:.1f} bits/face as a "
-            f"file, {result['base_record_bits_per_face']:.1f} as a record\n\n"
+    stride = result.get("ms_ssim_stride", 1)
+    return (f"{result['num_images']} crops (MS-SSIM on every {stride}-th); base layer alone: "
+            f"{result['base_file_bits_per_face']:.1f} bits/face as a file, {result['base_record_bits_per_face']:.1f} "
+            "as a record\n\n"
             + table(["prediction alone (base layer only)", "PSNR (dB)", "MS-SSIM"], alone) + "\n\n"
             + table(["curve", "parameter", "file bits/face", "payload bits/face", "PSNR (dB)", "MS-SSIM",
                      "modes chosen"], rows)

@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def server_flags(sub):
         sub.add_argument("--server", default=None, metavar="HOST:PORT",
-                         help="run FaceNet and the reconstructor on this TF Serving model server")
+                         help="run FaceNet, the reconstructor and the coding predictor on this TF Serving "
+                              "model server")
         sub.add_argument("--server_protocol", choices=["grpc", "rest"], default="grpc",
                          help="grpc (port 8500) or rest (port 8501)")
         sub.add_argument("--server_timeout", type=float, default=60.0, metavar="S",

@@ -5,10 +5,13 @@ Analysis: three strided convolutions (9x9 /4, 5x5 /2, 5x5 /2) with GDN after the
 it with inverse GDN; a factorized ("deep factorized", noisy) entropy model; real range coding. Trained with
 loss = bits per pixel + lambda x MSE (pixels in 0..255).
 
-Payload: the range-coded latent (its shape is the crop's / 16, fixed by the model set). Decoding runs on the CPU (range decoding is exact; the synthesis convolutions are deterministic there, checked
-across processes by the tests; ``tf.config.experimental.enable_op_determinism`` is not switched on globally
-because it forbids unseeded random initialisers elsewhere in the process); the entropy model's quantized CDF tables are hashed at export and checked at load
-(``WeightsError`` if this platform computes different tables, which would break bit-exact decoding).
+Payload: the range-coded latent (its shape is the crop's / 16, fixed by the model set). Decoding runs on the CPU
+(range decoding is exact; the synthesis convolutions are deterministic there, checked across processes by the
+tests; ``tf.config.experimental.enable_op_determinism`` is not switched on globally because it forbids unseeded
+random initialisers elsewhere in the process); the entropy model's quantized CDF tables are hashed at export and
+checked at load (``WeightsError`` if this platform computes different tables, which would break bit-exact
+decoding). ``RateCoder`` runs one rate of any learned model (this one or ``face_codec.FaceCodec``) as graph
+functions shared by the in-process codec and the SavedModel export.
 """
 
 from __future__ import annotations
