@@ -64,7 +64,7 @@ def main(_):
     features = models.extractor(crops)
     payloads = base.encode_payloads(features)
     decoded = base.decode_payloads(payloads)
-    files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality, FLAGS.mode).files
+    files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality, FLAGS.mode)
     base_files = [bitstream.strip_enhancement(f) for f in files]
     jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
