@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
+
 NUM_FILTERS = 128
 DOWNSCALE = 16
 CONTEXT_FILTERS = 64
@@ -78,7 +80,7 @@ class Synthesis(tf.keras.layers.Layer):
         return self.layer_2(join(x, 0))
 
 
-class FaceCodec(tf.keras.Model):
+class FaceCodec(RateDistortionMetrics, tf.keras.Model):
     """Variable-rate (conditional) learned codec; ``call((x, p), rate)`` returns (loss, bpp, mse)."""
 
     def __init__(self, lmbdas, conditional: bool = False, prior: str = "channel", num_filters: int = NUM_FILTERS,
@@ -160,19 +162,6 @@ class FaceCodec(tf.keras.Model):
         x, p = data
         results = [self(x, p, r, training=False) for r in range(self.num_rates)]
         return self._update(*(tf.reduce_mean(v) for v in zip(*results)))
-
-    def _update(self, loss, bpp, mse):
-        for metric, value in zip(self.tracked, (loss, bpp, mse)):
-            metric.update_state(value)
-        return {m.name: m.result() for m in self.tracked}
-
-    def compile(self, **kwargs):
-        super().compile(loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kwargs)
-        self.tracked = [tf.keras.metrics.Mean(name) for name in ("loss", "bpp", "mse")]
-
-    @property
-    def metrics(self):
-        return getattr(self, "tracked", [])
 
     # -- coding ---------------------------------------------------------------------------------------------
     def enable_coding(self):

@@ -27,6 +27,7 @@ import tensorflow_compression as tfc
 
 from sfc_tf import checkpoint
 from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec
+from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 from sfc_tf.errors import BitstreamError, WeightsError
 
 NUM_FILTERS = 128
@@ -62,7 +63,7 @@ class SynthesisTransform(tf.keras.Sequential):
         self.add(tf.keras.layers.Lambda(lambda x: x * 255.0))
 
 
-class BLS2017(tf.keras.Model):
+class BLS2017(RateDistortionMetrics, tf.keras.Model):
     """The end-to-end model; ``call`` returns (loss, bpp, mse) like tfc's bls2017.py."""
 
     def __init__(self, lmbda: float, num_filters: int = NUM_FILTERS):
@@ -95,19 +96,6 @@ class BLS2017(tf.keras.Model):
     def test_step(self, data):
         x, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         return self._update(*self(x, training=False))
-
-    def _update(self, loss, bpp, mse):
-        for metric, value in zip(self.tracked, (loss, bpp, mse)):
-            metric.update_state(value)
-        return {m.name: m.result() for m in self.tracked}
-
-    def compile(self, **kwargs):
-        super().compile(loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kwargs)
-        self.tracked = [tf.keras.metrics.Mean(name) for name in ("loss", "bpp", "mse")]
-
-    @property
-    def metrics(self):
-        return getattr(self, "tracked", [])
 
     def enable_coding(self):
         """Build the range-coding tables from the trained prior (after training or loading)."""
