@@ -238,18 +238,17 @@ class ScalableCodec:
         return self.encode_analysis(self.analyse(crops), enhancement, quality, mode, family).files
 
     def candidates(self, enhancement: str, quality, mode: str, family: str | None = None) -> list[tuple]:
-        """(codec, mode) pairs the encoder tries: one for a fixed mode, several for ``auto``."""
+        """(codec, mode) pairs the encoder tries: one for a fixed mode, several for ``auto``. A learned family codes
+        its own mode (the one it was trained for) itself, and every other mode through its direct partner."""
         quality = DEFAULT_QUALITY[enhancement] if quality is None else quality
-        learned = enhancement in ("learned", "conditional")
-        if mode != AUTO:
-            fixed = mode_id(mode)
-            return [(self.enhancement_codec(enhancement, quality, family, learned and fixed == NO_PREDICTION), fixed)]
-        codec = self.enhancement_codec(enhancement, quality, family)
-        if not learned:
-            return [(codec, NO_PREDICTION), (codec, MEAN_FACE), (codec, MMSE)]
-        direct = self.enhancement_codec(enhancement, quality, family, True)
-        trained_on = zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement).mode
-        return [(direct, NO_PREDICTION), (codec, mode_id(trained_on or "reconstruction"))]
+        modes = [mode_id(mode)] if mode != AUTO else [NO_PREDICTION, MEAN_FACE, MMSE]
+        if enhancement not in ("learned", "conditional"):
+            return [(self.enhancement_codec(enhancement, quality, family), m) for m in modes]
+        trained_on = mode_id(zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement).mode
+                             or "reconstruction")
+        if mode == AUTO and trained_on not in modes:
+            modes.append(trained_on)
+        return [(self.enhancement_codec(enhancement, quality, family, m != trained_on), m) for m in modes]
 
     def encode_analysis(self, analysis: Analysis, enhancement: str = "none", quality=None, mode: str = AUTO,
                         family: str | None = None) -> Encoded:

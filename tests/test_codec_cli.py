@@ -67,7 +67,7 @@ def test_paper_mode_decodes_to_reconstruction_plus_residual(codec, analysis):
         np.testing.assert_array_equal(face, expected)
 
 
-@pytest.mark.parametrize("enhancement,quality", [("jpeg", 40), ("jpeg2000", 30), ("conditional", 1)])
+@pytest.mark.parametrize("enhancement,quality", [("jpeg", 40), ("jpeg2000", 30), ("learned", 1), ("conditional", 1)])
 def test_auto_mode_never_chooses_a_worse_mode(codec, analysis, enhancement, quality):
     """Per face, the chosen file's cost (PSNR - slope ln bits) is the best of every fixed-mode file's."""
     auto = codec.encode_analysis(analysis, enhancement, quality, "auto")
@@ -89,9 +89,15 @@ def test_auto_mode_never_chooses_a_worse_mode(codec, analysis, enhancement, qual
 def test_candidate_modes(codec):
     assert [m for _, m in codec.candidates("jpeg", 50, "auto")] == [NO_PREDICTION, MEAN_FACE, MMSE]
     assert [m for _, m in codec.candidates("jpeg", 50, "reconstruction")] == [RECONSTRUCTION]
-    direct, conditional = codec.candidates("conditional", 1, "auto")
-    assert direct[0].codec_id == bitstream.LEARNED and direct[1] == NO_PREDICTION
+    *direct, conditional = codec.candidates("conditional", 1, "auto")
+    assert [m for _, m in direct] == [NO_PREDICTION, MEAN_FACE]
+    assert all(c.codec_id == bitstream.LEARNED and not c.conditional for c, _ in direct)
     assert conditional[0].conditional and conditional[1] == MMSE
+    *direct, residual = codec.candidates("learned", 1, "auto")
+    assert [m for _, m in direct] == [NO_PREDICTION, MEAN_FACE, MMSE] and residual[1] == RECONSTRUCTION
+    assert len({c.model_id for c, _ in direct}) == 1 and residual[0].model_id != direct[0][0].model_id
+    [(codec_of_mean_face, _)] = codec.candidates("learned", 1, "mean_face")
+    assert codec_of_mean_face is direct[0][0]
 
 
 def test_every_mode_round_trips(codec, analysis):
