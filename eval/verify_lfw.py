@@ -6,6 +6,7 @@
 
 import json
 import pathlib
+import sys
 
 from absl import app, flags
 
@@ -28,13 +29,16 @@ flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
 
 def main(_):
     pairs_file = FLAGS.pairs or str(pathlib.Path(FLAGS.lfw_dir) / "pairs.txt")
+    identities = FLAGS.identities or str(pathlib.Path(FLAGS.lfw_dir) / "train_identities.txt")
+    if FLAGS.subtract_mean and not pathlib.Path(identities).is_file():
+        sys.exit(f"verify_lfw: {identities} not found: pass --identities (the training identity list) or "
+                 f"--nosubtract_mean")
     folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else None
     extractor = facenet.FeatureExtractor(FLAGS.facenet_key, FLAGS.facenet_weights, FLAGS.standardization)
     pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
                                         f"{FLAGS.facenet_key}-{FLAGS.standardization}")
     mean = None
     if FLAGS.subtract_mean:
-        identities = FLAGS.identities or str(pathlib.Path(FLAGS.lfw_dir) / "train_identities.txt")
         train_paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(identities))]
         mean = data.load_faces(FLAGS.lfw_dir, train_paths, FLAGS.align, extractor,
                                f"{FLAGS.facenet_key}-{FLAGS.standardization}").features.mean(axis=0)

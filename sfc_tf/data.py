@@ -28,6 +28,8 @@ class Pair:
 
 def read_identity_list(path: str | os.PathLike) -> list[str]:
     """One identity (folder name) per line; blank lines and ``#`` comments ignored."""
+    if not pathlib.Path(path).is_file():
+        raise SfcError(f"identity list not found: {path}")
     lines = pathlib.Path(path).read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 

@@ -156,3 +156,18 @@ def test_bd_rate_and_psnr_of_shifted_curves():
     assert metrics.bd_psnr(rates, psnr, rates, psnr + 1.5) == pytest.approx(1.5, abs=1e-6)
     with pytest.raises(ValueError):
         metrics.bd_rate(rates, psnr, rates, psnr + 100)
+
+
+def test_missing_identity_list_is_named(tmp_path):
+    with pytest.raises(SfcError, match="identity list not found"):
+        data.read_identity_list(tmp_path / "train_identities.txt")
+
+
+def test_verify_lfw_names_the_identities_flag(tmp_path):
+    """Without train_identities.txt the binary exits 1 with one line naming --identities, before loading FaceNet."""
+    (tmp_path / "Someone").mkdir()
+    result = subprocess.run([sys.executable, os.path.join(REPO, "eval", "verify_lfw.py"), "--lfw_dir", str(tmp_path),
+                             "--output_json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("verify_lfw:") and "--identities" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()
