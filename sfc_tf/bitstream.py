@@ -85,7 +85,7 @@ def crc16(data: bytes) -> bytes:
     return binascii.crc_hqx(data, 0xFFFF).to_bytes(BASE_CRC_BYTES, "big")
 
 
-def _crc32(data: bytes) -> bytes:
+def crc32(data: bytes) -> bytes:
     return zlib.crc32(data).to_bytes(ENHANCEMENT_CRC_BYTES, "big")
 
 
@@ -160,7 +160,7 @@ def _pack_enhancement(e: Enhancement, base: bytes) -> bytes:
     if e.span is not None:
         part += e.span.to_bytes()
     part += e.payload
-    return part + _crc32(base + part)
+    return part + crc32(base + part)
 
 
 def pack(sfc: SfcFile) -> bytes:
@@ -212,7 +212,7 @@ def _unpack_enhancement(data: bytes, start: int) -> Enhancement:
     if length > MAX_ENHANCEMENT_PAYLOAD:
         raise BitstreamError(f"enhancement payload of {length} bytes exceeds the limit {MAX_ENHANCEMENT_PAYLOAD}")
     payload = reader.take(length, "enhancement payload")
-    if reader.take(ENHANCEMENT_CRC_BYTES, "enhancement CRC") != _crc32(data[:reader.pos - ENHANCEMENT_CRC_BYTES]):
+    if reader.take(ENHANCEMENT_CRC_BYTES, "enhancement CRC") != crc32(data[:reader.pos - ENHANCEMENT_CRC_BYTES]):
         raise BitstreamError("enhancement layer CRC mismatch: the layer is corrupt or was made for another base "
                              "layer (spliced file)")
     return Enhancement(codec, mode, bytes(payload), span, model_id)

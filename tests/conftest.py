@@ -42,6 +42,18 @@ def fixture_crops(fixture_lfw_dir) -> np.ndarray:
     return np.stack([align.center_crop(align.load_image(p)) for p in paths])
 
 
+@pytest.fixture(scope="module")
+def shipped_checkpoints():
+    """The shipped registry and checkpoints for one test module, even after ``tiny_zoo`` replaced them."""
+    previous = os.environ.get("SFC_TF_CHECKPOINTS")
+    os.environ["SFC_TF_CHECKPOINTS"] = str(REPO / "checkpoints")
+    yield REPO / "checkpoints"
+    if previous is None:
+        del os.environ["SFC_TF_CHECKPOINTS"]
+    else:
+        os.environ["SFC_TF_CHECKPOINTS"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
     """A checkpoints directory with a registry of untrained stand-in networks (and the shipped base layers), so

@@ -33,7 +33,7 @@ def unpacked(npz, name: str) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def codec():
+def codec(shipped_checkpoints):
     return ScalableCodec.from_pretrained(align="center")
 
 

@@ -1,0 +1,150 @@
+"""Long fuzzing run of ``ScalableCodec.decode`` (atheris / libFuzzer) on mutated real files of the shipped models.
+
+  python eval/fuzz_decode.py --runs 100000 --output_json eval/results/fuzz_decode.json
+
+The parent process codes the six fixture faces into a seed corpus (base only; JPEG, JPEG2000 and learned in the
+paper's and the auto mode; conditional with an untrained stand-in, since none is shipped) and starts libFuzzer in a
+child process with a hard RSS limit and a per-input timeout, so every decode is bounded. Each input is mutated by
+libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs recomputed, so the payload parsers are reached), then
+decoded at one of the three layers; whenever it parses as a file with an enhancement layer, its enhancement part is
+also grafted onto another face's base part and must be refused as a splice. Any exception other than an
+``SfcError`` and any wrong result is a crash (libFuzzer stops and keeps the input under --work_dir).
+"""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("runs", 100_000, "Inputs to decode.")
+flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("work_dir", "/tmp/sfc_fuzz", "Seed corpus, stand-in conditional codec, crash inputs, stats.")
+flags.DEFINE_integer("rss_limit_mb", 1024, "libFuzzer's RSS limit: exceeding it is a failure.")
+flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding it is a failure (a hang).")
+flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
+flags.DEFINE_bool("child", False, "Internal: run the fuzzer itself.")
+
+FIXTURE_FACES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "lfw"
+
+
+def build_seed_corpus(work: pathlib.Path) -> int:
+    import numpy as np
+
+    from sfc_tf import align, fuzzing
+    from sfc_tf.codec import ScalableCodec
+
+    conditional = fuzzing.conditional_stand_in(work / "conditional")
+    codec = ScalableCodec.from_pretrained(align="center", learned_dirs=(conditional,))
+    crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FIXTURE_FACES.glob("*/*.jpg"))])
+    corpus = fuzzing.build_corpus(codec, crops, conditional_dir=conditional)
+    (work / "corpus").mkdir(parents=True, exist_ok=True)
+    for name, data in zip(corpus.names, corpus.files):
+        (work / "corpus" / f"{name}.sfc").write_bytes(data)
+    return len(corpus.files)
+
+
+def run_child(work: pathlib.Path) -> None:
+    """The libFuzzer process: decode every input, count the outcomes (written after each input)."""
+    import resource
+    import zlib
+
+    import atheris
+    import numpy as np
+
+    with atheris.instrument_imports(include=["sfc_tf"]):
+        from sfc_tf import bitstream, fuzzing
+        from sfc_tf.codec import ScalableCodec
+
+    codec = ScalableCodec.from_pretrained(align="center", learned_dirs=(work / "conditional",))
+    seeds = [p.read_bytes() for p in sorted((work / "corpus").glob("*.sfc"))]
+    grafts = [s for s in seeds if bitstream.base_part_bytes(s) < len(s)]
+    counts = {"runs": 0, "refused": 0, "decoded": 0, "splices_refused": 0,
+              **{f"decoded_{layers}": 0 for layers in fuzzing.LAYERS}}
+
+    def write_stats():
+        counts["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        (work / "stats.json").write_text(json.dumps(counts))
+
+    def mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        mutated = atheris.Mutate(data, max_size) if rng.random() < 0.5 else fuzzing.mutate(data, rng)
+        return fuzzing.reseal(mutated) if rng.random() < 0.8 else mutated
+
+    def test_one_input(data: bytes) -> None:
+        layers = fuzzing.LAYERS[zlib.crc32(data) % len(fuzzing.LAYERS)]
+        outcome = fuzzing.decode_checked(codec, data, layers)
+        counts[outcome] += 1
+        if outcome == "decoded":
+            counts[f"decoded_{layers}"] += 1
+        try:
+            parsed_whole = bitstream.base_part_bytes(data) < len(data) and bitstream.unpack(data)
+        except bitstream.BitstreamError:
+            parsed_whole = False
+        if parsed_whole:
+            other = grafts[zlib.crc32(data[:8]) % len(grafts)]
+            spliced = fuzzing.splice(other, data)
+            if spliced != data and bitstream.unpack_base(other) != bitstream.unpack_base(data):
+                fuzzing.decode_splice(codec, spliced)
+                counts["splices_refused"] += 1
+        counts["runs"] += 1
+        write_stats()
+
+    for data in seeds:              # load the models the seed files name before the clock runs (a mutated model id
+        #                             that names another registered checkpoint loads it within its input's time)
+        for layers in fuzzing.LAYERS:
+            codec.decode(data, layers)
+    write_stats()
+    atheris.Setup([sys.argv[0], f"-runs={FLAGS.runs}", f"-rss_limit_mb={FLAGS.rss_limit_mb}",
+                   f"-timeout={FLAGS.timeout_s}", f"-seed={FLAGS.seed}", "-max_len=65536",
+                   f"-artifact_prefix={work}/", "-print_final_stats=1", str(work / "queue"), str(work / "corpus")],
+                  test_one_input, custom_mutator=mutator)
+    atheris.Fuzz()
+
+
+def main(_):
+    work = pathlib.Path(FLAGS.work_dir)
+    if FLAGS.child:
+        run_child(work)
+        return
+    (work / "queue").mkdir(parents=True, exist_ok=True)
+    (work / "stats.json").unlink(missing_ok=True)
+    seeds = build_seed_corpus(work)
+    start = time.time()
+    child = subprocess.run([sys.executable, __file__, "--child", f"--runs={FLAGS.runs}", f"--work_dir={work}",
+                            f"--rss_limit_mb={FLAGS.rss_limit_mb}", f"--timeout_s={FLAGS.timeout_s}",
+                            f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True)
+    seconds = time.time() - start
+    log = child.stderr
+    (work / "fuzzer.log").write_text(log)
+    stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").is_file() else {}
+    done = re.search(r"Done (\d+) runs in (\d+) second", log)
+    rss = [int(m) for m in re.findall(r"rss: (\d+)Mb", log)]
+    failure = next((line for line in log.splitlines()
+                    if re.search(r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout",
+                                 line)), None)
+    report = {
+        "command": " ".join(["python eval/fuzz_decode.py", f"--runs {FLAGS.runs}", f"--seed {FLAGS.seed}"]),
+        "seed_files": seeds, "runs": int(done.group(1)) if done else stats.get("runs", 0),
+        "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
+        "crashes": 0 if child.returncode == 0 else 1, "first_failure": failure,
+        "silent_splices": 0 if child.returncode == 0 else None,
+        "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]), "rss_limit_mb": FLAGS.rss_limit_mb,
+        "timeout_s": FLAGS.timeout_s,
+        **{k: v for k, v in stats.items() if k not in ("runs", "peak_rss_mb")},
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
+    pathlib.Path(FLAGS.output_json).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    if child.returncode != 0:
+        sys.exit(f"fuzz_decode: the fuzzer stopped ({failure}); inputs and log under {work}")
+
+
+if __name__ == "__main__":
+    app.run(main)

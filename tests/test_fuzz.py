@@ -1,0 +1,83 @@
+"""Fuzzing ``ScalableCodec.decode`` with mutated real files of every enhancement kind (sfc_tf.fuzzing).
+
+In process with hypothesis on the stand-in models of ``tiny_zoo`` (fast); and a short run of the long harness
+eval/fuzz_decode.py (atheris/libFuzzer on the shipped models) in a child process whose every decode is bounded by
+libFuzzer's RSS limit and per-input timeout.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from sfc_tf import bitstream, fuzzing
+from sfc_tf.codec import ScalableCodec
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DECODE_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_zoo):
+    return ScalableCodec.from_pretrained(align="center")
+
+
+@pytest.fixture(scope="module")
+def corpus(codec, fixture_crops):
+    files = codec.encode_analysis(codec.analyse(fixture_crops[:2]), "none").files
+    analysis = codec.analyse(fixture_crops[:2])
+    for enhancement, quality in (("jpeg", 50), ("jpeg2000", 40.0), ("learned", 1), ("conditional", 1)):
+        for mode in ("auto", "mmse" if enhancement == "conditional" else "reconstruction"):
+            files += codec.encode_analysis(analysis, enhancement, quality, mode).files
+    kinds = {bitstream.unpack(f).enhancement.codec_name for f in files if bitstream.unpack(f).enhancement}
+    assert kinds == {"jpeg", "jpeg2000", "learned", "conditional"}
+    return files
+
+
+def test_reseal_reaches_the_payload_parsers(codec, corpus):
+    """A resealed byte flip inside a payload passes both CRCs: what rejects it (if anything) is the payload's
+    parser, and an unsealed flip is stopped by a CRC."""
+    data = bytearray(corpus[-1])
+    data[len(data) // 2] ^= 0x10
+    assert bitstream.unpack(fuzzing.reseal(bytes(data))).enhancement is not None
+    with pytest.raises(bitstream.BitstreamError, match="CRC"):
+        bitstream.unpack(bytes(data))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, 10_000), seed=st.integers(0, 2**32 - 1), layers=st.sampled_from(fuzzing.LAYERS),
+       sealed=st.booleans())
+def test_mutated_files_are_refused_or_decode_to_a_face(codec, corpus, index, seed, layers, sealed):
+    data = fuzzing.mutate(corpus[index % len(corpus)], np.random.default_rng(seed))
+    start = time.monotonic()
+    fuzzing.decode_checked(codec, fuzzing.reseal(data) if sealed else data, layers)
+    assert time.monotonic() - start < DECODE_SECONDS
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=st.integers(0, 10_000), b=st.integers(0, 10_000))
+def test_every_splice_is_refused_by_name(codec, corpus, a, b):
+    first, second = corpus[a % len(corpus)], corpus[b % len(corpus)]
+    spliced = fuzzing.splice(first, second)
+    if spliced == second or bitstream.base_part_bytes(second) == len(second):
+        return                                  # the same face, or nothing to graft
+    fuzzing.decode_splice(codec, spliced)
+
+
+def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
+    """eval/fuzz_decode.py on the shipped models: 60 inputs, RSS limit 1 GB and 20 s per input enforced by
+    libFuzzer, 0 crashes, every splice refused, the outcome counts written."""
+    out = tmp_path / "fuzz.json"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "eval", "fuzz_decode.py"), "--runs", "60",
+                             "--output_json", str(out), "--work_dir", str(tmp_path / "work")],
+                            capture_output=True, text=True, timeout=1800,
+                            env={**os.environ, "SFC_TF_CHECKPOINTS": str(shipped_checkpoints)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["runs"] >= 60 and report["crashes"] == 0 and report["silent_splices"] == 0
+    assert report["peak_rss_mb"] < 1024 and report["refused"] > 0 and report["decoded"] > 0
