@@ -12,6 +12,9 @@ One interface, two implementations with the same methods:
   images = models.decode_images(strings, latent_shape[, predictions])
   faces = models.decode_full(features, strings, latent_shape, low, high)  # the paper's residual mode
 
+``RemoteModels(..., timeout=60.0, retries=2, backoff=0.5)``: each request has a deadline of ``timeout`` seconds;
+only connection errors before it was sent are retried; every failure, bad replies included, is a ``ServingError``.
+
 ``ScalableCodec(models=...)`` (``sfc compress/decompress --server HOST:PORT``) runs FaceNet, the reconstructor
 and the coding predictor through one of these; ``served_learned_codec`` is a learned enhancement codec whose
 transforms and range coding run there (one served rate of one checkpoint).
@@ -20,11 +23,17 @@ transforms and range coding run there (one served rate of one checkpoint).
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import http.client
+import io
+import itertools
 import json
 import os
 import pathlib
-import urllib.error
-import urllib.request
+import socket
+import time
+import urllib.parse
 
 import numpy as np
 
@@ -32,11 +41,22 @@ from sfc_tf import serving
 from sfc_tf.errors import SfcError
 
 GRPC, REST = "grpc", "rest"
-MAX_MESSAGE_BYTES = 64 << 20
+MAX_MESSAGE_BYTES = 64 << 20          # gRPC's cap on requests and replies
+# REST's cap on a reply, checked against its Content-Length and again while reading. 256 faces of 160x160x3 are
+# 19.7 M values: ~112 MB of JSON as uint8 (at most "255, " and brackets: 5.7 bytes a value), ~505 MB as floats even
+# at 17 significant digits ("-1.2345679351710714e-05, ": 25.7 bytes a value); features (256, 512) ~3 MB.
+MAX_REPLY_BYTES = 1 << 30
+_CHUNK_BYTES = 64 << 10
+# How gRPC's UNAVAILABLE details start when a call never left the client: no connection, or no address.
+_GRPC_NOT_SENT = ("failed to connect to all addresses", "DNS resolution failed", "errors resolving")
+# Output name -> dtype and shape (None: the request's batch size; -1: any) of the codec's signatures.
+_OUTPUT_SPECS = {"features": (np.float32, (None, -1)), "faces": (np.uint8, (None, -1, -1, 3)),
+                 "images": (np.uint8, (None, -1, -1, 3)), "strings_bytes": (object, (None,)),
+                 "latent_shape": (np.int32, (2,))}
 
 
 class ServingError(SfcError):
-    """The model server is unreachable or refused a request."""
+    """The model server is unreachable, failed or timed out on a request, or sent a bad reply."""
 
 
 class Models:
@@ -133,79 +153,202 @@ class LocalModels(Models):
 
 
 class RemoteModels(Models):
-    """The same networks behind a TensorFlow Serving model server (``protocol`` ``grpc`` or ``rest``)."""
+    """The same networks behind a TensorFlow Serving model server (``protocol`` ``grpc`` or ``rest``).
 
-    def __init__(self, host_port: str, protocol: str = GRPC, timeout: float = 60.0):
+    ``timeout`` is the deadline of each request in seconds: connecting, sending and reading the whole reply, retries
+    included. A connection error that left the request unsent (connection refused or reset, DNS failure) is retried
+    up to ``retries`` times, after ``backoff`` seconds, then twice that, ...; nothing else is retried. Every failure is
+    a one-line ``ServingError`` naming the server, model and signature."""
+
+    def __init__(self, host_port: str, protocol: str = GRPC, timeout: float = 60.0, retries: int = 2,
+                 backoff: float = 0.5):
         if protocol not in (GRPC, REST):
             raise ValueError(f"protocol must be {GRPC!r} or {REST!r}, got {protocol!r}")
-        self.host_port, self.protocol, self.timeout = host_port, protocol, timeout
-        self._stub = None
+        if not timeout > 0 or retries < 0 or backoff < 0:
+            raise ValueError(f"need timeout > 0, retries >= 0, backoff >= 0; got {timeout}, {retries}, {backoff}")
+        self.host_port, self.protocol = host_port, protocol
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self._address = _address(host_port) if protocol == REST else None
+        self._channel = None
 
-    def _unreachable(self, reason) -> str:
-        return f"model server {self.host_port} ({self.protocol}) is unreachable: {reason}"
+    def _error(self, what: str, model: str, signature: str, reason) -> ServingError:
+        """``what``: "failed", "is unreachable for", "sent a bad reply to", ..."""
+        return ServingError(f"model server {self.host_port} ({self.protocol}) {what} {model}/{signature}: "
+                            f"{_one_line(reason)}")
 
-    def _refused(self, model: str, signature: str, reason) -> str:
-        return f"model server {self.host_port} failed {model}/{signature}: {reason}"
-
-    def _timed_out(self, model: str, signature: str) -> str:
-        return f"model server {self.host_port} did not answer {model}/{signature} within {self.timeout:g} s"
+    def _timed_out(self, model: str, signature: str) -> ServingError:
+        return self._error("did not answer", model, signature, f"no complete reply within {self.timeout:g} s")
 
     def predict(self, model, signature, inputs):
+        if (model, signature) not in serving.OUTPUTS:
+            raise ValueError(f"{model}/{signature} is not one of the codec's signatures")
+        deadline = time.monotonic() + self.timeout
         if self.protocol == GRPC:
-            return self._predict_grpc(model, signature, inputs)
-        return self._predict_rest(model, signature, inputs)
+            outputs = self._predict_grpc(model, signature, inputs, deadline)
+        else:
+            outputs = self._predict_rest(model, signature, inputs, deadline)
+        try:
+            return _checked_outputs(outputs, serving.OUTPUTS[(model, signature)], _batch_size(inputs))
+        except ValueError as exc:
+            raise self._error("sent a bad reply to", model, signature, exc) from exc
+
+    def _retrying(self, send, model: str, signature: str, deadline: float):
+        """``send()``, again after a connection error that left the request unsent (``_NotSent``), with exponential
+        backoff while ``retries`` and the deadline allow."""
+        for retry in itertools.count():
+            try:
+                return send()
+            except _NotSent as exc:
+                delay = self.backoff * 2 ** retry
+                if retry == self.retries or time.monotonic() + delay >= deadline:
+                    attempts = f"{retry + 1} attempt{'s' if retry else ''}"
+                    raise self._error("is unreachable for", model, signature, f"{exc} ({attempts})") from exc
+                time.sleep(delay)
 
     # -- gRPC ---------------------------------------------------------------------------------------------
-    def _predict_grpc(self, model, signature, inputs):
+    def _predict_grpc(self, model, signature, inputs, deadline):
         import grpc
         import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        from tensorflow_serving.apis import predict_pb2
 
-        if self._stub is None:
-            options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                       ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-            channel = grpc.insecure_channel(self.host_port, options=options)
-            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = predict_pb2.PredictRequest()
         request.model_spec.name, request.model_spec.signature_name = model, signature
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         try:
-            response = self._stub.Predict(request, timeout=self.timeout)
+            response = self._retrying(functools.partial(self._grpc_call, request, deadline), model, signature,
+                                      deadline)
+        except TimeoutError as exc:
+            raise self._timed_out(model, signature) from exc
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise ServingError(self._unreachable(exc.details())) from exc
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ServingError(self._timed_out(model, signature)) from exc
-            raise ServingError(self._refused(model, signature, f"{exc.code().name}: {exc.details()}")) from exc
-        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+                raise self._timed_out(model, signature) from exc
+            raise self._error("failed", model, signature, f"{exc.code().name}: {exc.details()}") from exc
+        try:
+            return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        except (ValueError, TypeError) as exc:
+            raise self._error("sent a bad reply to", model, signature, f"undecodable tensor: {exc}") from exc
+
+    def _grpc_call(self, request, deadline: float):
+        """One ``Predict`` by ``deadline``; ``_NotSent`` if the call never left the client (then the channel is
+        dropped, so that the next attempt connects at once instead of waiting for gRPC's own reconnect backoff)."""
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        if self._channel is None:
+            options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                       ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                       ("grpc.use_local_subchannel_pool", 1)]     # a new channel makes a new connection
+            self._channel = grpc.insecure_channel(self.host_port, options=options)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        try:
+            return stub.Predict(request, timeout=_remaining(deadline))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or not (exc.details() or "").startswith(_GRPC_NOT_SENT):
+                raise
+            self._channel.close()
+            self._channel = None
+            raise _NotSent(exc.details()) from exc
 
     # -- REST ---------------------------------------------------------------------------------------------
-    def _predict_rest(self, model, signature, inputs):
-        body = {"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}
-        request = urllib.request.Request(f"http://{self.host_port}/v1/models/{model}:predict",
-                                         data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+    def _predict_rest(self, model, signature, inputs, deadline):
+        body = json.dumps({"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}).encode()
+        request = (f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {self.host_port}\r\nContent-Type: "
+                   f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                reply = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise ServingError(self._refused(model, signature, f"HTTP {exc.code}: {_error_text(exc.read())}")) from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                raise ServingError(self._timed_out(model, signature)) from exc
-            raise ServingError(self._unreachable(exc.reason)) from exc
+            status, data = self._retrying(functools.partial(_post, self._address, request, deadline), model,
+                                          signature, deadline)
         except TimeoutError as exc:
-            raise ServingError(self._timed_out(model, signature)) from exc
-        except OSError as exc:                                  # connection reset while reading the reply
-            raise ServingError(self._unreachable(exc)) from exc
+            raise self._timed_out(model, signature) from exc
+        except http.client.HTTPException as exc:                  # bad status line or headers
+            raise self._error("sent a bad reply to", model, signature, f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:                                   # over MAX_REPLY_BYTES, or short of Content-Length
+            raise self._error("sent a bad reply to", model, signature, exc) from exc
+        except OSError as exc:
+            raise self._error("failed", model, signature, f"connection lost after sending: {exc}") from exc
+        if status != 200:
+            raise self._error("failed", model, signature, f"HTTP {status}: {_error_text(data)}")
+        try:
+            reply = json.loads(data)
         except ValueError as exc:
-            raise ServingError(self._refused(model, signature, f"reply is not JSON: {exc}")) from exc
-        if "error" in reply:
-            raise ServingError(self._refused(model, signature, reply["error"]))
+            raise self._error("sent a bad reply to", model, signature, f"not JSON ({exc})") from exc
+        if isinstance(reply, dict) and "error" in reply:
+            raise self._error("failed", model, signature, reply["error"])
+        if not isinstance(reply, dict) or "outputs" not in reply:
+            start = data[:100].decode(errors="replace")
+            raise self._error("sent a bad reply to", model, signature, f"no outputs in {start}")
         names = serving.OUTPUTS[(model, signature)]
-        outputs = reply["outputs"] if len(names) > 1 else {names[0]: reply["outputs"]}  # one output: no name
-        return {name: _from_json(outputs[name]) for name in names}
+        return reply["outputs"] if len(names) > 1 else {names[0]: reply["outputs"]}  # one output: no name
+
+
+class _NotSent(Exception):
+    """A connection error that left the request unsent: safe to retry."""
+
+
+def _remaining(deadline: float) -> float:
+    """Seconds left until ``deadline`` (of ``time.monotonic``); ``TimeoutError`` if none."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    return remaining
+
+
+def _address(host_port: str) -> tuple[str, int]:
+    """"host:port" (IPv6 hosts in brackets; port 80 if none) -> (host, port); ``ValueError`` if it is not one."""
+    parts = urllib.parse.urlsplit(f"//{host_port}")
+    if not parts.hostname:
+        raise ValueError(f"expected HOST:PORT, got {host_port!r}")
+    return parts.hostname, parts.port or 80
+
+
+def _post(address: tuple[str, int], request: bytes, deadline: float) -> tuple[int, bytearray]:
+    """Sends the HTTP ``request`` and reads the whole reply by ``deadline``: (status, body). ``_NotSent`` if
+    connecting or sending failed, ``TimeoutError`` at the deadline."""
+    with contextlib.ExitStack() as stack:
+        try:
+            sock = stack.enter_context(socket.create_connection(address, timeout=_remaining(deadline)))
+            sock.settimeout(_remaining(deadline))            # sendall: the time for all of the request
+            sock.sendall(request)
+        except TimeoutError:                                  # the deadline passed: no time for another attempt
+            raise
+        except OSError as exc:                                # refused, reset, unreachable, DNS failure (gaierror)
+            raise _NotSent(exc) from exc
+        response = http.client.HTTPResponse(_DeadlineReader(sock, deadline), method="POST")
+        response.begin()
+        return response.status, _read_capped(response)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads of ``sock`` that all end by ``deadline``; ``makefile`` is ``http.client.HTTPResponse``'s way in."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__()
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        self.sock.settimeout(_remaining(self.deadline))
+        return self.sock.recv_into(buffer)
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self)
+
+
+def _read_capped(response: http.client.HTTPResponse) -> bytearray:
+    """The reply's body, read in chunks; ``ValueError`` once it is larger than ``MAX_REPLY_BYTES``, or before reading
+    if its Content-Length says it is, or if it ends short of its Content-Length."""
+    if response.length is not None and response.length > MAX_REPLY_BYTES:
+        raise ValueError(f"Content-Length {response.length} is larger than the {MAX_REPLY_BYTES}-byte cap")
+    body = bytearray()
+    while chunk := response.read(min(_CHUNK_BYTES, MAX_REPLY_BYTES + 1 - len(body))):
+        body += chunk
+        if len(body) > MAX_REPLY_BYTES:
+            raise ValueError(f"reply is larger than the {MAX_REPLY_BYTES}-byte cap")
+    if response.length:
+        raise ValueError(f"reply ended {response.length} bytes short of its Content-Length")
+    return body
 
 
 def _error_text(body: bytes) -> str:
@@ -215,6 +358,53 @@ def _error_text(body: bytes) -> str:
         return json.loads(text)["error"]
     except (ValueError, KeyError, TypeError):
         return text
+
+
+def _one_line(reason, limit: int = 500) -> str:
+    """``reason`` on one line, cut after ``limit`` characters."""
+    text = " ".join(str(reason).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _batch_size(inputs: dict) -> int:
+    """N: the first size of the batched inputs (all but ``latent_shape``); -1 if there are none."""
+    return next((np.shape(value)[0] for name, value in inputs.items() if name != "latent_shape" and np.ndim(value)),
+                -1)
+
+
+def _checked_outputs(outputs, names: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
+    """A reply's ``outputs`` (name -> tensor, or its JSON) -> the arrays of ``names``, of the dtypes and shapes of
+    ``_OUTPUT_SPECS``; ``ValueError`` naming the first one missing or wrong."""
+    if not isinstance(outputs, dict):
+        raise ValueError(f"outputs are a {type(outputs).__name__}, not {', '.join(names)} by name")
+    for name in names:
+        if name not in outputs:
+            raise ValueError(f"no output {name!r} (outputs: {sorted(outputs)})")
+    return {name: _checked(name, outputs[name], batch) for name in names}
+
+
+def _checked(name: str, value, batch: int) -> np.ndarray:
+    """Output ``name`` (a tensor, or its JSON) as an array of its dtype and shape; ``ValueError`` if it is not one."""
+    dtype, shape = _OUTPUT_SPECS[name]
+    try:
+        array = _from_json(value)
+    except (ValueError, TypeError, KeyError) as exc:              # ragged lists, strings without "b64"
+        raise ValueError(f"output {name!r} is not a tensor ({exc})") from exc
+    if shape[0] is None and batch == 0 and array.size == 0:      # JSON's [] for an empty batch: no dtype, no sizes
+        return np.zeros((0, *(max(size, 0) for size in shape[1:])), dtype)
+    expected = tuple(batch if size is None else size for size in shape)
+    if array.ndim != len(expected) or any(size not in (-1, actual) for size, actual in zip(expected, array.shape)):
+        sizes = ", ".join("?" if size == -1 else str(size) for size in expected)
+        raise ValueError(f"output {name!r} has shape {array.shape}, expected ({sizes})")
+    if dtype is object:
+        fits = array.dtype == object and all(isinstance(v, bytes) for v in array.flat)
+    elif np.dtype(dtype).kind == "f":
+        fits = array.dtype.kind in "iuf"
+    else:                                                         # integers, and in range
+        fits = array.dtype.kind in "iu" and np.array_equal(array.astype(dtype), array)
+    if not fits:
+        raise ValueError(f"output {name!r} is {array.dtype}, expected {'bytes' if dtype is object else dtype.__name__}")
+    return array.astype(dtype, copy=False)
 
 
 def _to_json(value: np.ndarray):

@@ -1,6 +1,7 @@
 """Deployment: the SavedModels of ``sfc_tf.serving`` against the in-process library, in a fresh process; their
 signatures as ``saved_model_cli`` shows them; ``serving_client`` over gRPC and REST against in-process TEST
-DOUBLES of TF Serving (no model server runs here); ``sfc --server`` writes the local bytes.
+DOUBLES of TF Serving (no model server runs here) and against misbehaving ones (bad replies, slow or silent servers,
+refused connections); ``sfc --server`` writes the local bytes.
 
 Fast stand-ins (the ``tiny_zoo`` fixture): an untrained reconstructor and coding predictor, untrained 16-filter
 learned codecs (the paper's residual BLS2017 and a conditional FaceCodec), FaceNet from the offline converted
@@ -9,6 +10,7 @@ weights. ``train/export.py`` (the documented command) exports them once per modu
 
 import ast
 import base64
+import contextlib
 import http.server
 import json
 import os
@@ -16,9 +18,11 @@ import pathlib
 import pickle
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from concurrent import futures
 
 import numpy as np
@@ -416,12 +420,284 @@ def test_unreachable_server_is_a_serving_error(protocol):
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
-def test_server_side_failures_are_serving_errors(protocol, servers):
-    remote = RemoteModels(servers[protocol], protocol)
-    with pytest.raises(ServingError, match="failed nosuchmodel/serving_default"):
-        remote.predict("nosuchmodel", serving.DEFAULT_SIGNATURE, {"crops": np.zeros((1, 160, 160, 3), np.uint8)})
+def test_server_side_failures_are_serving_errors(protocol, servers, conditional_servers):
+    # the conditional servers serve only enhancement, like a stock image serves no enhancement
+    with pytest.raises(ServingError, match="failed facenet/serving_default: .*no exported 'facenet'"):
+        RemoteModels(conditional_servers[protocol], protocol).features(np.zeros((1, 160, 160, 3), np.uint8))
     with pytest.raises(ServingError, match="multiples of 16"):
-        remote.encode_images(np.zeros((1, 40, 40, 3), np.uint8))
+        RemoteModels(servers[protocol], protocol).encode_images(np.zeros((1, 40, 40, 3), np.uint8))
+
+
+def test_remote_models_refuse_bad_arguments_before_sending():
+    remote = RemoteModels(f"127.0.0.1:{free_port()}", "rest")
+    with pytest.raises(ValueError, match="nosuchmodel/serving_default is not one of the codec's signatures"):
+        remote.predict("nosuchmodel", serving.DEFAULT_SIGNATURE, {"crops": np.zeros((1, 4, 4, 3), np.uint8)})
+    for kwargs in ({"timeout": 0}, {"retries": -1}, {"backoff": -0.5}):
+        with pytest.raises(ValueError, match="need timeout > 0"):
+            RemoteModels("127.0.0.1:8501", "rest", **kwargs)
+    with pytest.raises(ValueError, match="Port"):
+        RemoteModels("127.0.0.1:http", "rest")
+
+
+# -- (d) misbehaving servers: bad replies, the deadline, retries, the reply cap ----------------------------------
+CROPS = np.zeros((2, 4, 4, 3), np.uint8)      # the fakes never look at the request: tiny crops, batch of 2
+FEATURES = np.array([[0.6, 0.8], [1.0, 0.0]], np.float32)
+
+
+def http_reply(body: bytes, status: bytes = b"200 OK") -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+
+
+FEATURES_REPLY = http_reply(json.dumps({"outputs": FEATURES.tolist()}).encode())
+
+
+def read_request(connection: socket.socket) -> None:
+    """Reads one HTTP request, headers and Content-Length body."""
+    def received() -> bytes:
+        data = connection.recv(1 << 16)
+        if not data:
+            raise ConnectionError("the client hung up mid-request")
+        return data
+
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += received()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: *(\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        body += received()
+
+
+class RawServer:
+    """TEST DOUBLE of a misbehaving REST model server: a TCP socket on 127.0.0.1 whose ``reply(connection)`` writes
+    whatever the test wants after the request was read (one thread per connection). Connections are refused until
+    ``listen()``; ``connections`` counts the accepted ones."""
+
+    def __init__(self, reply):
+        self.reply, self.connections = reply, 0
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.host_port = f"127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def listen(self) -> None:
+        self.socket.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:                                   # closed
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection):
+        with connection:
+            try:
+                read_request(connection)
+                self.reply(connection)
+            except OSError:                                   # the client hung up
+                pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)            # wakes accept()
+        self.socket.close()
+
+
+@pytest.fixture
+def raw_server():
+    """``raw_server(reply, listen=True)`` -> a listening (or not yet listening) ``RawServer``."""
+    started = []
+
+    def start(reply, listen: bool = True) -> RawServer:
+        started.append(RawServer(reply))
+        if listen:
+            started[-1].listen()
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def send(data: bytes):
+    return lambda connection: connection.sendall(data)
+
+
+def reset(connection: socket.socket) -> None:
+    """Drops the connection with a TCP reset (SO_LINGER 0) instead of a reply."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def trickle(connection: socket.socket) -> None:
+    """A reply a byte every 0.2 s (each read well within any per-read timeout), for at most 8 s."""
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]":
+        connection.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def wait_for_hang_up(connection: socket.socket) -> None:
+    """No reply: holds the connection until the client closes it (at most 10 s)."""
+    connection.settimeout(10)
+    connection.recv(1)
+
+
+def serving_error(remote: RemoteModels, model: str = serving.FACENET, signature: str = serving.DEFAULT_SIGNATURE,
+                  **inputs) -> str:
+    """The message of the ServingError of ``remote.predict``, checked to be one line naming server, model, signature."""
+    with pytest.raises(ServingError) as error:
+        remote.predict(model, signature, inputs or {"crops": CROPS})
+    message = str(error.value)
+    assert message.startswith(f"model server {remote.host_port} ({remote.protocol}) ")
+    assert f" {model}/{signature}: " in message and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("reply, expected", [
+    (http_reply(b'{"foo": 1}'), r'sent a bad reply to .*: no outputs in \{"foo": 1\}$'),
+    (http_reply(b"[]"), r"sent a bad reply to .*: no outputs in \[\]$"),
+    (http_reply(b"<html>busy</html>"), "sent a bad reply to .*: not JSON"),
+    (http_reply(b'{"outputs": [[0.5, 0.5]]}'), r"output 'features' has shape \(1, 2\), expected \(2, \?\)"),
+    (http_reply(b'{"outputs": [["a", "b"], ["c", "d"]]}'), "output 'features' is <U1, expected float32"),
+    (http_reply(b'{"outputs": [[1.0], [1.0, 2.0]]}'), "output 'features' is not a tensor"),
+    (http_reply(b'{"outputs": {"features": [[1.0], [2.0]]}}'), r"output 'features' has shape \(\), expected"),
+    (b"HTTP/1.1 2OO OK\r\n\r\n", "sent a bad reply to .*: BadStatusLine"),
+    (b"", "sent a bad reply to .*: RemoteDisconnected"),
+    (http_reply(b'{"outputs": [[0.5, 0.5]]}')[:-5], "reply ended 5 bytes short of its Content-Length"),
+    (http_reply(b"<h1>Bad gateway</h1>\n<p>upstream</p>", b"502 Bad Gateway"),
+     "failed .*: HTTP 502: <h1>Bad gateway</h1> <p>upstream</p>$"),
+    (reset, "failed .*: connection lost after sending: .*Connection reset by peer"),
+], ids=["foo", "list", "html", "batch", "dtype", "ragged", "named", "status-line", "closed", "short", "http-502",
+        "reset"])
+def test_bad_rest_replies_are_one_line_serving_errors_and_not_retried(reply, expected, raw_server):
+    server = raw_server(reply if callable(reply) else send(reply))
+    assert re.search(expected, serving_error(RemoteModels(server.host_port, "rest", timeout=10)))
+    assert server.connections == 1                             # the server may have run the request: no retry
+
+
+def test_rest_wrong_outputs_of_a_two_output_signature(raw_server):
+    strings = [{"b64": base64.b64encode(b"abc").decode()}]
+    for outputs, expected in [([1, 2], "outputs are a list, not strings_bytes, latent_shape by name"),
+                              ({"strings_bytes": strings}, "no output 'latent_shape'"),
+                              ({"strings_bytes": strings, "latent_shape": [10, 300, 1]}, r"has shape \(3,\)"),
+                              ({"strings_bytes": ["abc"], "latent_shape": [10, 10]}, "is <U3, expected bytes"),
+                              ({"strings_bytes": [{"b64": 1}], "latent_shape": [10, 10]}, "is not a tensor"),
+                              ({"strings_bytes": strings, "latent_shape": [10, 1e10]}, "is float64, expected int32"),
+                              ({"strings_bytes": strings, "latent_shape": [10, 2 ** 40]}, "is int64, expected int32")]:
+        server = raw_server(send(http_reply(json.dumps({"outputs": outputs}).encode())))
+        message = serving_error(RemoteModels(server.host_port, "rest"), serving.ENHANCEMENT, serving.ENCODE,
+                                images=np.zeros((1, 16, 16, 3), np.uint8))
+        assert re.search(expected, message), message
+
+
+def test_rest_content_length_over_the_cap_is_refused_before_reading(raw_server):
+    server = raw_server(send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n{"))
+    message = serving_error(RemoteModels(server.host_port, "rest", timeout=10))
+    assert message.endswith(f"Content-Length 100000000000 is larger than the {serving_client.MAX_REPLY_BYTES}-byte cap")
+
+
+def test_rest_reply_without_length_is_capped_while_reading(raw_server, monkeypatch):
+    monkeypatch.setattr(serving_client, "MAX_REPLY_BYTES", 1 << 20)
+
+    def endless(connection):                                  # 4 MiB (not endless: today's client would read it all)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        for _ in range(64):
+            connection.sendall(b" " * (1 << 16))
+
+    server = raw_server(endless)
+    assert serving_error(RemoteModels(server.host_port, "rest", timeout=10)).endswith(
+        "reply is larger than the 1048576-byte cap")
+
+
+@pytest.mark.parametrize("reply", [trickle, wait_for_hang_up], ids=["trickling", "silent"])
+def test_rest_timeout_is_a_deadline_and_not_retried(reply, raw_server):
+    server = raw_server(reply)
+    started = time.monotonic()
+    message = serving_error(RemoteModels(server.host_port, "rest", timeout=1.5))     # retries on by default
+    assert 1.5 <= time.monotonic() - started < 3.0
+    assert message.endswith("did not answer facenet/serving_default: no complete reply within 1.5 s")
+    assert server.connections == 1                             # sent, so the server may be running it: no retry
+
+
+def test_rest_retries_a_refused_connection(raw_server, monkeypatch):
+    server = raw_server(send(FEATURES_REPLY), listen=False)   # bound, not listening: connections are refused
+    connect, attempts = socket.create_connection, []
+
+    def refused_then_listening(address, *args, **kwargs):
+        attempts.append(time.monotonic())
+        try:
+            return connect(address, *args, **kwargs)
+        except ConnectionRefusedError:
+            server.listen()                                   # from the second attempt on
+            raise
+
+    monkeypatch.setattr(socket, "create_connection", refused_then_listening)
+    remote = RemoteModels(server.host_port, "rest", timeout=10, retries=2, backoff=0.2)
+    np.testing.assert_array_equal(remote.features(CROPS), FEATURES)
+    assert len(attempts) == 2 and attempts[1] - attempts[0] >= 0.2 and server.connections == 1
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+@pytest.mark.parametrize("timeout, retries, backoff, attempts", [(10, 2, 0.1, 3), (1, 5, 0.4, 2), (10, 0, 5, 1)])
+def test_refused_connections_are_retried_within_the_deadline(protocol, timeout, retries, backoff, attempts):
+    remote = RemoteModels(f"127.0.0.1:{free_port()}", protocol, timeout=timeout, retries=retries, backoff=backoff)
+    started = time.monotonic()
+    message = serving_error(remote)
+    waited = sum(backoff * 2 ** k for k in range(attempts - 1))   # 0.1 + 0.2; 0.4 (then 0.8 would pass 1 s); 0
+    assert waited <= time.monotonic() - started < waited + 1.0
+    plural = "s" if attempts > 1 else ""
+    assert re.search(rf"is unreachable for facenet/serving_default: .*refused \({attempts} attempt{plural}\)$",
+                     message, re.IGNORECASE), message
+
+
+class CannedPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """TEST DOUBLE of a misbehaving gRPC PredictionService: every ``Predict`` returns ``outputs``."""
+
+    def __init__(self, outputs: dict):
+        self.outputs = outputs
+
+    def Predict(self, request, context):
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        response = predict_pb2.PredictResponse()
+        for name, value in self.outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+
+@contextlib.contextmanager
+def grpc_double(outputs: dict, port: int = 0):
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(CannedPredictionService(outputs), server)
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+@pytest.mark.parametrize("outputs, expected", [
+    ({}, r"no output 'features' \(outputs: \[\]\)"),
+    ({"features": np.array([[1.0, 2.0]], np.float32)}, r"output 'features' has shape \(1, 2\), expected \(2, \?\)"),
+    ({"features": np.array([[b"a"], [b"b"]], object)}, "output 'features' is object, expected float32"),
+])
+def test_bad_grpc_replies_are_one_line_serving_errors(outputs, expected):
+    with grpc_double(outputs) as host_port:
+        message = serving_error(RemoteModels(host_port, "grpc", timeout=10))
+    assert re.search(rf"sent a bad reply to facenet/serving_default: {expected}", message), message
+
+
+def test_grpc_connects_again_at_once_after_a_refused_connection():
+    host_port = f"127.0.0.1:{free_port()}"
+    remote = RemoteModels(host_port, "grpc", timeout=10, retries=0)
+    assert "is unreachable" in serving_error(remote)
+    with grpc_double({"features": FEATURES}, int(host_port.split(":")[1])):
+        # a new connection, not UNAVAILABLE at once from a channel in gRPC's own 1 s reconnect backoff
+        np.testing.assert_array_equal(remote.features(CROPS), FEATURES)
 
 
 # -- sfc --server ----------------------------------------------------------------------------------------------
