@@ -33,6 +33,7 @@ demo: $(STAMP)
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/sfc features $(DEMO_A) $(DEMO_B)
 
 test: $(STAMP)
+	@$(BIN)/ruff check sfc_tf train eval tests
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/pytest
 
 clean:

@@ -111,7 +111,8 @@ def main(_):
         print(f"{name:>36}: {row['batch_1_faces_per_s']:10.1f} faces/s (batch 1), "
               f"{row['batched_faces_per_s']:10.1f} faces/s (batch {len(items)})")
     by_name = {r["stage"]: r["batched_faces_per_s"] for r in rows}
-    ratios = {"full decode / Pillow JPEG decode": by_name["full decode (.sfc -> face)"] / by_name["Pillow JPEG q50 decode"],
+    ratios = {"full decode / Pillow JPEG decode":
+                  by_name["full decode (.sfc -> face)"] / by_name["Pillow JPEG q50 decode"],
               "full decode / glymur JPEG2000 decode":
                   by_name["full decode (.sfc -> face)"] / by_name["glymur JPEG2000 40:1 decode"],
               "base-only decode / Pillow JPEG decode":

@@ -33,7 +33,8 @@ def _modes(point: dict) -> str:
 
 def rate_distortion(result: dict) -> str:
     rows = [[p["curve"], p["parameter"], f"{p['bits_per_face']:.0f}", f"{p['payload_bits_per_face']:.0f}",
-             f"{p['psnr']:.2f}" + (f" ({p['images_at_psnr_ceiling']} at cap)" if p.get("images_at_psnr_ceiling") else ""),
+             f"{p['psnr']:.2f}"
+             + (f" ({p['images_at_psnr_ceiling']} at cap)" if p.get("images_at_psnr_ceiling") else ""),
              f"{p['ms_ssim']:.4f}", _modes(p)]
             for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))]
     bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["bd_rate_error"],

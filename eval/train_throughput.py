@@ -37,7 +37,8 @@ def main(_):
     crops, views = faces.crops[:FLAGS.images], faces.features[None, :FLAGS.images]
     rows = []
     for name, options in CONFIGS.items():
-        config = training.TrainConfig("/tmp/unused", batch_size=FLAGS.batch_size, vgg_weights=FLAGS.vgg_weights, **options)
+        config = training.TrainConfig("/tmp/unused", batch_size=FLAGS.batch_size, vgg_weights=FLAGS.vgg_weights,
+                                      **options)
         rate = training.throughput(config, views, crops, FLAGS.steps)
         rows.append({"config": name, "images_per_second": round(rate, 2), **options})
         print(f"{name}: {rate:.2f} images/s")

@@ -29,7 +29,8 @@ import binascii
 import dataclasses
 import zlib
 
-from sfc_tf.enhancement import CONDITIONAL, JPEG, JPEG2000, LEARNED, NAMES as CODECS
+from sfc_tf.enhancement import CONDITIONAL, JPEG, JPEG2000, LEARNED  # noqa: F401 (codec ids, re-exported)
+from sfc_tf.enhancement import NAMES as CODECS
 from sfc_tf.enhancement.minmax import MinMax
 from sfc_tf.errors import BitstreamError
 

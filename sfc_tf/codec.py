@@ -142,7 +142,8 @@ class ScalableCodec:
     def from_paths(cls, base_layer, reconstructor, predictor=None, facenet: str = "20180408-102900",
                    **kwargs) -> "ScalableCodec":
         """A model set of your own files (ids 128..255 in the files it writes)."""
-        from sfc_tf import base_layer as base_module, checkpoint
+        from sfc_tf import base_layer as base_module
+        from sfc_tf import checkpoint
 
         ids = [facenet, base_module.load(base_layer).model_id,
                checkpoint.read_meta(reconstructor, ("weights.h5",), "reconstructor")["sha256"]]
@@ -169,7 +170,7 @@ class ScalableCodec:
     def extractor(self):
         return self.models.extractor
 
-    @functools.lru_cache(maxsize=64)
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (codecs live as long as the process; the cache is bounded)
     def enhancement_codec(self, name: str, quality, family: str | None = None, direct: bool = False):
         """The codec of ``name`` at ``quality``: JPEG quality, JPEG2000 ratio, or a learned family's quality
         index 1..N (``family``: a registered family of that kind; default: the registry's). ``direct``: the

@@ -85,7 +85,8 @@ def anchor_points(codecs: Iterable, pairs, index: dict, crops: np.ndarray, extra
     for codec in codecs:
         decoded, bits = code_images(codec, crops, progress)
         features = extractor(decoded)
-        points.append(point(codec.name, codec.parameter, bits, metrics.evaluate_pairs(pairs, index, features, mean=mean),
+        result = metrics.evaluate_pairs(pairs, index, features, mean=mean)
+        points.append(point(codec.name, codec.parameter, bits, result,
                             psnr=float(np.mean(metrics.psnr(crops, decoded)))))
     return points
 

@@ -144,8 +144,8 @@ def build_corpus(codec, crops: np.ndarray, features: np.ndarray | None = None,
     if conditional_dir is not None:
         conditional = make_codec("conditional", (conditional_dir, 0))
         predictions = analysis.predictions(bitstream.MMSE)
-        for i, (payload, c) in enumerate(zip(analysis.base_payloads,
-                                             layer.encode(conditional, bitstream.MMSE, analysis.crops, predictions))):
+        coded = layer.encode(conditional, bitstream.MMSE, analysis.crops, predictions)
+        for i, (payload, c) in enumerate(zip(analysis.base_payloads, coded)):
             enhancement = bitstream.Enhancement(bitstream.CONDITIONAL, bitstream.MMSE, c.payload, None,
                                                 learned_model_id(conditional.model_id, conditional.rate))
             files.append(bitstream.pack(bitstream.SfcFile(codec.align, codec.model_set.id, payload, enhancement)))

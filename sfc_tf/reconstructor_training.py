@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import time
 from typing import Callable, Sequence
@@ -16,7 +15,8 @@ from sfc_tf import distribute, losses, reconstructor
 from sfc_tf.time_limit import TimeLimit
 
 
-def learning_rate_schedule(initial: float, final: float, total_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate_schedule(initial: float, final: float,
+                           total_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
     """Exponential decay from ``initial`` at step 0 to ``final`` at ``total_steps`` (the paper: 0.01 -> 0.0001
     over 50 epochs)."""
     return tf.keras.optimizers.schedules.ExponentialDecay(initial, max(total_steps, 1), final / initial)
@@ -124,7 +124,8 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
     recalibrated = recalibrate_batch_norm(model, views, config.batch_size, config.seed)
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}
-    return reconstructor.save(model, out, **meta, training=dataclasses.asdict(config), epochs_run_this_session=epochs_run,
+    return reconstructor.save(model, out, **meta, training=dataclasses.asdict(config),
+                              epochs_run_this_session=epochs_run,
                               steps_run_this_session=epochs_run * steps_per_epoch, steps_per_epoch=steps_per_epoch,
                               wall_time_s_this_session=round(wall, 1), final_metrics=final,
                               batch_norm_recalibrated_on_batches=recalibrated,

@@ -84,7 +84,8 @@ class Models:
         return self._call(serving.PREDICTOR, serving.DEFAULT_SIGNATURE,
                           features=_array(features, np.float32, 2))[0].astype(np.uint8)
 
-    def encode_images(self, images: np.ndarray, predictions: np.ndarray | None = None) -> tuple[list[bytes], np.ndarray]:
+    def encode_images(self, images: np.ndarray,
+                      predictions: np.ndarray | None = None) -> tuple[list[bytes], np.ndarray]:
         """uint8 (N, H, W, 3) images (a residual codec: min-max normalised residuals; a conditional codec: faces,
         with their ``predictions``) -> N range-coded strings and the latent (h, w)."""
         inputs = {"images": _array(images, np.uint8, 4)}
@@ -393,7 +394,8 @@ def _checked(name: str, value, batch: int) -> np.ndarray:
     if shape[0] is None and batch == 0 and array.size == 0:      # JSON's [] for an empty batch: no dtype, no sizes
         return np.zeros((0, *(max(size, 0) for size in shape[1:])), dtype)
     expected = tuple(batch if size is None else size for size in shape)
-    if array.ndim != len(expected) or any(size not in (-1, actual) for size, actual in zip(expected, array.shape)):
+    if array.ndim != len(expected) or any(size not in (-1, actual)
+                                          for size, actual in zip(expected, array.shape)):
         sizes = ", ".join("?" if size == -1 else str(size) for size in expected)
         raise ValueError(f"output {name!r} has shape {array.shape}, expected ({sizes})")
     if dtype is object:

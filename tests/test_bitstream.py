@@ -3,7 +3,8 @@
 import dataclasses
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfc_tf import bitstream
 from sfc_tf.bitstream import CONDITIONAL, JPEG, LEARNED, MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION
@@ -38,7 +39,8 @@ def test_golden_bytes():
     changes the bytes fails here."""
     assert reference_crc16(b"123456789") == 0x29B1
     header = bytes([0b111101_00, 9, 25])                 # version-3 tag + mtcnn, model set 9, length 25
-    assert bitstream.pack(BASE) == header + BASE.base_payload + reference_crc16(header + BASE.base_payload).to_bytes(2, "big")
+    crc = reference_crc16(header + BASE.base_payload).to_bytes(2, "big")
+    assert bitstream.pack(BASE) == header + BASE.base_payload + crc
     assert bitstream.pack(BASE).hex().endswith("952c")
     base = bitstream.pack(BASE)
     e = bitstream.pack(LEARNED_FULL)[len(base):]

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sfc_tf import bitstream, fuzzing
 from sfc_tf.codec import ScalableCodec

@@ -45,7 +45,7 @@ def main(_):
         faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
                                        seed=FLAGS.seed)
     except SfcError as exc:
-        raise app.UsageError(str(exc))
+        raise app.UsageError(str(exc)) from exc
     bases = [base_layer.load(path) for path in FLAGS.base_layer]
     decoded = [base.decode_payloads(base.encode_payloads(faces.features)) for base in bases]
     middle = bases[len(bases) // 2]

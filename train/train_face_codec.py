@@ -62,7 +62,7 @@ def main(_):
                                        seed=FLAGS.seed)
         images, predictions, held, held_p = inputs(faces)
     except SfcError as exc:
-        raise app.UsageError(str(exc))
+        raise app.UsageError(str(exc)) from exc
     config = training.FaceCodecTrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, lmbdas=tuple(float(v) for v in FLAGS.lmbdas), kind=FLAGS.kind,
         prior=FLAGS.prior, steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,

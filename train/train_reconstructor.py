@@ -74,7 +74,7 @@ def main(_):
         faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
                                        FLAGS.validation_fraction, FLAGS.seed)
     except SfcError as exc:
-        raise app.UsageError(str(exc))
+        raise app.UsageError(str(exc)) from exc
     degraders = feature_degraders()
     views = training.decoded_feature_views(faces.features, degraders)
     validation = None

@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from sfc_tf.enhancement import JPEG, CROP_SHAPE, ImageCodec
+from sfc_tf.enhancement import CROP_SHAPE, JPEG, ImageCodec
 from sfc_tf.errors import BitstreamError
 
 
