@@ -10,6 +10,7 @@
   sfc compare A B          same person or not, from the base layers only
   sfc features IMAGE [IMAGE2]   FaceNet feature of a face, or the distance of two
   sfc models               the registered model sets and learned families
+  sfc install-models CHECKPOINTS   copy a checkout's models to where an installed package finds them
   sfc demo IMAGE OUT_DIR   compress and decompress one face at every layer; sizes and PSNR
 
 IN may be files, directories or globs (then OUT is a directory). Outputs are never overwritten without
@@ -239,6 +240,13 @@ def _models(args) -> None:
         print(f"learned {family.name} ({family.kind}, qualities 1..{len(family.rates)}): {family.description}")
 
 
+def _install_models(args) -> None:
+    from sfc_tf import zoo
+
+    target, size = zoo.install(args.source, args.target)
+    print(f"installed the models of {args.source} into {target} ({size / 1e6:.1f} MB)")
+
+
 def _demo(args) -> None:
     import io
 
@@ -345,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--facenet_weights", default=None, help="local Keras weights file")
 
     command("models", _models, "registered model sets and learned families")
+
+    install = command("install-models", _install_models, "copy a checkout's shipped models to where an installed "
+                                                          "package finds them")
+    install.add_argument("source", metavar="CHECKPOINTS", help="a checkpoints directory, e.g. of a repository checkout")
+    install.add_argument("--target", default=None,
+                         help="default: <cache>/checkpoints ($SFC_TF_CACHE or ~/.cache/sfc_tf)")
 
     demo = command("demo", _demo, "compress and decompress one face, print sizes and PSNR")
     demo.add_argument("image", metavar="IMAGE")

@@ -81,8 +81,8 @@ def custom_id(model_ids: list[str]) -> int:
 def _load(directory: str) -> dict:
     path = pathlib.Path(directory) / ZOO_FILE
     if not path.is_file():
-        raise WeightsError(f"no model registry at {path}: set $SFC_TF_CHECKPOINTS to a checkpoints directory "
-                           f"(a checkout of the sfc_tf repository has one)")
+        raise WeightsError(f"no model registry at {path}: run `sfc install-models CHECKOUT/checkpoints` (a checkout "
+                           f"of the sfc_tf repository has them) or set $SFC_TF_CHECKPOINTS to a checkpoints directory")
     return json.loads(path.read_text())
 
 
@@ -121,6 +121,53 @@ def learned_family(name: str | None = None, kind: str | None = None) -> LearnedF
     if name not in families:
         raise ValueError(f"no learned family {name!r}; registered: {', '.join(families)}")
     return families[name]
+
+
+def referenced_paths(registry_data: dict) -> list[str]:
+    """Every file or directory (relative to the checkpoints directory) a registry names."""
+    paths = [entry[model] for entry in registry_data["model_sets"]
+             for model in ("base_layer", "reconstructor", "predictor") if entry.get(model)]
+    paths += [path for family in registry_data["learned"] for path, _ in family["rates"]]
+    return sorted(set(paths))
+
+
+def install(source: str | pathlib.Path, target: str | pathlib.Path | None = None) -> tuple[pathlib.Path, int]:
+    """Copy the registry of ``source`` (a checkpoints directory, e.g. of a repository checkout) and every model it
+    names to ``target`` (default: ``<cache>/checkpoints``, where an installed package looks); whole or not at all.
+    Returns the target and the bytes copied. Each model's sha256 is checked when it is loaded."""
+    import os
+    import shutil
+    import tempfile
+
+    source = pathlib.Path(source)
+    if not (source / ZOO_FILE).is_file():
+        raise WeightsError(f"no model registry ({ZOO_FILE}) in {source}")
+    target = pathlib.Path(target) if target is not None else settings.cache_dir() / "checkpoints"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".checkpoints.", dir=target.parent))
+    try:
+        data = json.loads((source / ZOO_FILE).read_text())
+        for relative in referenced_paths(data):
+            origin = source / relative
+            if not origin.exists():
+                raise WeightsError(f"{source / ZOO_FILE} names {relative}, which is missing")
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if origin.is_dir() else shutil.copy2)(origin, staging / relative)
+        shutil.copy2(source / ZOO_FILE, staging / ZOO_FILE)
+        size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _load.cache_clear()
+    return target, size
 
 
 def verification_threshold() -> float:
