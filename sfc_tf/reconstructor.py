@@ -28,16 +28,9 @@ DEFAULT_LAYERS = (
     (4, 16, 2, "same"),
     (3, 3, 1, "same"),
 )
-# The coding predictor (sfc_tf.enhancement.prediction, mode mmse): the same blocks, a quarter of the work.
-PREDICTOR_LAYERS = (
-    (5, 256, 1, "valid"),
-    (4, 128, 2, "same"),
-    (4, 64, 2, "same"),
-    (4, 32, 2, "same"),
-    (4, 16, 2, "same"),
-    (4, 8, 2, "same"),
-    (3, 3, 1, "same"),
-)
+# The coding predictor (sfc_tf.enhancement.prediction, mode mmse): the same blocks at half the channels, a quarter
+# of the work.
+PREDICTOR_LAYERS = tuple((k, c if c == 3 else c // 2, s, p) for k, c, s, p in DEFAULT_LAYERS)
 WEIGHTS_FILE = "weights.h5"
 META_FILE = checkpoint.META_FILE
 
