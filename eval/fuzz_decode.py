@@ -8,7 +8,8 @@ child process with a hard RSS limit and a per-input timeout, so every decode is 
 libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs recomputed, so the payload parsers are reached), then
 decoded at one of the three layers; whenever it parses as a file with an enhancement layer, its enhancement part is
 also grafted onto another face's base part and must be refused as a splice. Any exception other than an
-``SfcError`` and any wrong result is a crash (libFuzzer stops and keeps the input under --work_dir).
+``SfcError`` and any wrong result is a crash (libFuzzer stops and keeps the input under --work_dir). A SIGINT to
+the fuzzer process ends the run early with the counts so far.
 """
 
 import json
@@ -129,12 +130,13 @@ def main(_):
     failure = next((line for line in log.splitlines()
                     if re.search(r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout",
                                  line)), None)
+    interrupted = "run interrupted" in log                 # Ctrl-C or a SIGINT to the fuzzer: stats so far
+    clean = child.returncode == 0 or (interrupted and failure is None)
     report = {
         "command": " ".join(["python eval/fuzz_decode.py", f"--runs {FLAGS.runs}", f"--seed {FLAGS.seed}"]),
         "seed_files": seeds, "runs": int(done.group(1)) if done else stats.get("runs", 0),
-        "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
-        "crashes": 0 if child.returncode == 0 else 1, "first_failure": failure,
-        "silent_splices": 0 if child.returncode == 0 else None,
+        "interrupted": interrupted, "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
+        "crashes": 0 if clean else 1, "first_failure": failure, "silent_splices": 0 if clean else None,
         "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]), "rss_limit_mb": FLAGS.rss_limit_mb,
         "timeout_s": FLAGS.timeout_s,
         **{k: v for k, v in stats.items() if k not in ("runs", "peak_rss_mb")},
@@ -142,7 +144,7 @@ def main(_):
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
     pathlib.Path(FLAGS.output_json).write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
-    if child.returncode != 0:
+    if not clean:
         sys.exit(f"fuzz_decode: the fuzzer stopped ({failure}); inputs and log under {work}")
 
 

@@ -71,6 +71,7 @@ def lambda_sweep(result: dict) -> str:
 
 
 SUMMARIES = {"rate_accuracy_mtcnn.json": rate_accuracy, "rate_distortion.json": rate_distortion,
+             "rate_distortion_learned.json": rate_distortion,
              "benchmark.json": benchmark, "lambda_sweep.json": lambda_sweep}
 
 

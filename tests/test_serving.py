@@ -616,7 +616,7 @@ def test_rest_timeout_is_a_deadline_and_not_retried(reply, raw_server):
     server = raw_server(reply)
     started = time.monotonic()
     message = serving_error(RemoteModels(server.host_port, "rest", timeout=1.5))     # retries on by default
-    assert 1.5 <= time.monotonic() - started < 3.0
+    assert 1.5 <= time.monotonic() - started < 4.5          # slack for a loaded machine; the old code took 80 s
     assert message.endswith("did not answer facenet/serving_default: no complete reply within 1.5 s")
     assert server.connections == 1                             # sent, so the server may be running it: no retry
 
@@ -646,7 +646,7 @@ def test_refused_connections_are_retried_within_the_deadline(protocol, timeout, 
     started = time.monotonic()
     message = serving_error(remote)
     waited = sum(backoff * 2 ** k for k in range(attempts - 1))   # 0.1 + 0.2; 0.4 (then 0.8 would pass 1 s); 0
-    assert waited <= time.monotonic() - started < waited + 1.0
+    assert waited <= time.monotonic() - started < waited + 2.5
     plural = "s" if attempts > 1 else ""
     assert re.search(rf"is unreachable for facenet/serving_default: .*refused \({attempts} attempt{plural}\)$",
                      message, re.IGNORECASE), message
