@@ -72,9 +72,7 @@ class ModelSetModels:
 
     @functools.cached_property
     def base_layer(self):
-        from sfc_tf import base_layer
-
-        model = base_layer.load(self.model_set.path("base_layer"))
+        model = _load_shared("base_layer", self.model_set.path("base_layer"))
         self.model_set.check("base_layer", model.model_id)
         return model
 
@@ -88,17 +86,13 @@ class ModelSetModels:
 
     @functools.cached_property
     def reconstructor(self):
-        from sfc_tf import reconstructor
-
-        model = reconstructor.load(self.model_set.path("reconstructor"))
+        model = _load_shared("reconstructor", self.model_set.path("reconstructor"))
         self.model_set.check("reconstructor", model.model_id)
         return model
 
     @functools.cached_property
     def predictor(self):
-        from sfc_tf.enhancement.prediction import CodingPredictor
-
-        predictor = CodingPredictor(self.model_set.path("predictor"))
+        predictor = _load_shared("predictor", self.model_set.path("predictor"))
         self.model_set.check("predictor", predictor.model_id)
         return predictor
 
@@ -118,6 +112,23 @@ class ModelSetModels:
 
     def predictions(self, features: np.ndarray) -> Predictions:
         return Predictions(features, self.reconstruct, self.predict, lambda: self.predictor.mean_face)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_shared(kind: str, path) -> object:
+    """One instance per model file and process: model sets share their reconstructor and predictor (one copy of a
+    reconstructor is ~140 MB), and so do codecs."""
+    if kind == "base_layer":
+        from sfc_tf import base_layer
+
+        return base_layer.load(path)
+    if kind == "reconstructor":
+        from sfc_tf import reconstructor
+
+        return reconstructor.load(path)
+    from sfc_tf.enhancement.prediction import CodingPredictor
+
+    return CodingPredictor(path)
 
 
 class ScalableCodec:
