@@ -30,8 +30,8 @@ def codec(tiny_zoo):
 
 @pytest.fixture(scope="module")
 def corpus(codec, fixture_crops):
-    files = codec.encode_analysis(codec.analyse(fixture_crops[:2]), "none").files
     analysis = codec.analyse(fixture_crops[:2])
+    files = codec.encode_analysis(analysis, "none").files
     for enhancement, quality in (("jpeg", 50), ("jpeg2000", 40.0), ("learned", 1), ("conditional", 1)):
         for mode in ("auto", "mmse" if enhancement == "conditional" else "reconstruction"):
             files += codec.encode_analysis(analysis, enhancement, quality, mode).files
