@@ -217,6 +217,44 @@ def test_learned_checkpoint_tampering_is_detected(tiny_learned_checkpoint, tmp_p
         learned.load_model(tmp_path / "missing")
 
 
+def test_learned_checkpoints_load_their_stored_coding_tables(tiny_learned_checkpoint, fixture_crops, tmp_path,
+                                                             monkeypatch):
+    """Loading builds the range coder from tables.npz without recomputing the tables from the prior (seconds per
+    prior); a damaged tables file is refused; a checkpoint saved before the file existed computes the same tables."""
+    import json
+    import shutil
+
+    import tensorflow_compression as tfc
+
+    from sfc_tf.enhancement import coding_tables, learned
+    from sfc_tf.errors import WeightsError
+
+    reference = learned.load_codec(tiny_learned_checkpoint)
+    payloads = reference.encode_many(fixture_crops[:2])
+    stored, legacy, damaged = (tmp_path / name for name in ("stored", "legacy", "damaged"))
+    for copy in (stored, legacy, damaged):
+        shutil.copytree(tiny_learned_checkpoint, copy)
+    meta = json.loads((legacy / "meta.json").read_text())
+    del meta["tables_sha256"]
+    (legacy / "meta.json").write_text(json.dumps(meta))
+    (legacy / coding_tables.TABLES_FILE).unlink()
+    tables = dict(np.load(damaged / coding_tables.TABLES_FILE))
+    tables["cdf_0"][5] += 1
+    np.savez(damaged / coding_tables.TABLES_FILE, **tables)
+
+    def no_table_building(*args, **kwargs):
+        raise AssertionError("the range-coding tables were rebuilt from the prior")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tfc.ContinuousBatchedEntropyModel, "_build_tables", no_table_building)
+        codec = learned.load_codec(stored)
+    assert codec.encode_many(fixture_crops[:2]) == payloads
+    np.testing.assert_array_equal(codec.decode_many(payloads), reference.decode_many(payloads))
+    np.testing.assert_array_equal(learned.load_codec(legacy).decode_many(payloads), reference.decode_many(payloads))
+    with pytest.raises(WeightsError, match="tables.npz"):
+        learned.load_model(damaged)
+
+
 @pytest.fixture(scope="module")
 def tiny_conditional(tmp_path_factory):
     """A narrow, untrained two-rate conditional FaceCodec, saved and loaded like a shipped one."""

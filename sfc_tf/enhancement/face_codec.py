@@ -21,12 +21,11 @@ Training: loss = bpp + lambda_r * MSE (0..255 pixels), a rate drawn per batch.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from sfc_tf.enhancement import coding_tables
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 
 NUM_FILTERS = 128
@@ -164,18 +163,10 @@ class FaceCodec(RateDistortionMetrics, tf.keras.Model):
         return self._update(*(tf.reduce_mean(v) for v in zip(*results)))
 
     # -- coding ---------------------------------------------------------------------------------------------
-    def enable_coding(self):
-        """Range-coding tables of every rate's prior (after training or loading)."""
-        self.entropy_models = [tfc.ContinuousBatchedEntropyModel(prior, coding_rank=3, compression=True)
-                               for prior in self.priors]
+    def enable_coding(self, tables: dict | None = None):
+        """Every rate's range-coding model: from stored tables (``coding_tables.read``), or built from the priors."""
+        self.entropy_models = coding_tables.coding_models(self.priors, tables)
         return self
-
-    def table_sha256(self) -> str:
-        digest = hashlib.sha256()
-        for model in self.entropy_models:
-            for table in (model.cdf, model.cdf_offset):
-                digest.update(np.asarray(table).tobytes())
-        return digest.hexdigest()
 
     def compress(self, x, p, rate: int):
         """uint8 (N, S, S, 3) crops (and predictions) -> N strings."""
@@ -188,5 +179,6 @@ class FaceCodec(RateDistortionMetrics, tf.keras.Model):
         return tf.saturate_cast(tf.round(self.synthesise(y_hat, p, rate)), tf.uint8)
 
     def estimated_bits(self, x, p, rate: int) -> np.ndarray:
-        _, bits = self.entropy_models[rate](self.analyse(x, p, rate), training=False)
+        entropy_model = coding_tables.rate_model(self.priors[rate], self.entropy_models[rate])
+        _, bits = entropy_model(self.analyse(x, p, rate), training=False)
         return bits.numpy()

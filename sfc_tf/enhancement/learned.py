@@ -8,9 +8,9 @@ loss = bits per pixel + lambda x MSE (pixels in 0..255).
 Payload: the range-coded latent (its shape is the crop's / 16, fixed by the model set). Decoding runs on the CPU
 (range decoding is exact; the synthesis convolutions are deterministic there, checked across processes by the
 tests; ``tf.config.experimental.enable_op_determinism`` is not switched on globally because it forbids unseeded
-random initialisers elsewhere in the process); the entropy model's quantized CDF tables are hashed at export and
-checked at load (``WeightsError`` if this platform computes different tables, which would break bit-exact
-decoding). ``RateCoder`` runs one rate of any learned model (this one or ``face_codec.FaceCodec``) as graph
+random initialisers elsewhere in the process); the range-coding tables are stored with the weights at save
+(``coding_tables``) and hashed, so every platform codes with the encoder's own tables (``WeightsError`` if they
+do not match). ``RateCoder`` runs one rate of any learned model (this one or ``face_codec.FaceCodec``) as graph
 functions shared by the in-process codec and the SavedModel export.
 """
 
@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from sfc_tf import checkpoint
-from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec
+from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec, coding_tables
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 from sfc_tf.errors import BitstreamError, WeightsError
 
@@ -97,16 +97,14 @@ class BLS2017(RateDistortionMetrics, tf.keras.Model):
         x, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         return self._update(*self(x, training=False))
 
-    def enable_coding(self):
-        """Build the range-coding tables from the trained prior (after training or loading)."""
-        self.entropy_model = tfc.ContinuousBatchedEntropyModel(self.prior, coding_rank=3, compression=True)
+    def enable_coding(self, tables: dict | None = None):
+        """The range-coding model: from stored tables (``coding_tables.read``), or built from the trained prior."""
+        self.entropy_model = coding_tables.coding_models([self.prior], tables)[0]
         return self
 
-    def table_sha256(self) -> str:
-        digest = hashlib.sha256()
-        for table in (self.entropy_model.cdf, self.entropy_model.cdf_offset):
-            digest.update(np.asarray(table).tobytes())
-        return digest.hexdigest()
+    @property
+    def entropy_models(self) -> list:
+        return [self.entropy_model]
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
     def compress(self, x):
@@ -122,7 +120,7 @@ class BLS2017(RateDistortionMetrics, tf.keras.Model):
     def estimated_bits(self, x) -> np.ndarray:
         """Per image, the entropy model's rate estimate (bits) of the quantized latent."""
         y = self.analysis_transform(tf.cast(x, self.compute_dtype))
-        _, bits = self.entropy_model(y, training=False)
+        _, bits = coding_tables.rate_model(self.prior, self.entropy_model)(y, training=False)
         return bits.numpy()
 
 
@@ -144,8 +142,18 @@ def restore_weights(model, directory: str | os.PathLike):
     return model
 
 
+def table_sha256(model) -> str:
+    """The hash of a model's CDF tables (all rates), recorded at save and checked at load."""
+    digest = hashlib.sha256()
+    for entropy_model in model.entropy_models:
+        for table in (entropy_model.cdf, entropy_model.cdf_offset):
+            digest.update(np.asarray(table).tobytes())
+    return digest.hexdigest()
+
+
 def save(model, directory: str | os.PathLike, **meta) -> dict:
-    """Weights + meta.json (architecture, configuration, sha256 of the weights, range-coding table hash)."""
+    """Weights, range-coding tables and meta.json (architecture, configuration, sha256 of the weights, hashes of
+    the tables)."""
     from sfc_tf.enhancement import face_codec
 
     directory = pathlib.Path(directory)
@@ -156,7 +164,9 @@ def save(model, directory: str | os.PathLike, **meta) -> dict:
         config = {"architecture": "face_codec", **model.get_config()}
     else:
         config = {"lmbda": model.lmbda, "num_filters": model.num_filters}
-    return checkpoint.write_meta(directory, WEIGHT_FILES, {**meta, **config, "cdf_table_sha256": model.table_sha256()})
+    tables = coding_tables.write(directory, model.entropy_models)
+    return checkpoint.write_meta(directory, WEIGHT_FILES, {**meta, **config, "cdf_table_sha256": table_sha256(model),
+                                                           "tables_sha256": tables})
 
 
 def build(meta: dict):
@@ -173,9 +183,10 @@ def build(meta: dict):
 def _load_cached(directory: str) -> tuple:
     meta = checkpoint.read_meta(directory, WEIGHT_FILES, "learned enhancement")
     model = restore_weights(build(meta), directory)
-    model.enable_coding()
-    if model.table_sha256() != meta["cdf_table_sha256"]:
-        raise WeightsError(f"{directory}: this platform computes different range-coding tables than the encoder's")
+    model.enable_coding(coding_tables.read(directory, meta))
+    if table_sha256(model) != meta["cdf_table_sha256"]:
+        raise WeightsError(f"{directory}: the range-coding tables differ from the encoder's (this platform computes "
+                           f"others, or the stored ones are damaged)")
     return model, meta
 
 
