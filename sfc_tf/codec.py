@@ -275,7 +275,7 @@ class ScalableCodec:
         for codec, m in self.candidates(enhancement, quality, mode, family):
             prediction = analysis.predictions(m)
             coded = layer.encode(codec, m, analysis.crops, prediction)
-            files = [bitstream.pack(dataclasses.replace(b, enhancement=_enhancement(codec, m, c)))
+            files = [bitstream.pack(dataclasses.replace(b, enhancement=enhancement_layer(codec, m, c)))
                      for b, c in zip(bases, coded)]
             decoded = layer.decode(codec, m, coded, prediction)
             tried.append((codec, decision.Candidate(m, coded, decoded, 8.0 * np.array([len(f) for f in files])),
@@ -348,6 +348,7 @@ def _sha256(path) -> str:
     return json.loads((pathlib.Path(path) / "meta.json").read_text())["sha256"]
 
 
-def _enhancement(codec, mode: int, coded: layer.Coded) -> bitstream.Enhancement:
+def enhancement_layer(codec, mode: int, coded: layer.Coded) -> bitstream.Enhancement:
+    """The enhancement layer of a file: ``coded`` (one face's ``layer.encode`` output) by ``codec`` in ``mode``."""
     model_id = learned_model_id(codec.model_id, codec.rate) if codec.codec_id in bitstream.LEARNED_CODECS else 0
     return bitstream.Enhancement(codec.codec_id, mode, coded.payload, coded.span, model_id)

@@ -131,7 +131,7 @@ def build_corpus(codec, crops: np.ndarray, features: np.ndarray | None = None,
                  conditional_dir: str | pathlib.Path | None = None) -> Corpus:
     """Real files of ``crops``: base only, JPEG, JPEG2000 and learned in the paper's and the auto mode, and (with
     ``conditional_dir``, a checkpoint the codec was given in ``learned_dirs``) conditional learned files."""
-    from sfc_tf.codec import learned_model_id
+    from sfc_tf.codec import enhancement_layer
     from sfc_tf.enhancement import layer, make_codec
 
     analysis = codec.analyse(crops, features)
@@ -146,8 +146,7 @@ def build_corpus(codec, crops: np.ndarray, features: np.ndarray | None = None,
         predictions = analysis.predictions(bitstream.MMSE)
         coded = layer.encode(conditional, bitstream.MMSE, analysis.crops, predictions)
         for i, (payload, c) in enumerate(zip(analysis.base_payloads, coded)):
-            enhancement = bitstream.Enhancement(bitstream.CONDITIONAL, bitstream.MMSE, c.payload, None,
-                                                learned_model_id(conditional.model_id, conditional.rate))
+            enhancement = enhancement_layer(conditional, bitstream.MMSE, c)
             files.append(bitstream.pack(bitstream.SfcFile(codec.align, codec.model_set.id, payload, enhancement)))
             names.append(f"conditional-mmse-{i}")
     return Corpus(files, names)
