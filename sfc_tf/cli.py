@@ -8,6 +8,8 @@
   sfc info FILE            layers, sizes in bits, model set, prediction mode
   sfc strip FILE OUT       drop the enhancement layer (a valid base-only file)
   sfc compare A B          same person or not, from the base layers only
+  sfc index GALLERY... OUT.npz   search index of .sfc files (base layers decoded only; label: parent folder)
+  sfc search INDEX QUERY... [-k K]   nearest gallery identities of query faces or .sfc files
   sfc features IMAGE [IMAGE2]   FaceNet feature of a face, or the distance of two
   sfc models               the registered model sets and learned families
   sfc install-models CHECKPOINTS   copy a checkout's models to where an installed package finds them
@@ -89,10 +91,10 @@ def _targets(args, inputs: list[pathlib.Path], suffix: str) -> list[pathlib.Path
     return [out / name for name in names]
 
 
-def _progress(items, description: str):
+def _progress(items, description: str, unit: str = "face"):
     from tqdm import tqdm
 
-    return tqdm(items, desc=description, unit="face", disable=len(items) < 2, file=sys.stderr)
+    return tqdm(items, desc=description, unit=unit, disable=len(items) < 2, file=sys.stderr)
 
 
 def _codec(args):
@@ -208,6 +210,48 @@ def _compare(args) -> None:
     distance = float(metrics.squared_distances(a[None], b[None])[0])
     verdict = "same person" if distance < threshold else "different people"
     print(f"{verdict}: squared L2 distance {distance:.4f}, threshold {threshold:.2f}")
+
+
+def _index(args) -> None:
+    from sfc_tf import search
+
+    target = _check_output(pathlib.Path(args.output), args.overwrite)
+    if target.suffix != ".npz":
+        raise UsageError(f"the index is an .npz file, not {target.name}")
+    inputs = [f for p in args.gallery for f in (sorted(pathlib.Path(p).rglob("*.sfc")) if pathlib.Path(p).is_dir()
+                                                 else _inputs([p], (".sfc",)))]
+    if not inputs:
+        raise UsageError(f"no .sfc files in {' '.join(args.gallery)}")
+    labels = [p.parent.name if args.label == "parent" else p.stem for p in inputs]
+    codec = _codec(args)
+    index = search.SearchIndex.from_files(codec, [p.read_bytes() for p in inputs], labels, [str(p) for p in inputs],
+                                          progress=lambda chunks: _progress(chunks, "decoding base layers", "batch"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    index.save(target)
+    print(f"{target}: {len(index)} faces of {len(set(labels))} identities, {index.dim}-d base-layer features, "
+          f"model set {index.model_set}")
+
+
+def _search(args) -> None:
+    import numpy as np
+
+    from sfc_tf import search, zoo
+    from sfc_tf.codec import ScalableCodec
+
+    if args.k < 1:
+        raise UsageError(f"-k must be at least 1, not {args.k}")
+    queries = _inputs(args.queries, (".sfc",) + IMAGE_SUFFIXES)
+    index = search.SearchIndex.load(args.index)
+    codec = ScalableCodec.from_pretrained(index.model_set, align=args.align)
+    threshold = zoo.verification_threshold() if args.threshold is None else args.threshold
+    files = [p.read_bytes() if p.suffix == ".sfc" else codec.encode(p, "none") for p in queries]
+    features = np.stack([d.feature for d in codec.decode_many(files, "base")])
+    matches = index.search(index.centre(features), args.k, args.method)
+    for query, labels, sources, distances in zip(queries, matches.labels, matches.sources, matches.distances):
+        print(f"{query}:")
+        for rank, (label, source, distance) in enumerate(zip(labels, sources, distances), 1):
+            verdict = "same person" if distance < threshold else "different"
+            print(f"  {rank}. {label}  {distance:.4f} ({verdict})  {source}")
 
 
 def _features(args) -> None:
@@ -345,6 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("second", metavar="B")
     compare.add_argument("--threshold", type=float, default=None,
                          help="squared L2 distance threshold on mean-centred features (default: the registry's)")
+
+    index = command("index", _index, "search index of a gallery of .sfc files (base layers only)")
+    index.add_argument("gallery", nargs="+", metavar="GALLERY",
+                       help=".sfc files, globs, or directories (searched recursively)")
+    index.add_argument("output", metavar="OUT.npz")
+    index.add_argument("--label", choices=["parent", "stem"], default="parent",
+                       help="identity of a file: its folder's name (LFW layout) or its own name")
+    index.add_argument("--overwrite", action="store_true")
+
+    search = command("search", _search, "nearest gallery identities of query faces or .sfc files")
+    search.add_argument("index", metavar="INDEX.npz")
+    search.add_argument("queries", nargs="+", metavar="QUERY", help="images or .sfc files")
+    search.add_argument("-k", type=int, default=5, help="results per query")
+    search.add_argument("--method", choices=["auto", "exact", "faiss"], default="auto",
+                        help="exact search, FAISS HNSW (approximate), or auto: exact up to 50,000 entries")
+    search.add_argument("--threshold", type=float, default=None,
+                        help="squared L2 distance below which a result reads 'same person' (default: the registry's)")
+    search.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn",
+                        help="crop of query images")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
     features.add_argument("images", nargs="+", metavar="IMAGE")

@@ -165,7 +165,8 @@ class ScalableCodec:
         return cls(zoo.ModelSet(zoo.custom_id(ids), "custom", *paths, facenet=facenet), **kwargs)
 
     # -- models -------------------------------------------------------------------------------------------
-    def _models_for(self, set_id: int) -> ModelSetModels:
+    def models_for(self, set_id: int) -> ModelSetModels:
+        """The models of the model set a file names (loaded on first use; only registered or this codec's)."""
         if set_id not in self._sets:
             if set_id >= zoo.FIRST_CUSTOM_ID:
                 raise ModelMismatchError(f"this file was made with an unregistered model set ({set_id}); this "
@@ -305,7 +306,7 @@ class ScalableCodec:
         return out
 
     def _decode_set(self, set_id: int, parsed: list[bitstream.SfcFile], layers: str) -> list[Decoded]:
-        models = self._models_for(set_id)
+        models = self.models_for(set_id)
         features = models.base_layer.decode_payloads([s.base_payload for s in parsed])
         if layers == "base":
             return [Decoded(f, None) for f in features]
