@@ -23,7 +23,7 @@ MAX_ENTRIES = 20_000_000
 MAX_DIM = 4096
 METHODS = ("auto", "exact", "faiss")
 HNSW_NEIGHBOURS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
-EXACT_BLOCK = 4096                # queries per matrix product (bounds the distance matrix's memory)
+EXACT_BLOCK_ENTRIES = 1 << 24     # query x gallery distances per matrix product (64 MB: bounds exact search's memory)
 
 
 class SearchIndexError(SfcError):
@@ -54,7 +54,7 @@ class SearchIndex:
             raise SearchIndexError(f"centring mean of shape {np.shape(mean)} for {features.shape[1]}-d features")
         self.features, self.labels, self.sources = features, list(labels), list(sources)
         self.model_set, self.mean = int(model_set), None if mean is None else np.asarray(mean, np.float32)
-        self._faiss = None
+        self._faiss = self._squared_norms = None
 
     def __len__(self) -> int:
         return len(self.features)
@@ -103,10 +103,13 @@ class SearchIndex:
                        [[self.sources[r] for r in row] for row in rows])
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        squared_norms = np.einsum("ij,ij->i", self.features, self.features)
+        if self._squared_norms is None:
+            self._squared_norms = np.einsum("ij,ij->i", self.features, self.features)
+        squared_norms = self._squared_norms
         all_rows, all_distances = [], []
-        for start in range(0, len(queries), EXACT_BLOCK):
-            block = queries[start:start + EXACT_BLOCK]
+        step = max(1, EXACT_BLOCK_ENTRIES // len(self))
+        for start in range(0, len(queries), step):
+            block = queries[start:start + step]
             distances = (squared_norms[None] - 2 * block @ self.features.T
                          + np.einsum("ij,ij->i", block, block)[:, None])
             rows = np.argpartition(distances, k - 1, axis=1)[:, :k] if k < len(self) else \
