@@ -124,12 +124,13 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
     recalibrated = recalibrate_batch_norm(model, views, config.batch_size, config.seed)
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}
-    return reconstructor.save(model, out, **meta, training=dataclasses.asdict(config),
-                              epochs_run_this_session=epochs_run,
-                              steps_run_this_session=epochs_run * steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                              wall_time_s_this_session=round(wall, 1), final_metrics=final,
-                              batch_norm_recalibrated_on_batches=recalibrated,
-                              images_per_second=round(epochs_run * steps_per_epoch * config.batch_size / wall, 2))
+    with distribute.output_dir(out, strategy) as target:
+        return reconstructor.save(model, target, **meta, training=dataclasses.asdict(config),
+                                  epochs_run_this_session=epochs_run, steps_per_epoch=steps_per_epoch,
+                                  steps_run_this_session=epochs_run * steps_per_epoch,
+                                  wall_time_s_this_session=round(wall, 1),
+                                  final_metrics=final, batch_norm_recalibrated_on_batches=recalibrated,
+                                  images_per_second=round(epochs_run * steps_per_epoch * config.batch_size / wall, 2))
 
 
 def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray, batch_size: int,

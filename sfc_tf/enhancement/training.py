@@ -60,13 +60,13 @@ class SaveState(tf.keras.callbacks.Callback):
         return self.wall_time_before + time.time() - self.start
 
     def _save(self):
-        step = int(self.model.optimizer.iterations)
+        step = int(self.model.optimizer.iterations.numpy())
         self.manager.save(step)
         progress = {"step": step, "wall_time_s": round(self.wall_time(), 1)}
         (pathlib.Path(self.manager.directory) / PROGRESS_FILE).write_text(json.dumps(progress))
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) % self.every == 0:
+        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
             self._save()
 
     def on_train_end(self, logs=None):
@@ -110,20 +110,25 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     out = pathlib.Path(config.checkpoint_dir)
     steps_per_epoch = max(1, len(images) // config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
-    with distribute.make_strategy(config.strategy).scope():
+    strategy = distribute.make_strategy(config.strategy)
+    with strategy.scope():
         model = build_model(config)
         state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         warm_start = None
-        manager = tf.train.CheckpointManager(state, str(out / STATE_DIR), max_to_keep=1)
-        if manager.latest_checkpoint:
-            state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        # every worker resumes from the chief's state and saves its own (the other workers into private folders)
+        state_dir = out / STATE_DIR
+        write_dir = state_dir if distribute.is_chief(strategy) else state_dir / f"worker_{distribute.task(strategy)[1]}"
+        manager = tf.train.CheckpointManager(state, str(write_dir), max_to_keep=1)
+        latest = tf.train.latest_checkpoint(str(state_dir))
+        if latest:
+            state.restore(latest).assert_existing_objects_matched()
             model.optimizer.learning_rate.assign(config.learning_rate)   # the restored state holds the old one
         elif config.init_from:
             _, warm_start = learned.load_model(config.init_from)  # checks the sha256 before we read the weights
             learned.restore_weights(model, config.init_from)
-    previous = _previous_meta(out) if manager.latest_checkpoint else {}
+    previous = _previous_meta(out) if latest else {}
     warm_start = previous.get("warm_start", warm_start)
-    done = int(model.optimizer.iterations)
+    done = int(model.optimizer.iterations.numpy())
     callbacks = [SaveState(manager, config.save_every)]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
@@ -132,15 +137,15 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
                         epochs=1, steps_per_epoch=max(1, total_steps - done), callbacks=callbacks,
                         verbose=config.verbose) if done < total_steps else None
     wall = time.time() - start
-    steps = int(model.optimizer.iterations)
+    steps = int(model.optimizer.iterations.numpy())
     final = {k: float(v[-1]) for k, v in history.history.items()} if history else previous.get("final_metrics")
-    return learned.save(
-        model, out, **meta, training=dataclasses.asdict(config), warm_start=warm_start, steps=steps,
-        steps_per_epoch=steps_per_epoch,
-        epochs_done=round(steps / steps_per_epoch, 3), train_images=len(images),
-        wall_time_s=round(previous.get("wall_time_s", 0.0) + wall, 1), final_metrics=final,
-        final_eval=evaluate(model, images[:config.eval_images]),
-        images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None)
+    final_eval = evaluate(model, images[:config.eval_images])
+    with distribute.output_dir(out, strategy) as target:
+        return learned.save(
+            model, target, **meta, training=dataclasses.asdict(config), warm_start=warm_start, steps=steps,
+            steps_per_epoch=steps_per_epoch, epochs_done=round(steps / steps_per_epoch, 3), train_images=len(images),
+            wall_time_s=round(previous.get("wall_time_s", 0.0) + wall, 1), final_metrics=final, final_eval=final_eval,
+            images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None)
 
 
 def evaluate(model: learned.BLS2017, images: np.ndarray, batch_size: int = 16) -> dict:
@@ -246,7 +251,7 @@ def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictio
         manager = tf.train.CheckpointManager(state, str(out / STATE_DIR), max_to_keep=1)
         if manager.latest_checkpoint:
             state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    done = int(model.optimizer.iterations)
+    done = int(model.optimizer.iterations.numpy())
     saver = SaveState(manager, config.save_every, saved_wall_time(manager, done))
     callbacks = [saver]
     if config.max_minutes:
@@ -254,7 +259,7 @@ def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictio
     if done < config.steps:
         model.fit(face_codec_dataset(images, predictions, config.batch_size, config.seed + done), epochs=1,
                   steps_per_epoch=config.steps - done, callbacks=callbacks, verbose=config.verbose)
-    steps = int(model.optimizer.iterations)
+    steps = int(model.optimizer.iterations.numpy())
     wall_total = saver.wall_time()
     return learned.save(
         model, out, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
