@@ -73,6 +73,17 @@ class SaveState(tf.keras.callbacks.Callback):
         self._save()
 
 
+def resume_state(state: tf.train.Checkpoint, out: pathlib.Path, strategy) -> tuple:
+    """(manager saving ``state`` under ``out/train_state``, the checkpoint restored or None). Every worker of a
+    cluster restores the chief's latest state; the chief saves there, the others into private subfolders."""
+    state_dir = out / STATE_DIR
+    write_dir = state_dir if distribute.is_chief(strategy) else state_dir / f"worker_{distribute.task(strategy)[1]}"
+    latest = tf.train.latest_checkpoint(str(state_dir))
+    if latest:
+        state.restore(latest).assert_existing_objects_matched()
+    return tf.train.CheckpointManager(state, str(write_dir), max_to_keep=1), latest
+
+
 def saved_wall_time(manager: tf.train.CheckpointManager, step: int) -> float:
     """Training wall time recorded with the resume state of ``step`` (0 without a record)."""
     path = pathlib.Path(manager.directory) / PROGRESS_FILE
@@ -115,13 +126,8 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         model = build_model(config)
         state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         warm_start = None
-        # every worker resumes from the chief's state and saves its own (the other workers into private folders)
-        state_dir = out / STATE_DIR
-        write_dir = state_dir if distribute.is_chief(strategy) else state_dir / f"worker_{distribute.task(strategy)[1]}"
-        manager = tf.train.CheckpointManager(state, str(write_dir), max_to_keep=1)
-        latest = tf.train.latest_checkpoint(str(state_dir))
+        manager, latest = resume_state(state, out, strategy)
         if latest:
-            state.restore(latest).assert_existing_objects_matched()
             model.optimizer.learning_rate.assign(config.learning_rate)   # the restored state holds the old one
         elif config.init_from:
             _, warm_start = learned.load_model(config.init_from)  # checks the sha256 before we read the weights
@@ -245,12 +251,10 @@ def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictio
     """Train (or resume) a FaceCodec; final weights + meta.json (with wall time, images/s and the held-out rate
     and PSNR of every rate) in ``checkpoint_dir``."""
     out = pathlib.Path(config.checkpoint_dir)
-    with distribute.make_strategy(config.strategy).scope():
+    strategy = distribute.make_strategy(config.strategy)
+    with strategy.scope():
         model = build_face_codec(config)
-        state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        manager = tf.train.CheckpointManager(state, str(out / STATE_DIR), max_to_keep=1)
-        if manager.latest_checkpoint:
-            state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        manager, _ = resume_state(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
     done = int(model.optimizer.iterations.numpy())
     saver = SaveState(manager, config.save_every, saved_wall_time(manager, done))
     callbacks = [saver]
@@ -261,12 +265,14 @@ def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictio
                   steps_per_epoch=config.steps - done, callbacks=callbacks, verbose=config.verbose)
     steps = int(model.optimizer.iterations.numpy())
     wall_total = saver.wall_time()
-    return learned.save(
-        model, out, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
-        train_images=len(images), epochs_done=round(steps * config.batch_size / len(images), 3),
-        wall_time_s=round(wall_total, 1),
-        images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
-        held_out=None if held_out is None else evaluate_face_codec(model, *held_out))
+    held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
+    with distribute.output_dir(out, strategy) as target:
+        return learned.save(
+            model, target, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
+            train_images=len(images), epochs_done=round(steps * config.batch_size / len(images), 3),
+            wall_time_s=round(wall_total, 1),
+            images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
+            held_out=held_out)
 
 
 def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
