@@ -108,7 +108,7 @@ def _codec(args):
     return ScalableCodec.from_pretrained(args.model_set, **kwargs)
 
 
-def _check_quality(enhancement: str, quality):
+def check_quality(enhancement: str, quality):
     """The --quality argument parsed for ``enhancement``, before any model loads."""
     if quality is None or enhancement == "none":
         return None
@@ -127,7 +127,7 @@ def _check_quality(enhancement: str, quality):
 def _compress(args) -> None:
     from sfc_tf import bitstream
 
-    quality = _check_quality(args.enhancement, args.quality)
+    quality = check_quality(args.enhancement, args.quality)
     inputs = _inputs(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(args, inputs, ".sfc")
     jobs = []
@@ -298,7 +298,7 @@ def _demo(args) -> None:
 
     from sfc_tf import bitstream, metrics
 
-    quality = _check_quality(args.enhancement, args.quality)
+    quality = check_quality(args.enhancement, args.quality)
     out = pathlib.Path(args.out_dir)
     outputs = [_check_output(out / name, args.overwrite)
                for name in ("crop.png", "face.sfc", "reconstruction.png", "full.png")]

@@ -1,0 +1,125 @@
+"""Coding an archive of face images with Apache Beam: read, align, extract, code, write ``.sfc`` files and a
+base-layer search index (``sfc_tf.search``). The DirectRunner here; the same pipeline on Dataflow, Flink or Spark
+with their pipeline options.
+
+  python -m sfc_tf.archive --input 'photos/*/*.jpg' --output archive/ [--enhancement jpeg --quality 50] \\
+      -- --runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
+
+Each image ``<folder>/<name>.<ext>`` becomes ``<output>/<folder>/<name>.sfc`` (the folder is the identity label of
+the index, as in LFW), written whole or not at all; ``<output>/index.npz`` indexes every face's base layer. Every
+face is coded by ``ScalableCodec.encode``, the call ``sfc compress`` makes, so the files are the same bytes;
+``--batch_size`` > 1 codes several faces per network call (faster, but FaceNet's batched arithmetic may move a
+base-layer symbol now and then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io import fileio
+
+from sfc_tf import cli
+
+INDEX_FILE = "index.npz"
+
+
+class EncodeFaces(beam.DoFn):
+    """A batch of image paths -> their .sfc files written under ``output``;
+    yields (source, label, decoded base-layer feature, model set)."""
+
+    def __init__(self, output: str, enhancement: str, quality, mode: str, align: str, model_set, skip_existing: bool):
+        super().__init__()
+        self.output, self.enhancement, self.quality, self.mode = output, enhancement, quality, mode
+        self.align, self.model_set, self.skip_existing = align, model_set, skip_existing
+        self.codec = None
+
+    def setup(self):
+        from sfc_tf.codec import ScalableCodec
+
+        self.codec = ScalableCodec.from_pretrained(self.model_set, align=self.align)
+
+    def process(self, paths: list[str]):
+        from sfc_tf import bitstream
+
+        sources = [pathlib.Path(p) for p in paths]
+        targets = [target_path(self.output, s) for s in sources]
+        files = [t.read_bytes() if self.skip_existing and t.is_file() else None for t in targets]
+        todo = [i for i, f in enumerate(files) if f is None]
+        if len(todo) == 1:
+            files[todo[0]] = self.codec.encode(sources[todo[0]], self.enhancement, self.quality, self.mode)
+        elif todo:
+            crops = np.stack([self.codec.crop(sources[i]) for i in todo])
+            for i, data in zip(todo, self.codec.encode_crops(crops, self.enhancement, self.quality, self.mode)):
+                files[i] = data
+        for i in todo:
+            cli.write_atomically(targets[i], files[i])
+        for source, data, decoded in zip(sources, files, self.codec.decode_many(files, "base")):
+            yield str(source), source.parent.name, decoded.feature, bitstream.unpack_base(data).model_set
+
+
+def target_path(output: str, source: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(output) / source.parent.name / (source.stem + ".sfc")
+
+
+def write_index(rows: list, output: str) -> str:
+    """The base-layer search index of every coded face (one model set), sorted by source."""
+    from sfc_tf import metrics, zoo
+    from sfc_tf.codec import ScalableCodec
+    from sfc_tf.search import SearchIndex, SearchIndexError
+
+    rows = sorted(rows, key=lambda row: row[0])
+    sets = sorted({row[3] for row in rows})
+    if len(sets) != 1:
+        raise SearchIndexError(f"the archive mixes model sets {sets}")
+    mean = ScalableCodec(zoo.model_set(sets[0])).base_layer.mean
+    features = metrics.centered(np.stack([row[2] for row in rows]), mean)
+    index = SearchIndex(features, [row[1] for row in rows], [row[0] for row in rows], sets[0], mean)
+    path = pathlib.Path(output) / INDEX_FILE
+    index.save(path)
+    return str(path)
+
+
+def pipeline(root, input_patterns: list[str], output: str, enhancement: str = "none", quality=None,
+             mode: str = "auto", align: str = "mtcnn", model_set=None, batch_size: int = 1,
+             skip_existing: bool = False):
+    """Adds the archive-coding transforms to the Beam pipeline ``root``; returns the PCollection of the index
+    path."""
+    return (root
+            | "patterns" >> beam.Create(input_patterns)
+            | "match" >> fileio.MatchAll()
+            | "paths" >> beam.Map(lambda metadata: metadata.path)
+            | "batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
+            | "encode" >> beam.ParDo(EncodeFaces(output, enhancement, quality, mode, align, model_set, skip_existing))
+            | "collect" >> beam.combiners.ToList()
+            | "index" >> beam.Map(write_index, output))
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Command line: the archive's flags, then ``--`` and Beam's pipeline options."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    argv = sys.argv[1:] if argv is None else argv
+    ours, beam_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    parser = argparse.ArgumentParser(prog="python -m sfc_tf.archive", description=__doc__.splitlines()[0])
+    parser.add_argument("--input", action="append", required=True, help="image glob (repeatable)")
+    parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--enhancement", default="none", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"])
+    parser.add_argument("--quality", default=None)
+    parser.add_argument("--mode", default="auto")
+    parser.add_argument("--align", default="mtcnn", choices=["mtcnn", "center", "crop"])
+    parser.add_argument("--model_set", default=None)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--skip_existing", action="store_true", help="keep .sfc files already written (resume)")
+    args = parser.parse_args(ours)
+    quality = cli.check_quality(args.enhancement, args.quality)
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as root:
+        pipeline(root, args.input, args.output, args.enhancement, quality, args.mode, args.align, args.model_set,
+                 args.batch_size, args.skip_existing)
+
+
+if __name__ == "__main__":
+    run()
