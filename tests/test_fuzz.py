@@ -82,3 +82,19 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     report = json.loads(out.read_text())
     assert report["runs"] >= 60 and report["crashes"] == 0 and report["silent_splices"] == 0
     assert report["peak_rss_mb"] < 1024 and report["refused"] > 0 and report["decoded"] > 0
+
+
+def test_range_decoder_hang_is_refused(shipped_checkpoints, fixture_lfw_dir):
+    """A crafted learned layer on which tensorflow-compression 2.14's range decoder never returns (found by the long
+    harness) is refused before it reaches the op; real payloads pass the same guard and decode."""
+    from sfc_tf.errors import BitstreamError
+
+    hang = (fixture_lfw_dir.parent / "fuzz" / "range_decoder_hang.sfc").read_bytes()
+    codec = ScalableCodec.from_pretrained(align="center")
+    start = time.time()
+    with pytest.raises(BitstreamError, match="escape code that never ends"):
+        codec.decode(hang, "full")
+    assert time.time() - start < 60
+    assert codec.decode(hang, "reconstruction").image.shape == (160, 160, 3)     # its base layer is intact
+    real = codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", "learned", 1, "reconstruction")
+    assert codec.decode(real, "full").image.shape == (160, 160, 3)

@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from sfc_tf import checkpoint
-from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec, coding_tables
+from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec, coding_tables, range_guard
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 from sfc_tf.errors import BitstreamError, WeightsError
 
@@ -256,6 +256,7 @@ class LearnedCodec(ImageCodec):
             return np.zeros((0, *self.shape), np.uint8)
         if any(not p for p in payloads):
             raise BitstreamError("empty learned-codec payload")
+        self._check_range_decoder_bound(payloads)
         try:
             with tf.device("/CPU:0"):
                 images = self.coder.decompress(tf.constant([bytes(p) for p in payloads]),
@@ -266,6 +267,24 @@ class LearnedCodec(ImageCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_many([data])[0]
+
+    @functools.cached_property
+    def _range_guard(self) -> tuple | None:
+        """(CDF rows, row of each symbol) of this rate's range coder; None for a coder without local tables."""
+        entropy_model = getattr(self.coder, "entropy_model", None)
+        if entropy_model is None:
+            return None
+        rows = range_guard.cdf_rows(entropy_model.cdf.numpy())
+        symbols = self.latent_shape[0] * self.latent_shape[1] * self.coder.model.num_filters
+        return rows, np.arange(symbols) % len(rows)
+
+    def _check_range_decoder_bound(self, payloads: list[bytes]) -> None:
+        """Refuse payloads on which tensorflow-compression's range decoder would not return (``range_guard``)."""
+        if self._range_guard is None:
+            return
+        for i, payload in enumerate(payloads):
+            if not range_guard.gamma_bounded(payload, *self._range_guard):
+                raise BitstreamError(f"learned-codec payload {i} is malformed (an escape code that never ends)")
 
 
 class ConditionalCodec(LearnedCodec):

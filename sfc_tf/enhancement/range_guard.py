@@ -1,0 +1,92 @@
+"""A guard against a hang in tensorflow-compression 2.14's range decoder, run before a learned payload reaches it.
+
+tfc decodes an escaped value's Elias-gamma prefix with an unbounded loop (``OverflowDecode`` in
+``range_coder_kernels.cc``: ``while (DecodeLinearly(...) == 0) ++n;``). A decoder that has run past the end of its
+payload reads zero bytes, and if its value then sits at the bottom of its interval every bit decodes as 0: the op
+never returns (found by ``eval/fuzz_decode.py``; ``tests/fixtures/fuzz/range_decoder_hang.sfc``). This module
+replays tfc's decoder state machine (``RangeDecoder`` in ``range_coder.h``: 32-bit base, size and value, 16-bit
+refills, binary-search decoding) over the payload with the same CDF rows, and refuses a payload whose gamma prefix
+would exceed 31 zeros, which no encoder writes (tfc's own decoder computes ``1 << n``). It does not decide whether
+a payload is well-formed otherwise; that stays with tfc and the container's CRC.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+MAX_GAMMA_ZEROS = 31
+_MASK32 = 0xFFFFFFFF
+
+
+def cdf_rows(cdf: np.ndarray) -> list[tuple[int, list[int]]]:
+    """The (precision, CDF values) rows of a flat tfc CDF vector, as tfc's ``IndexCDFVector`` scans them."""
+    values, rows, i = [int(v) for v in np.asarray(cdf).ravel()], [], 0
+    while i < len(values):
+        precision = values[i]
+        last = 1 << abs(precision)
+        j = i + 1
+        while values[j] != last:
+            j += 1
+        rows.append((precision, values[i + 1:j + 1]))
+        i = j + 1
+        while i < len(values) and values[i] == last:
+            i += 1
+    return rows
+
+
+class _Decoder:
+    def __init__(self, data: bytes):
+        self.data, self.position = data, 0
+        self.base, self.size_minus1, self.value = 0, _MASK32, 0
+        self._read16()
+        self._read16()
+
+    def _read16(self):
+        for _ in range(2):
+            self.value = (self.value << 8) & _MASK32
+            if self.position < len(self.data):
+                self.value |= self.data[self.position]
+                self.position += 1
+
+    def decode(self, cdf: list[int], precision: int) -> int:
+        size = self.size_minus1 + 1
+        lower_bound = (((self.value - self.base) & _MASK32) + 1) << precision
+        # the smallest cdf[k], k >= 1, with lower_bound <= size * cdf[k] (tfc's binary search)
+        k = bisect.bisect_left(cdf, -(-lower_bound // size), 1)
+        if k >= len(cdf):           # a decode error; tfc reads one past the row here, we stop the replay
+            raise ValueError("range decoder left its CDF")
+        a = (size * cdf[k - 1]) >> precision
+        b = ((size * cdf[k]) >> precision) - 1
+        self.base = (self.base + a) & _MASK32
+        self.size_minus1 = (b - a) & _MASK32
+        if self.size_minus1 >> 16 == 0:
+            self.base = (self.base << 16) & _MASK32
+            self.size_minus1 = ((self.size_minus1 << 16) | 0xFFFF) & _MASK32
+            self._read16()
+        return k - 1
+
+
+def gamma_bounded(data: bytes, rows: list[tuple[int, list[int]]], indexes: np.ndarray) -> bool:
+    """Whether tfc can decode ``indexes`` (the CDF row of each symbol, in decoding order) from ``data`` without an
+    overflow prefix longer than ``MAX_GAMMA_ZEROS`` (False: the op would hang, or nearly)."""
+    decoder, binary = _Decoder(bytes(data)), [0, 1, 2]
+    try:
+        for index in indexes:
+            precision, cdf = rows[index]
+            if precision > 0:
+                decoder.decode(cdf, precision)
+                continue
+            if decoder.decode(cdf, -precision) != len(cdf) - 2:
+                continue
+            zeros = 0
+            while decoder.decode(binary, 1) == 0:
+                zeros += 1
+                if zeros > MAX_GAMMA_ZEROS:
+                    return False
+            for _ in range(zeros + 1):          # the value's bits and its sign
+                decoder.decode(binary, 1)
+    except ValueError:
+        return True                             # not a hang; tfc's own checks judge this payload
+    return True
