@@ -67,17 +67,12 @@ def target_path(output: str, source: pathlib.Path) -> pathlib.Path:
 
 def write_index(rows: list, output: str) -> str:
     """The base-layer search index of every coded face (one model set), sorted by source."""
-    from sfc_tf import metrics, zoo
     from sfc_tf.codec import ScalableCodec
-    from sfc_tf.search import SearchIndex, SearchIndexError
+    from sfc_tf.search import SearchIndex
 
     rows = sorted(rows, key=lambda row: row[0])
-    sets = sorted({row[3] for row in rows})
-    if len(sets) != 1:
-        raise SearchIndexError(f"the archive mixes model sets {sets}")
-    mean = ScalableCodec(zoo.model_set(sets[0])).base_layer.mean
-    features = metrics.centered(np.stack([row[2] for row in rows]), mean)
-    index = SearchIndex(features, [row[1] for row in rows], [row[0] for row in rows], sets[0], mean)
+    index = SearchIndex.from_features(ScalableCodec.from_pretrained(), np.stack([row[2] for row in rows]),
+                                      [row[1] for row in rows], [row[0] for row in rows], [row[3] for row in rows])
     path = pathlib.Path(output) / INDEX_FILE
     index.save(path)
     return str(path)

@@ -30,6 +30,14 @@ class SearchIndexError(SfcError):
     """A search index file that is not one, or that does not fit the query."""
 
 
+def check_one_model_set(model_sets: list[int]) -> int:
+    """The one model set of a gallery's entries (``SearchIndexError`` if they mix several)."""
+    sets = sorted(set(model_sets))
+    if len(sets) > 1:
+        raise SearchIndexError(f"the gallery mixes model sets {sets}; index each model set separately")
+    return sets[0]
+
+
 @dataclasses.dataclass
 class Matches:
     """Top-k results per query: gallery rows, squared L2 distances, labels and sources (k columns each)."""
@@ -71,14 +79,20 @@ class SearchIndex:
 
         if not files:
             raise SearchIndexError("an empty gallery")
-        sets = sorted({bitstream.unpack_base(f).model_set for f in files})
-        if len(sets) > 1:
-            raise SearchIndexError(f"the gallery mixes model sets {sets}; index each model set separately")
+        model_sets = [bitstream.unpack_base(f).model_set for f in files]
+        check_one_model_set(model_sets)
         chunks = range(0, len(files), batch)
         features = [np.stack([d.feature for d in codec.decode_many(files[i:i + batch], "base")])
                     for i in (progress(chunks) if progress else chunks)]
-        mean = codec.models_for(sets[0]).base_layer.mean
-        return cls(metrics.centered(np.concatenate(features), mean), labels, sources, sets[0], mean)
+        return cls.from_features(codec, np.concatenate(features), labels, sources, model_sets)
+
+    @classmethod
+    def from_features(cls, codec, features: np.ndarray, labels: list[str], sources: list[str],
+                      model_sets: list[int]) -> "SearchIndex":
+        """An index of decoded base-layer features (``model_sets``: each entry's), centred on its model set's mean."""
+        model_set = check_one_model_set(model_sets)
+        mean = codec.models_for(model_set).base_layer.mean
+        return cls(metrics.centered(features, mean), labels, sources, model_set, mean)
 
     def centre(self, features: np.ndarray) -> np.ndarray:
         """Query features (uncentred, as decoded) in the index's space."""
