@@ -3,8 +3,10 @@
   python eval/fuzz_decode.py --runs 100000 --output_json eval/results/fuzz_decode.json
 
 The parent process codes the six fixture faces into a seed corpus (base only; JPEG, JPEG2000 and learned in the
-paper's and the auto mode; conditional with an untrained stand-in, since none is shipped) and starts libFuzzer in a
-child process with a hard RSS limit and a per-input timeout, so every decode is bounded. Each input is mutated by
+paper's and the auto mode; one face at every registered learned rate; conditional with an untrained stand-in, since
+none is shipped) and starts libFuzzer in a child process, which loads every registered model (decoding each seed)
+before fuzzing. libFuzzer then bounds every decode: its RSS limit is the resident size with all models loaded plus
+--rss_margin_mb, and a per-input timeout. Each input is mutated by
 libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs recomputed, so the payload parsers are reached), then
 decoded at one of the three layers; whenever it parses as a file with an enhancement layer, its enhancement part is
 also grafted onto another face's base part and must be refused as a splice. Any exception other than an
@@ -27,7 +29,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 100_000, "Inputs to decode.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("work_dir", "/tmp/sfc_fuzz", "Seed corpus, stand-in conditional codec, crash inputs, stats.")
-flags.DEFINE_integer("rss_limit_mb", 1024, "libFuzzer's RSS limit: exceeding it is a failure.")
+flags.DEFINE_integer("rss_margin_mb", 512, "libFuzzer's RSS limit is the child's resident size once every "
+                     "registered model is loaded plus this margin: one input costing more is a failure.")
 flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding it is a failure (a hang).")
 flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
 flags.DEFINE_bool("child", False, "Internal: run the fuzzer itself.")
@@ -60,7 +63,7 @@ def run_child(work: pathlib.Path) -> None:
     import numpy as np
 
     with atheris.instrument_imports(include=["sfc_tf"]):
-        from sfc_tf import bitstream, fuzzing
+        from sfc_tf import bitstream, fuzzing, zoo
         from sfc_tf.codec import ScalableCodec
 
     codec = ScalableCodec.from_pretrained(align="center", learned_dirs=(work / "conditional",))
@@ -97,12 +100,15 @@ def run_child(work: pathlib.Path) -> None:
         counts["runs"] += 1
         write_stats()
 
-    for data in seeds:              # load the models the seed files name before the clock runs (a mutated model id
-        #                             that names another registered checkpoint loads it within its input's time)
+    for data in seeds:              # the seed files name every registered learned model: load all before the clock
         for layers in fuzzing.LAYERS:
             codec.decode(data, layers)
+    for set_id in zoo.model_sets():     # and every registered model set's base layer (a mutated set id names one)
+        codec.models_for(set_id).base_layer
     write_stats()
-    atheris.Setup([sys.argv[0], f"-runs={FLAGS.runs}", f"-rss_limit_mb={FLAGS.rss_limit_mb}",
+    counts["models_loaded_rss_mb"] = round(counts["peak_rss_mb"])
+    counts["rss_limit_mb"] = counts["models_loaded_rss_mb"] + FLAGS.rss_margin_mb
+    atheris.Setup([sys.argv[0], f"-runs={FLAGS.runs}", f"-rss_limit_mb={counts['rss_limit_mb']}",
                    f"-timeout={FLAGS.timeout_s}", f"-seed={FLAGS.seed}", "-max_len=65536",
                    f"-artifact_prefix={work}/", "-print_final_stats=1", str(work / "queue"), str(work / "corpus")],
                   test_one_input, custom_mutator=mutator)
@@ -119,7 +125,7 @@ def main(_):
     seeds = build_seed_corpus(work)
     start = time.time()
     child = subprocess.run([sys.executable, __file__, "--child", f"--runs={FLAGS.runs}", f"--work_dir={work}",
-                            f"--rss_limit_mb={FLAGS.rss_limit_mb}", f"--timeout_s={FLAGS.timeout_s}",
+                            f"--rss_margin_mb={FLAGS.rss_margin_mb}", f"--timeout_s={FLAGS.timeout_s}",
                             f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True)
     seconds = time.time() - start
     log = child.stderr
@@ -137,7 +143,7 @@ def main(_):
         "seed_files": seeds, "runs": int(done.group(1)) if done else stats.get("runs", 0),
         "interrupted": interrupted, "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
         "crashes": 0 if clean else 1, "first_failure": failure, "silent_splices": 0 if clean else None,
-        "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]), "rss_limit_mb": FLAGS.rss_limit_mb,
+        "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]), "rss_margin_mb": FLAGS.rss_margin_mb,
         "timeout_s": FLAGS.timeout_s,
         **{k: v for k, v in stats.items() if k not in ("runs", "peak_rss_mb")},
     }

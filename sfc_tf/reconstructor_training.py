@@ -61,6 +61,7 @@ def training_dataset(views: np.ndarray, crops: np.ndarray, batch_size: int, seed
 class TrainConfig:
     checkpoint_dir: str
     epochs: int = 50
+    steps_per_epoch: int | None = None      # None: one pass over the training images
     batch_size: int = 64
     initial_lr: float = 0.01
     final_lr: float = 0.0001
@@ -106,7 +107,7 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
     model, optimizer and epoch in ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final
     weights and meta.json go to ``checkpoint_dir``."""
     out = pathlib.Path(config.checkpoint_dir)
-    steps_per_epoch = max(1, len(crops) // config.batch_size)
+    steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, views.shape[-1], steps_per_epoch)
@@ -121,7 +122,7 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
                         validation_data=None if validation is None else validation_dataset(*validation,
                                                                                            config.batch_size))
     wall = time.time() - start
-    recalibrated = recalibrate_batch_norm(model, views, config.batch_size, config.seed)
+    recalibrated = recalibrate_batch_norm(model, views, config.batch_size, config.seed, steps_per_epoch)
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}
     with distribute.output_dir(out, strategy) as target:
@@ -134,9 +135,9 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
 
 
 def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray, batch_size: int,
-                           seed: int = 0) -> int:
+                           seed: int = 0, max_batches: int | None = None) -> int:
     """Replace every BatchNorm layer's moving statistics by the exact average of its batch statistics over one
-    pass of the training features ("precise BN"). The moving averages lag behind weights that changed fast
+    pass of the training features, or over ``max_batches`` random batches of them ("precise BN"). The moving averages lag behind weights that changed fast
     during short, high-learning-rate training; inference then normalises with stale statistics (on the shipped
     4-epoch model this cost 1.6 dB of held-out PSNR). Each image is seen at a random decoded rate. Returns the
     number of batches averaged."""
@@ -147,7 +148,7 @@ def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray
     norms = [block.norm for block in model.blocks]
     momenta = [norm.momentum for norm in norms]
     batches = 0
-    for start in range(0, num_images - batch_size + 1, batch_size):
+    for start in range(0, num_images - batch_size + 1, batch_size)[:max_batches]:
         index = order[start:start + batch_size]
         for norm in norms:              # momentum b/(b+1): the running value is the mean of all batches so far
             norm.momentum = batches / (batches + 1)

@@ -39,6 +39,8 @@ flags.DEFINE_bool("resume", True, "Resume from <checkpoint_dir>/backup if presen
 flags.DEFINE_string("tensorboard_dir", None, "TensorBoard log directory.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (paper: 64).")
 flags.DEFINE_integer("epochs", 50, "Epochs; the learning rate decays over exactly these (paper: 50).")
+flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training faces); "
+                     "the schedule decays over epochs x steps_per_epoch, and precise BN averages this many batches.")
 flags.DEFINE_float("initial_lr", 0.01, "Initial learning rate (paper: 0.01).")
 flags.DEFINE_float("final_lr", 0.0001, "Learning rate at the last step (paper: 0.0001).")
 flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perceptual term (1e-6: our sweep, README).")
@@ -84,7 +86,8 @@ def main(_):
         shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / "backup", ignore_errors=True)
     mmse = FLAGS.objective == "mmse"
     config = training.TrainConfig(
-        checkpoint_dir=FLAGS.checkpoint_dir, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+        checkpoint_dir=FLAGS.checkpoint_dir, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
+        batch_size=FLAGS.batch_size,
         initial_lr=FLAGS.initial_lr, final_lr=FLAGS.final_lr,
         perceptual_weight=0.0 if mmse else FLAGS.perceptual_weight, pixel_loss="mse" if mmse else "mae",
         layers=reconstructor.PREDICTOR_LAYERS if mmse else reconstructor.DEFAULT_LAYERS,

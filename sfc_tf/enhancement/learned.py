@@ -305,8 +305,14 @@ class ConditionalCodec(LearnedCodec):
 
 
 def load_codec(parameter, shape=CROP_SHAPE) -> LearnedCodec:
-    """A learned codec from a checkpoint directory, or (directory, rate index) for a variable-rate checkpoint."""
+    """A learned codec from a checkpoint directory, or (directory, rate index) for a variable-rate checkpoint; one
+    instance per checkpoint, rate and shape in a process (its graph functions are traced once)."""
     directory, rate = (parameter, None) if isinstance(parameter, (str, os.PathLike)) else parameter
+    return _codec_cached(str(pathlib.Path(directory).resolve()), None if rate is None else int(rate), tuple(shape))
+
+
+@functools.lru_cache(maxsize=32)
+def _codec_cached(directory: str, rate: int | None, shape: tuple) -> LearnedCodec:
     model, meta = load_model(directory)
     if meta.get("architecture", "bls2017") == "bls2017":
         if rate not in (None, 0):
