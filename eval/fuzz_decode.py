@@ -29,16 +29,17 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 100_000, "Inputs to decode.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("work_dir", "/tmp/sfc_fuzz", "Seed corpus, stand-in conditional codec, crash inputs, stats.")
-flags.DEFINE_integer("rss_margin_mb", 512, "libFuzzer's RSS limit is the child's resident size once every "
+flags.DEFINE_integer("rss_margin_mb", 256, "libFuzzer's RSS limit is the child's resident size once every "
                      "registered model is loaded plus this margin: one input costing more is a failure.")
 flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding it is a failure (a hang).")
 flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
-flags.DEFINE_bool("child", False, "Internal: run the fuzzer itself.")
+flags.DEFINE_enum("stage", None, ["corpus", "fuzz"], "Internal: the child process that builds the seed corpus or "
+                  "runs the fuzzer.")
 
 FIXTURE_FACES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "lfw"
 
 
-def build_seed_corpus(work: pathlib.Path) -> int:
+def build_seed_corpus(work: pathlib.Path) -> None:
     import numpy as np
 
     from sfc_tf import align, fuzzing
@@ -51,7 +52,6 @@ def build_seed_corpus(work: pathlib.Path) -> int:
     (work / "corpus").mkdir(parents=True, exist_ok=True)
     for name, data in zip(corpus.names, corpus.files):
         (work / "corpus" / f"{name}.sfc").write_bytes(data)
-    return len(corpus.files)
 
 
 def run_child(work: pathlib.Path) -> None:
@@ -117,14 +117,21 @@ def run_child(work: pathlib.Path) -> None:
 
 def main(_):
     work = pathlib.Path(FLAGS.work_dir)
-    if FLAGS.child:
+    if FLAGS.stage == "corpus":
+        build_seed_corpus(work)
+        return
+    if FLAGS.stage == "fuzz":
         run_child(work)
         return
     (work / "queue").mkdir(parents=True, exist_ok=True)
     (work / "stats.json").unlink(missing_ok=True)
-    seeds = build_seed_corpus(work)
+    # The corpus is built in a process of its own: Linux carries a process's peak RSS across fork and exec, so
+    # a fuzzer started from a parent that had loaded every model would report (and be limited by) the parent's.
+    subprocess.run([sys.executable, __file__, "--stage=corpus", f"--work_dir={work}", "--output_json=-"],
+                   check=True, capture_output=True)
+    seeds = len(list((work / "corpus").glob("*.sfc")))
     start = time.time()
-    child = subprocess.run([sys.executable, __file__, "--child", f"--runs={FLAGS.runs}", f"--work_dir={work}",
+    child = subprocess.run([sys.executable, __file__, "--stage=fuzz", f"--runs={FLAGS.runs}", f"--work_dir={work}",
                             f"--rss_margin_mb={FLAGS.rss_margin_mb}", f"--timeout_s={FLAGS.timeout_s}",
                             f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True)
     seconds = time.time() - start

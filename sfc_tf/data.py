@@ -1,5 +1,5 @@
-"""Data: identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists, cached face
-crops + FaceNet features, tf.data pipelines and the tensorflow-datasets ``lfw`` builder."""
+"""Data: identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists and cached face crops +
+FaceNet features (streamed training data at scale: ``sfc_tf.records``)."""
 
 from __future__ import annotations
 
@@ -192,53 +192,6 @@ def _progress(items, enabled: bool, desc: str, unit_scale: int = 1):
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, unit="img", unit_scale=unit_scale)
-
-
-def crops_dataset(crops: np.ndarray, features: np.ndarray | None = None, batch_size: int = 64,
-                  shuffle: bool = True, repeat: bool = False, seed: int = 0):
-    """tf.data pipeline over in-memory crops (uint8) and optional features: shuffled, batched, prefetched."""
-    import tensorflow as tf
-
-    tensors = crops if features is None else (crops, features)
-    dataset = tf.data.Dataset.from_tensor_slices(tensors)
-    if shuffle:
-        dataset = dataset.shuffle(min(len(crops), 10_000), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
-
-
-def image_folder_dataset(root: str | os.PathLike, identities: Iterable[str] | None = None,
-                         align: str = "center", batch_size: int = 64):
-    """tf.data pipeline of (160x160x3 uint8 crop, label) straight from an identity-folder tree (VGGFace2 /
-    LFW layout), for data too large to cache in memory. Decoding and the center crop run in tf.data;
-    MTCNN alignment runs in Python through ``tf.numpy_function``."""
-    import tensorflow as tf
-
-    from sfc_tf import align as align_module
-
-    items = list_images(root, identities)
-    if not items:
-        raise SfcError(f"no images under {root}")
-    files = [str(pathlib.Path(root) / p) for p, _ in items]
-    labels = [label for _, label in items]
-    aligner = align_module.make_aligner(align)
-
-    def load(path, label):
-        crop = tf.numpy_function(lambda p: aligner(p.decode()), [path], tf.uint8)
-        crop.set_shape((align_module.CROP_SIZE, align_module.CROP_SIZE, 3))
-        return crop, label
-
-    dataset = tf.data.Dataset.from_tensor_slices((files, labels)).shuffle(len(files))
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def tfds_lfw(split: str = "train", data_dir: str | None = None):
-    """The tensorflow-datasets ``lfw`` builder (downloads LFW; for online users). Yields
-    ``{'label': name, 'image': 250x250x3 uint8}``; pair it with ``center_crop``."""
-    import tensorflow_datasets as tfds
-
-    return tfds.load("lfw", split=split, data_dir=data_dir, shuffle_files=False)
 
 
 def load_pair_faces(root: str | os.PathLike, pairs_file: str | os.PathLike, folds: Sequence[int] | None,

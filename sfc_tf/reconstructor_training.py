@@ -100,33 +100,72 @@ def validation_dataset(features: np.ndarray, crops: np.ndarray, batch_size: int)
             .map(lambda f, c: (f, reconstructor.to_unit_range(c))).batch(batch_size))
 
 
+def streamed_training_dataset(examples: tf.data.Dataset, degraders: Sequence[Callable[[np.ndarray], np.ndarray]],
+                              batch_size: int, seed: int = 0) -> tf.data.Dataset:
+    """Endless batches of (decoded feature at a random rate, target crop in [-1, 1]) from a stream of (crop uint8,
+    FaceNet feature) examples (``sfc_tf.records``): the base-layer round trip runs on each batch as it comes."""
+    rng = np.random.default_rng(seed)
+
+    def decode(features):
+        views = decoded_feature_views(features, degraders)
+        return views[rng.integers(0, len(degraders), len(features)), np.arange(len(features))]
+
+    def batch(crops, features):
+        decoded = tf.numpy_function(decode, [features], tf.float32, stateful=True)
+        decoded.set_shape(features.shape)
+        return decoded, target(crops)
+
+    return (examples.repeat().batch(batch_size, drop_remainder=True).map(batch)
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
           validation: tuple[np.ndarray, np.ndarray] | None = None, masks: np.ndarray | None = None) -> dict:
-    """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops; ``validation`` (features, crops)
-    of held-out identities is scored after every epoch (``val_loss``, ``val_mae``). Keras BackupAndRestore keeps
-    model, optimizer and epoch in ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final
-    weights and meta.json go to ``checkpoint_dir``."""
-    out = pathlib.Path(config.checkpoint_dir)
+    """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops held in memory (``train_streamed``:
+    on a stream); ``validation`` (features, crops) of held-out identities is scored after every epoch
+    (``val_loss``, ``val_mae``). Keras BackupAndRestore keeps model, optimizer and epoch in
+    ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final weights and meta.json go to
+    ``checkpoint_dir``."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
+    return _fit(config, training_dataset(views, crops, config.batch_size, config.seed, masks), steps_per_epoch,
+                views.shape[-1], lambda model: recalibrate_batch_norm(model, views, config.batch_size, config.seed,
+                                                                      steps_per_epoch), meta, validation)
+
+
+def train_streamed(config: TrainConfig, examples: tf.data.Dataset, num_examples: int, feature_dim: int,
+                   degraders: Sequence[Callable[[np.ndarray], np.ndarray]], meta: dict,
+                   validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """``train`` on a stream of (crop, FaceNet feature) examples (``num_examples`` of them per pass), never held in
+    memory; precise BN averages ``steps_per_epoch`` batches of the stream."""
+    steps_per_epoch = config.steps_per_epoch or max(1, num_examples // config.batch_size)
+    dataset = streamed_training_dataset(examples, degraders, config.batch_size, config.seed)
+    return _fit(config, dataset, steps_per_epoch, feature_dim,
+                lambda model: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
+                meta, validation)
+
+
+def _fit(config: TrainConfig, dataset: tf.data.Dataset, steps_per_epoch: int, feature_dim: int,
+         recalibrate: Callable, meta: dict, validation: tuple[np.ndarray, np.ndarray] | None) -> dict:
+    out = pathlib.Path(config.checkpoint_dir)
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
-        model = build_model(config, views.shape[-1], steps_per_epoch)
+        model = build_model(config, feature_dim, steps_per_epoch)
     callbacks = [tf.keras.callbacks.BackupAndRestore(str(out / "backup"))]
     if config.log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
     start = time.time()
-    history = model.fit(training_dataset(views, crops, config.batch_size, config.seed, masks), epochs=config.epochs,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
+    history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                        verbose=config.verbose,
                         validation_data=None if validation is None else validation_dataset(*validation,
                                                                                            config.batch_size))
     wall = time.time() - start
-    recalibrated = recalibrate_batch_norm(model, views, config.batch_size, config.seed, steps_per_epoch)
+    recalibrated = recalibrate(model)
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}
-    with distribute.output_dir(out, strategy) as target:
-        return reconstructor.save(model, target, **meta, training=dataclasses.asdict(config),
+    with distribute.output_dir(out, strategy) as target_dir:
+        return reconstructor.save(model, target_dir, **meta, training=dataclasses.asdict(config),
                                   epochs_run_this_session=epochs_run, steps_per_epoch=steps_per_epoch,
                                   steps_run_this_session=epochs_run * steps_per_epoch,
                                   wall_time_s_this_session=round(wall, 1),
@@ -137,22 +176,29 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
 def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray, batch_size: int,
                            seed: int = 0, max_batches: int | None = None) -> int:
     """Replace every BatchNorm layer's moving statistics by the exact average of its batch statistics over one
-    pass of the training features, or over ``max_batches`` random batches of them ("precise BN"). The moving averages lag behind weights that changed fast
-    during short, high-learning-rate training; inference then normalises with stale statistics (on the shipped
-    4-epoch model this cost 1.6 dB of held-out PSNR). Each image is seen at a random decoded rate. Returns the
-    number of batches averaged."""
+    pass of the training features, or over ``max_batches`` random batches of them ("precise BN"). The moving
+    averages lag behind weights that changed fast during short, high-learning-rate training; inference then
+    normalises with stale statistics (on the shipped 4-epoch model this cost 1.6 dB of held-out PSNR). Each
+    image is seen at a random decoded rate. Returns the number of batches averaged."""
     rng = np.random.default_rng(seed)
     num_rates, num_images = views.shape[:2]
     order = rng.permutation(num_images)
     rates = rng.integers(0, num_rates, num_images)
+    starts = range(0, num_images - batch_size + 1, batch_size)[:max_batches]
+    return recalibrate_on_batches(model, (views[rates[order[s:s + batch_size]], order[s:s + batch_size]]
+                                          for s in starts))
+
+
+def recalibrate_on_batches(model: reconstructor.Reconstructor, feature_batches) -> int:
+    """Precise BN over the given batches of decoded features: each BatchNorm's moving statistics become the mean
+    of its batch statistics over them. Returns the number of batches."""
     norms = [block.norm for block in model.blocks]
     momenta = [norm.momentum for norm in norms]
     batches = 0
-    for start in range(0, num_images - batch_size + 1, batch_size)[:max_batches]:
-        index = order[start:start + batch_size]
+    for features in feature_batches:
         for norm in norms:              # momentum b/(b+1): the running value is the mean of all batches so far
             norm.momentum = batches / (batches + 1)
-        model(views[rates[index], index], training=True)
+        model(features, training=True)
         batches += 1
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum

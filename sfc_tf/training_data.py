@@ -1,6 +1,7 @@
 """The training set every network of the codec learns from: training-identity crops of an identity-folder dataset
 (LFW here, VGGFace2 in the paper) with their FaceNet features, optionally mirrored (each mirror image with its
-own feature) and joined by extra faces framed like LFW (``extra_faces``), minus held-out identities."""
+own feature) and joined by extra faces framed like LFW (``extra_faces``), minus held-out identities. In memory
+(``assemble``), or streamed from TFRecord shards (``stream``, ``sfc_tf.records``) when it does not fit."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import pathlib
 import numpy as np
 
 from sfc_tf import data, extra_faces, facenet
+from sfc_tf.errors import SfcError
+
+
+def held_out_identities(names, fraction: float, seed: int = 0) -> set[str]:
+    """The identities held out for validation: the first ``fraction`` of the sorted names permuted with ``seed``."""
+    names = sorted(names)
+    return set(np.random.default_rng(seed).permutation(names)[:int(len(names) * fraction)])
 
 
 @dataclasses.dataclass
@@ -30,8 +38,7 @@ def assemble(data_dir: str | os.PathLike, identities_file: str | None = None, al
     identities, drawn with ``seed``, held out."""
     identities = data.read_identity_list(identities_file) if identities_file else None
     items = data.list_images(data_dir, identities)
-    names = sorted({path.split("/")[0] for path, _ in items})
-    held = set(np.random.default_rng(seed).permutation(names)[:int(len(names) * validation_fraction)])
+    held = held_out_identities({path.split("/")[0] for path, _ in items}, validation_fraction, seed)
     train_paths = [path for path, _ in items if path.split("/")[0] not in held]
     held_paths = [path for path, _ in items if path.split("/")[0] in held]
     extractor = extractor or facenet.FeatureExtractor()
@@ -64,3 +71,55 @@ def assemble(data_dir: str | os.PathLike, identities_file: str | None = None, al
     return TrainingSet(np.ascontiguousarray(np.concatenate(crops)), np.concatenate(features),
                        np.ascontiguousarray(np.concatenate(masks)) if extra_dir else None,
                        held_faces.crops, held_faces.features, description)
+
+
+@dataclasses.dataclass
+class TrainingStream:
+    """The streamed counterpart of ``TrainingSet``: examples read from TFRecord shards as training goes."""
+
+    examples: object                  # tf.data.Dataset of (crop uint8, FaceNet feature), shuffled, held-out removed
+    num_examples: int                 # examples per pass
+    feature_dim: int
+    held_out_crops: np.ndarray        # up to ``validation_limit`` held-out faces, in memory
+    held_out_features: np.ndarray
+    description: dict
+
+
+def records_dir(records_path: str | None, tfds_name: str | None, tfds_data_dir: str | None,
+                identities_file: str | None, align: str) -> pathlib.Path:
+    """The record folder of ``--records``, or the one ``--tfds`` builds (once, in the cache) from
+    tensorflow-datasets."""
+    from sfc_tf import records
+
+    if records_path:
+        return pathlib.Path(records_path).expanduser()
+    directory = records.tfds_cache_dir(tfds_name, align, identities_file)
+    if not (directory / records.MANIFEST).is_file():
+        identities = data.read_identity_list(identities_file) if identities_file else None
+        records.build_from_tfds(tfds_name, directory, tfds_data_dir, identities, align)
+    return directory
+
+
+def stream(directory: str | os.PathLike, identities_file: str | None = None, flip: bool = False,
+           validation_fraction: float = 0.05, seed: int = 0, validation_limit: int = 512) -> TrainingStream:
+    """Training examples of a record folder (``sfc_tf.records``): the ``identities_file`` identities (default:
+    all), ``validation_fraction`` of them held out by the rule of ``assemble``, each example mirrored half of the
+    time with its mirror's feature if ``flip``."""
+    from sfc_tf import records
+
+    built = records.open_records(directory)
+    names = list(built.identities)
+    if identities_file:
+        wanted = set(data.read_identity_list(identities_file))
+        names = [name for name in names if name in wanted]
+        if not names:
+            raise SfcError(f"none of the identities of {identities_file} is in {directory}")
+    held = held_out_identities(names, validation_fraction, seed)
+    excluded = held | (set(built.identities) - set(names))
+    training = [name for name in names if name not in held]
+    held_crops, held_features = records.load_arrays(built, held, validation_limit)
+    description = {"records": str(directory), "source": built.manifest["source"], "facenet": built.manifest["facenet"],
+                   "identities": identities_file, "images": built.count(training), "flip": flip,
+                   "held_out_identities": sorted(held), "held_out_images": built.count(held), "streamed": True}
+    return TrainingStream(records.dataset(built, excluded, seed=seed, flip=flip), built.count(training),
+                          built.manifest["feature_dim"], held_crops, held_features, description)

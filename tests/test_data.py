@@ -140,15 +140,6 @@ def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
     assert result["accuracy"] >= 0.9 and set(result) >= {"accuracy", "accuracy_std", "num_pairs", "feature_dim"}
 
 
-def test_image_folder_dataset_yields_crops_and_labels(fixture_lfw_dir):
-    dataset = data.image_folder_dataset(fixture_lfw_dir, ["Aaron_Peirsol", "Abel_Pacheco"], "center", batch_size=2)
-    batches = list(dataset.as_numpy_iterator())
-    crops = np.concatenate([c for c, _ in batches])
-    labels = np.concatenate([y for _, y in batches])
-    assert crops.shape == (4, 160, 160, 3) and crops.dtype == np.uint8
-    assert sorted(labels.tolist()) == [0, 0, 1, 1]
-
-
 def test_bd_rate_and_psnr_of_shifted_curves():
     rates = np.array([100.0, 200, 400, 800, 1600])
     psnr = 20 + 3 * np.log2(rates / 100)

@@ -19,7 +19,11 @@ from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW, VGGFace2).", required=True)
+flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
+flags.DEFINE_string("records", None, "Folder of TFRecord shards (train/build_records.py), streamed (VGGFace2 scale).")
+flags.DEFINE_string("tfds", None, "A tensorflow-datasets image dataset NAME[:SPLIT] (lfw, celeb_a): its records are "
+                    "built once in the cache, then streamed.")
+flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored (its prediction from its own feature).")
@@ -40,38 +44,78 @@ flags.DEFINE_string("checkpoint_dir", None, "Final weights + meta.json; train_st
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
-def inputs(faces: training_data.TrainingSet) -> tuple:
-    """(training images, training predictions, held-out images, held-out predictions) for ``--kind``."""
-    held = faces.held_out_crops[:FLAGS.held_out]
+def pair_maker():
+    """(crops, features) -> the (image, prediction) pair ``--kind`` trains on (the image itself as the prediction
+    of codecs that use none)."""
     if FLAGS.kind == "original":
-        return faces.crops, None, held, None
-    p = prediction.training_predictions(FLAGS.predictor, FLAGS.base_layer, faces.features)
-    held_p = prediction.training_predictions(FLAGS.predictor, FLAGS.base_layer,
-                                             faces.held_out_features[:FLAGS.held_out])
+        return lambda crops, features: (crops, crops)
+    predict = prediction.training_predictor(FLAGS.predictor, FLAGS.base_layer)
     if FLAGS.kind == "conditional":
-        return faces.crops, p, held, held_p
+        return lambda crops, features: (crops, predict(features))
 
-    return (layer.normalised_residuals(faces.crops, p)[0], None, layer.normalised_residuals(held, held_p)[0], None)
+    def residual(crops, features):
+        images = layer.normalised_residuals(crops, predict(features))[0]
+        return images, images
+
+    return residual
+
+
+def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
+    """(batches(seed), training images, held-out images, held-out predictions) for ``--kind``, in memory."""
+    images, predictions = faces.crops, None
+    if FLAGS.kind != "original":
+        predictions = prediction.training_predictions(FLAGS.predictor, FLAGS.base_layer, faces.features)
+    if FLAGS.kind == "residual":
+        images, predictions = layer.normalised_residuals(faces.crops, predictions)[0], None
+    held, held_p = None, None
+    if len(faces.held_out_crops):
+        held, held_p = pair_maker()(faces.held_out_crops[:FLAGS.held_out], faces.held_out_features[:FLAGS.held_out])
+    return (lambda seed: training.face_codec_dataset(images, predictions, FLAGS.batch_size, seed), len(images),
+            held, held_p if FLAGS.kind == "conditional" else None)
+
+
+def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
+    """The same from a record stream: each batch's pair made as it comes; the held-out pairs in memory."""
+    pair = pair_maker()
+    held, held_p = None, None
+    if len(faces.held_out_crops):
+        held, held_p = pair(faces.held_out_crops[:FLAGS.held_out], faces.held_out_features[:FLAGS.held_out])
+    return (lambda seed: training.face_codec_stream(faces.examples, FLAGS.batch_size, pair), faces.num_examples,
+            held, held_p if FLAGS.kind == "conditional" else None)
+
+
+def load_faces():
+    """The training faces: in memory (--data_dir) or streamed (--records, --tfds)."""
+    if sum(map(bool, (FLAGS.data_dir, FLAGS.records, FLAGS.tfds))) != 1:
+        raise app.UsageError("give exactly one of --data_dir, --records and --tfds")
+    if FLAGS.extra_faces and not FLAGS.data_dir:
+        raise app.UsageError("--extra_faces goes with --data_dir (extra faces are held in memory)")
+    if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
+        raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
+    if FLAGS.data_dir:
+        return training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
+                                      seed=FLAGS.seed)
+    directory = training_data.records_dir(FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
+                                          FLAGS.align)
+    return training_data.stream(directory, FLAGS.identities, FLAGS.flip, seed=FLAGS.seed)
 
 
 def main(_):
-    if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
-        raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
     try:
-        faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
-                                       seed=FLAGS.seed)
-        images, predictions, held, held_p = inputs(faces)
+        faces = load_faces()
+        streamed = isinstance(faces, training_data.TrainingStream)
+        batches, num_images, held, held_p = streamed_inputs(faces) if streamed else in_memory_inputs(faces)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
     config = training.FaceCodecTrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, lmbdas=tuple(float(v) for v in FLAGS.lmbdas), kind=FLAGS.kind,
         prior=FLAGS.prior, steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
         final_learning_rate=FLAGS.final_learning_rate, max_minutes=FLAGS.max_minutes, seed=FLAGS.seed)
-    meta = training.train_face_codec(config, images, predictions, {
+    meta = training.train_face_codec(config, batches, num_images, {
         "data": faces.description,
         "prediction": None if FLAGS.kind == "original" else {"predictor": FLAGS.predictor,
                                                              "base_layer": FLAGS.base_layer},
-    }, (held, held_p))
+    }, None if held is None else (held, held_p))
     print(f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps, {meta['images_per_second']} images/s, "
           f"held out {meta['held_out']}")
 

@@ -25,7 +25,11 @@ from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW, VGGFace2).", required=True)
+flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
+flags.DEFINE_string("records", None, "Folder of TFRecord shards (train/build_records.py), streamed (VGGFace2 scale).")
+flags.DEFINE_string("tfds", None, "A tensorflow-datasets image dataset NAME[:SPLIT] (lfw, celeb_a): its records are "
+                    "built once in the cache, then streamed.")
+flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
 flags.DEFINE_enum("objective", "perceptual", ["perceptual", "mmse"],
@@ -69,16 +73,30 @@ def feature_degraders():
             for step in FLAGS.noise_steps]
 
 
-def main(_):
+def load_faces():
+    """The training faces: in memory (--data_dir) or streamed (--records, --tfds)."""
+    if sum(map(bool, (FLAGS.data_dir, FLAGS.records, FLAGS.tfds))) != 1:
+        raise app.UsageError("give exactly one of --data_dir, --records and --tfds")
+    if FLAGS.objective == "mmse" and not FLAGS.data_dir:
+        raise app.UsageError("--objective mmse needs --data_dir (its mean face is taken over the crops in memory)")
+    if FLAGS.extra_faces and not FLAGS.data_dir:
+        raise app.UsageError("--extra_faces goes with --data_dir (extra faces are held in memory with their masks)")
     if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
         raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
     try:
-        faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
-                                       FLAGS.validation_fraction, FLAGS.seed)
+        if FLAGS.data_dir:
+            return training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip,
+                                          FLAGS.extra_faces, FLAGS.validation_fraction, FLAGS.seed)
+        directory = training_data.records_dir(FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
+                                              FLAGS.align)
+        return training_data.stream(directory, FLAGS.identities, FLAGS.flip, FLAGS.validation_fraction, FLAGS.seed)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
+
+
+def main(_):
+    faces = load_faces()
     degraders = feature_degraders()
-    views = training.decoded_feature_views(faces.features, degraders)
     validation = None
     if len(faces.held_out_crops):     # scored at the middle rate of the list
         validation = (degraders[len(degraders) // 2](faces.held_out_features).astype(np.float32), faces.held_out_crops)
@@ -95,11 +113,15 @@ def main(_):
         vgg_weights=FLAGS.vgg_weights, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision, max_minutes=FLAGS.max_minutes, log_dir=FLAGS.tensorboard_dir,
         seed=FLAGS.seed)
-    meta = training.train(config, views, faces.crops, {
-        "objective": FLAGS.objective, "data": faces.description,
-        "decoded_features": {"base_layer": FLAGS.base_layer, "noise_steps": None if FLAGS.base_layer
-                             else [float(s) for s in FLAGS.noise_steps]},
-    }, validation, faces.masks)
+    meta = {"objective": FLAGS.objective, "data": faces.description,
+            "decoded_features": {"base_layer": FLAGS.base_layer, "noise_steps": None if FLAGS.base_layer
+                                 else [float(s) for s in FLAGS.noise_steps]}}
+    if isinstance(faces, training_data.TrainingStream):
+        meta = training.train_streamed(config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta,
+                                       validation)
+    else:
+        meta = training.train(config, training.decoded_feature_views(faces.features, degraders), faces.crops, meta,
+                              validation, faces.masks)
     if mmse:     # the mean face belongs to the predictor: covered by its checksum
         from PIL import Image
 

@@ -130,22 +130,36 @@ class _Slice(Predictions):
         return None if out is None else out[self.start:self.stop]
 
 
-def training_predictions(predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike,
-                         features: np.ndarray, progress: bool = True) -> np.ndarray:
-    """MMSE predictions (uint8) of faces whose FaceNet ``features`` are given, through the real base layer
-    (encode, decode) as the decoder will see them; cached by predictor, base layer and features."""
-    import hashlib
-
-    from sfc_tf import base_layer, residuals, settings
+def training_predictor(predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike):
+    """features -> MMSE predictions (uint8) of the faces, through the real base layer (encode, decode) as the
+    decoder will see them."""
+    from sfc_tf import base_layer, residuals
 
     predictor = CodingPredictor(predictor_dir)
     base = base_layer.load(base_layer_path)
-    key = hashlib.sha1(f"{predictor.model_id}{base.model_id}".encode() + np.ascontiguousarray(features).tobytes())
+
+    def predict(features: np.ndarray, progress: bool = False) -> np.ndarray:
+        return residuals.reconstruct(predictor.network, base.decode_payloads(base.encode_payloads(features)),
+                                     progress=progress)
+
+    predict.key = f"{predictor.model_id}{base.model_id}"
+    return predict
+
+
+def training_predictions(predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike,
+                         features: np.ndarray, progress: bool = True) -> np.ndarray:
+    """``training_predictor``'s predictions of all ``features`` at once, cached by predictor, base layer and
+    features."""
+    import hashlib
+
+    from sfc_tf import settings
+
+    predict = training_predictor(predictor_dir, base_layer_path)
+    key = hashlib.sha1(predict.key.encode() + np.ascontiguousarray(features).tobytes())
     cache = settings.cache_dir() / "predictions" / f"{key.hexdigest()[:20]}.npy"
     if cache.is_file():
         return np.load(cache)
-    decoded = base.decode_payloads(base.encode_payloads(features))
-    out = residuals.reconstruct(predictor.network, decoded, progress=progress)
+    out = predict(features, progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache.with_suffix(".tmp.npy"), out)
     os.replace(cache.with_suffix(".tmp.npy"), cache)

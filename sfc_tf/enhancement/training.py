@@ -14,6 +14,7 @@ import dataclasses
 import json
 import pathlib
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -220,6 +221,19 @@ def face_codec_dataset(images: np.ndarray, predictions: np.ndarray | None, batch
     return tf.data.Dataset.from_generator(batches, output_signature=(spec, spec)).prefetch(2)
 
 
+def face_codec_stream(examples: tf.data.Dataset, batch_size: int,
+                      pair: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> tf.data.Dataset:
+    """Endless (image, prediction) uint8 batches from a stream of (crop, FaceNet feature) examples
+    (``sfc_tf.records``, which mirrors them); ``pair(crops, features)`` makes each batch's pair as it comes."""
+    def batch(crops, features):
+        x, p = tf.numpy_function(pair, [crops, features], (tf.uint8, tf.uint8), stateful=False)
+        x.set_shape(crops.shape)
+        p.set_shape(crops.shape)
+        return x, p
+
+    return examples.repeat().batch(batch_size, drop_remainder=True).map(batch).prefetch(2)
+
+
 def build_face_codec(config: FaceCodecTrainConfig):
     from sfc_tf.enhancement import face_codec
 
@@ -246,10 +260,11 @@ class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"initial": self.initial, "final": self.final, "start": self.start, "decay_steps": self.decay_steps}
 
 
-def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictions: np.ndarray | None,
+def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.data.Dataset], num_images: int,
                      meta: dict, held_out: tuple[np.ndarray, np.ndarray | None] | None = None) -> dict:
-    """Train (or resume) a FaceCodec; final weights + meta.json (with wall time, images/s and the held-out rate
-    and PSNR of every rate) in ``checkpoint_dir``."""
+    """Train (or resume) a FaceCodec on ``batches(seed)`` (``face_codec_dataset`` of arrays in memory, or
+    ``face_codec_stream``) of a training set of ``num_images``; final weights + meta.json (with wall time,
+    images/s and the held-out rate and PSNR of every rate) in ``checkpoint_dir``."""
     out = pathlib.Path(config.checkpoint_dir)
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
@@ -261,7 +276,7 @@ def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictio
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
     if done < config.steps:
-        model.fit(face_codec_dataset(images, predictions, config.batch_size, config.seed + done), epochs=1,
+        model.fit(batches(config.seed + done), epochs=1,
                   steps_per_epoch=config.steps - done, callbacks=callbacks, verbose=config.verbose)
     steps = int(model.optimizer.iterations.numpy())
     wall_total = saver.wall_time()
@@ -269,7 +284,7 @@ def train_face_codec(config: FaceCodecTrainConfig, images: np.ndarray, predictio
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
             model, target, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
-            train_images=len(images), epochs_done=round(steps * config.batch_size / len(images), 3),
+            train_images=num_images, epochs_done=round(steps * config.batch_size / num_images, 3),
             wall_time_s=round(wall_total, 1),
             images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
             held_out=held_out)
