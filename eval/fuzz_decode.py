@@ -33,6 +33,8 @@ flags.DEFINE_integer("rss_margin_mb", 256, "libFuzzer's RSS limit is the child's
                      "registered model is loaded plus this margin: one input costing more is a failure.")
 flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding it is a failure (a hang).")
 flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
+flags.DEFINE_integer("keep_recent", 0, "Keep the last N inputs under <work_dir>/recent (a native memory error is "
+                     "often detected some inputs after the one that caused it).")
 flags.DEFINE_enum("stage", None, ["corpus", "fuzz"], "Internal: the child process that builds the seed corpus or "
                   "runs the fuzzer.")
 
@@ -81,7 +83,13 @@ def run_child(work: pathlib.Path) -> None:
         mutated = atheris.Mutate(data, max_size) if rng.random() < 0.5 else fuzzing.mutate(data, rng)
         return fuzzing.reseal(mutated) if rng.random() < 0.8 else mutated
 
+    recent = work / "recent"
+    if FLAGS.keep_recent:
+        recent.mkdir(exist_ok=True)
+
     def test_one_input(data: bytes) -> None:
+        if FLAGS.keep_recent:
+            (recent / f"{counts['runs'] % FLAGS.keep_recent:05d}.sfc").write_bytes(data)
         layers = fuzzing.LAYERS[zlib.crc32(data) % len(fuzzing.LAYERS)]
         outcome = fuzzing.decode_checked(codec, data, layers)
         counts[outcome] += 1
@@ -132,7 +140,8 @@ def main(_):
     seeds = len(list((work / "corpus").glob("*.sfc")))
     start = time.time()
     child = subprocess.run([sys.executable, __file__, "--stage=fuzz", f"--runs={FLAGS.runs}", f"--work_dir={work}",
-                            f"--rss_margin_mb={FLAGS.rss_margin_mb}", f"--timeout_s={FLAGS.timeout_s}",
+                            f"--rss_margin_mb={FLAGS.rss_margin_mb}", f"--keep_recent={FLAGS.keep_recent}",
+                            f"--timeout_s={FLAGS.timeout_s}",
                             f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True)
     seconds = time.time() - start
     log = child.stderr
@@ -141,7 +150,8 @@ def main(_):
     done = re.search(r"Done (\d+) runs in (\d+) second", log)
     rss = [int(m) for m in re.findall(r"rss: (\d+)Mb", log)]
     failure = next((line for line in log.splitlines()
-                    if re.search(r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout",
+                    if re.search(r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout|"
+                                 r"Fatal Python error|corrupted|double free",
                                  line)), None)
     interrupted = "run interrupted" in log                 # Ctrl-C or a SIGINT to the fuzzer: stats so far
     clean = child.returncode == 0 or (interrupted and failure is None)
