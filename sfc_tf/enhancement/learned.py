@@ -151,15 +151,17 @@ def table_sha256(model) -> str:
     return digest.hexdigest()
 
 
-def save(model, directory: str | os.PathLike, **meta) -> dict:
+def save(model, directory: str | os.PathLike, coding_enabled: bool = False, **meta) -> dict:
     """Weights, range-coding tables and meta.json (architecture, configuration, sha256 of the weights, hashes of
-    the tables)."""
+    the tables). ``coding_enabled``: the caller has just built the tables from the final weights (building them
+    again costs minutes for a variable-rate model on a CPU)."""
     from sfc_tf.enhancement import face_codec
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _weights(model).write(str(directory / WEIGHTS))
-    model.enable_coding()
+    if not coding_enabled:
+        model.enable_coding()
     if isinstance(model, face_codec.FaceCodec):
         config = {"architecture": "face_codec", **model.get_config()}
     else:

@@ -280,10 +280,11 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
                   steps_per_epoch=config.steps - done, callbacks=callbacks, verbose=config.verbose)
     steps = int(model.optimizer.iterations.numpy())
     wall_total = saver.wall_time()
+    model.enable_coding()                   # once: the held-out evaluation and the saved tables share it
     held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
-            model, target, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
+            model, target, coding_enabled=True, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
             train_images=num_images, epochs_done=round(steps * config.batch_size / num_images, 3),
             wall_time_s=round(wall_total, 1),
             images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
@@ -291,10 +292,10 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
 
 
 def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
-    """Per rate: mean coded bits per image and mean PSNR of the decoded images (real range coding)."""
+    """Per rate: mean coded bits per image and mean PSNR of the decoded images (real range coding; the model's
+    coding enabled)."""
     from sfc_tf import metrics
 
-    model.enable_coding()
     rows = []
     for rate, lmbda in enumerate(model.lmbdas):
         bits, decoded = [], []
