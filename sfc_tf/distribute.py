@@ -1,6 +1,7 @@
 """tf.distribute strategy selection shared by the training binaries, and where each worker writes."""
 
 import contextlib
+import functools
 import pathlib
 import shutil
 import tempfile
@@ -10,9 +11,11 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
+@functools.lru_cache(maxsize=None)
 def make_strategy(name: str = "default", tpu_address: str = "") -> tf.distribute.Strategy:
     """``default`` (one device), ``mirrored`` (all local GPUs), ``multi_worker`` (TF_CONFIG cluster),
-    ``tpu`` (``tpu_address``, empty for the local/Colab TPU)."""
+    ``tpu`` (``tpu_address``, empty for the local/Colab TPU); one per process. ``multi_worker`` must be made
+    before any other TensorFlow op runs (binaries call this first)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

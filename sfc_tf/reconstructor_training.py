@@ -127,9 +127,10 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
     ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final weights and meta.json go to
     ``checkpoint_dir``."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
-    return _fit(config, training_dataset(views, crops, config.batch_size, config.seed, masks), steps_per_epoch,
-                views.shape[-1], lambda model: recalibrate_batch_norm(model, views, config.batch_size, config.seed,
-                                                                      steps_per_epoch), meta, validation)
+    return _fit(config, lambda: training_dataset(views, crops, config.batch_size, config.seed, masks),
+                steps_per_epoch, views.shape[-1],
+                lambda model, dataset: recalibrate_batch_norm(model, views, config.batch_size, config.seed,
+                                                              steps_per_epoch), meta, validation)
 
 
 def train_streamed(config: TrainConfig, examples: tf.data.Dataset, num_examples: int, feature_dim: int,
@@ -138,16 +139,17 @@ def train_streamed(config: TrainConfig, examples: tf.data.Dataset, num_examples:
     """``train`` on a stream of (crop, FaceNet feature) examples (``num_examples`` of them per pass), never held in
     memory; precise BN averages ``steps_per_epoch`` batches of the stream."""
     steps_per_epoch = config.steps_per_epoch or max(1, num_examples // config.batch_size)
-    dataset = streamed_training_dataset(examples, degraders, config.batch_size, config.seed)
-    return _fit(config, dataset, steps_per_epoch, feature_dim,
-                lambda model: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
+    return _fit(config, lambda: streamed_training_dataset(examples, degraders, config.batch_size, config.seed),
+                steps_per_epoch, feature_dim,
+                lambda model, dataset: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
                 meta, validation)
 
 
-def _fit(config: TrainConfig, dataset: tf.data.Dataset, steps_per_epoch: int, feature_dim: int,
+def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feature_dim: int,
          recalibrate: Callable, meta: dict, validation: tuple[np.ndarray, np.ndarray] | None) -> dict:
     out = pathlib.Path(config.checkpoint_dir)
-    strategy = distribute.make_strategy(config.strategy)
+    strategy = distribute.make_strategy(config.strategy)     # before any other op (multi-worker collectives)
+    dataset = make_dataset()
     with strategy.scope():
         model = build_model(config, feature_dim, steps_per_epoch)
     callbacks = [tf.keras.callbacks.BackupAndRestore(str(out / "backup"))]
@@ -161,7 +163,7 @@ def _fit(config: TrainConfig, dataset: tf.data.Dataset, steps_per_epoch: int, fe
                         validation_data=None if validation is None else validation_dataset(*validation,
                                                                                            config.batch_size))
     wall = time.time() - start
-    recalibrated = recalibrate(model)
+    recalibrated = recalibrate(model, dataset)
     epochs_run = len(history.history["loss"])
     final = {k: float(v[-1]) for k, v in history.history.items()}
     with distribute.output_dir(out, strategy) as target_dir:

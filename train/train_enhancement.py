@@ -53,6 +53,7 @@ def training_images() -> tuple[np.ndarray, dict]:
 
 
 def main(_):
+    distribute.make_strategy(FLAGS.strategy)     # before FaceNet or any data op (multi-worker collectives)
     images, source = training_images()
     config = training.EnhancementTrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, lmbda=FLAGS.lmbda, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,

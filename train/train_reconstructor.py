@@ -95,6 +95,7 @@ def load_faces():
 
 
 def main(_):
+    distribute.make_strategy(FLAGS.strategy)     # before FaceNet or any data op (multi-worker collectives)
     faces = load_faces()
     degraders = feature_degraders()
     validation = None

@@ -284,8 +284,8 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
     held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
-            model, target, coding_enabled=True, **meta, kind=config.kind, training=dataclasses.asdict(config), steps=steps,
-            train_images=num_images, epochs_done=round(steps * config.batch_size / num_images, 3),
+            model, target, coding_enabled=True, **meta, kind=config.kind, training=dataclasses.asdict(config),
+            steps=steps, train_images=num_images, epochs_done=round(steps * config.batch_size / num_images, 3),
             wall_time_s=round(wall_total, 1),
             images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
             held_out=held_out)
