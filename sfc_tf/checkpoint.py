@@ -16,6 +16,15 @@ from sfc_tf.errors import WeightsError
 META_FILE = "meta.json"
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of one file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def files_sha256(directory: str | os.PathLike, names: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     for name in names:

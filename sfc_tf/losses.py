@@ -1,9 +1,9 @@
 """Reconstruction loss: MAE + lambda x VGG-19 perceptual loss (mean squared feature difference).
 
-VGG-19 weights come from ``tf.keras.applications.VGG19(weights='imagenet')`` (downloads; online users) or from a
-local Keras HDF5 weights file. A partial file (such as ``vgg19_imagenet_block1-3.h5``, blocks 1-3 only) may
-serve any layer whose every convolution it holds; asking for a deeper layer is a ``WeightsError``: the loss never
-runs on random VGG weights.
+VGG-19 weights come from Keras's ImageNet file (downloaded once into ``~/.keras/models``; online users) or from a
+local Keras HDF5 weights file (``vgg_weights_file``). A partial file (such as ``vgg19_imagenet_block1-3.h5``,
+blocks 1-3 only) may serve any layer whose every convolution it holds; asking for a deeper layer is a
+``WeightsError``: the loss never runs on random VGG weights.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import tensorflow as tf
 from sfc_tf.errors import WeightsError
 
 DEFAULT_LAYER = "block3_conv2"   # relu3_2 (Keras convolutions include their ReLU), NbNet's default
+IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+                "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+IMAGENET_MD5 = "253f8cb515780f3b799900260a226db6"     # keras.applications.vgg19's own check
 
 
 def _conv_layers_up_to(model: tf.keras.Model, layer_name: str) -> list[str]:
@@ -37,23 +40,32 @@ def _layers_in_weights_file(path: str | os.PathLike) -> set[str]:
                 if len(handle[n.decode() if isinstance(n, bytes) else n].attrs.get("weight_names", []))}
 
 
-def vgg_feature_model(layer: str = DEFAULT_LAYER, weights_path: str | os.PathLike | None = None) -> tf.keras.Model:
-    """Frozen VGG-19 from its input to ``layer``; weights from ImageNet (download) or ``weights_path``."""
-    if weights_path is None:
-        base = tf.keras.applications.VGG19(include_top=False, weights="imagenet")
-    else:
+def vgg_weights_file(weights_path: str | os.PathLike | None = None) -> str:
+    """A local VGG-19 weights file: ``weights_path`` if given, else Keras's ImageNet file (downloaded once)."""
+    if weights_path is not None:
         if not os.path.isfile(weights_path):
             raise WeightsError(f"VGG-19 weights file not found: {weights_path}")
-        base = tf.keras.applications.VGG19(include_top=False, weights=None)
+        return str(weights_path)
+    try:
+        return tf.keras.utils.get_file(os.path.basename(IMAGENET_URL), IMAGENET_URL, cache_subdir="models",
+                                       file_hash=IMAGENET_MD5)
+    except Exception as exc:     # get_file raises bare Exception on network errors
+        raise WeightsError(f"cannot download the ImageNet VGG-19 weights ({exc.__class__.__name__}); offline, pass a "
+                           f"local file, e.g. --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5") from exc
+
+
+def vgg_feature_model(layer: str = DEFAULT_LAYER, weights_path: str | os.PathLike | None = None) -> tf.keras.Model:
+    """Frozen VGG-19 from its input to ``layer``; weights from ``vgg_weights_file(weights_path)``."""
+    weights_path = vgg_weights_file(weights_path)
+    base = tf.keras.applications.VGG19(include_top=False, weights=None)
     needed = _conv_layers_up_to(base, layer)
     model = tf.keras.Model(base.input, base.get_layer(layer).output, name=f"vgg19_{layer}")
-    if weights_path is not None:
-        missing = [name for name in needed if name not in _layers_in_weights_file(weights_path)]
-        if missing:
-            raise WeightsError(
-                f"{weights_path} has no weights for {', '.join(missing)}, needed for perceptual layer {layer!r}; "
-                f"choose a shallower layer or a complete VGG-19 weights file")
-        model.load_weights(str(weights_path), by_name=True)
+    missing = [name for name in needed if name not in _layers_in_weights_file(weights_path)]
+    if missing:
+        raise WeightsError(
+            f"{weights_path} has no weights for {', '.join(missing)}, needed for perceptual layer {layer!r}; "
+            f"choose a shallower layer or a complete VGG-19 weights file")
+    model.load_weights(weights_path, by_name=True)
     model.trainable = False
     return model
 

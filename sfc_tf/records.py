@@ -20,7 +20,7 @@ import io
 import json
 import os
 import pathlib
-from typing import Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -34,9 +34,12 @@ BUILD_HINT = "build it with train/build_records.py"
 
 
 @dataclasses.dataclass
-class Face:
-    crop: np.ndarray           # (160, 160, 3) uint8
-    identity: str
+class Chunk:
+    """The faces of one shard: their identities, and their aligned crops on demand (a resumed build skips the
+    alignment of shards it already has)."""
+
+    identities: list[str]
+    crops: Callable[[], np.ndarray]      # -> (N, 160, 160, 3) uint8
 
 
 @dataclasses.dataclass
@@ -85,24 +88,17 @@ def _example(crop: np.ndarray, feature: np.ndarray, flipped: np.ndarray, identit
         "identity": raw(identity.encode())})).SerializeToString()
 
 
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write(faces: Iterable[list[Face]], total: int, output_dir: str | os.PathLike, source: dict, extractor,
+def write(chunks: Iterable[Chunk], total: int, output_dir: str | os.PathLike, source: dict, extractor,
           shard_size: int = 1000, progress: bool = True) -> Records:
-    """Write the faces (yielded in chunks of ``shard_size``, the last one shorter) as shards of ``output_dir``;
-    shards already complete from an interrupted build are kept (their chunk is still read, not recomputed)."""
+    """Write the faces (chunks of ``shard_size``, the last one shorter) as shards of ``output_dir``; shards
+    already complete from an interrupted build are kept (neither aligned nor run through FaceNet again)."""
     import tensorflow as tf
+
+    from sfc_tf.checkpoint import sha256_file
 
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     shards, counts = [], collections.Counter()
-    chunks = faces
     if progress:
         from tqdm import tqdm
 
@@ -112,19 +108,19 @@ def write(faces: Iterable[list[Face]], total: int, output_dir: str | os.PathLike
             raise SfcError(f"more than {MAX_SHARDS} shards: use a larger --shard_size")
         name = f"shard-{index:05d}.tfrecord"
         sidecar = out / f"{name}.json"
-        counts.update(face.identity for face in chunk)
+        counts.update(chunk.identities)
         if sidecar.is_file():
             shards.append(json.loads(sidecar.read_text()))
             continue
-        crops = np.stack([face.crop for face in chunk])
+        crops = chunk.crops()
         features = extractor(crops)
         flipped = extractor(np.ascontiguousarray(crops[:, :, ::-1]))
         tmp = out / f"{name}.tmp"
         with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for face, feature, mirror in zip(chunk, features, flipped):
-                writer.write(_example(face.crop, feature, mirror, face.identity))
+            for crop, feature, mirror, identity in zip(crops, features, flipped, chunk.identities):
+                writer.write(_example(crop, feature, mirror, identity))
         os.replace(tmp, out / name)
-        entry = {"file": name, "examples": len(chunk), "sha256": _sha256(out / name)}
+        entry = {"file": name, "examples": len(chunk.identities), "sha256": sha256_file(out / name)}
         sidecar.write_text(json.dumps(entry))
         shards.append(entry)
     if not shards:
@@ -137,11 +133,6 @@ def write(faces: Iterable[list[Face]], total: int, output_dir: str | os.PathLike
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)
     return Records(out, manifest)
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def build_from_folder(data_dir: str | os.PathLike, output_dir: str | os.PathLike, identities: list[str] | None = None,
@@ -157,13 +148,14 @@ def build_from_folder(data_dir: str | os.PathLike, output_dir: str | os.PathLike
     aligner = align_module.make_aligner(align)
     root = pathlib.Path(data_dir)
 
-    def faces():
-        for chunk in _chunks([path for path, _ in items], shard_size):
-            crops, _ = aligner.align_many([root / path for path in chunk], True)
-            yield [Face(crop, path.split("/")[0]) for crop, path in zip(crops, chunk)]
+    def chunks():
+        for start in range(0, len(items), shard_size):
+            paths = [root / path for path, _ in items[start:start + shard_size]]
+            yield Chunk([path.parent.name for path in paths],
+                        lambda paths=paths: aligner.align_many(paths, True)[0])
 
     source = {"data_dir": str(data_dir), "identities": len(identities) if identities else None, "align": align}
-    return write(faces(), len(items), output_dir, source, extractor or facenet.FeatureExtractor(), shard_size,
+    return write(chunks(), len(items), output_dir, source, extractor or facenet.FeatureExtractor(), shard_size,
                  progress)
 
 
@@ -210,26 +202,26 @@ def build_from_tfds(name: str, output_dir: str | os.PathLike, data_dir: str | No
     aligner = align_module.make_aligner(align)
     wanted = set(identities) if identities else None
 
-    def faces():
-        chunk = []
+    def chunk(images, names):
+        return Chunk(names, lambda: aligner.align_many(images, True)[0])
+
+    def chunks():
+        images, names = [], []
         for example in examples:
             identity = _identity(example, label_names)
             if wanted is not None and identity not in wanted:
                 continue
-            chunk.append((example["image"], identity))
-            if len(chunk) == shard_size:
-                yield _align(chunk)
-                chunk = []
-        if chunk:
-            yield _align(chunk)
-
-    def _align(chunk):
-        crops, _ = aligner.align_many([image for image, _ in chunk], True)
-        return [Face(crop, identity) for crop, (_, identity) in zip(crops, chunk)]
+            images.append(example["image"])
+            names.append(identity)
+            if len(names) == shard_size:
+                yield chunk(images, names)
+                images, names = [], []
+        if names:
+            yield chunk(images, names)
 
     source = {"tfds": name, "tfds_data_dir": data_dir, "identities": len(identities) if identities else None,
               "align": align}
-    return write(faces(), count, output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress)
+    return write(chunks(), count, output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress)
 
 
 def tfds_cache_dir(name: str, align: str, identities_file: str | None) -> pathlib.Path:
@@ -241,6 +233,8 @@ def tfds_cache_dir(name: str, align: str, identities_file: str | None) -> pathli
 
 def open_records(directory: str | os.PathLike, verify: bool = False) -> Records:
     """A built record folder, its manifest checked (``verify``: every shard's sha256 too)."""
+    from sfc_tf.checkpoint import sha256_file
+
     directory = pathlib.Path(directory).expanduser()
     path = directory / MANIFEST
     if not path.is_file():
@@ -253,7 +247,7 @@ def open_records(directory: str | os.PathLike, verify: bool = False) -> Records:
         file = directory / shard["file"]
         if pathlib.Path(shard["file"]).name != shard["file"] or not file.is_file():
             raise SfcError(f"{directory}: shard {shard['file']} is missing")
-        if verify and _sha256(file) != shard["sha256"]:
+        if verify and sha256_file(file) != shard["sha256"]:
             raise SfcError(f"{file}: damaged (sha256 differs from {MANIFEST})")
     return Records(directory, manifest)
 

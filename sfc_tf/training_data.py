@@ -123,3 +123,21 @@ def stream(directory: str | os.PathLike, identities_file: str | None = None, fli
                    "held_out_identities": sorted(held), "held_out_images": built.count(held), "streamed": True}
     return TrainingStream(records.dataset(built, excluded, seed=seed, flip=flip), built.count(training),
                           built.manifest["feature_dim"], held_crops, held_features, description)
+
+
+def load(data_dir: str | None = None, records_path: str | None = None, tfds_name: str | None = None,
+         tfds_data_dir: str | None = None, identities_file: str | None = None, align: str = "mtcnn",
+         flip: bool = False, extra_dir: str | None = None, validation_fraction: float = 0.05,
+         seed: int = 0) -> TrainingSet | TrainingStream:
+    """The training faces of the training binaries: in memory from ``data_dir`` (``assemble``), or streamed from a
+    record folder or a tensorflow-datasets dataset (``stream``); exactly one source."""
+    if sum(map(bool, (data_dir, records_path, tfds_name))) != 1:
+        raise SfcError("give exactly one of --data_dir, --records and --tfds")
+    if extra_dir and not data_dir:
+        raise SfcError("--extra_faces goes with --data_dir (extra faces are held in memory with their masks)")
+    if extra_dir and not pathlib.Path(extra_dir).expanduser().is_dir():
+        raise SfcError(f"--extra_faces {extra_dir} does not exist: {extra_faces.BUILD_HINT}")
+    if data_dir:
+        return assemble(data_dir, identities_file, align, flip, extra_dir, validation_fraction, seed)
+    directory = records_dir(records_path, tfds_name, tfds_data_dir, identities_file, align)
+    return stream(directory, identities_file, flip, validation_fraction, seed)

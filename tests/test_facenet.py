@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import facenet
+from sfc_tf import checkpoint, facenet
 from sfc_tf.errors import WeightsError
 
 
@@ -53,10 +53,10 @@ def test_converted_weights_are_cached_and_checked(tmp_path, monkeypatch):
     facenet.load_model()
     cached = facenet.converted_weights_path()
     assert cached.is_file()
-    assert cached.with_suffix(".sha256").read_text().strip() == facenet.sha256_file(cached)
+    assert cached.with_suffix(".sha256").read_text().strip() == checkpoint.sha256_file(cached)
     cached.write_bytes(b"corrupt")                      # a damaged cache is rebuilt, not loaded
     facenet.load_model()
-    assert cached.with_suffix(".sha256").read_text().strip() == facenet.sha256_file(cached)
+    assert cached.with_suffix(".sha256").read_text().strip() == checkpoint.sha256_file(cached)
 
 
 def test_weight_source_errors(tmp_path):

@@ -121,3 +121,12 @@ def test_batch_norm_recalibration_averages_over_batches():
     means = [tf.reduce_mean(first.deconv(tf.reshape(features[0, order[i:i + 4]], (-1, 1, 1, 16))), axis=(0, 1, 2))
              for i in (0, 4, 8)]
     np.testing.assert_allclose(first.norm.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
+
+
+def test_offline_without_vgg_file_is_one_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(losses.tf.keras.utils, "get_file", offline)
+    with pytest.raises(WeightsError, match="--vgg_weights"):
+        losses.vgg_feature_model("block3_conv2")

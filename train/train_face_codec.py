@@ -10,11 +10,9 @@ Every kind gets the same data, steps, batch and schedule unless told otherwise, 
 Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_minutes`` ends a session early.
 """
 
-import pathlib
-
 from absl import app, flags
 
-from sfc_tf import extra_faces, training_data
+from sfc_tf import training_data
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
 
@@ -60,6 +58,14 @@ def pair_maker():
     return residual
 
 
+def held_out_pairs(faces, pair) -> tuple:
+    """(held-out images, held-out predictions or None) of up to --held_out held-out faces; (None, None) if none."""
+    if not len(faces.held_out_crops):
+        return None, None
+    held, held_p = pair(faces.held_out_crops[:FLAGS.held_out], faces.held_out_features[:FLAGS.held_out])
+    return held, held_p if FLAGS.kind == "conditional" else None
+
+
 def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
     """(batches(seed), training images, held-out images, held-out predictions) for ``--kind``, in memory."""
     images, predictions = faces.crops, None
@@ -67,42 +73,21 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
         predictions = prediction.training_predictions(FLAGS.predictor, FLAGS.base_layer, faces.features)
     if FLAGS.kind == "residual":
         images, predictions = layer.normalised_residuals(faces.crops, predictions)[0], None
-    held, held_p = None, None
-    if len(faces.held_out_crops):
-        held, held_p = pair_maker()(faces.held_out_crops[:FLAGS.held_out], faces.held_out_features[:FLAGS.held_out])
     return (lambda seed: training.face_codec_dataset(images, predictions, FLAGS.batch_size, seed), len(images),
-            held, held_p if FLAGS.kind == "conditional" else None)
+            *held_out_pairs(faces, pair_maker()))
 
 
 def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
     """The same from a record stream: each batch's pair made as it comes; the held-out pairs in memory."""
     pair = pair_maker()
-    held, held_p = None, None
-    if len(faces.held_out_crops):
-        held, held_p = pair(faces.held_out_crops[:FLAGS.held_out], faces.held_out_features[:FLAGS.held_out])
     return (lambda seed: training.face_codec_stream(faces.examples, FLAGS.batch_size, pair), faces.num_examples,
-            held, held_p if FLAGS.kind == "conditional" else None)
-
-
-def load_faces():
-    """The training faces: in memory (--data_dir) or streamed (--records, --tfds)."""
-    if sum(map(bool, (FLAGS.data_dir, FLAGS.records, FLAGS.tfds))) != 1:
-        raise app.UsageError("give exactly one of --data_dir, --records and --tfds")
-    if FLAGS.extra_faces and not FLAGS.data_dir:
-        raise app.UsageError("--extra_faces goes with --data_dir (extra faces are held in memory)")
-    if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
-        raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
-    if FLAGS.data_dir:
-        return training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
-                                      seed=FLAGS.seed)
-    directory = training_data.records_dir(FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
-                                          FLAGS.align)
-    return training_data.stream(directory, FLAGS.identities, FLAGS.flip, seed=FLAGS.seed)
+            *held_out_pairs(faces, pair))
 
 
 def main(_):
     try:
-        faces = load_faces()
+        faces = training_data.load(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
+                                   FLAGS.align, FLAGS.flip, FLAGS.extra_faces, seed=FLAGS.seed)
         streamed = isinstance(faces, training_data.TrainingStream)
         batches, num_images, held, held_p = streamed_inputs(faces) if streamed else in_memory_inputs(faces)
     except SfcError as exc:

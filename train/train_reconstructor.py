@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import distribute, extra_faces, losses, reconstructor, training_data
+from sfc_tf import distribute, losses, reconstructor, training_data
 from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import SfcError
 
@@ -75,27 +75,24 @@ def feature_degraders():
 
 def load_faces():
     """The training faces: in memory (--data_dir) or streamed (--records, --tfds)."""
-    if sum(map(bool, (FLAGS.data_dir, FLAGS.records, FLAGS.tfds))) != 1:
-        raise app.UsageError("give exactly one of --data_dir, --records and --tfds")
     if FLAGS.objective == "mmse" and not FLAGS.data_dir:
         raise app.UsageError("--objective mmse needs --data_dir (its mean face is taken over the crops in memory)")
-    if FLAGS.extra_faces and not FLAGS.data_dir:
-        raise app.UsageError("--extra_faces goes with --data_dir (extra faces are held in memory with their masks)")
-    if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
-        raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
     try:
-        if FLAGS.data_dir:
-            return training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip,
-                                          FLAGS.extra_faces, FLAGS.validation_fraction, FLAGS.seed)
-        directory = training_data.records_dir(FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
-                                              FLAGS.align)
-        return training_data.stream(directory, FLAGS.identities, FLAGS.flip, FLAGS.validation_fraction, FLAGS.seed)
+        return training_data.load(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
+                                  FLAGS.align, FLAGS.flip, FLAGS.extra_faces, FLAGS.validation_fraction, FLAGS.seed)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
 
 
 def main(_):
     distribute.make_strategy(FLAGS.strategy)     # before FaceNet or any data op (multi-worker collectives)
+    mmse = FLAGS.objective == "mmse"
+    vgg_weights = None
+    if FLAGS.perceptual_weight > 0 and not mmse:     # found (or downloaded) before the faces are loaded
+        try:
+            vgg_weights = losses.vgg_weights_file(FLAGS.vgg_weights)
+        except SfcError as exc:
+            raise app.UsageError(str(exc)) from exc
     faces = load_faces()
     degraders = feature_degraders()
     validation = None
@@ -103,7 +100,6 @@ def main(_):
         validation = (degraders[len(degraders) // 2](faces.held_out_features).astype(np.float32), faces.held_out_crops)
     if not FLAGS.resume:
         shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / "backup", ignore_errors=True)
-    mmse = FLAGS.objective == "mmse"
     config = training.TrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
         batch_size=FLAGS.batch_size,
@@ -111,7 +107,7 @@ def main(_):
         perceptual_weight=0.0 if mmse else FLAGS.perceptual_weight, pixel_loss="mse" if mmse else "mae",
         layers=reconstructor.PREDICTOR_LAYERS if mmse else reconstructor.DEFAULT_LAYERS,
         perceptual_layer=FLAGS.perceptual_layer, perceptual_downsample=FLAGS.perceptual_downsample,
-        vgg_weights=FLAGS.vgg_weights, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
+        vgg_weights=vgg_weights, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision, max_minutes=FLAGS.max_minutes, log_dir=FLAGS.tensorboard_dir,
         seed=FLAGS.seed)
     meta = {"objective": FLAGS.objective, "data": faces.description,
