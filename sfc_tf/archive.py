@@ -17,12 +17,21 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 
 from sfc_tf import cli
+
+if TYPE_CHECKING:
+    from sfc_tf.codec import Quality, ScalableCodec
+
+# What ``EncodeFaces`` yields per face and ``write_index`` collects: (source path, label, decoded base-layer
+# feature (D,), model-set id).
+IndexRow = tuple[str, str, np.ndarray, int]
 
 INDEX_FILE = "index.npz"
 
@@ -31,18 +40,19 @@ class EncodeFaces(beam.DoFn):
     """A batch of image paths -> their .sfc files written under ``output``;
     yields (source, label, decoded base-layer feature, model set)."""
 
-    def __init__(self, output: str, enhancement: str, quality, mode: str, align: str, model_set, skip_existing: bool):
+    def __init__(self, output: str, enhancement: str, quality: Quality | None, mode: str, align: str,
+                 model_set: int | str | None, skip_existing: bool) -> None:
         super().__init__()
         self.output, self.enhancement, self.quality, self.mode = output, enhancement, quality, mode
         self.align, self.model_set, self.skip_existing = align, model_set, skip_existing
-        self.codec = None
+        self.codec: ScalableCodec | None = None
 
-    def setup(self):
+    def setup(self) -> None:
         from sfc_tf.codec import ScalableCodec
 
         self.codec = ScalableCodec.from_pretrained(self.model_set, align=self.align)
 
-    def process(self, paths: list[str]):
+    def process(self, paths: list[str]) -> Iterator[IndexRow]:
         from sfc_tf import bitstream
 
         sources = [pathlib.Path(p) for p in paths]
@@ -65,7 +75,7 @@ def target_path(output: str, source: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(output) / source.parent.name / (source.stem + ".sfc")
 
 
-def write_index(rows: list, output: str) -> str:
+def write_index(rows: list[IndexRow], output: str) -> str:
     """The base-layer search index of every coded face (one model set), sorted by source."""
     from sfc_tf.codec import ScalableCodec
     from sfc_tf.search import SearchIndex
@@ -78,9 +88,9 @@ def write_index(rows: list, output: str) -> str:
     return str(path)
 
 
-def pipeline(root, input_patterns: list[str], output: str, enhancement: str = "none", quality=None,
-             mode: str = "auto", align: str = "mtcnn", model_set=None, batch_size: int = 1,
-             skip_existing: bool = False):
+def pipeline(root: beam.Pipeline, input_patterns: list[str], output: str, enhancement: str = "none",
+             quality: Quality | None = None, mode: str = "auto", align: str = "mtcnn",
+             model_set: int | str | None = None, batch_size: int = 1, skip_existing: bool = False) -> beam.PCollection:
     """Adds the archive-coding transforms to the Beam pipeline ``root``; returns the PCollection of the index
     path."""
     return (root

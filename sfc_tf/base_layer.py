@@ -34,10 +34,14 @@ import json
 import math
 import os
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sfc_tf.errors import BitstreamError, WeightsError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 PRECISION = 16
 MAX_HALF_RANGE = 256         # a dimension's prior covers at most [-256, 256] quantization bins, then escapes
@@ -76,7 +80,7 @@ class BaseLayerModel:
     """Fitted quantizer + prior. Use ``fit`` to create, ``save``/``load`` to persist."""
 
     def __init__(self, mean: np.ndarray, rotation: np.ndarray, step: float, half_ranges: np.ndarray,
-                 cdfs: np.ndarray, escape_cdf: np.ndarray, info: dict | None = None):
+                 cdfs: np.ndarray, escape_cdf: np.ndarray, info: dict | None = None) -> None:
         self.mean = np.asarray(mean, np.float32)
         self.rotation = np.asarray(rotation, np.float32)
         self.step = float(step)
@@ -192,7 +196,7 @@ class BaseLayerModel:
         return bits
 
     # -- coding ------------------------------------------------------------------------------------------
-    def _tables(self):
+    def _tables(self) -> tf.Tensor:
         """Ragged tfc lookup: rows 0..D-1 the dimensions' CDFs, row D the escape CDF."""
         import tensorflow as tf
 

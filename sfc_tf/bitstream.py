@@ -102,7 +102,7 @@ def _leb128(value: int) -> bytes:
 class _Reader:
     """Bounds-checked reading; every read names what it reads in its error."""
 
-    def __init__(self, data: bytes, start: int = 0):
+    def __init__(self, data: bytes, start: int = 0) -> None:
         self.data, self.pos = data, start
 
     def remaining(self) -> int:

@@ -18,7 +18,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import pathlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +30,21 @@ from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
 from sfc_tf.enhancement import decision, layer
 from sfc_tf.enhancement.prediction import Predictions, mode_id
 from sfc_tf.errors import ModelMismatchError
+
+if TYPE_CHECKING:
+    from sfc_tf.align import ImageSource
+    from sfc_tf.base_layer import BaseLayerModel
+    from sfc_tf.enhancement import ImageCodec
+    from sfc_tf.enhancement.prediction import CodingPredictor
+    from sfc_tf.reconstructor import Reconstructor
+    from sfc_tf.serving_client import Models
+
+# An enhancement codec's rate setting, which means something different per codec: a JPEG quality 1..100 (int), a
+# JPEG2000 compression ratio >= 1 (float), or a learned family's quality index 1..N (int). Numeric strings are
+# accepted too (each codec converts with int() or float(); e.g. eval/benchmark.py passes its --quality flag as is).
+Quality = int | float | str
+# A learned checkpoint as ``make_codec`` takes it: (checkpoint directory, rate index or None for a single-rate one).
+LearnedParameter = tuple[pathlib.Path, int | None]
 
 LAYERS = ("base", "reconstruction", "full")
 ENHANCEMENTS = ("none", "jpeg", "jpeg2000", "learned", "conditional")
@@ -67,17 +85,18 @@ class Encoded:
 class ModelSetModels:
     """The models of one model set, each loaded on first use and checked against the registry."""
 
-    def __init__(self, model_set: zoo.ModelSet, remote=None, facenet_weights=None):
+    def __init__(self, model_set: zoo.ModelSet, remote: Models | None = None,
+                 facenet_weights: str | os.PathLike | None = None) -> None:
         self.model_set, self.remote, self.facenet_weights = model_set, remote, facenet_weights
 
     @functools.cached_property
-    def base_layer(self):
+    def base_layer(self) -> BaseLayerModel:
         model = _load_shared("base_layer", self.model_set.path("base_layer"))
         self.model_set.check("base_layer", model.model_id)
         return model
 
     @functools.cached_property
-    def extractor(self):
+    def extractor(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.remote is not None:
             return self.remote.features
         from sfc_tf import facenet
@@ -85,13 +104,13 @@ class ModelSetModels:
         return facenet.FeatureExtractor(self.model_set.facenet, weights_path=self.facenet_weights)
 
     @functools.cached_property
-    def reconstructor(self):
+    def reconstructor(self) -> Reconstructor:
         model = _load_shared("reconstructor", self.model_set.path("reconstructor"))
         self.model_set.check("reconstructor", model.model_id)
         return model
 
     @functools.cached_property
-    def predictor(self):
+    def predictor(self) -> CodingPredictor:
         predictor = _load_shared("predictor", self.model_set.path("predictor"))
         self.model_set.check("predictor", predictor.model_id)
         return predictor
@@ -115,7 +134,7 @@ class ModelSetModels:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_shared(kind: str, path) -> object:
+def _load_shared(kind: str, path: pathlib.Path) -> BaseLayerModel | Reconstructor | CodingPredictor:
     """One instance per model file and process: model sets share their reconstructor and predictor (one copy of a
     reconstructor is ~140 MB), and so do codecs."""
     if kind == "base_layer":
@@ -135,7 +154,8 @@ class ScalableCodec:
     """Encoder and decoder over one model set (and, for decoding, every registered one)."""
 
     def __init__(self, model_set: zoo.ModelSet | int | str | None = None, align: str = "mtcnn",
-                 facenet_weights=None, models=None, learned_dirs: tuple = ()):
+                 facenet_weights: str | os.PathLike | None = None, models: Models | None = None,
+                 learned_dirs: Sequence[str | os.PathLike] = ()) -> None:
         """``models``: a ``serving_client.Models`` running FaceNet and the reconstructor on a model server.
         ``learned_dirs``: learned checkpoints outside the registry that files may name."""
         self.model_set = model_set if isinstance(model_set, zoo.ModelSet) else zoo.model_set(model_set)
@@ -145,13 +165,14 @@ class ScalableCodec:
         self._sets = {self.model_set.id: self.models}
 
     @classmethod
-    def from_pretrained(cls, name: int | str | None = None, **kwargs) -> "ScalableCodec":
+    def from_pretrained(cls, name: int | str | None = None, **kwargs: Any) -> "ScalableCodec":
         """A registered model set by name or id (``None``: the default); see ``sfc_tf.zoo``."""
         return cls(zoo.model_set(name), **kwargs)
 
     @classmethod
-    def from_paths(cls, base_layer, reconstructor, predictor=None, facenet: str = "20180408-102900",
-                   **kwargs) -> "ScalableCodec":
+    def from_paths(cls, base_layer: str | os.PathLike, reconstructor: str | os.PathLike,
+                   predictor: str | os.PathLike | None = None, facenet: str = "20180408-102900",
+                   **kwargs: Any) -> "ScalableCodec":
         """A model set of your own files (ids 128..255 in the files it writes)."""
         from sfc_tf import base_layer as base_module
         from sfc_tf import checkpoint
@@ -175,15 +196,16 @@ class ScalableCodec:
         return self._sets[set_id]
 
     @property
-    def base_layer(self):
+    def base_layer(self) -> BaseLayerModel:
         return self.models.base_layer
 
     @property
-    def extractor(self):
+    def extractor(self) -> Callable[[np.ndarray], np.ndarray]:
         return self.models.extractor
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (codecs live as long as the process; the cache is bounded)
-    def enhancement_codec(self, name: str, quality, family: str | None = None, direct: bool = False):
+    def enhancement_codec(self, name: str, quality: Quality, family: str | None = None,
+                          direct: bool = False) -> ImageCodec:
         """The codec of ``name`` at ``quality``: JPEG quality, JPEG2000 ratio, or a learned family's quality
         index 1..N (``family``: a registered family of that kind; default: the registry's). ``direct``: the
         learned family's partner that codes the face itself (prediction mode none)."""
@@ -198,7 +220,7 @@ class ScalableCodec:
         return make_codec(name if not direct else "learned", (path, rate))
 
     @functools.cached_property
-    def _learned_by_id(self) -> dict[int, tuple[str, object]]:
+    def _learned_by_id(self) -> dict[int, tuple[str, LearnedParameter]]:
         """Two-byte model id -> (kind, parameter) of every registered learned checkpoint and rate."""
         found = {}
         for family in zoo.learned_families().values():
@@ -212,7 +234,7 @@ class ScalableCodec:
                     "conditional" if meta.get("conditional") else "residual", (path, rate))
         return found
 
-    def _codec_for(self, enhancement: bitstream.Enhancement):
+    def _codec_for(self, enhancement: bitstream.Enhancement) -> ImageCodec:
         from sfc_tf.enhancement import make_codec
 
         if enhancement.codec not in bitstream.LEARNED_CODECS:
@@ -224,7 +246,7 @@ class ScalableCodec:
         return make_codec("conditional" if kind == "conditional" else "learned", parameter)
 
     # -- encoding -----------------------------------------------------------------------------------------
-    def crop(self, image) -> np.ndarray:
+    def crop(self, image: ImageSource) -> np.ndarray:
         """Any image source -> the 160x160 crop the codec codes (``align='crop'``: the image must be it)."""
         from sfc_tf import align
 
@@ -242,15 +264,17 @@ class ScalableCodec:
         payloads = self.base_layer.encode_payloads(self.extractor(crops) if features is None else features)
         return Analysis(crops, payloads, self.models.predictions(self.base_layer.decode_payloads(payloads)))
 
-    def encode(self, image, enhancement: str = "none", quality=None, mode: str = AUTO) -> bytes:
+    def encode(self, image: ImageSource, enhancement: str = "none", quality: Quality | None = None,
+               mode: str = AUTO) -> bytes:
         return self.encode_crops(self.crop(image)[None], enhancement, quality, mode)[0]
 
-    def encode_crops(self, crops: np.ndarray, enhancement: str = "none", quality=None, mode: str = AUTO,
-                     family: str | None = None) -> list[bytes]:
+    def encode_crops(self, crops: np.ndarray, enhancement: str = "none", quality: Quality | None = None,
+                     mode: str = AUTO, family: str | None = None) -> list[bytes]:
         """Batch encoding of aligned crops (one network call per stage)."""
         return self.encode_analysis(self.analyse(crops), enhancement, quality, mode, family).files
 
-    def candidates(self, enhancement: str, quality, mode: str, family: str | None = None) -> list[tuple]:
+    def candidates(self, enhancement: str, quality: Quality | None, mode: str,
+                   family: str | None = None) -> list[tuple[ImageCodec, int]]:
         """(codec, mode) pairs the encoder tries: one for a fixed mode, several for ``auto``. A learned family codes
         its own mode (the one it was trained for) itself, and every other mode through its direct partner."""
         quality = DEFAULT_QUALITY[enhancement] if quality is None else quality
@@ -263,8 +287,8 @@ class ScalableCodec:
             modes.append(trained_on)
         return [(self.enhancement_codec(enhancement, quality, family, m != trained_on), m) for m in modes]
 
-    def encode_analysis(self, analysis: Analysis, enhancement: str = "none", quality=None, mode: str = AUTO,
-                        family: str | None = None) -> Encoded:
+    def encode_analysis(self, analysis: Analysis, enhancement: str = "none", quality: Quality | None = None,
+                        mode: str = AUTO, family: str | None = None) -> Encoded:
         """Code the enhancement layer of analysed crops: every candidate mode, then the best per face."""
         if enhancement not in ENHANCEMENTS:
             raise ValueError(f"enhancement must be one of {', '.join(ENHANCEMENTS)}, not {enhancement!r}")
@@ -332,7 +356,7 @@ class ScalableCodec:
         return [Decoded(f, face) for f, face in zip(features, faces)]
 
 
-def _quality_index(quality) -> int:
+def _quality_index(quality: Quality) -> int:
     try:
         return int(quality)
     except (TypeError, ValueError):
@@ -344,12 +368,12 @@ def learned_model_id(sha256: str, rate: int) -> int:
     return int(sha256[:3], 16) << 4 | rate
 
 
-def _sha256(path) -> str:
+def _sha256(path: str | os.PathLike) -> str:
     """A learned checkpoint's sha256 as its meta.json states it (loading the weights verifies it)."""
     return json.loads((pathlib.Path(path) / "meta.json").read_text())["sha256"]
 
 
-def enhancement_layer(codec, mode: int, coded: layer.Coded) -> bitstream.Enhancement:
+def enhancement_layer(codec: ImageCodec, mode: int, coded: layer.Coded) -> bitstream.Enhancement:
     """The enhancement layer of a file: ``coded`` (one face's ``layer.encode`` output) by ``codec`` in ``mode``."""
     model_id = learned_model_id(codec.model_id, codec.rate) if codec.codec_id in bitstream.LEARNED_CODECS else 0
     return bitstream.Enhancement(codec.codec_id, mode, coded.payload, coded.span, model_id)

@@ -11,11 +11,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sfc_tf import metrics
 from sfc_tf.errors import SfcError
+
+if TYPE_CHECKING:
+    import faiss
+
+    from sfc_tf.codec import ScalableCodec
 
 FORMAT_VERSION = 1
 EXACT_LIMIT = 50_000              # "auto" searches galleries up to this size exactly, larger ones with FAISS HNSW
@@ -52,7 +59,7 @@ class SearchIndex:
     """Mean-centred base-layer features of a gallery with a label (identity) and a source name per entry."""
 
     def __init__(self, features: np.ndarray, labels: list[str], sources: list[str], model_set: int,
-                 mean: np.ndarray | None):
+                 mean: np.ndarray | None) -> None:
         features = np.ascontiguousarray(features, np.float32)
         if features.ndim != 2 or not 0 < len(features) <= MAX_ENTRIES or not 0 < features.shape[1] <= MAX_DIM:
             raise SearchIndexError(f"gallery features must be (1..{MAX_ENTRIES}, 1..{MAX_DIM}), not {features.shape}")
@@ -72,8 +79,8 @@ class SearchIndex:
         return self.features.shape[1]
 
     @classmethod
-    def from_files(cls, codec, files: list[bytes], labels: list[str], sources: list[str],
-                   batch: int = 1024, progress=None) -> "SearchIndex":
+    def from_files(cls, codec: ScalableCodec, files: list[bytes], labels: list[str], sources: list[str],
+                   batch: int = 1024, progress: Callable[[range], Iterable[int]] | None = None) -> "SearchIndex":
         """An index of ``.sfc`` files of one model set: their base layers only are decoded (batched)."""
         from sfc_tf import bitstream
 
@@ -87,7 +94,7 @@ class SearchIndex:
         return cls.from_features(codec, np.concatenate(features), labels, sources, model_sets)
 
     @classmethod
-    def from_features(cls, codec, features: np.ndarray, labels: list[str], sources: list[str],
+    def from_features(cls, codec: ScalableCodec, features: np.ndarray, labels: list[str], sources: list[str],
                       model_sets: list[int]) -> "SearchIndex":
         """An index of decoded base-layer features (``model_sets``: each entry's), centred on its model set's mean."""
         model_set = check_one_model_set(model_sets)
@@ -134,7 +141,7 @@ class SearchIndex:
             all_distances.append(np.maximum(np.take_along_axis(chosen, order, 1), 0))
         return np.concatenate(all_distances).astype(np.float32), np.concatenate(all_rows)
 
-    def _hnsw(self):
+    def _hnsw(self) -> faiss.IndexHNSWFlat:
         if self._faiss is None:
             import faiss
 

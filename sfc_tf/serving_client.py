@@ -34,11 +34,23 @@ import pathlib
 import socket
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from sfc_tf import serving
 from sfc_tf.errors import SfcError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import tensorflow as tf
+    from _typeshed import WriteableBuffer
+    from tensorflow_serving.apis import predict_pb2
+
+    from sfc_tf.enhancement.learned import LearnedCodec
+
+_T = TypeVar("_T")
 
 GRPC, REST = "grpc", "rest"
 MAX_MESSAGE_BYTES = 64 << 20          # gRPC's cap on requests and replies
@@ -65,7 +77,7 @@ class Models:
     def predict(self, model: str, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _call(self, model: str, signature: str, **inputs) -> tuple[np.ndarray, ...]:
+    def _call(self, model: str, signature: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         outputs = self.predict(model, signature, inputs)
         return tuple(outputs[name] for name in serving.OUTPUTS[(model, signature)])
 
@@ -94,39 +106,41 @@ class Models:
         strings, shape = self._call(serving.ENHANCEMENT, serving.ENCODE, **inputs)
         return [bytes(s) for s in strings], np.asarray(shape, np.int32)
 
-    def decode_images(self, strings: list[bytes], latent_shape, predictions: np.ndarray | None = None) -> np.ndarray:
+    def decode_images(self, strings: list[bytes], latent_shape: npt.ArrayLike,
+                      predictions: np.ndarray | None = None) -> np.ndarray:
         """N strings + latent (h, w) [+ predictions] -> uint8 (N, 16 h, 16 w, 3) images."""
         inputs = {"strings": _strings(strings), "latent_shape": np.asarray(latent_shape, np.int32)}
         if predictions is not None:
             inputs["predictions"] = _array(predictions, np.uint8, 4)
         return self._call(serving.ENHANCEMENT, serving.DECODE, **inputs)[0].astype(np.uint8)
 
-    def decode_full(self, features, strings, latent_shape, low, high) -> np.ndarray:
+    def decode_full(self, features: np.ndarray, strings: Iterable[bytes], latent_shape: npt.ArrayLike,
+                    low: npt.ArrayLike, high: npt.ArrayLike) -> np.ndarray:
         """Decoded features + enhancement strings + per-face residual range (float16 values) -> uint8 faces."""
         return self._call(serving.DECODER, serving.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2),
                           strings=_strings(strings), latent_shape=np.asarray(latent_shape, np.int32),
                           low=np.asarray(low, np.float32), high=np.asarray(high, np.float32))[0].astype(np.uint8)
 
 
-def _array(value, dtype, ndim: int) -> np.ndarray:
+def _array(value: npt.ArrayLike, dtype: type[np.generic], ndim: int) -> np.ndarray:
     value = np.asarray(value)
     if value.ndim != ndim or not np.can_cast(value.dtype, dtype, "same_kind"):
         raise ValueError(f"expected a {ndim}-d {np.dtype(dtype).name} array, got {value.dtype} {value.shape}")
     return value.astype(dtype, copy=False)
 
 
-def _strings(strings) -> np.ndarray:
+def _strings(strings: Iterable[bytes]) -> np.ndarray:
     return np.array([bytes(s) for s in strings], dtype=object)
 
 
 class LocalModels(Models):
     """The exported SavedModels (``<export_dir>/<model>/<version>/``, newest version), loaded on first use."""
 
-    def __init__(self, export_dir: str | os.PathLike):
+    def __init__(self, export_dir: str | os.PathLike) -> None:
         self.export_dir = pathlib.Path(export_dir)
         self._loaded = {}
 
-    def signature(self, model: str, signature: str):
+    def signature(self, model: str, signature: str) -> tf.types.experimental.ConcreteFunction:
         """The loaded signature function of ``model`` (``ServingError`` if that model is not exported)."""
         if model not in self._loaded:
             import tensorflow as tf
@@ -142,7 +156,7 @@ class LocalModels(Models):
             raise ServingError(f"{model} has no signature {signature!r}; it has {sorted(signatures)}")
         return signatures[signature]
 
-    def predict(self, model, signature, inputs):
+    def predict(self, model: str, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
         function = self.signature(model, signature)
@@ -162,7 +176,7 @@ class RemoteModels(Models):
     a one-line ``ServingError`` naming the server, model and signature."""
 
     def __init__(self, host_port: str, protocol: str = GRPC, timeout: float = 60.0, retries: int = 2,
-                 backoff: float = 0.5):
+                 backoff: float = 0.5) -> None:
         if protocol not in (GRPC, REST):
             raise ValueError(f"protocol must be {GRPC!r} or {REST!r}, got {protocol!r}")
         if not timeout > 0 or retries < 0 or backoff < 0:
@@ -172,7 +186,7 @@ class RemoteModels(Models):
         self._address = _address(host_port) if protocol == REST else None
         self._channel = None
 
-    def _error(self, what: str, model: str, signature: str, reason) -> ServingError:
+    def _error(self, what: str, model: str, signature: str, reason: object) -> ServingError:
         """``what``: "failed", "is unreachable for", "sent a bad reply to", ..."""
         return ServingError(f"model server {self.host_port} ({self.protocol}) {what} {model}/{signature}: "
                             f"{_one_line(reason)}")
@@ -180,7 +194,7 @@ class RemoteModels(Models):
     def _timed_out(self, model: str, signature: str) -> ServingError:
         return self._error("did not answer", model, signature, f"no complete reply within {self.timeout:g} s")
 
-    def predict(self, model, signature, inputs):
+    def predict(self, model: str, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if (model, signature) not in serving.OUTPUTS:
             raise ValueError(f"{model}/{signature} is not one of the codec's signatures")
         deadline = time.monotonic() + self.timeout
@@ -193,7 +207,7 @@ class RemoteModels(Models):
         except ValueError as exc:
             raise self._error("sent a bad reply to", model, signature, exc) from exc
 
-    def _retrying(self, send, model: str, signature: str, deadline: float):
+    def _retrying(self, send: Callable[[], _T], model: str, signature: str, deadline: float) -> _T:
         """``send()``, again after a connection error that left the request unsent (``_NotSent``), with exponential
         backoff while ``retries`` and the deadline allow."""
         for retry in itertools.count():
@@ -207,7 +221,8 @@ class RemoteModels(Models):
                 time.sleep(delay)
 
     # -- gRPC ---------------------------------------------------------------------------------------------
-    def _predict_grpc(self, model, signature, inputs, deadline):
+    def _predict_grpc(self, model: str, signature: str, inputs: dict[str, np.ndarray],
+                      deadline: float) -> dict[str, np.ndarray]:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -230,7 +245,7 @@ class RemoteModels(Models):
         except (ValueError, TypeError) as exc:
             raise self._error("sent a bad reply to", model, signature, f"undecodable tensor: {exc}") from exc
 
-    def _grpc_call(self, request, deadline: float):
+    def _grpc_call(self, request: predict_pb2.PredictRequest, deadline: float) -> predict_pb2.PredictResponse:
         """One ``Predict`` by ``deadline``; ``_NotSent`` if the call never left the client (then the channel is
         dropped, so that the next attempt connects at once instead of waiting for gRPC's own reconnect backoff)."""
         import grpc
@@ -252,7 +267,7 @@ class RemoteModels(Models):
             raise _NotSent(exc.details()) from exc
 
     # -- REST ---------------------------------------------------------------------------------------------
-    def _predict_rest(self, model, signature, inputs, deadline):
+    def _predict_rest(self, model: str, signature: str, inputs: dict[str, np.ndarray], deadline: float) -> object:
         body = json.dumps({"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}).encode()
         request = (f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {self.host_port}\r\nContent-Type: "
                    f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
@@ -322,14 +337,14 @@ def _post(address: tuple[str, int], request: bytes, deadline: float) -> tuple[in
 class _DeadlineReader(io.RawIOBase):
     """Reads of ``sock`` that all end by ``deadline``; ``makefile`` is ``http.client.HTTPResponse``'s way in."""
 
-    def __init__(self, sock: socket.socket, deadline: float):
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
         super().__init__()
         self.sock, self.deadline = sock, deadline
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         self.sock.settimeout(_remaining(self.deadline))
         return self.sock.recv_into(buffer)
 
@@ -361,7 +376,7 @@ def _error_text(body: bytes) -> str:
         return text
 
 
-def _one_line(reason, limit: int = 500) -> str:
+def _one_line(reason: object, limit: int = 500) -> str:
     """``reason`` on one line, cut after ``limit`` characters."""
     text = " ".join(str(reason).split())
     return text if len(text) <= limit else text[:limit] + "..."
@@ -373,7 +388,7 @@ def _batch_size(inputs: dict) -> int:
                 -1)
 
 
-def _checked_outputs(outputs, names: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
+def _checked_outputs(outputs: object, names: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
     """A reply's ``outputs`` (name -> tensor, or its JSON) -> the arrays of ``names``, of the dtypes and shapes of
     ``_OUTPUT_SPECS``; ``ValueError`` naming the first one missing or wrong."""
     if not isinstance(outputs, dict):
@@ -384,7 +399,7 @@ def _checked_outputs(outputs, names: tuple[str, ...], batch: int) -> dict[str, n
     return {name: _checked(name, outputs[name], batch) for name in names}
 
 
-def _checked(name: str, value, batch: int) -> np.ndarray:
+def _checked(name: str, value: object, batch: int) -> np.ndarray:
     """Output ``name`` (a tensor, or its JSON) as an array of its dtype and shape; ``ValueError`` if it is not one."""
     dtype, shape = _OUTPUT_SPECS[name]
     try:
@@ -409,7 +424,7 @@ def _checked(name: str, value, batch: int) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
-def _to_json(value: np.ndarray):
+def _to_json(value: np.ndarray) -> list:
     """Columnar ("inputs") JSON of TF Serving's REST API: binary strings as {"b64": ...}; floats exactly (a
     float32 widened to a Python float prints as a decimal that reads back to the same value)."""
     if value.dtype == object:
@@ -417,7 +432,7 @@ def _to_json(value: np.ndarray):
     return value.tolist()
 
 
-def _from_json(value):
+def _from_json(value: object) -> np.ndarray:
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return np.array([base64.b64decode(v["b64"]) for v in value], dtype=object)
     return np.asarray(value)
@@ -442,18 +457,19 @@ class ServedCoder:
     """Stands in for ``learned.RateCoder`` inside ``learned.LearnedCodec`` (which keeps the payload format and its
     checks): ``compress`` / ``decompress`` run the served ``enhancement`` model instead."""
 
-    def __init__(self, models: Models, conditional: bool):
+    def __init__(self, models: Models, conditional: bool) -> None:
         self.models, self.conditional = models, conditional
 
-    def compress(self, images, predictions=None):
+    def compress(self, images: np.ndarray, predictions: np.ndarray | None = None) -> list[bytes]:
         return self.models.encode_images(np.asarray(images), predictions if self.conditional else None)[0]
 
-    def decompress(self, strings, latent_shape, predictions=None):
+    def decompress(self, strings: tf.Tensor | Sequence[bytes], latent_shape: tf.Tensor | npt.ArrayLike,
+                   predictions: np.ndarray | None = None) -> np.ndarray:
         return self.models.decode_images(list(np.asarray(strings)), np.asarray(latent_shape),
                                          predictions if self.conditional else None)
 
 
-def served_learned_codec(models: Models, directory: str | os.PathLike, quality: int = 1):
+def served_learned_codec(models: Models, directory: str | os.PathLike, quality: int = 1) -> LearnedCodec:
     """The learned enhancement codec of checkpoint ``directory`` at ``quality`` (1..N; only its meta.json is read,
     for the model id and kind) with its networks and range coding on ``models``; the server must serve an export
     of that checkpoint at that quality (``train/export.py --enhancement_quality``)."""
