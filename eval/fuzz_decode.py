@@ -6,7 +6,9 @@ The parent process codes the six fixture faces into a seed corpus (base only; JP
 paper's and the auto mode; one face at every registered learned rate; conditional with an untrained stand-in, since
 none is shipped) and starts libFuzzer in a child process, which loads every registered model (decoding each seed)
 before fuzzing. libFuzzer then bounds every decode: its RSS limit is the resident size with all models loaded plus
---rss_margin_mb, and a per-input timeout. Each input is mutated by
+--rss_margin_mb, and a per-input timeout. The child runs with MALLOC_ARENA_MAX=2 (unless set) and returns freed
+heap pages to the system after each model load and every --trim_every inputs, so the peak RSS measures memory in
+use rather than glibc's free lists; the same settings suit a long-running decoding server. Each input is mutated by
 libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs recomputed, so the payload parsers are reached), then
 decoded at one of the three layers; whenever it parses as a file with an enhancement layer, its enhancement part is
 also grafted onto another face's base part and must be refused as a splice. Any exception other than an
@@ -35,6 +37,9 @@ flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding 
 flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
 flags.DEFINE_integer("keep_recent", 0, "Keep the last N inputs under <work_dir>/recent (a native memory error is "
                      "often detected some inputs after the one that caused it).")
+flags.DEFINE_integer("trim_every", 500, "Return freed heap memory to the system (glibc malloc_trim) after every "
+                     "model load and every N inputs: what the RSS limit then bounds is memory in use, not glibc's "
+                     "retained free lists (0: never).")
 flags.DEFINE_enum("stage", None, ["corpus", "fuzz"], "Internal: the child process that builds the seed corpus or "
                   "runs the fuzzer.")
 
@@ -54,6 +59,13 @@ def build_seed_corpus(work: pathlib.Path) -> None:
     (work / "corpus").mkdir(parents=True, exist_ok=True)
     for name, data in zip(corpus.names, corpus.files):
         (work / "corpus" / f"{name}.sfc").write_bytes(data)
+
+
+def release_freed_memory() -> None:
+    """glibc keeps freed heap pages (TF's per-call buffers, fragmented across arenas) until told otherwise."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def run_child(work: pathlib.Path) -> None:
@@ -106,11 +118,15 @@ def run_child(work: pathlib.Path) -> None:
                 fuzzing.decode_splice(codec, spliced)
                 counts["splices_refused"] += 1
         counts["runs"] += 1
+        if FLAGS.trim_every and counts["runs"] % FLAGS.trim_every == 0:
+            release_freed_memory()
         write_stats()
 
     for data in seeds:              # the seed files name every registered learned model: load all before the clock
         for layers in fuzzing.LAYERS:
             codec.decode(data, layers)
+        if FLAGS.trim_every:
+            release_freed_memory()
     for set_id in zoo.model_sets():     # and every registered model set's base layer (a mutated set id names one)
         codec.models_for(set_id).base_layer  # noqa: B018 (loads it)
     write_stats()
@@ -141,8 +157,9 @@ def main(_):
     start = time.time()
     child = subprocess.run([sys.executable, __file__, "--stage=fuzz", f"--runs={FLAGS.runs}", f"--work_dir={work}",
                             f"--rss_margin_mb={FLAGS.rss_margin_mb}", f"--keep_recent={FLAGS.keep_recent}",
-                            f"--timeout_s={FLAGS.timeout_s}",
-                            f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True)
+                            f"--timeout_s={FLAGS.timeout_s}", f"--trim_every={FLAGS.trim_every}",
+                            f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True,
+                           env={**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")})
     seconds = time.time() - start
     log = child.stderr
     (work / "fuzzer.log").write_text(log)
@@ -156,7 +173,9 @@ def main(_):
     interrupted = "run interrupted" in log                 # Ctrl-C or a SIGINT to the fuzzer: stats so far
     clean = child.returncode == 0 or (interrupted and failure is None)
     report = {
-        "command": " ".join(["python eval/fuzz_decode.py", f"--runs {FLAGS.runs}", f"--seed {FLAGS.seed}"]),
+        "command": " ".join(["python eval/fuzz_decode.py", f"--runs {FLAGS.runs}", f"--seed {FLAGS.seed}",
+                             f"--trim_every {FLAGS.trim_every}"]),
+        "malloc_arena_max": int(os.environ.get("MALLOC_ARENA_MAX", "2")),
         "seed_files": seeds, "runs": int(done.group(1)) if done else stats.get("runs", 0),
         "interrupted": interrupted, "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
         "crashes": 0 if clean else 1, "first_failure": failure, "silent_splices": 0 if clean else None,

@@ -14,7 +14,6 @@ import json
 import pathlib
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
 from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals
@@ -28,10 +27,11 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 
 def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
     rebuilt = residuals.reconstruct(model, decoded)
-    similarity = np.sum(extractor(rebuilt) * faces.features, axis=1)
-    return {"psnr": float(np.mean(metrics.psnr(faces.crops, rebuilt))),
-            "ssim": float(np.mean(tf.image.ssim(tf.constant(faces.crops), tf.constant(rebuilt), 255).numpy())),
-            "identity_cosine": float(np.mean(similarity))}
+    rebuilt_features = extractor(rebuilt)
+    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, [p.split("/")[0] for p in faces.paths])
+    return {**evaluation.reconstruction_quality(faces.crops, rebuilt),
+            "identity_cosine": float(np.mean(np.sum(rebuilt_features * faces.features, axis=1))),
+            "tar_type_i_far_0.001": attacks["tar_type_i"], "tar_type_ii_far_0.001": attacks["tar_type_ii"]}
 
 
 def main(_):

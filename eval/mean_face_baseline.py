@@ -1,15 +1,14 @@
 """The floor a face reconstructor must beat: one constant image, the mean training crop, as the "reconstruction"
-of every LFW folds 1-4 crop (PSNR and SSIM as eval/reconstruction.py computes them).
+of every LFW folds 1-4 crop (PSNR, SSIM and MS-SSIM as eval/reconstruction.py computes them).
 
   python eval/mean_face_baseline.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
       --output_json eval/results/mean_face_baseline.json
 """
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import data, evaluation, metrics
+from sfc_tf import data, evaluation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -27,11 +26,8 @@ def main(_):
                                     [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align)
     mean_face = np.round(train.crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
     constant = np.broadcast_to(mean_face, faces.crops.shape)
-    psnr = metrics.psnr(faces.crops, constant)
-    ssim = tf.image.ssim(tf.constant(faces.crops), tf.constant(np.ascontiguousarray(constant)), 255).numpy()
     result = {"train_images": len(train.paths), "eval_images": len(faces.paths), "align": FLAGS.align,
-              "psnr": float(psnr.mean()), "psnr_std": float(psnr.std()),
-              "ssim": float(ssim.mean()), "ssim_std": float(ssim.std())}
+              **evaluation.reconstruction_quality(faces.crops, np.ascontiguousarray(constant))}
     evaluation.write_json(FLAGS.output_json, result)
     print(result)
 

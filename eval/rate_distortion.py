@@ -38,7 +38,8 @@ flags.DEFINE_list("jpeg2000_ratios", ["200", "100", "50", "25", "12", "6"], "JPE
 flags.DEFINE_list("learned_families", ["bls2017-residual"],
                   "Residual-kind learned families: paper and auto curves (their direct partner is the anchor).")
 flags.DEFINE_list("conditional_families", [], "Conditional learned families: auto curves against their partner.")
-flags.DEFINE_list("modes", ["paper", "auto"], "Stream curves: paper (the paper's residual) and/or auto.")
+flags.DEFINE_list("modes", ["paper", "auto"], "Stream curves: paper (the paper's residual), auto (the per-face "
+                  "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
 flags.DEFINE_integer("ms_ssim_stride", 1, "MS-SSIM on every n-th face (PSNR always on all; MS-SSIM is slow here).")
@@ -75,8 +76,9 @@ def main(_):
     points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
     points += stream_points(codec, analysis, "jpeg", FLAGS.jpeg_qualities, None, "jpeg")
     points += stream_points(codec, analysis, "jpeg2000", FLAGS.jpeg2000_ratios, None, "jpeg2000")
-    bd_pairs = [("base+jpeg (auto)", "jpeg"), ("base+jpeg2000 (auto)", "jpeg2000"),
-                ("base+jpeg (paper)", "jpeg"), ("base+jpeg2000 (paper)", "jpeg2000")]
+    bd_pairs = [(f"base+{name} ({mode})", name) for mode in FLAGS.modes for name in ("jpeg", "jpeg2000")]
+    # what the base layer's information buys in texture: its MMSE prediction against the fixed mean face
+    bd_pairs += [(f"base+{name} (mmse)", f"base+{name} (mean_face)") for name in ("jpeg", "jpeg2000")]
     for kind, names in (("learned", FLAGS.learned_families), ("conditional", FLAGS.conditional_families)):
         for name in names:
             family = zoo.learned_family(name)
@@ -86,8 +88,8 @@ def main(_):
                 point = anchor(make_codec("learned", direct.checkpoint(quality)))
                 points.append({**point, "curve": direct.name})
             points += stream_points(codec, analysis, kind, qualities, name, name)
-            bd_pairs += [(f"base+{name} (auto)", direct.name), (f"base+{name} (paper)", direct.name),
-                         (f"base+{name} (auto)", "jpeg2000"), (direct.name, "jpeg2000")]
+            bd_pairs += [(f"base+{name} ({mode})", anchor_name) for mode in FLAGS.modes
+                         for anchor_name in (direct.name, "jpeg2000")] + [(direct.name, "jpeg2000")]
     base_files = codec.encode_analysis(analysis).files
     recon = analysis.predictions.reconstruction
     # centred on the training-identity feature mean (the model's PCA mean), as verify_lfw.py and rate_accuracy.py

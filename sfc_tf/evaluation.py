@@ -161,6 +161,17 @@ def ms_ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -
                            for i in range(0, len(originals), batch_size)])
 
 
+def reconstruction_quality(crops: np.ndarray, rebuilt: np.ndarray) -> dict:
+    """Per-image PSNR, SSIM and MS-SSIM of faces rebuilt from features (mean and standard deviation of each)."""
+    import tensorflow as tf
+
+    values = {"psnr": metrics.psnr(crops, rebuilt), "ms_ssim": ms_ssim(crops, rebuilt),
+              "ssim": np.concatenate([tf.image.ssim(tf.constant(crops[i:i + 256]), tf.constant(rebuilt[i:i + 256]),
+                                                    255).numpy() for i in range(0, len(crops), 256)])}
+    return {key: value for name, array in values.items()
+            for key, value in ((name, float(np.mean(array))), (f"{name}_std", float(np.std(array))))}
+
+
 def quality_summary(crops: np.ndarray, decoded: np.ndarray, ms_ssim_stride: int = 1) -> dict:
     """Mean PSNR of all faces; MS-SSIM of every ``ms_ssim_stride``-th face (TF's MS-SSIM is slow on a CPU)."""
     psnr, capped = metrics.mean_psnr(crops, decoded)

@@ -77,6 +77,54 @@ def evaluate_pairs(pairs: Sequence, index: dict[str, int], features_a: np.ndarra
     return verification_accuracy(distances, same, folds)
 
 
+def evaluate_type_i(pairs: Sequence, index: dict[str, int], rebuilt: np.ndarray,
+                    original: np.ndarray) -> VerificationResult:
+    """NbNet's type-I attack in the LFW pair protocol: a matched pair gives each image's reconstruction against
+    its own original, a mismatched pair each image's reconstruction against the other image's original."""
+    first, second, same, folds = pair_arrays(pairs, index)
+    target_of_first, target_of_second = np.where(same, first, second), np.where(same, second, first)
+    distances = np.concatenate([squared_distances(rebuilt[first], original[target_of_first]),
+                                squared_distances(rebuilt[second], original[target_of_second])])
+    return verification_accuracy(distances, np.tile(same, 2), np.tile(folds, 2))
+
+
+def distance_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Squared L2 distance of every row of ``first`` to every row of ``second``."""
+    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    squared = np.sum(first ** 2, 1)[:, None] + np.sum(second ** 2, 1)[None, :] - 2 * first @ second.T
+    return np.maximum(squared, 0.0)
+
+
+def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
+    """True accept rate of ``genuine`` distances at the threshold accepting at most ``far`` of the ``impostor``
+    distances (accepted: distance < threshold), and that threshold."""
+    impostor = np.sort(np.asarray(impostor, np.float64))
+    accepted = int(np.floor(far * len(impostor)))
+    if accepted < 1:
+        raise ValueError(f"{len(impostor)} impostor distances cannot resolve a false accept rate of {far}")
+    threshold = float(impostor[accepted])
+    return float(np.mean(np.asarray(genuine) < threshold)), threshold
+
+
+def reconstruction_attacks(rebuilt: np.ndarray, original: np.ndarray, identities: Sequence[str],
+                           far: float = 1e-3) -> dict:
+    """NbNet's attacks on a set of images: TAR of each reconstruction against the original it was made from
+    (type I) and against every other original of the same identity (type II), at the threshold where ``far``
+    of all cross-identity pairs of originals are accepted (the system's own operating point)."""
+    identities = np.asarray(identities)
+    same = identities[:, None] == identities[None, :]
+    originals = distance_matrix(original, original)
+    impostor = originals[np.triu(~same, 1)]
+    attacks = distance_matrix(rebuilt, original)
+    other_same = same & ~np.eye(len(identities), dtype=bool)
+    type_i, threshold = tar_at_far(np.diag(attacks), impostor, far)
+    type_ii, _ = tar_at_far(attacks[other_same], impostor, far)
+    original_genuine, _ = tar_at_far(originals[np.triu(same, 1)], impostor, far)
+    return {"far": far, "threshold": threshold, "tar_type_i": type_i, "tar_type_ii": type_ii,
+            "tar_originals": original_genuine, "type_ii_comparisons": int(other_same.sum()),
+            "impostor_comparisons": int(len(impostor))}
+
+
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.ndarray:
     """Per-image PSNR (dB) of (N, H, W, C) or (H, W, C) arrays; identical images give +inf."""
     reference, test = np.asarray(reference, np.float64), np.asarray(test, np.float64)
@@ -94,26 +142,3 @@ def mean_psnr(reference: np.ndarray, test: np.ndarray, ceiling: float = PSNR_CEI
     uncapped mean is +inf as soon as one image decodes losslessly (e.g. JPEG2000 at low ratios)."""
     values = psnr(reference, test)
     return float(np.mean(np.minimum(values, ceiling))), int(np.count_nonzero(values >= ceiling))
-
-
-def _bd_integral(x_a, y_a, x_b, y_b, x_name: str) -> float:
-    """Mean difference (b - a) of two cubic fits y(x) over the x range both curves cover."""
-    low, high = max(min(x_a), min(x_b)), min(max(x_a), max(x_b))
-    if low >= high:
-        raise ValueError(f"the two curves do not overlap in {x_name}")
-    fit_a, fit_b = np.polyfit(x_a, y_a, 3), np.polyfit(x_b, y_b, 3)
-    area_a = np.polyval(np.polyint(fit_a), high) - np.polyval(np.polyint(fit_a), low)
-    area_b = np.polyval(np.polyint(fit_b), high) - np.polyval(np.polyint(fit_b), low)
-    return float((area_b - area_a) / (high - low))
-
-
-def bd_rate(rates_anchor, psnr_anchor, rates_test, psnr_test) -> float:
-    """Bjontegaard delta rate (%): average rate change of the test curve against the anchor at equal PSNR
-    (negative = the test saves bits). Needs at least 4 points per curve."""
-    difference = _bd_integral(psnr_anchor, np.log(rates_anchor), psnr_test, np.log(rates_test), "PSNR")
-    return float((np.exp(difference) - 1) * 100)
-
-
-def bd_psnr(rates_anchor, psnr_anchor, rates_test, psnr_test) -> float:
-    """Bjontegaard delta PSNR (dB): average PSNR gain of the test curve at equal rate."""
-    return _bd_integral(np.log(rates_anchor), psnr_anchor, np.log(rates_test), psnr_test, "rate")

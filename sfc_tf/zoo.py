@@ -96,11 +96,12 @@ def model_sets() -> dict[int, ModelSet]:
 
 
 def model_set(key: int | str | None = None) -> ModelSet:
-    """A registered model set by id or name (``None``: the default)."""
+    """A registered model set by id (an int, or its digits as given on a command line) or name (``None``: the
+    default)."""
     sets = model_sets()
     key = registry()["defaults"]["model_set"] if key is None else key
     for entry in sets.values():
-        if key in (entry.id, entry.name):
+        if key in (entry.id, entry.name, str(entry.id)):
             return entry
     raise ModelMismatchError(f"no model set {key!r} in the registry; registered: "
                              + ", ".join(f"{s.id} ({s.name})" for s in sets.values()))

@@ -140,14 +140,36 @@ def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
     assert result["accuracy"] >= 0.9 and set(result) >= {"accuracy", "accuracy_std", "num_pairs", "feature_dim"}
 
 
-def test_bd_rate_and_psnr_of_shifted_curves():
-    rates = np.array([100.0, 200, 400, 800, 1600])
-    psnr = 20 + 3 * np.log2(rates / 100)
-    assert metrics.bd_rate(rates, psnr, rates / 2, psnr) == pytest.approx(-50, abs=1e-6)
-    assert metrics.bd_psnr(rates, psnr, rates, psnr + 1.5) == pytest.approx(1.5, abs=1e-6)
-    with pytest.raises(ValueError):
-        metrics.bd_rate(rates, psnr, rates, psnr + 100)
+def test_tar_at_far_threshold_accepts_at_most_far_of_impostors():
+    impostor = np.arange(1000, dtype=float)          # distances 0..999
+    tar, threshold = metrics.tar_at_far(np.array([0.5, 1.5, 2.5, 50.0]), impostor, far=0.002)
+    assert threshold == 2.0 and np.mean(impostor < threshold) == 0.002
+    assert tar == 0.5
+    with pytest.raises(ValueError, match="cannot resolve"):
+        metrics.tar_at_far(np.zeros(3), impostor[:10], far=0.001)
 
+
+def test_reconstruction_attacks_type_i_and_type_ii():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 16))
+    identities = np.repeat([f"id{i}" for i in range(40)], 3)
+    original = centres[np.arange(40).repeat(3)] + 0.05 * rng.normal(size=(120, 16))
+    original /= np.linalg.norm(original, axis=1, keepdims=True)
+    perfect = metrics.reconstruction_attacks(original, original, identities, far=0.01)
+    assert perfect["tar_type_i"] == 1.0 and perfect["tar_type_ii"] == perfect["tar_originals"] == 1.0
+    assert perfect["type_ii_comparisons"] == 40 * 3 * 2 and perfect["impostor_comparisons"] == 120 * 117 // 2
+    wrong_person = np.roll(original, 3, axis=0)      # each "reconstruction" looks like the next identity
+    attacked = metrics.reconstruction_attacks(wrong_person, original, identities, far=0.01)
+    assert attacked["tar_type_i"] < 0.1 and attacked["tar_type_ii"] < 0.1     # impostor-like: about FAR
+
+
+def test_type_i_pair_accuracy_compares_each_reconstruction_with_its_own_original():
+    pairs = [data.Pair(f"p{i}a", f"p{i}b", same=i % 2 == 0, fold=i // 10 + 1) for i in range(20)]
+    index = {name: k for k, name in enumerate(sorted({p.first for p in pairs} | {p.second for p in pairs}))}
+    rng = np.random.default_rng(1)
+    original = rng.normal(size=(len(index), 8))
+    original /= np.linalg.norm(original, axis=1, keepdims=True)
+    assert metrics.evaluate_type_i(pairs, index, original, original).accuracy == 1.0
 
 def test_missing_identity_list_is_named(tmp_path):
     with pytest.raises(SfcError, match="identity list not found"):

@@ -55,3 +55,8 @@ print(len(data), decoded.feature.shape, decoded.image.shape)
     assert result.returncode == 0, result.stderr[-2000:]
     size, feature_shape, image_shape = result.stdout.split(" ", 2)
     assert int(size) > 100 and feature_shape == "(512,)" and image_shape.strip() == "(160, 160, 3)"
+
+
+def test_model_set_by_id_as_typed_on_a_command_line():
+    default = zoo.model_set()
+    assert zoo.model_set(default.id) == zoo.model_set(str(default.id)) == zoo.model_set(default.name) == default
