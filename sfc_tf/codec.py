@@ -89,11 +89,14 @@ class ModelSetModels:
                  facenet_weights: str | os.PathLike | None = None) -> None:
         self.model_set, self.remote, self.facenet_weights = model_set, remote, facenet_weights
 
+    def _checked(self, kind: str) -> BaseLayerModel | Reconstructor | CodingPredictor:
+        model = _load_shared(kind, self.model_set.path(kind))
+        self.model_set.check(kind, model.model_id)
+        return model
+
     @functools.cached_property
     def base_layer(self) -> BaseLayerModel:
-        model = _load_shared("base_layer", self.model_set.path("base_layer"))
-        self.model_set.check("base_layer", model.model_id)
-        return model
+        return self._checked("base_layer")
 
     @functools.cached_property
     def extractor(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -105,15 +108,11 @@ class ModelSetModels:
 
     @functools.cached_property
     def reconstructor(self) -> Reconstructor:
-        model = _load_shared("reconstructor", self.model_set.path("reconstructor"))
-        self.model_set.check("reconstructor", model.model_id)
-        return model
+        return self._checked("reconstructor")
 
     @functools.cached_property
     def predictor(self) -> CodingPredictor:
-        predictor = _load_shared("predictor", self.model_set.path("predictor"))
-        self.model_set.check("predictor", predictor.model_id)
-        return predictor
+        return self._checked("predictor")
 
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:

@@ -23,6 +23,18 @@ NAMES = {JPEG: "jpeg", JPEG2000: "jpeg2000", LEARNED: "learned", CONDITIONAL: "c
 CROP_SHAPE = (160, 160, 3)
 
 
+def checked_setting(value: object, convert: type, low: float, high: float, what: str) -> int | float:
+    """A rate setting converted with ``convert`` (int or float) and checked to lie in [low, high]."""
+    try:
+        number = convert(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be {'an integer' if convert is int else 'a number'}, got {value!r}") from None
+    if not low <= number <= high:
+        bounds = f"in {low:g}..{high:g}" if high < float("inf") else f">= {low:g}"
+        raise ValueError(f"{what} must be {bounds}, got {number}")
+    return number
+
+
 class ImageCodec(abc.ABC):
     """Codes 8-bit RGB images of ``shape`` at one rate setting (``parameter``)."""
 

@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from sfc_tf.enhancement import CROP_SHAPE, JPEG, ImageCodec
+from sfc_tf.enhancement import CROP_SHAPE, JPEG, ImageCodec, checked_setting
 from sfc_tf.errors import BitstreamError
 
 
@@ -16,13 +16,7 @@ class JpegCodec(ImageCodec):
     codec_id = JPEG
 
     def __init__(self, quality, shape=CROP_SHAPE):
-        try:
-            quality = int(quality)
-        except (TypeError, ValueError):
-            raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}") from None
-        if not 1 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-        super().__init__(quality, shape)
+        super().__init__(checked_setting(quality, int, 1, 100, "JPEG quality"), shape)
 
     def encode(self, image: np.ndarray) -> bytes:
         buffer = io.BytesIO()

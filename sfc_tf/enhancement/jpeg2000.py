@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from sfc_tf.enhancement import CROP_SHAPE, JPEG2000, ImageCodec
+from sfc_tf.enhancement import CROP_SHAPE, JPEG2000, ImageCodec, checked_setting
 from sfc_tf.errors import BitstreamError
 
 SOC_SIZ = b"\xff\x4f\xff\x51"      # start of codestream + image and tile size markers
@@ -36,13 +36,7 @@ class Jpeg2000Codec(ImageCodec):
     codec_id = JPEG2000
 
     def __init__(self, ratio, shape=CROP_SHAPE):
-        try:
-            ratio = float(ratio)
-        except (TypeError, ValueError):
-            raise ValueError(f"JPEG2000 compression ratio must be a number >= 1, got {ratio!r}") from None
-        if not ratio >= 1:
-            raise ValueError(f"JPEG2000 compression ratio must be >= 1, got {ratio}")
-        super().__init__(ratio, shape)
+        super().__init__(checked_setting(ratio, float, 1.0, float("inf"), "JPEG2000 compression ratio"), shape)
 
     def encode(self, image: np.ndarray) -> bytes:
         import glymur
