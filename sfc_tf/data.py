@@ -179,6 +179,21 @@ def flipped_features(root: str | os.PathLike, faces: FaceSet, align: str, extrac
     return features
 
 
+def jittered_features(root: str | os.PathLike, faces: FaceSet, align: str, extractor, feature_tag: str,
+                      copies: int, seed: int, progress: bool = True) -> np.ndarray:
+    """FaceNet features of ``jitter.jittered(faces.crops, copies, seed)`` (shift-and-scale augmentation: each
+    copy has its own feature), cached like ``load_faces``'s."""
+    from sfc_tf import jitter
+
+    tag = f"{align}-{feature_tag}-jitter{copies}-{seed}-{jitter.MAX_SHIFT:g}-{jitter.MAX_SCALE:g}"
+    cache = _cache_file(pathlib.Path(root), faces.paths, tag)
+    if cache.is_file():
+        return np.load(cache)["features"]
+    features = extractor(jitter.jittered(faces.crops, copies, seed)[0], progress=progress)
+    _save(cache, features=features)
+    return features
+
+
 def _save(path: pathlib.Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")

@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from sfc_tf import data, extra_faces, facenet
+from sfc_tf import data, extra_faces, facenet, jitter
 from sfc_tf.errors import SfcError
 
 
@@ -33,9 +33,9 @@ class TrainingSet:
 
 def assemble(data_dir: str | os.PathLike, identities_file: str | None = None, align: str = "mtcnn",
              flip: bool = False, extra_dir: str | os.PathLike | None = None, validation_fraction: float = 0.05,
-             seed: int = 0, extractor=None) -> TrainingSet:
-    """Training-identity faces of ``data_dir`` (+ mirrors, + extra faces); ``validation_fraction`` of the
-    identities, drawn with ``seed``, held out."""
+             seed: int = 0, extractor=None, jitter_copies: int = 0) -> TrainingSet:
+    """Training-identity faces of ``data_dir`` (+ mirrors, + ``jitter_copies`` shifted and scaled copies of each,
+    + extra faces); ``validation_fraction`` of the identities, drawn with ``seed``, held out."""
     identities = data.read_identity_list(identities_file) if identities_file else None
     items = data.list_images(data_dir, identities)
     held = held_out_identities({path.split("/")[0] for path, _ in items}, validation_fraction, seed)
@@ -55,6 +55,13 @@ def assemble(data_dir: str | os.PathLike, identities_file: str | None = None, al
         crops.append(faces.crops[:, :, ::-1])
         features.append(mirrored[[index[p] for p in train_paths]])
         masks.append(masks[0])
+    if jitter_copies:
+        jittered_crops, jittered_masks = jitter.jittered(faces.crops, jitter_copies, seed)
+        crops.append(jittered_crops)
+        features.append(data.jittered_features(data_dir, faces, align, extractor, tag, jitter_copies, seed))
+        masks.append(jittered_masks)
+        description["jitter"] = {"copies": jitter_copies, "max_shift_px": jitter.MAX_SHIFT,
+                                 "max_scale": jitter.MAX_SCALE, "seed": seed}
     if extra_dir:
         extra = extra_faces.load(pathlib.Path(extra_dir).expanduser(), extractor)
         crops.append(extra.crops)
@@ -69,7 +76,7 @@ def assemble(data_dir: str | os.PathLike, identities_file: str | None = None, al
                                           "pad_fraction": extra_faces.PAD_FRACTION})
     description["examples"] = int(sum(len(c) for c in crops))
     return TrainingSet(np.ascontiguousarray(np.concatenate(crops)), np.concatenate(features),
-                       np.ascontiguousarray(np.concatenate(masks)) if extra_dir else None,
+                       np.ascontiguousarray(np.concatenate(masks)) if extra_dir or jitter_copies else None,
                        held_faces.crops, held_faces.features, description)
 
 
@@ -128,16 +135,19 @@ def stream(directory: str | os.PathLike, identities_file: str | None = None, fli
 def load(data_dir: str | None = None, records_path: str | None = None, tfds_name: str | None = None,
          tfds_data_dir: str | None = None, identities_file: str | None = None, align: str = "mtcnn",
          flip: bool = False, extra_dir: str | None = None, validation_fraction: float = 0.05,
-         seed: int = 0) -> TrainingSet | TrainingStream:
+         seed: int = 0, jitter_copies: int = 0) -> TrainingSet | TrainingStream:
     """The training faces of the training binaries: in memory from ``data_dir`` (``assemble``), or streamed from a
     record folder or a tensorflow-datasets dataset (``stream``); exactly one source."""
     if sum(map(bool, (data_dir, records_path, tfds_name))) != 1:
         raise SfcError("give exactly one of --data_dir, --records and --tfds")
     if extra_dir and not data_dir:
         raise SfcError("--extra_faces goes with --data_dir (extra faces are held in memory with their masks)")
+    if jitter_copies and not data_dir:
+        raise SfcError("--jitter goes with --data_dir (jittered copies are held in memory with their masks)")
     if extra_dir and not pathlib.Path(extra_dir).expanduser().is_dir():
         raise SfcError(f"--extra_faces {extra_dir} does not exist: {extra_faces.BUILD_HINT}")
     if data_dir:
-        return assemble(data_dir, identities_file, align, flip, extra_dir, validation_fraction, seed)
+        return assemble(data_dir, identities_file, align, flip, extra_dir, validation_fraction, seed,
+                        jitter_copies=jitter_copies)
     directory = records_dir(records_path, tfds_name, tfds_data_dir, identities_file, align)
     return stream(directory, identities_file, flip, validation_fraction, seed)

@@ -36,6 +36,8 @@ flags.DEFINE_enum("objective", "perceptual", ["perceptual", "mmse"],
                   "perceptual: the reconstructor (MAE + lambda x VGG); mmse: the coding predictor (MSE, "
                   "narrower layers, writes the mean training face beside the weights).")
 flags.DEFINE_bool("flip", False, "Add every training face mirrored, with its own FaceNet feature (cached).")
+flags.DEFINE_integer("jitter", 0, "Add N shifted (up to 8 px) and scaled (0.9-1.1) copies of every LFW training "
+                     "face, each with its own FaceNet feature (cached); reflected borders are masked out of the loss.")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_float("validation_fraction", 0.05, "Share of identities held out for validation loss.")
 flags.DEFINE_string("checkpoint_dir", "checkpoints/reconstructor", "Final weights + meta.json; backup/ for resume.")
@@ -79,7 +81,8 @@ def load_faces():
         raise app.UsageError("--objective mmse needs --data_dir (its mean face is taken over the crops in memory)")
     try:
         return training_data.load(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
-                                  FLAGS.align, FLAGS.flip, FLAGS.extra_faces, FLAGS.validation_fraction, FLAGS.seed)
+                                  FLAGS.align, FLAGS.flip, FLAGS.extra_faces, FLAGS.validation_fraction, FLAGS.seed,
+                                  FLAGS.jitter)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
 
