@@ -132,12 +132,9 @@ def stream(directory: str | os.PathLike, identities_file: str | None = None, fli
                           built.manifest["feature_dim"], held_crops, held_features, description)
 
 
-def load(data_dir: str | None = None, records_path: str | None = None, tfds_name: str | None = None,
-         tfds_data_dir: str | None = None, identities_file: str | None = None, align: str = "mtcnn",
-         flip: bool = False, extra_dir: str | None = None, validation_fraction: float = 0.05,
-         seed: int = 0, jitter_copies: int = 0) -> TrainingSet | TrainingStream:
-    """The training faces of the training binaries: in memory from ``data_dir`` (``assemble``), or streamed from a
-    record folder or a tensorflow-datasets dataset (``stream``); exactly one source."""
+def check_sources(data_dir: str | None, records_path: str | None, tfds_name: str | None,
+                  extra_dir: str | None = None, jitter_copies: int = 0) -> None:
+    """The checks ``load`` makes of its sources before reading anything (binaries call it before other work)."""
     if sum(map(bool, (data_dir, records_path, tfds_name))) != 1:
         raise SfcError("give exactly one of --data_dir, --records and --tfds")
     if extra_dir and not data_dir:
@@ -146,6 +143,15 @@ def load(data_dir: str | None = None, records_path: str | None = None, tfds_name
         raise SfcError("--jitter goes with --data_dir (jittered copies are held in memory with their masks)")
     if extra_dir and not pathlib.Path(extra_dir).expanduser().is_dir():
         raise SfcError(f"--extra_faces {extra_dir} does not exist: {extra_faces.BUILD_HINT}")
+
+
+def load(data_dir: str | None = None, records_path: str | None = None, tfds_name: str | None = None,
+         tfds_data_dir: str | None = None, identities_file: str | None = None, align: str = "mtcnn",
+         flip: bool = False, extra_dir: str | None = None, validation_fraction: float = 0.05,
+         seed: int = 0, jitter_copies: int = 0) -> TrainingSet | TrainingStream:
+    """The training faces of the training binaries: in memory from ``data_dir`` (``assemble``), or streamed from a
+    record folder or a tensorflow-datasets dataset (``stream``); exactly one source."""
+    check_sources(data_dir, records_path, tfds_name, extra_dir, jitter_copies)
     if data_dir:
         return assemble(data_dir, identities_file, align, flip, extra_dir, validation_fraction, seed,
                         jitter_copies=jitter_copies)

@@ -91,11 +91,12 @@ def main(_):
     distribute.make_strategy(FLAGS.strategy)     # before FaceNet or any data op (multi-worker collectives)
     mmse = FLAGS.objective == "mmse"
     vgg_weights = None
-    if FLAGS.perceptual_weight > 0 and not mmse:     # found (or downloaded) before the faces are loaded
-        try:
+    try:
+        training_data.check_sources(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.extra_faces, FLAGS.jitter)
+        if FLAGS.perceptual_weight > 0 and not mmse:     # found (or downloaded) before the faces are loaded
             vgg_weights = losses.vgg_weights_file(FLAGS.vgg_weights)
-        except SfcError as exc:
-            raise app.UsageError(str(exc)) from exc
+    except SfcError as exc:
+        raise app.UsageError(str(exc)) from exc
     faces = load_faces()
     degraders = feature_degraders()
     validation = None
