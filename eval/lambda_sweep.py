@@ -28,7 +28,7 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
     rebuilt = residuals.reconstruct(model, decoded)
     rebuilt_features = extractor(rebuilt)
-    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, [p.split("/")[0] for p in faces.paths])
+    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities())
     return {**evaluation.reconstruction_quality(faces.crops, rebuilt),
             "identity_cosine": float(np.mean(np.sum(rebuilt_features * faces.features, axis=1))),
             "tar_type_i_far_0.001": attacks["tar_type_i"], "tar_type_ii_far_0.001": attacks["tar_type_ii"]}

@@ -51,7 +51,7 @@ def main(_):
     index = faces.index()
     first = metrics.evaluate_pairs(pairs, index, rebuilt_features, faces.features)
     second = metrics.evaluate_pairs(pairs, index, faces.features, rebuilt_features)
-    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, [p.split("/")[0] for p in faces.paths],
+    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities(),
                                              FLAGS.far)
     result = {
         **evaluation.reconstruction_quality(faces.crops, rebuilt),

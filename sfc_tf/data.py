@@ -115,6 +115,10 @@ class FaceSet:
     def index(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.paths)}
 
+    def identities(self) -> list[str]:
+        """The identity (folder name) of each image."""
+        return [p.split("/")[0] for p in self.paths]
+
     def subset(self, paths: Sequence[str]) -> "FaceSet":
         where = self.index()
         rows = [where[p] for p in paths]
@@ -171,25 +175,18 @@ def flipped_features(root: str | os.PathLike, faces: FaceSet, align: str, extrac
                      progress: bool = True) -> np.ndarray:
     """FaceNet features of the mirror images of ``faces.crops`` (horizontal-flip augmentation: a mirrored face
     has its own feature), cached like ``load_faces``'s."""
-    cache = _cache_file(pathlib.Path(root), faces.paths, f"{align}-{feature_tag}-flipped")
+    return cached_features(root, faces.paths, f"{align}-{feature_tag}-flipped",
+                           lambda: np.ascontiguousarray(faces.crops[:, :, ::-1]), extractor, progress)
+
+
+def cached_features(root: str | os.PathLike, paths: Sequence[str], tag: str, images: Callable[[], np.ndarray],
+                    extractor, progress: bool = True) -> np.ndarray:
+    """FaceNet features of ``images()`` (derived from the crops of ``paths``, e.g. mirrored), computed once and
+    cached under ``tag`` like ``load_faces``'s."""
+    cache = _cache_file(pathlib.Path(root), paths, tag)
     if cache.is_file():
         return np.load(cache)["features"]
-    features = extractor(np.ascontiguousarray(faces.crops[:, :, ::-1]), progress=progress)
-    _save(cache, features=features)
-    return features
-
-
-def jittered_features(root: str | os.PathLike, faces: FaceSet, align: str, extractor, feature_tag: str,
-                      copies: int, seed: int, progress: bool = True) -> np.ndarray:
-    """FaceNet features of ``jitter.jittered(faces.crops, copies, seed)`` (shift-and-scale augmentation: each
-    copy has its own feature), cached like ``load_faces``'s."""
-    from sfc_tf import jitter
-
-    tag = f"{align}-{feature_tag}-jitter{copies}-{seed}-{jitter.MAX_SHIFT:g}-{jitter.MAX_SCALE:g}"
-    cache = _cache_file(pathlib.Path(root), faces.paths, tag)
-    if cache.is_file():
-        return np.load(cache)["features"]
-    features = extractor(jitter.jittered(faces.crops, copies, seed)[0], progress=progress)
+    features = extractor(images(), progress=progress)
     _save(cache, features=features)
     return features
 

@@ -151,23 +151,31 @@ def plot_curves(points: list[dict], x: str, y: str, path: str | pathlib.Path, ti
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)
 
 
+def _per_image(measure, originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    import tensorflow as tf
+
+    return np.concatenate([measure(tf.constant(originals[i:i + batch_size]), tf.constant(decoded[i:i + batch_size]))
+                           .numpy() for i in range(0, len(originals), batch_size)])
+
+
 def ms_ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Per-image MS-SSIM of uint8 (N, 160, 160, 3) arrays."""
     import tensorflow as tf
 
-    return np.concatenate([tf.image.ssim_multiscale(tf.constant(originals[i:i + batch_size]),
-                                                    tf.constant(decoded[i:i + batch_size]), 255,
-                                                    power_factors=MS_SSIM_WEIGHTS).numpy()
-                           for i in range(0, len(originals), batch_size)])
+    return _per_image(lambda a, b: tf.image.ssim_multiscale(a, b, 255, power_factors=MS_SSIM_WEIGHTS),
+                      originals, decoded, batch_size)
+
+
+def ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Per-image SSIM of uint8 (N, H, W, 3) arrays."""
+    import tensorflow as tf
+
+    return _per_image(lambda a, b: tf.image.ssim(a, b, 255), originals, decoded, batch_size)
 
 
 def reconstruction_quality(crops: np.ndarray, rebuilt: np.ndarray) -> dict:
     """Per-image PSNR, SSIM and MS-SSIM of faces rebuilt from features (mean and standard deviation of each)."""
-    import tensorflow as tf
-
-    values = {"psnr": metrics.psnr(crops, rebuilt), "ms_ssim": ms_ssim(crops, rebuilt),
-              "ssim": np.concatenate([tf.image.ssim(tf.constant(crops[i:i + 256]), tf.constant(rebuilt[i:i + 256]),
-                                                    255).numpy() for i in range(0, len(crops), 256)])}
+    values = {"psnr": metrics.psnr(crops, rebuilt), "ms_ssim": ms_ssim(crops, rebuilt), "ssim": ssim(crops, rebuilt)}
     return {key: value for name, array in values.items()
             for key, value in ((name, float(np.mean(array))), (f"{name}_std", float(np.std(array))))}
 

@@ -4,7 +4,7 @@ Each copy of a crop is the crop moved by up to ``MAX_SHIFT`` pixels each way and
 1 +- ``MAX_SCALE``, reflected where the window leaves the crop; its mask marks the pixels that come from the crop
 itself (1) rather than the reflection (0), so training losses ignore the invented border like the extra faces'
 padding. The copies are drawn from ``seed`` and rebuilt identically on every call; their FaceNet features are
-computed once and cached (``data.jittered_features``).
+computed once and cached under ``cache_tag`` (``data.cached_features``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import numpy as np
 
 MAX_SHIFT = 8.0      # pixels of the 160-pixel crop: a twentieth of its side
 MAX_SCALE = 0.1      # zoom out to 0.9 or in to 1.1
+
+
+def cache_tag(copies: int, seed: int) -> str:
+    """What the cached features of the copies depend on, besides the crops."""
+    return f"jitter{copies}-{seed}-{MAX_SHIFT:g}-{MAX_SCALE:g}"
 
 
 def draws(count: int, copies: int, seed: int) -> np.ndarray:

@@ -58,7 +58,9 @@ def assemble(data_dir: str | os.PathLike, identities_file: str | None = None, al
     if jitter_copies:
         jittered_crops, jittered_masks = jitter.jittered(faces.crops, jitter_copies, seed)
         crops.append(jittered_crops)
-        features.append(data.jittered_features(data_dir, faces, align, extractor, tag, jitter_copies, seed))
+        features.append(data.cached_features(data_dir, faces.paths,
+                                             f"{align}-{tag}-{jitter.cache_tag(jitter_copies, seed)}",
+                                             lambda: jittered_crops, extractor))
         masks.append(jittered_masks)
         description["jitter"] = {"copies": jitter_copies, "max_shift_px": jitter.MAX_SHIFT,
                                  "max_scale": jitter.MAX_SCALE, "seed": seed}
