@@ -57,9 +57,14 @@ class Jpeg2000Codec(ImageCodec):
             with open(path, "wb") as handle:
                 handle.write(data)
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error")        # glymur warns (not raises) on some damaged streams
+                # glymur warns (not raises) on some damaged streams: an error at once. OpenJPEG's own warnings come
+                # through a ctypes callback, where an exception cannot propagate: recorded, refused after the decode.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("error")
+                    warnings.filterwarnings("always", message="OpenJPEG library warning")
                     image = glymur.Jp2k(path)[:]
             except Exception as exc:
                 raise BitstreamError(f"cannot decode JPEG2000 payload ({len(data)} bytes): {exc}") from exc
+            if caught:
+                raise BitstreamError(f"cannot decode JPEG2000 payload ({len(data)} bytes): {caught[0].message}")
         return self.check_decoded(np.asarray(image), "JPEG2000 payload")
