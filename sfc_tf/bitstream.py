@@ -59,6 +59,9 @@ def has_span(codec: int, mode: int) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Enhancement:
+    """The enhancement part: which codec coded ``payload`` against which prediction; ``span`` is the residual's
+    min-max range where ``has_span`` says one is carried, ``model_id`` names the learned checkpoint."""
+
     codec: int
     mode: int
     payload: bytes
@@ -76,6 +79,9 @@ class Enhancement:
 
 @dataclasses.dataclass(frozen=True)
 class SfcFile:
+    """One ``.sfc`` file: the face alignment, the model set that coded it, the base layer's range-coded feature
+    and the optional enhancement part."""
+
     alignment: str
     model_set: int
     base_payload: bytes
