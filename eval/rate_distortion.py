@@ -37,6 +37,8 @@ flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "
 flags.DEFINE_list("jpeg2000_ratios", ["200", "100", "50", "25", "12", "6"], "JPEG2000 compression ratios.")
 flags.DEFINE_list("learned_families", ["bls2017-residual"],
                   "Residual-kind learned families: paper and auto curves (their direct partner is the anchor).")
+flags.DEFINE_list("learned_checkpoints", [], "Further learned checkpoint directories (e.g. a model in training), "
+                  "each scored as a direct anchor named by its path and compared with JPEG2000.")
 flags.DEFINE_list("conditional_families", [], "Conditional learned families: auto curves against their partner.")
 flags.DEFINE_list("modes", ["paper", "auto"], "Stream curves: paper (the paper's residual), auto (the per-face "
                   "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).")
@@ -90,6 +92,8 @@ def main(_):
             points += stream_points(codec, analysis, kind, qualities, name, name)
             bd_pairs += [(f"base+{name} ({mode})", anchor_name) for mode in FLAGS.modes
                          for anchor_name in (direct.name, "jpeg2000")] + [(direct.name, "jpeg2000")]
+    for directory in FLAGS.learned_checkpoints:
+        points.append({**anchor(make_codec("learned", directory)), "curve": directory})
     base_files = codec.encode_analysis(analysis).files
     recon = analysis.predictions.reconstruction
     # centred on the training-identity feature mean (the model's PCA mean), as verify_lfw.py and rate_accuracy.py

@@ -22,7 +22,7 @@ import re
 import numpy as np
 import tensorflow as tf  # imported eagerly: keras built after absl's app.run() starts misbehaves otherwise
 
-from sfc_tf import checkpoint, settings
+from sfc_tf import checkpoint, inference, settings
 from sfc_tf.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ class FeatureExtractor:
         self.standardization = standardization
         self.batch_size = batch_size
         self.model = load_model(key, weights_path, allow_download)
+        self.infer = inference.graph(self.model, (IMAGE_SIZE, IMAGE_SIZE, 3))
         self.dim = feature_dim(key)
 
     def __call__(self, crops: np.ndarray, progress: bool = False) -> np.ndarray:
@@ -208,8 +209,5 @@ class FeatureExtractor:
             from tqdm import tqdm
 
             starts = tqdm(starts, desc="FaceNet", unit="batch")
-        out = [
-            self.model(standardize(crops[i:i + self.batch_size], self.standardization), training=False).numpy()
-            for i in starts
-        ]
+        out = [self.infer(standardize(crops[i:i + self.batch_size], self.standardization)).numpy() for i in starts]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -18,13 +18,13 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import checkpoint
+from sfc_tf import checkpoint, inference
 
 WEIGHTS_FILE = "weights.h5"
 ARCHITECTURE = "linear"
 
 
-class LinearPredictor(tf.keras.Model):
+class LinearPredictor(inference.GraphInference, tf.keras.Model):
     """(N, D) decoded features -> (N, S, S, 3) coarse faces in [-1, 1] units (not clipped)."""
 
     def __init__(self, feature_dim: int = 512, grid: int = 20, image_size: int = 160, **kwargs):

@@ -16,7 +16,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import checkpoint
+from sfc_tf import checkpoint, inference
 
 # (kernel, channels, stride, padding) per DconvOp block.
 DEFAULT_LAYERS = (
@@ -54,7 +54,7 @@ class DconvOp(tf.keras.layers.Layer):
         return {**super().get_config(), **self.config}
 
 
-class Reconstructor(tf.keras.Model):
+class Reconstructor(inference.GraphInference, tf.keras.Model):
     """(N, D) decoded FaceNet features -> (N, H, W, 3) faces in [-1, 1]."""
 
     def __init__(self, feature_dim: int = 512, layers=DEFAULT_LAYERS, **kwargs):

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Callable
 
 import numpy as np
 
 from sfc_tf import reconstructor as reconstructor_module
 from sfc_tf.errors import WeightsError
+from sfc_tf.inference import GraphInference
 
 
-def load_reconstructor(path: str | os.PathLike) -> Callable:
+def load_reconstructor(path: str | os.PathLike) -> reconstructor_module.Reconstructor:
     """A shipped reconstructor directory (weights.h5 + meta.json), or, for work in progress, the prefix of a
     Keras BackupAndRestore training checkpoint (``.../backup/chief/ckpt-N``) of the default architecture."""
     path = pathlib.Path(path)
@@ -29,10 +29,13 @@ def load_reconstructor(path: str | os.PathLike) -> Callable:
     return model
 
 
-def reconstruct(model: Callable, features: np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """Decoded features (N, D) -> uint8 faces, in batches; ``model`` maps features to images in [-1, 1]."""
+def reconstruct(model: GraphInference, features: np.ndarray, batch_size: int = 64,
+                progress: bool = False) -> np.ndarray:
+    """Decoded features (N, D) -> uint8 faces, in batches, through the model's inference graph; ``model`` (a
+    reconstructor or coding predictor) maps features to images in [-1, 1]."""
     from tqdm import tqdm
 
+    features = np.asarray(features, np.float32)
     starts = tqdm(range(0, len(features), batch_size), desc="reconstruct", disable=not progress, leave=False)
-    out = [reconstructor_module.to_uint8(model(features[i:i + batch_size], training=False)) for i in starts]
+    out = [reconstructor_module.to_uint8(model.infer(features[i:i + batch_size])) for i in starts]
     return np.concatenate(out) if out else np.zeros((0, 160, 160, 3), np.uint8)
