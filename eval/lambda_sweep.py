@@ -48,7 +48,8 @@ def main(_):
     rows = []
     for run, meta in zip(FLAGS.runs, metas):
         row = {"run": run, "perceptual_weight": meta["training"]["perceptual_weight"],
-               "steps": meta.get("steps_run_this_session"), **score(reconstructor.load(run), faces, decoded, extractor)}
+               "steps": meta.get("steps_run", meta.get("steps_run_this_session")),      # older runs: per session
+               **score(reconstructor.load(run), faces, decoded, extractor)}
         rows.append(row)
         print(row)
     best = max(rows, key=lambda r: r["ssim"])

@@ -145,6 +145,27 @@ def train_streamed(config: TrainConfig, examples: tf.data.Dataset, num_examples:
                 meta, validation)
 
 
+class SessionRecord(tf.keras.callbacks.Callback):
+    """Epochs done and training wall time across resumed sessions, written after every epoch to ``path`` beside
+    the BackupAndRestore state, so that a run finished in several sessions reports its whole cost. Only the
+    process that ``writes`` (the chief) writes the file; every worker keeps the record."""
+
+    def __init__(self, path: pathlib.Path, writes: bool = True):
+        super().__init__()
+        self.path, self.writes = path, writes
+        self.record = json.loads(path.read_text()) if path.is_file() else {"epochs_done": 0, "wall_time_s": 0.0}
+        self.before, self.start = self.record["wall_time_s"], time.time()
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record = {"epochs_done": epoch + 1, "wall_time_s": round(self.before + time.time() - self.start, 1)}
+        if self.writes:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.record))
+
+
 def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feature_dim: int,
          recalibrate: Callable, meta: dict, validation: tuple[np.ndarray, np.ndarray] | None) -> dict:
     out = pathlib.Path(config.checkpoint_dir)
@@ -152,7 +173,8 @@ def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feat
     dataset = make_dataset()
     with strategy.scope():
         model = build_model(config, feature_dim, steps_per_epoch)
-    callbacks = [tf.keras.callbacks.BackupAndRestore(str(out / "backup"))]
+    sessions = SessionRecord(out / "backup" / "sessions.json", writes=distribute.is_chief(strategy))
+    callbacks = [tf.keras.callbacks.BackupAndRestore(str(out / "backup")), sessions]
     if config.log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
@@ -171,6 +193,9 @@ def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feat
                                   epochs_run_this_session=epochs_run, steps_per_epoch=steps_per_epoch,
                                   steps_run_this_session=epochs_run * steps_per_epoch,
                                   wall_time_s_this_session=round(wall, 1),
+                                  epochs_done=sessions.record["epochs_done"],
+                                  steps_run=sessions.record["epochs_done"] * steps_per_epoch,
+                                  wall_time_s=sessions.record["wall_time_s"],
                                   final_metrics=final, batch_norm_recalibrated_on_batches=recalibrated,
                                   images_per_second=round(epochs_run * steps_per_epoch * config.batch_size / wall, 2))
 

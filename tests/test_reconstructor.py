@@ -99,6 +99,20 @@ def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops
     meta = training.train(config, features[None], fixture_crops, {"data": {}}, (features[:2], fixture_crops[:2]))
     assert {"loss", "val_loss", "val_mae"} <= set(meta["final_metrics"])
     assert reconstructor.load(tmp_path / "ckpt")(features[:1]).shape == (1, 160, 160, 3)
+    assert meta["epochs_done"] == 1 and meta["steps_run"] == meta["steps_run_this_session"] == 3
+
+
+def test_a_run_in_two_sessions_reports_its_whole_cost(tmp_path, fixture_crops):
+    features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    backup = tmp_path / "ckpt" / "backup"
+    backup.mkdir(parents=True)
+    (backup / "sessions.json").write_text('{"epochs_done": 1, "wall_time_s": 1000.0}')   # as an earlier session
+    config = training.TrainConfig(str(tmp_path / "ckpt"), epochs=2, batch_size=2, perceptual_weight=0.0, verbose=0)
+    meta = training.train(config, features[None], fixture_crops, {"data": {}})
+    assert meta["epochs_run_this_session"] == 2          # no Keras backup was there: both epochs ran
+    assert meta["epochs_done"] == 2 and meta["steps_run"] == 6
+    assert 1000 < meta["wall_time_s"] < 1000 + meta["wall_time_s_this_session"] + 60
 
 
 def test_batch_norm_recalibration_matches_the_training_batch_statistics():
