@@ -61,6 +61,13 @@ def build_seed_corpus(work: pathlib.Path) -> None:
         (work / "corpus" / f"{name}.sfc").write_bytes(data)
 
 
+def peak_by_tenth(samples: list[tuple[int, int]], runs: int) -> dict[int, int]:
+    """libFuzzer's (inputs, peak RSS MB) status samples -> the peak reached by every tenth of the run: whether
+    memory levels off or keeps climbing."""
+    marks = [runs * k // 10 for k in range(1, 11)]
+    return {mark: max((mb for n, mb in samples if n <= mark), default=0) for mark in marks}
+
+
 def release_freed_memory() -> None:
     """glibc keeps freed heap pages (TF's per-call buffers, fragmented across arenas) until told otherwise."""
     import ctypes
@@ -165,7 +172,8 @@ def main(_):
     (work / "fuzzer.log").write_text(log)
     stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").is_file() else {}
     done = re.search(r"Done (\d+) runs in (\d+) second", log)
-    rss = [int(m) for m in re.findall(r"rss: (\d+)Mb", log)]
+    samples = [(int(n), int(m)) for n, m in re.findall(r"#(\d+)\s.*?rss: (\d+)Mb", log)]
+    rss = [m for _, m in samples]
     failure = next((line for line in log.splitlines()
                     if re.search(r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout|"
                                  r"Fatal Python error|corrupted|double free",
@@ -180,6 +188,7 @@ def main(_):
         "interrupted": interrupted, "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
         "crashes": 0 if clean else 1, "first_failure": failure, "silent_splices": 0 if clean else None,
         "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]), "rss_margin_mb": FLAGS.rss_margin_mb,
+        "peak_rss_mb_by_inputs": peak_by_tenth(samples, FLAGS.runs),
         "timeout_s": FLAGS.timeout_s,
         **{k: v for k, v in stats.items() if k not in ("runs", "peak_rss_mb")},
     }
