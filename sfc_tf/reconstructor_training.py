@@ -154,7 +154,7 @@ class SessionRecord(tf.keras.callbacks.Callback):
         super().__init__()
         self.path, self.writes = path, writes
         self.record = json.loads(path.read_text()) if path.is_file() else {"epochs_done": 0, "wall_time_s": 0.0}
-        self.before, self.start = self.record["wall_time_s"], time.time()
+        self.before = self.record["wall_time_s"]
 
     def on_train_begin(self, logs=None):
         self.start = time.time()
