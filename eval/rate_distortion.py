@@ -39,6 +39,8 @@ flags.DEFINE_list("learned_families", ["bls2017-residual"],
                   "Residual-kind learned families: paper and auto curves (their direct partner is the anchor).")
 flags.DEFINE_list("learned_checkpoints", [], "Further learned checkpoint directories (e.g. a model in training), "
                   "each scored as a direct anchor named by its path and compared with JPEG2000.")
+flags.DEFINE_string("learned_curve", None, "Score the --learned_checkpoints as the rates of one curve of this name "
+                    "(e.g. a family in training), with its BD-rate against JPEG2000 and the registered families.")
 flags.DEFINE_list("conditional_families", [], "Conditional learned families: auto curves against their partner.")
 flags.DEFINE_list("modes", ["paper", "auto"], "Stream curves: paper (the paper's residual), auto (the per-face "
                   "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).")
@@ -93,7 +95,10 @@ def main(_):
             bd_pairs += [(f"base+{name} ({mode})", anchor_name) for mode in FLAGS.modes
                          for anchor_name in (direct.name, "jpeg2000")] + [(direct.name, "jpeg2000")]
     for directory in FLAGS.learned_checkpoints:
-        points.append({**anchor(make_codec("learned", directory)), "curve": directory})
+        points.append({**anchor(make_codec("learned", directory)), "curve": FLAGS.learned_curve or directory})
+    if FLAGS.learned_curve:
+        bd_pairs += [(FLAGS.learned_curve, anchor_name) for anchor_name in
+                     ["jpeg2000", *filter(None, (zoo.learned_family(name).direct for name in FLAGS.learned_families))]]
     base_files = codec.encode_analysis(analysis).files
     recon = analysis.predictions.reconstruction
     # centred on the training-identity feature mean (the model's PCA mean), as verify_lfw.py and rate_accuracy.py

@@ -281,6 +281,31 @@ def test_conditional_codec_round_trip(tiny_conditional, fixture_crops):
         make_codec("conditional", (tiny_conditional, 2))
 
 
+@pytest.mark.parametrize("conditional,prior", [(False, "channel"), (True, "channel"), (True, "position")])
+def test_face_codec_warm_started_from_bls2017_codes_like_it(conditional, prior, fixture_crops):
+    import tensorflow as tf
+
+    from sfc_tf.enhancement import face_codec, learned
+
+    tf.random.set_seed(1)
+    source = learned.BLS2017(0.01, TINY_FILTERS)
+    for variable in source.trainable_variables:        # away from the initialisation (GDN starts as identity)
+        variable.assign_add(tf.random.normal(variable.shape, stddev=0.01))
+    model = face_codec.FaceCodec([0.01, 0.03], conditional, prior, TINY_FILTERS)
+    face_codec.warm_start(model, source)
+    predictions = fixture_crops[::-1].copy()
+    expected = [float(v) for v in source(fixture_crops)]
+    for rate in (0, 1):
+        loss, bpp, mse = (float(v) for v in model(fixture_crops, predictions, rate))
+        np.testing.assert_allclose([bpp, mse], expected[1:], rtol=1e-5)
+    source.enable_coding()
+    model.enable_coding()
+    np.testing.assert_array_equal(model.compress(fixture_crops, predictions, 0).numpy(),
+                                  source.compress(fixture_crops).numpy())
+    with pytest.raises(ValueError):
+        face_codec.warm_start(face_codec.FaceCodec([0.01], conditional, prior, 2 * TINY_FILTERS), source)
+
+
 DECODE_SCRIPT = """
 import hashlib, sys
 import numpy as np

@@ -125,7 +125,7 @@ def environment(tmp_path_factory):
 
 def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shipped_checkpoints):
     """build_records.py writes shards with real FaceNet features; the reconstructor and a conditional face codec
-    each complete a short CPU job streaming them."""
+    (warm-started from the shipped end-to-end model) each complete a short CPU job streaming them."""
     shards = tmp_path / "shards"
     run(["train/build_records.py", "--data_dir", str(fixture_lfw_dir), "--align", "center", "--shard_size", "4",
          "--output_dir", str(shards)], environment)
@@ -139,9 +139,12 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     run(["train/train_face_codec.py", "--records", str(shards), "--kind", "conditional", "--steps", "2",
          "--batch_size", "2", "--lmbdas", "0.001,0.01", "--predictor", str(shipped_checkpoints / "predictor"),
          "--base_layer", str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
+         "--init_from", str(shipped_checkpoints / "enhancement" / "original_l0.01"),
          "--checkpoint_dir", str(tmp_path / "conditional")], environment)
     meta = json.loads((tmp_path / "conditional" / "meta.json").read_text())
     assert meta["steps"] == 2 and meta["data"]["streamed"] and meta["train_images"] == 6
+    shipped = json.loads((shipped_checkpoints / "enhancement" / "original_l0.01" / "meta.json").read_text())
+    assert meta["warm_start"]["sha256"] == shipped["sha256"]
 
 
 def test_reconstructor_trains_from_a_tfds_dataset(fixture_lfw_dir, tmp_path, environment):

@@ -7,6 +7,9 @@ Every kind gets the same data, steps, batch and schedule unless told otherwise, 
       --kind conditional --predictor checkpoints/predictor --steps 12000 \
       --checkpoint_dir checkpoints/enhancement/face_conditional
 
+``--init_from`` starts from an end-to-end learned checkpoint instead of from scratch (the fair way to compare kinds
+on a CPU budget: every kind starts from the same model and gets the same steps).
+
 Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_minutes`` ends a session early.
 """
 
@@ -37,6 +40,8 @@ flags.DEFINE_integer("batch_size", 8, "Batch size of whole 160x160 crops.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_float("final_learning_rate", 1e-5, "Learning rate reached at the end (decay over the last 20 %).")
 flags.DEFINE_float("max_minutes", None, "Stop this session after the step in which this many minutes have passed.")
+flags.DEFINE_string("init_from", None, "End-to-end learned checkpoint (BLS2017, e.g. checkpoints/enhancement/"
+                    "original_l0.01) to start from: the model first codes like it (conditional inputs at zero).")
 flags.DEFINE_integer("held_out", 256, "Held-out-identity faces on which meta.json records rate and PSNR per rate.")
 flags.DEFINE_string("checkpoint_dir", None, "Final weights + meta.json; train_state/ for resume.", required=True)
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -95,7 +100,8 @@ def main(_):
     config = training.FaceCodecTrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, lmbdas=tuple(float(v) for v in FLAGS.lmbdas), kind=FLAGS.kind,
         prior=FLAGS.prior, steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-        final_learning_rate=FLAGS.final_learning_rate, max_minutes=FLAGS.max_minutes, seed=FLAGS.seed)
+        final_learning_rate=FLAGS.final_learning_rate, max_minutes=FLAGS.max_minutes, init_from=FLAGS.init_from,
+        seed=FLAGS.seed)
     meta = training.train_face_codec(config, batches, num_images, {
         "data": faces.description,
         "prediction": None if FLAGS.kind == "original" else {"predictor": FLAGS.predictor,

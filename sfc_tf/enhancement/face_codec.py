@@ -3,11 +3,12 @@ paper's per-lambda Balle-2016 models of ``learned.py``).
 
 Transforms: Balle-2016's (three strided convolutions with GDN, 128 filters; synthesis mirrored with inverse GDN).
   end to end   y = g_a(x);              x^ = g_s(y^)
-  conditional  y = g_a(x, p);           x^ = p + g_s(y^, c(p))
+  conditional  y = g_a(x, p);           x^ = gate * p + g_s(y^, c(p))
 where p is the prediction the decoder computes from the base layer and c(p) a context pyramid of p (at 1/4,
 1/8 and 1/16 of the crop) concatenated into the synthesis at each scale, as in conditional video coding
 (Ladune et al. 2020; DCVC, Li et al. 2021): the analysis sees what the decoder already knows and the latent
-only carries the rest. The output adds to p, so the codec can fall back to coding the residual.
+only carries the rest. The output adds a learned per-channel gate times p, so the codec can fall back to coding
+the residual (gate 1, its initial value) or start from an end-to-end model (gate 0, ``warm_start``).
 
 Rates: one model for ``len(lmbdas)`` rate points. Per rate r a gain vector scales the latent before rounding
 (y * gain_r) and an inverse gain after (Cui et al. 2021, "asymmetric gained" codecs), and the rate has its own
@@ -47,7 +48,9 @@ class Analysis(tf.keras.Sequential):
 
 
 class Context(tf.keras.layers.Layer):
-    """p -> features at 1/4, 1/8 and 1/16 of its size."""
+    """p -> (gate * p, [features at 1/4, 1/8 and 1/16 of p's size]). The per-channel gate sets how much of p the
+    output starts from: 1 when trained from scratch (the codec starts as a residual coder), 0 after a warm start
+    from an end-to-end model (``warm_start``: the codec starts as that model and learns what p is worth)."""
 
     def __init__(self, filters: int = CONTEXT_FILTERS):
         super().__init__(name="context")
@@ -55,12 +58,16 @@ class Context(tf.keras.layers.Layer):
                        _conv(filters, 5, down=2, activation=tfc.GDN(name="cgdn_1"), name="context_1"),
                        _conv(filters, 5, down=2, name="context_2")]
 
+    def build(self, input_shape):
+        self.gate = self.add_weight(name="gate", shape=(input_shape[-1],), initializer="ones")
+        super().build(input_shape)
+
     def call(self, p):
         out, x = [], p
         for stage in self.stages:
             x = stage(x)
             out.append(x)
-        return out          # [1/4, 1/8, 1/16]
+        return p * self.gate, out          # pyramid: [1/4, 1/8, 1/16]
 
 
 class Synthesis(tf.keras.layers.Layer):
@@ -127,8 +134,8 @@ class FaceCodec(RateDistortionMetrics, tf.keras.Model):
         y_hat = y_hat * tf.gather(self.inverse_gains, rate)
         if not self.conditional:
             return self.synthesis_transform(y_hat) * 255.0
-        p = tf.cast(p, tf.float32) / 255.0
-        return (p + self.synthesis_transform(y_hat, self.context_transform(p))) * 255.0
+        skip, pyramid = self.context_transform(tf.cast(p, tf.float32) / 255.0)
+        return (skip + self.synthesis_transform(y_hat, pyramid)) * 255.0
 
     # -- training -------------------------------------------------------------------------------------------
     def call(self, x, p=None, rate=0, training=False):
@@ -182,3 +189,46 @@ class FaceCodec(RateDistortionMetrics, tf.keras.Model):
         entropy_model = coding_tables.rate_model(self.priors[rate], self.entropy_models[rate])
         _, bits = entropy_model(self.analyse(x, p, rate), training=False)
         return bits.numpy()
+
+
+def warm_start(model: FaceCodec, source) -> FaceCodec:
+    """Starts ``model`` as the end-to-end ``learned.BLS2017`` model ``source`` (same number of filters): its
+    transforms, and its prior for every rate (the same prior at every latent position of a positional prior).
+    What a conditional model adds gets zero weights (p at the analysis input, the context at each synthesis scale)
+    and a zero gate on p, so ``model`` codes exactly like ``source`` until training teaches it what p is worth."""
+    if not hasattr(source, "prior"):
+        raise ValueError("a FaceCodec warm-starts from a single-rate end-to-end (BLS2017) checkpoint")
+    if source.num_filters != model.num_filters:
+        raise ValueError(f"cannot warm-start {model.num_filters} filters from {source.num_filters}")
+    synthesis = model.synthesis_transform
+    pairs = zip([layer for layer in source.analysis_transform.layers if layer.trainable_variables]
+                + [layer for layer in source.synthesis_transform.layers if layer.trainable_variables],
+                list(model.analysis_transform.layers) + [synthesis.layer_0, synthesis.layer_1, synthesis.layer_2])
+    for source_layer, layer in pairs:
+        _assign_each(layer.trainable_variables, source_layer.trainable_variables, _zero_padded)
+    for prior in model.priors:
+        _assign_each(prior.trainable_variables, source.prior.trainable_variables, _tiled)
+    if model.context_transform is not None:
+        model.context_transform.gate.assign(tf.zeros_like(model.context_transform.gate))
+    return model
+
+
+def _assign_each(targets, sources, fit):
+    if len(targets) != len(sources):
+        raise ValueError(f"cannot warm-start {len(targets)} variables from {len(sources)}")
+    for target, source in zip(targets, sources):
+        target.assign(fit(source.numpy(), tuple(target.shape)))
+
+
+def _zero_padded(value: np.ndarray, shape: tuple) -> np.ndarray:
+    """``value`` in the leading corner of zeros of ``shape`` (a kernel's extra input channels: zero weights)."""
+    if any(a > b for a, b in zip(value.shape, shape)) or value.ndim != len(shape):
+        raise ValueError(f"cannot warm-start a variable of shape {shape} from {value.shape}")
+    return np.pad(value, [(0, b - a) for a, b in zip(value.shape, shape)])
+
+
+def _tiled(value: np.ndarray, shape: tuple) -> np.ndarray:
+    """A per-channel prior's variable repeated over the latent positions of a positional prior (channel fastest)."""
+    if shape[0] % value.shape[0] or shape[1:] != value.shape[1:]:
+        raise ValueError(f"cannot warm-start a prior variable of shape {shape} from {value.shape}")
+    return np.tile(value, (shape[0] // value.shape[0],) + (1,) * (value.ndim - 1))

@@ -193,6 +193,7 @@ class FaceCodecTrainConfig:
     strategy: str = "default"
     max_minutes: float | None = None
     save_every: int = 250
+    init_from: str | None = None        # an end-to-end BLS2017 checkpoint to start from (``face_codec.warm_start``)
     verbose: int = 1
     seed: int = 0
 
@@ -269,7 +270,13 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
         model = build_face_codec(config)
-        manager, _ = resume_state(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
+        manager, latest = resume_state(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
+        warm_start = _previous_meta(out).get("warm_start") if latest else None
+        if not latest and config.init_from:
+            from sfc_tf.enhancement import face_codec
+
+            source, warm_start = learned.load_model(config.init_from)
+            face_codec.warm_start(model, source)
     done = int(model.optimizer.iterations.numpy())
     saver = SaveState(manager, config.save_every, saved_wall_time(manager, done))
     callbacks = [saver]
@@ -285,8 +292,8 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
             model, target, coding_enabled=True, **meta, kind=config.kind, training=dataclasses.asdict(config),
-            steps=steps, train_images=num_images, epochs_done=round(steps * config.batch_size / num_images, 3),
-            wall_time_s=round(wall_total, 1),
+            warm_start=warm_start, steps=steps, train_images=num_images,
+            epochs_done=round(steps * config.batch_size / num_images, 3), wall_time_s=round(wall_total, 1),
             images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
             held_out=held_out)
 
