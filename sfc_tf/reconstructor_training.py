@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import distribute, losses, reconstructor
+from sfc_tf import distribute, losses, reconstructor, resume
 from sfc_tf.time_limit import TimeLimit
 
 
@@ -123,9 +123,8 @@ def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
           validation: tuple[np.ndarray, np.ndarray] | None = None, masks: np.ndarray | None = None) -> dict:
     """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops held in memory (``train_streamed``:
     on a stream); ``validation`` (features, crops) of held-out identities is scored after every epoch
-    (``val_loss``, ``val_mae``). Keras BackupAndRestore keeps model, optimizer and epoch in
-    ``<checkpoint_dir>/backup`` every epoch, so re-running resumes. The final weights and meta.json go to
-    ``checkpoint_dir``."""
+    (``val_loss``, ``val_mae``). Model and optimizer state go to ``<checkpoint_dir>/train_state`` after every
+    epoch (``sfc_tf.resume``), so re-running resumes. The final weights and meta.json go to ``checkpoint_dir``."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
     return _fit(config, lambda: training_dataset(views, crops, config.batch_size, config.seed, masks),
                 steps_per_epoch, views.shape[-1],
@@ -145,27 +144,6 @@ def train_streamed(config: TrainConfig, examples: tf.data.Dataset, num_examples:
                 meta, validation)
 
 
-class SessionRecord(tf.keras.callbacks.Callback):
-    """Epochs done and training wall time across resumed sessions, written after every epoch to ``path`` beside
-    the BackupAndRestore state, so that a run finished in several sessions reports its whole cost. Only the
-    process that ``writes`` (the chief) writes the file; every worker keeps the record."""
-
-    def __init__(self, path: pathlib.Path, writes: bool = True):
-        super().__init__()
-        self.path, self.writes = path, writes
-        self.record = json.loads(path.read_text()) if path.is_file() else {"epochs_done": 0, "wall_time_s": 0.0}
-        self.before = self.record["wall_time_s"]
-
-    def on_train_begin(self, logs=None):
-        self.start = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.record = {"epochs_done": epoch + 1, "wall_time_s": round(self.before + time.time() - self.start, 1)}
-        if self.writes:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.record))
-
-
 def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feature_dim: int,
          recalibrate: Callable, meta: dict, validation: tuple[np.ndarray, np.ndarray] | None) -> dict:
     out = pathlib.Path(config.checkpoint_dir)
@@ -173,31 +151,32 @@ def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feat
     dataset = make_dataset()
     with strategy.scope():
         model = build_model(config, feature_dim, steps_per_epoch)
-    sessions = SessionRecord(out / "backup" / "sessions.json", writes=distribute.is_chief(strategy))
-    callbacks = [tf.keras.callbacks.BackupAndRestore(str(out / "backup")), sessions]
+        manager, _ = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
+    done = int(model.optimizer.iterations.numpy())
+    saver = resume.SaveState(manager, steps_per_epoch, done)       # saved at every epoch's end
+    callbacks = [saver]
     if config.log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
     start = time.time()
-    history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                        verbose=config.verbose,
+    history = model.fit(dataset, epochs=config.epochs, initial_epoch=done // steps_per_epoch,
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
                         validation_data=None if validation is None else validation_dataset(*validation,
                                                                                            config.batch_size))
     wall = time.time() - start
     recalibrated = recalibrate(model, dataset)
-    epochs_run = len(history.history["loss"])
-    final = {k: float(v[-1]) for k, v in history.history.items()}
+    steps = int(model.optimizer.iterations.numpy())
+    epochs_run = (steps - done) // steps_per_epoch
+    final = {k: float(v[-1]) for k, v in history.history.items() if v}
     with distribute.output_dir(out, strategy) as target_dir:
         return reconstructor.save(model, target_dir, **meta, training=dataclasses.asdict(config),
                                   epochs_run_this_session=epochs_run, steps_per_epoch=steps_per_epoch,
-                                  steps_run_this_session=epochs_run * steps_per_epoch,
-                                  wall_time_s_this_session=round(wall, 1),
-                                  epochs_done=sessions.record["epochs_done"],
-                                  steps_run=sessions.record["epochs_done"] * steps_per_epoch,
-                                  wall_time_s=sessions.record["wall_time_s"],
+                                  steps_run_this_session=steps - done, wall_time_s_this_session=round(wall, 1),
+                                  epochs_done=steps // steps_per_epoch, steps_run=steps,
+                                  wall_time_s=round(saver.wall_time(), 1),
                                   final_metrics=final, batch_norm_recalibrated_on_batches=recalibrated,
-                                  images_per_second=round(epochs_run * steps_per_epoch * config.batch_size / wall, 2))
+                                  images_per_second=round((steps - done) * config.batch_size / wall, 2))
 
 
 def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray, batch_size: int,

@@ -15,7 +15,7 @@ from sfc_tf.inference import GraphInference
 
 def load_reconstructor(path: str | os.PathLike) -> reconstructor_module.Reconstructor:
     """A shipped reconstructor directory (weights.h5 + meta.json), or, for work in progress, the prefix of a
-    Keras BackupAndRestore training checkpoint (``.../backup/chief/ckpt-N``) of the default architecture."""
+    training state (``<checkpoint_dir>/train_state/ckpt-N``, ``sfc_tf.resume``) of the default architecture."""
     path = pathlib.Path(path)
     if path.is_dir():
         return reconstructor_module.load(path)

@@ -4,8 +4,8 @@ reconstructor or learned codec through the library's training functions with the
 
   python tests/multi_worker_job.py reconstructor|enhancement CHECKPOINT_DIR EPOCHS
 
-``SFC_TEST_CRASH_AFTER_EPOCH=N`` makes this worker die (``os._exit``) right after its backup of epoch N, as a
-killed machine would.
+``SFC_TEST_CRASH_AFTER_EPOCH=N`` makes this worker die (``os._exit``) right after its saved state of epoch N, as
+a killed machine would.
 """
 
 import json
@@ -13,22 +13,20 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-from sfc_tf import reconstructor_training
+from sfc_tf import reconstructor_training, resume
 from sfc_tf.enhancement import training as enhancement_training
 
 TINY_LAYERS = ((5, 16, 1, "valid"),) + ((4, 8, 2, "same"),) * 5 + ((3, 3, 1, "same"),)
 
 
 def crash_after(epochs: int) -> None:
-    class Crashing(tf.keras.callbacks.BackupAndRestore):
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
+    class Crashing(resume.SaveState):
+        def on_epoch_end(self, epoch, logs=None):        # the state of the epoch's last step is saved by now
             if epoch + 1 >= epochs:
                 os._exit(3)
 
-    tf.keras.callbacks.BackupAndRestore = Crashing
+    resume.SaveState = Crashing
 
 
 def main(kind: str, directory: str, epochs: int) -> dict:

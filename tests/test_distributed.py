@@ -61,7 +61,7 @@ def test_two_workers_train_identical_weights(kind, tmp_path):
     assert written["sha256"] == chief["sha256"]             # only the chief wrote the checkpoint
 
 
-def test_a_killed_worker_and_the_job_resumes_from_the_backup(tmp_path):
+def test_a_killed_worker_and_the_job_resumes_from_the_saved_state(tmp_path):
     directory = tmp_path / "ckpt"
     processes = start_workers("reconstructor", directory, 3, crash={1: 1})
     try:
@@ -72,7 +72,7 @@ def test_a_killed_worker_and_the_job_resumes_from_the_backup(tmp_path):
         for p in processes:
             p.kill()
             p.communicate()
-    assert (directory / "backup").is_dir() and not (directory / "meta.json").exists()
+    assert (directory / "train_state").is_dir() and not (directory / "meta.json").exists()
     chief, other = finish(start_workers("reconstructor", directory, 3))    # the same command again
     assert chief["epochs_run_this_session"] == other["epochs_run_this_session"] == 2    # epoch 1 was not redone
     assert chief["sha256"] == other["sha256"]

@@ -1,10 +1,12 @@
 """Reconstructor network, loss, schedule and checkpoints."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import losses, reconstructor
+from sfc_tf import losses, reconstructor, resume
 from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import WeightsError
 
@@ -105,13 +107,15 @@ def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops
 def test_a_run_in_two_sessions_reports_its_whole_cost(tmp_path, fixture_crops):
     features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    backup = tmp_path / "ckpt" / "backup"
-    backup.mkdir(parents=True)
-    (backup / "sessions.json").write_text('{"epochs_done": 1, "wall_time_s": 1000.0}')   # as an earlier session
-    config = training.TrainConfig(str(tmp_path / "ckpt"), epochs=2, batch_size=2, perceptual_weight=0.0, verbose=0)
+    config = training.TrainConfig(str(tmp_path / "ckpt"), epochs=1, batch_size=2, perceptual_weight=0.0, verbose=0)
+    first = training.train(config, features[None], fixture_crops, {"data": {}})
+    progress = tmp_path / "ckpt" / resume.STATE_DIR / resume.PROGRESS_FILE
+    assert json.loads(progress.read_text())["step"] == 3
+    progress.write_text(json.dumps({"step": 3, "wall_time_s": 1000.0}))     # as if the first session took longer
+    config.epochs = 2
     meta = training.train(config, features[None], fixture_crops, {"data": {}})
-    assert meta["epochs_run_this_session"] == 2          # no Keras backup was there: both epochs ran
-    assert meta["epochs_done"] == 2 and meta["steps_run"] == 6
+    assert first["epochs_done"] == 1 and meta["epochs_run_this_session"] == 1      # epoch 1 was not redone
+    assert meta["epochs_done"] == 2 and meta["steps_run"] == 6 and meta["steps_run_this_session"] == 3
     assert 1000 < meta["wall_time_s"] < 1000 + meta["wall_time_s_this_session"] + 60
 
 

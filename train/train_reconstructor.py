@@ -11,7 +11,7 @@ MAE + lambda x VGG-19 relu3_2 loss). Short CPU jobs (README):
       --identities ../shared/data/lfw/train_identities.txt --objective mmse --flip \
       --extra_faces ~/.cache/sfc_data/utkface --epochs 4 --checkpoint_dir checkpoints/predictor
 
-Re-running the same command resumes from <checkpoint_dir>/backup (model, optimizer, epoch).
+Re-running the same command resumes from <checkpoint_dir>/train_state (model, optimizer, epoch; sfc_tf.resume).
 """
 
 import pathlib
@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import distribute, losses, reconstructor, training_data
+from sfc_tf import distribute, losses, reconstructor, resume, training_data
 from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import SfcError
 
@@ -40,8 +40,8 @@ flags.DEFINE_integer("jitter", 0, "Add N shifted (up to 8 px) and scaled (0.9-1.
                      "face, each with its own FaceNet feature (cached); reflected borders are masked out of the loss.")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_float("validation_fraction", 0.05, "Share of identities held out for validation loss.")
-flags.DEFINE_string("checkpoint_dir", "checkpoints/reconstructor", "Final weights + meta.json; backup/ for resume.")
-flags.DEFINE_bool("resume", True, "Resume from <checkpoint_dir>/backup if present (else start fresh).")
+flags.DEFINE_string("checkpoint_dir", "checkpoints/reconstructor", "Final weights + meta.json (train_state/: resume).")
+flags.DEFINE_bool("resume", True, "Resume from <checkpoint_dir>/train_state if present (else start fresh).")
 flags.DEFINE_string("tensorboard_dir", None, "TensorBoard log directory.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (paper: 64).")
 flags.DEFINE_integer("epochs", 50, "Epochs; the learning rate decays over exactly these (paper: 50).")
@@ -103,7 +103,7 @@ def main(_):
     if len(faces.held_out_crops):     # scored at the middle rate of the list
         validation = (degraders[len(degraders) // 2](faces.held_out_features).astype(np.float32), faces.held_out_crops)
     if not FLAGS.resume:
-        shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / "backup", ignore_errors=True)
+        shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / resume.STATE_DIR, ignore_errors=True)
     config = training.TrainConfig(
         checkpoint_dir=FLAGS.checkpoint_dir, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
         batch_size=FLAGS.batch_size,

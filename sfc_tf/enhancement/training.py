@@ -1,11 +1,11 @@
 """Training the learned enhancement codec (paper: Adam, batch 16, learning rate 2e-4, 10 epochs; one model per
 lambda) on 8-bit images: min-max normalised residuals, or the original crops for the plain end-to-end anchor.
 
-Resumable: model and optimizer state go to ``<checkpoint_dir>/train_state`` every ``save_every`` steps and when
-training stops (epochs done or ``max_minutes`` reached, checked after every step); re-running continues from
-there. ``init_from`` warm-starts the weights from another enhancement checkpoint (e.g. the anchor of the same
-lambda) when there is no saved state yet; that checkpoint's meta.json is kept under ``warm_start`` so the
-whole training history of a model stays in its own meta.json.
+Resumable (``sfc_tf.resume``): model and optimizer state go to ``<checkpoint_dir>/train_state`` every
+``save_every`` steps and when training stops (epochs done or ``max_minutes`` reached, checked after every step);
+re-running continues from there. ``init_from`` warm-starts the weights from another enhancement checkpoint (e.g.
+the anchor of the same lambda) when there is no saved state yet; that checkpoint's meta.json is kept under
+``warm_start`` so the whole training history of a model stays in its own meta.json.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import distribute
+from sfc_tf import distribute, resume
 from sfc_tf.enhancement import learned
 from sfc_tf.time_limit import TimeLimit
-
-STATE_DIR = "train_state"
 
 
 @dataclasses.dataclass
@@ -43,53 +41,6 @@ class EnhancementTrainConfig:
     init_from: str | None = None
     verbose: int = 1
     seed: int = 0
-
-
-PROGRESS_FILE = "progress.json"
-
-
-class SaveState(tf.keras.callbacks.Callback):
-    """Writes model + optimizer state every ``every`` steps and at the end of training, with the training wall
-    time so far beside it (``progress.json``), so that resumed runs report their whole wall time."""
-
-    def __init__(self, manager: tf.train.CheckpointManager, every: int, wall_time_before: float = 0.0):
-        super().__init__()
-        self.manager, self.every, self.wall_time_before = manager, every, wall_time_before
-        self.start = time.time()
-
-    def wall_time(self) -> float:
-        return self.wall_time_before + time.time() - self.start
-
-    def _save(self):
-        step = int(self.model.optimizer.iterations.numpy())
-        self.manager.save(step)
-        progress = {"step": step, "wall_time_s": round(self.wall_time(), 1)}
-        (pathlib.Path(self.manager.directory) / PROGRESS_FILE).write_text(json.dumps(progress))
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
-            self._save()
-
-    def on_train_end(self, logs=None):
-        self._save()
-
-
-def resume_state(state: tf.train.Checkpoint, out: pathlib.Path, strategy) -> tuple:
-    """(manager saving ``state`` under ``out/train_state``, the checkpoint restored or None). Every worker of a
-    cluster restores the chief's latest state; the chief saves there, the others into private subfolders."""
-    state_dir = out / STATE_DIR
-    write_dir = state_dir if distribute.is_chief(strategy) else state_dir / f"worker_{distribute.task(strategy)[1]}"
-    latest = tf.train.latest_checkpoint(str(state_dir))
-    if latest:
-        state.restore(latest).assert_existing_objects_matched()
-    return tf.train.CheckpointManager(state, str(write_dir), max_to_keep=1), latest
-
-
-def saved_wall_time(manager: tf.train.CheckpointManager, step: int) -> float:
-    """Training wall time recorded with the resume state of ``step`` (0 without a record)."""
-    path = pathlib.Path(manager.directory) / PROGRESS_FILE
-    progress = json.loads(path.read_text()) if path.is_file() else {}
-    return float(progress["wall_time_s"]) if progress.get("step") == step else 0.0
 
 
 def patches_dataset(images: np.ndarray, batch_size: int, patch_size: int, seed: int = 0) -> tf.data.Dataset:
@@ -127,7 +78,7 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         model = build_model(config)
         state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
         warm_start = None
-        manager, latest = resume_state(state, out, strategy)
+        manager, latest = resume.restore(state, out, strategy)
         if latest:
             model.optimizer.learning_rate.assign(config.learning_rate)   # the restored state holds the old one
         elif config.init_from:
@@ -136,14 +87,14 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     previous = _previous_meta(out) if latest else {}
     warm_start = previous.get("warm_start", warm_start)
     done = int(model.optimizer.iterations.numpy())
-    callbacks = [SaveState(manager, config.save_every)]
+    saver = resume.SaveState(manager, config.save_every, done)
+    callbacks = [saver]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
-    start = time.time()
     history = model.fit(patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
                         epochs=1, steps_per_epoch=max(1, total_steps - done), callbacks=callbacks,
                         verbose=config.verbose) if done < total_steps else None
-    wall = time.time() - start
+    wall = time.time() - saver.start
     steps = int(model.optimizer.iterations.numpy())
     final = {k: float(v[-1]) for k, v in history.history.items()} if history else previous.get("final_metrics")
     final_eval = evaluate(model, images[:config.eval_images])
@@ -151,7 +102,7 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         return learned.save(
             model, target, **meta, training=dataclasses.asdict(config), warm_start=warm_start, steps=steps,
             steps_per_epoch=steps_per_epoch, epochs_done=round(steps / steps_per_epoch, 3), train_images=len(images),
-            wall_time_s=round(previous.get("wall_time_s", 0.0) + wall, 1), final_metrics=final, final_eval=final_eval,
+            wall_time_s=round(saver.wall_time(), 1), final_metrics=final, final_eval=final_eval,
             images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None)
 
 
@@ -270,7 +221,7 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
         model = build_face_codec(config)
-        manager, latest = resume_state(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
+        manager, latest = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
         warm_start = _previous_meta(out).get("warm_start") if latest else None
         if not latest and config.init_from:
             from sfc_tf.enhancement import face_codec
@@ -278,7 +229,7 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
             source, warm_start = learned.load_model(config.init_from)
             face_codec.warm_start(model, source)
     done = int(model.optimizer.iterations.numpy())
-    saver = SaveState(manager, config.save_every, saved_wall_time(manager, done))
+    saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
