@@ -34,6 +34,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(BIN)/ruff check sfc_tf train eval tests
+	@$(BIN)/ruff format --check sfc_tf train eval tests
 	@TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/pytest
 
 clean:

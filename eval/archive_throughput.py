@@ -26,13 +26,18 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    subprocess.run(
+        command,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     return time.perf_counter() - start
 
 
 def main(_):
-    images = sorted(pathlib.Path(FLAGS.lfw_dir).glob("*/*.jpg"))[:FLAGS.images]
+    images = sorted(pathlib.Path(FLAGS.lfw_dir).glob("*/*.jpg"))[: FLAGS.images]
     work = pathlib.Path(tempfile.mkdtemp(prefix="sfc_archive_"))
     try:
         inputs = work / "in"
@@ -41,18 +46,41 @@ def main(_):
             shutil.copy(image, inputs / image.parent.name / image.name)
         coding = ["--enhancement", FLAGS.enhancement, "--quality", FLAGS.quality]
         sfc = pathlib.Path(sys.executable).with_name("sfc")
-        cli_s = timed([str(sfc), "compress", *[str(p) for p in sorted(inputs.glob("*/*.jpg"))], str(work / "cli"),
-                       *coding])
-        beam_s = timed([sys.executable, "-m", "sfc_tf.archive", "--input", str(inputs / "*" / "*.jpg"), "--output",
-                        str(work / "beam"), *coding, "--", "--runner", "DirectRunner",
-                        f"--direct_num_workers={FLAGS.workers}", "--direct_running_mode=multi_processing"])
-        same = sum((work / "cli" / (p.stem + ".sfc")).read_bytes() == p.read_bytes()
-                   for p in (work / "beam").glob("*/*.sfc"))
-        result = {"images": len(images), "enhancement": f"{FLAGS.enhancement} {FLAGS.quality}",
-                  "cpu_count": os.cpu_count(), "sfc_compress_s": round(cli_s, 1),
-                  "sfc_compress_faces_per_s": len(images) / cli_s, "beam_workers": FLAGS.workers,
-                  "beam_s": round(beam_s, 1), "beam_faces_per_s": len(images) / beam_s,
-                  "beam_over_sfc_compress": cli_s / beam_s, "identical_files": same}
+        cli_s = timed(
+            [str(sfc), "compress", *[str(p) for p in sorted(inputs.glob("*/*.jpg"))], str(work / "cli"), *coding]
+        )
+        beam_s = timed(
+            [
+                sys.executable,
+                "-m",
+                "sfc_tf.archive",
+                "--input",
+                str(inputs / "*" / "*.jpg"),
+                "--output",
+                str(work / "beam"),
+                *coding,
+                "--",
+                "--runner",
+                "DirectRunner",
+                f"--direct_num_workers={FLAGS.workers}",
+                "--direct_running_mode=multi_processing",
+            ]
+        )
+        same = sum(
+            (work / "cli" / (p.stem + ".sfc")).read_bytes() == p.read_bytes() for p in (work / "beam").glob("*/*.sfc")
+        )
+        result = {
+            "images": len(images),
+            "enhancement": f"{FLAGS.enhancement} {FLAGS.quality}",
+            "cpu_count": os.cpu_count(),
+            "sfc_compress_s": round(cli_s, 1),
+            "sfc_compress_faces_per_s": len(images) / cli_s,
+            "beam_workers": FLAGS.workers,
+            "beam_s": round(beam_s, 1),
+            "beam_faces_per_s": len(images) / beam_s,
+            "beam_over_sfc_compress": cli_s / beam_s,
+            "identical_files": same,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=1))

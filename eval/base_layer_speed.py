@@ -26,13 +26,17 @@ flags.DEFINE_string("output_json", "eval/results/base_layer_speed.json", "Result
 
 
 def main(_):
-    _, faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-                                    [int(f) for f in FLAGS.folds], FLAGS.align, facenet.FeatureExtractor(),
-                                    f"{facenet.DEFAULT_KEY}-fixed")
+    _, faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+        [int(f) for f in FLAGS.folds],
+        FLAGS.align,
+        facenet.FeatureExtractor(),
+        f"{facenet.DEFAULT_KEY}-fixed",
+    )
     features = np.resize(faces.features, (FLAGS.num_faces, faces.features.shape[1]))
     result = evaluation.base_layer_speed(base_layer.load(FLAGS.base_layer), features, FLAGS.repeats)
-    result.update(model=FLAGS.base_layer, align=FLAGS.align, cpu_count=os.cpu_count(),
-                  load_average=os.getloadavg()[0])
+    result.update(model=FLAGS.base_layer, align=FLAGS.align, cpu_count=os.cpu_count(), load_average=os.getloadavg()[0])
     evaluation.write_json(FLAGS.output_json, result)
     print(json.dumps(result, indent=2))
 

@@ -30,7 +30,7 @@ flags.DEFINE_string("output_json", "eval/results/benchmark.json", "Result JSON."
 
 def rate(function, items, batched: bool) -> float:
     """faces/s of ``function`` over ``items``: one call for the batch, or one call per item."""
-    function(items[:1]) if batched else function(items[0])        # warm-up (graph tracing, caches)
+    function(items[:1]) if batched else function(items[0])  # warm-up (graph tracing, caches)
     start = time.perf_counter()
     if batched:
         function(items)
@@ -45,20 +45,27 @@ def enhancement_stages(label: str, codec, mode: int, crops: np.ndarray, predicti
     coded = layer.encode(codec, mode, crops, predictions)
 
     def encode(c):
-        return layer.encode(codec, mode, c if c.ndim == 4 else c[None], predictions[:len(c) if c.ndim == 4 else 1])
+        return layer.encode(codec, mode, c if c.ndim == 4 else c[None], predictions[: len(c) if c.ndim == 4 else 1])
 
     def decode(items):
         items = items if isinstance(items, list) else [items]
-        return layer.decode(codec, mode, items, predictions[:len(items)])
+        return layer.decode(codec, mode, items, predictions[: len(items)])
 
     return {f"enhancement {label} encode": (encode, crops), f"enhancement {label} decode": (decode, coded)}
 
 
 def main(_):
     pairs_file = f"{FLAGS.lfw_dir}/pairs.txt"
-    _, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, [1], "mtcnn", facenet.FeatureExtractor(),
-                                    f"{facenet.DEFAULT_KEY}-fixed", progress=False)
-    crops = faces.crops[:FLAGS.faces]
+    _, faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        pairs_file,
+        [1],
+        "mtcnn",
+        facenet.FeatureExtractor(),
+        f"{facenet.DEFAULT_KEY}-fixed",
+        progress=False,
+    )
+    crops = faces.crops[: FLAGS.faces]
     codec = ScalableCodec.from_pretrained(align="crop")
     models = codec.models
     base = models.base_layer
@@ -70,33 +77,48 @@ def main(_):
     jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
     reconstructions, predicted = models.reconstruct(decoded), models.predict(decoded)
-    enhancement_codecs = [("JPEG q50 (paper residual)", jpeg, "reconstruction", reconstructions),
-                          ("JPEG q50 (mmse residual)", jpeg, "mmse", predicted),
-                          ("JPEG2000 40:1 (paper residual)", jpeg2000, "reconstruction", reconstructions)]
-    for name, label, prediction in (("learned", "learned residual", reconstructions),
-                                    ("conditional", "conditional", predicted)):
+    enhancement_codecs = [
+        ("JPEG q50 (paper residual)", jpeg, "reconstruction", reconstructions),
+        ("JPEG q50 (mmse residual)", jpeg, "mmse", predicted),
+        ("JPEG2000 40:1 (paper residual)", jpeg2000, "reconstruction", reconstructions),
+    ]
+    for name, label, prediction in (
+        ("learned", "learned residual", reconstructions),
+        ("conditional", "conditional", predicted),
+    ):
         try:
             learned = codec.enhancement_codec(name, FLAGS.learned_quality)
-        except (SfcError, ValueError) as exc:     # not registered in this checkout: reported, not timed
+        except (SfcError, ValueError) as exc:  # not registered in this checkout: reported, not timed
             print(f"{label}: not timed ({exc})")
             continue
-        enhancement_codecs.append((f"{label} q{FLAGS.learned_quality}", learned,
-                                   "reconstruction" if name == "learned" else "mmse", prediction))
+        enhancement_codecs.append(
+            (
+                f"{label} q{FLAGS.learned_quality}",
+                learned,
+                "reconstruction" if name == "learned" else "mmse",
+                prediction,
+            )
+        )
     stages = {
         "feature extraction": (lambda x: models.extractor(x if x.ndim == 4 else x[None]), crops),
         "base encode": (lambda f: base.encode_payloads(f if f.ndim == 2 else f[None]), features),
-        "base decode (bytes -> feature)": (lambda r: base.decode_payloads(r if isinstance(r, list) else [r]),
-                                           payloads),
+        "base decode (bytes -> feature)": (lambda r: base.decode_payloads(r if isinstance(r, list) else [r]), payloads),
         "reconstruction": (lambda f: models.reconstruct(f if f.ndim == 2 else f[None]), decoded),
         "coding prediction (mmse)": (lambda f: models.predict(f if f.ndim == 2 else f[None]), decoded),
         f"full encode (crop -> .sfc, mode {FLAGS.mode})": (
             lambda c: codec.encode_crops(c if c.ndim == 4 else c[None], FLAGS.enhancement, FLAGS.quality, FLAGS.mode),
-            crops),
-        "base-only decode (.sfc -> feature)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "base"),
-                                               base_files),
+            crops,
+        ),
+        "base-only decode (.sfc -> feature)": (
+            lambda f: codec.decode_many(f if isinstance(f, list) else [f], "base"),
+            base_files,
+        ),
         "full decode (.sfc -> face)": (lambda f: codec.decode_many(f if isinstance(f, list) else [f], "full"), files),
-        **{name: stage for label, image_codec, mode, prediction in enhancement_codecs
-           for name, stage in enhancement_stages(label, image_codec, mode_id(mode), crops, prediction).items()},
+        **{
+            name: stage
+            for label, image_codec, mode, prediction in enhancement_codecs
+            for name, stage in enhancement_stages(label, image_codec, mode_id(mode), crops, prediction).items()
+        },
         "Pillow JPEG q50 encode": (lambda c: jpeg.encode_many(c if c.ndim == 4 else c[None]), crops),
         "Pillow JPEG q50 decode": (lambda b: jpeg.decode_many(b if isinstance(b, list) else [b]), jpeg_bytes),
         "glymur JPEG2000 40:1 encode": (lambda c: jpeg2000.encode_many(c if c.ndim == 4 else c[None]), crops),
@@ -105,22 +127,38 @@ def main(_):
     rows = []
     for name, (function, items) in stages.items():
         items = list(items) if isinstance(items, list) else items
-        row = {"stage": name, "batch_1_faces_per_s": rate(function, items[:FLAGS.single], batched=False),
-               "batched_faces_per_s": rate(function, items, batched=True), "batch": len(items)}
+        row = {
+            "stage": name,
+            "batch_1_faces_per_s": rate(function, items[: FLAGS.single], batched=False),
+            "batched_faces_per_s": rate(function, items, batched=True),
+            "batch": len(items),
+        }
         rows.append(row)
-        print(f"{name:>36}: {row['batch_1_faces_per_s']:10.1f} faces/s (batch 1), "
-              f"{row['batched_faces_per_s']:10.1f} faces/s (batch {len(items)})")
+        print(
+            f"{name:>36}: {row['batch_1_faces_per_s']:10.1f} faces/s (batch 1), "
+            f"{row['batched_faces_per_s']:10.1f} faces/s (batch {len(items)})"
+        )
     by_name = {r["stage"]: r["batched_faces_per_s"] for r in rows}
-    ratios = {"full decode / Pillow JPEG decode":
-                  by_name["full decode (.sfc -> face)"] / by_name["Pillow JPEG q50 decode"],
-              "full decode / glymur JPEG2000 decode":
-                  by_name["full decode (.sfc -> face)"] / by_name["glymur JPEG2000 40:1 decode"],
-              "base-only decode / Pillow JPEG decode":
-                  by_name["base-only decode (.sfc -> feature)"] / by_name["Pillow JPEG q50 decode"]}
-    evaluation.write_json(FLAGS.output_json, {"cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
-                                              "enhancement": FLAGS.enhancement, "quality": FLAGS.quality,
-                                              "mode": FLAGS.mode, "model_set": codec.model_set.name,
-                                              "stages": rows, "ratios": ratios})
+    ratios = {
+        "full decode / Pillow JPEG decode": by_name["full decode (.sfc -> face)"] / by_name["Pillow JPEG q50 decode"],
+        "full decode / glymur JPEG2000 decode": by_name["full decode (.sfc -> face)"]
+        / by_name["glymur JPEG2000 40:1 decode"],
+        "base-only decode / Pillow JPEG decode": by_name["base-only decode (.sfc -> feature)"]
+        / by_name["Pillow JPEG q50 decode"],
+    }
+    evaluation.write_json(
+        FLAGS.output_json,
+        {
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": os.getloadavg()[0],
+            "enhancement": FLAGS.enhancement,
+            "quality": FLAGS.quality,
+            "mode": FLAGS.mode,
+            "model_set": codec.model_set.name,
+            "stages": rows,
+            "ratios": ratios,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -31,17 +31,30 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 100_000, "Inputs to decode.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("work_dir", "/tmp/sfc_fuzz", "Seed corpus, stand-in conditional codec, crash inputs, stats.")
-flags.DEFINE_integer("rss_margin_mb", 256, "libFuzzer's RSS limit is the child's resident size once every "
-                     "registered model is loaded plus this margin: one input costing more is a failure.")
+flags.DEFINE_integer(
+    "rss_margin_mb",
+    256,
+    "libFuzzer's RSS limit is the child's resident size once every "
+    "registered model is loaded plus this margin: one input costing more is a failure.",
+)
 flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding it is a failure (a hang).")
 flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
-flags.DEFINE_integer("keep_recent", 0, "Keep the last N inputs under <work_dir>/recent (a native memory error is "
-                     "often detected some inputs after the one that caused it).")
-flags.DEFINE_integer("trim_every", 500, "Return freed heap memory to the system (glibc malloc_trim) after every "
-                     "model load and every N inputs: what the RSS limit then bounds is memory in use, not glibc's "
-                     "retained free lists (0: never).")
-flags.DEFINE_enum("stage", None, ["corpus", "fuzz"], "Internal: the child process that builds the seed corpus or "
-                  "runs the fuzzer.")
+flags.DEFINE_integer(
+    "keep_recent",
+    0,
+    "Keep the last N inputs under <work_dir>/recent (a native memory error is "
+    "often detected some inputs after the one that caused it).",
+)
+flags.DEFINE_integer(
+    "trim_every",
+    500,
+    "Return freed heap memory to the system (glibc malloc_trim) after every "
+    "model load and every N inputs: what the RSS limit then bounds is memory in use, not glibc's "
+    "retained free lists (0: never).",
+)
+flags.DEFINE_enum(
+    "stage", None, ["corpus", "fuzz"], "Internal: the child process that builds the seed corpus or " "runs the fuzzer."
+)
 
 FIXTURE_FACES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "lfw"
 
@@ -90,8 +103,13 @@ def run_child(work: pathlib.Path) -> None:
     codec = ScalableCodec.from_pretrained(align="center", learned_dirs=(work / "conditional",))
     seeds = [p.read_bytes() for p in sorted((work / "corpus").glob("*.sfc"))]
     grafts = [s for s in seeds if bitstream.base_part_bytes(s) < len(s)]
-    counts = {"runs": 0, "refused": 0, "decoded": 0, "splices_refused": 0,
-              **{f"decoded_{layers}": 0 for layers in fuzzing.LAYERS}}
+    counts = {
+        "runs": 0,
+        "refused": 0,
+        "decoded": 0,
+        "splices_refused": 0,
+        **{f"decoded_{layers}": 0 for layers in fuzzing.LAYERS},
+    }
 
     def write_stats():
         counts["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -129,20 +147,32 @@ def run_child(work: pathlib.Path) -> None:
             release_freed_memory()
         write_stats()
 
-    for data in seeds:              # the seed files name every registered learned model: load all before the clock
+    for data in seeds:  # the seed files name every registered learned model: load all before the clock
         for layers in fuzzing.LAYERS:
             codec.decode(data, layers)
         if FLAGS.trim_every:
             release_freed_memory()
-    for set_id in zoo.model_sets():     # and every registered model set's base layer (a mutated set id names one)
+    for set_id in zoo.model_sets():  # and every registered model set's base layer (a mutated set id names one)
         codec.models_for(set_id).base_layer  # noqa: B018 (loads it)
     write_stats()
     counts["models_loaded_rss_mb"] = round(counts["peak_rss_mb"])
     counts["rss_limit_mb"] = counts["models_loaded_rss_mb"] + FLAGS.rss_margin_mb
-    atheris.Setup([sys.argv[0], f"-runs={FLAGS.runs}", f"-rss_limit_mb={counts['rss_limit_mb']}",
-                   f"-timeout={FLAGS.timeout_s}", f"-seed={FLAGS.seed}", "-max_len=65536",
-                   f"-artifact_prefix={work}/", "-print_final_stats=1", str(work / "queue"), str(work / "corpus")],
-                  test_one_input, custom_mutator=mutator)
+    atheris.Setup(
+        [
+            sys.argv[0],
+            f"-runs={FLAGS.runs}",
+            f"-rss_limit_mb={counts['rss_limit_mb']}",
+            f"-timeout={FLAGS.timeout_s}",
+            f"-seed={FLAGS.seed}",
+            "-max_len=65536",
+            f"-artifact_prefix={work}/",
+            "-print_final_stats=1",
+            str(work / "queue"),
+            str(work / "corpus"),
+        ],
+        test_one_input,
+        custom_mutator=mutator,
+    )
     atheris.Fuzz()
 
 
@@ -158,15 +188,31 @@ def main(_):
     (work / "stats.json").unlink(missing_ok=True)
     # The corpus is built in a process of its own: Linux carries a process's peak RSS across fork and exec, so
     # a fuzzer started from a parent that had loaded every model would report (and be limited by) the parent's.
-    subprocess.run([sys.executable, __file__, "--stage=corpus", f"--work_dir={work}", "--output_json=-"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, __file__, "--stage=corpus", f"--work_dir={work}", "--output_json=-"],
+        check=True,
+        capture_output=True,
+    )
     seeds = len(list((work / "corpus").glob("*.sfc")))
     start = time.time()
-    child = subprocess.run([sys.executable, __file__, "--stage=fuzz", f"--runs={FLAGS.runs}", f"--work_dir={work}",
-                            f"--rss_margin_mb={FLAGS.rss_margin_mb}", f"--keep_recent={FLAGS.keep_recent}",
-                            f"--timeout_s={FLAGS.timeout_s}", f"--trim_every={FLAGS.trim_every}",
-                            f"--seed={FLAGS.seed}", "--output_json=-"], capture_output=True, text=True,
-                           env={**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")})
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--stage=fuzz",
+            f"--runs={FLAGS.runs}",
+            f"--work_dir={work}",
+            f"--rss_margin_mb={FLAGS.rss_margin_mb}",
+            f"--keep_recent={FLAGS.keep_recent}",
+            f"--timeout_s={FLAGS.timeout_s}",
+            f"--trim_every={FLAGS.trim_every}",
+            f"--seed={FLAGS.seed}",
+            "--output_json=-",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
+    )
     seconds = time.time() - start
     log = child.stderr
     (work / "fuzzer.log").write_text(log)
@@ -174,20 +220,40 @@ def main(_):
     done = re.search(r"Done (\d+) runs in (\d+) second", log)
     samples = [(int(n), int(m)) for n, m in re.findall(r"#(\d+)\s.*?rss: (\d+)Mb", log)]
     rss = [m for _, m in samples]
-    failure = next((line for line in log.splitlines()
-                    if re.search(r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout|"
-                                 r"Fatal Python error|corrupted|double free",
-                                 line)), None)
-    interrupted = "run interrupted" in log                 # Ctrl-C or a SIGINT to the fuzzer: stats so far
+    failure = next(
+        (
+            line
+            for line in log.splitlines()
+            if re.search(
+                r"ERROR: libFuzzer|Uncaught Python exception|FuzzFailure|out-of-memory|timeout|"
+                r"Fatal Python error|corrupted|double free",
+                line,
+            )
+        ),
+        None,
+    )
+    interrupted = "run interrupted" in log  # Ctrl-C or a SIGINT to the fuzzer: stats so far
     clean = child.returncode == 0 or (interrupted and failure is None)
     report = {
-        "command": " ".join(["python eval/fuzz_decode.py", f"--runs {FLAGS.runs}", f"--seed {FLAGS.seed}",
-                             f"--trim_every {FLAGS.trim_every}"]),
+        "command": " ".join(
+            [
+                "python eval/fuzz_decode.py",
+                f"--runs {FLAGS.runs}",
+                f"--seed {FLAGS.seed}",
+                f"--trim_every {FLAGS.trim_every}",
+            ]
+        ),
         "malloc_arena_max": int(os.environ.get("MALLOC_ARENA_MAX", "2")),
-        "seed_files": seeds, "runs": int(done.group(1)) if done else stats.get("runs", 0),
-        "interrupted": interrupted, "wall_time_s": round(seconds, 1), "exit_code": child.returncode,
-        "crashes": 0 if clean else 1, "first_failure": failure, "silent_splices": 0 if clean else None,
-        "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]), "rss_margin_mb": FLAGS.rss_margin_mb,
+        "seed_files": seeds,
+        "runs": int(done.group(1)) if done else stats.get("runs", 0),
+        "interrupted": interrupted,
+        "wall_time_s": round(seconds, 1),
+        "exit_code": child.returncode,
+        "crashes": 0 if clean else 1,
+        "first_failure": failure,
+        "silent_splices": 0 if clean else None,
+        "peak_rss_mb": max(rss + [stats.get("peak_rss_mb", 0)]),
+        "rss_margin_mb": FLAGS.rss_margin_mb,
         "peak_rss_mb_by_inputs": peak_by_tenth(samples, FLAGS.runs),
         "timeout_s": FLAGS.timeout_s,
         **{k: v for k, v in stats.items() if k not in ("runs", "peak_rss_mb")},

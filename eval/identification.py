@@ -49,21 +49,37 @@ def identification(faces, model_sets) -> tuple[list[dict], int, int]:
     gallery, probes = split(faces.paths)
     truth = [labels[r] for r in probes]
     mean = ScalableCodec.from_pretrained().base_layer.mean
-    reference = SearchIndex(metrics.centered(faces.features[gallery], mean), [labels[r] for r in gallery],
-                            [faces.paths[r] for r in gallery], zoo.model_set().id, mean)
+    reference = SearchIndex(
+        metrics.centered(faces.features[gallery], mean),
+        [labels[r] for r in gallery],
+        [faces.paths[r] for r in gallery],
+        zoo.model_set().id,
+        mean,
+    )
     found = reference.search(reference.centre(faces.features[probes]), 1, "exact").labels
-    rows = [{"features": "float32 FaceNet (uncoded)", "bits_per_face": 32 * faces.features.shape[1],
-             "rank1": float(np.mean([f[0] == t for f, t in zip(found, truth)]))}]
+    rows = [
+        {
+            "features": "float32 FaceNet (uncoded)",
+            "bits_per_face": 32 * faces.features.shape[1],
+            "rank1": float(np.mean([f[0] == t for f, t in zip(found, truth)])),
+        }
+    ]
     for entry in model_sets:
         codec = ScalableCodec.from_pretrained(entry.id, align="mtcnn")
         files = codec.encode_analysis(codec.analyse(faces.crops, faces.features)).files
-        index = SearchIndex.from_files(codec, [files[r] for r in gallery], [labels[r] for r in gallery],
-                                       [faces.paths[r] for r in gallery])
+        index = SearchIndex.from_files(
+            codec, [files[r] for r in gallery], [labels[r] for r in gallery], [faces.paths[r] for r in gallery]
+        )
         decoded = np.stack([d.feature for d in codec.decode_many([files[r] for r in probes], "base")])
         found = index.search(index.centre(decoded), 1, "exact").labels
-        rows.append({"features": f"base layer, model set {entry.name}", "model_set": entry.id,
-                     "bits_per_face": float(np.mean([8 * len(f) for f in files])),
-                     "rank1": float(np.mean([f[0] == t for f, t in zip(found, truth)]))})
+        rows.append(
+            {
+                "features": f"base layer, model set {entry.name}",
+                "model_set": entry.id,
+                "bits_per_face": float(np.mean([8 * len(f) for f in files])),
+                "rank1": float(np.mean([f[0] == t for f, t in zip(found, truth)])),
+            }
+        )
         print(rows[-1])
     return rows, len(gallery), len(probes)
 
@@ -87,7 +103,7 @@ def speed(features: np.ndarray, sizes: list[int], queries: int) -> list[dict]:
         exact = index.search(probe, 1, "exact")
         row["exact_queries_per_s"] = queries / (time.perf_counter() - start)
         start = time.perf_counter()
-        index.search(probe[:1], 1, "faiss")                     # builds the HNSW graph
+        index.search(probe[:1], 1, "faiss")  # builds the HNSW graph
         row["hnsw_build_s"] = time.perf_counter() - start
         start = time.perf_counter()
         approximate = index.search(probe, 1, "faiss")
@@ -108,8 +124,11 @@ def plot(rows: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogx([r["bits_per_face"] for r in coded], [r["rank1"] for r in coded], "o-", label="base layer (.sfc)")
     ax.axhline(rows[0]["rank1"], color="gray", ls="--", label="float32 features (uncoded)")
-    ax.set(xlabel="bits per face (whole base-only .sfc file)", ylabel="rank-1 identification accuracy",
-           title="1:N identification on LFW folds 1-4")
+    ax.set(
+        xlabel="bits per face (whole base-only .sfc file)",
+        ylabel="rank-1 identification accuracy",
+        title="1:N identification on LFW folds 1-4",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -117,14 +136,29 @@ def plot(rows: list[dict], path: str) -> None:
 
 def main(_):
     start = time.time()
-    _, faces = data.load_pair_faces(FLAGS.lfw_dir, f"{FLAGS.lfw_dir}/pairs.txt", [int(f) for f in FLAGS.folds],
-                                    "mtcnn", facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed")
-    model_sets = ([zoo.model_set(m if not m.isdigit() else int(m)) for m in FLAGS.model_sets] if FLAGS.model_sets
-                  else list(zoo.model_sets().values()))
+    _, faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        f"{FLAGS.lfw_dir}/pairs.txt",
+        [int(f) for f in FLAGS.folds],
+        "mtcnn",
+        facenet.FeatureExtractor(),
+        f"{facenet.DEFAULT_KEY}-fixed",
+    )
+    model_sets = (
+        [zoo.model_set(m if not m.isdigit() else int(m)) for m in FLAGS.model_sets]
+        if FLAGS.model_sets
+        else list(zoo.model_sets().values())
+    )
     rows, gallery, probes = identification(faces, model_sets)
-    result = {"images": len(faces.paths), "gallery": gallery, "probes": probes, "identification": rows,
-              "speed": speed(faces.features, [int(s) for s in FLAGS.gallery_sizes], FLAGS.queries),
-              "cpu_count": os.cpu_count(), "wall_time_s": round(time.time() - start, 1)}
+    result = {
+        "images": len(faces.paths),
+        "gallery": gallery,
+        "probes": probes,
+        "identification": rows,
+        "speed": speed(faces.features, [int(s) for s in FLAGS.gallery_sizes], FLAGS.queries),
+        "cpu_count": os.cpu_count(),
+        "wall_time_s": round(time.time() - start, 1),
+    }
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
     pathlib.Path(FLAGS.output_json).write_text(json.dumps(result, indent=1))
     if FLAGS.plot:

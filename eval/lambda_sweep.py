@@ -29,9 +29,12 @@ def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
     rebuilt = residuals.reconstruct(model, decoded)
     rebuilt_features = extractor(rebuilt)
     attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities())
-    return {**evaluation.reconstruction_quality(faces.crops, rebuilt),
-            "identity_cosine": float(np.mean(np.sum(rebuilt_features * faces.features, axis=1))),
-            "tar_type_i_far_0.001": attacks["tar_type_i"], "tar_type_ii_far_0.001": attacks["tar_type_ii"]}
+    return {
+        **evaluation.reconstruction_quality(faces.crops, rebuilt),
+        "identity_cosine": float(np.mean(np.sum(rebuilt_features * faces.features, axis=1))),
+        "tar_type_i_far_0.001": attacks["tar_type_i"],
+        "tar_type_ii_far_0.001": attacks["tar_type_ii"],
+    }
 
 
 def main(_):
@@ -42,20 +45,30 @@ def main(_):
     identities = list(next(iter(held_out)))
     extractor = facenet.FeatureExtractor()
     paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
-    faces = data.load_faces(FLAGS.lfw_dir, paths, metas[0]["data"]["align"], extractor,
-                            f"{facenet.DEFAULT_KEY}-fixed")
+    faces = data.load_faces(FLAGS.lfw_dir, paths, metas[0]["data"]["align"], extractor, f"{facenet.DEFAULT_KEY}-fixed")
     decoded = base_layer.load(FLAGS.base_layer).quantize_dequantize(faces.features)
     rows = []
     for run, meta in zip(FLAGS.runs, metas):
-        row = {"run": run, "perceptual_weight": meta["training"]["perceptual_weight"],
-               "steps": meta.get("steps_run", meta.get("steps_run_this_session")),      # older runs: per session
-               **score(reconstructor.load(run), faces, decoded, extractor)}
+        row = {
+            "run": run,
+            "perceptual_weight": meta["training"]["perceptual_weight"],
+            "steps": meta.get("steps_run", meta.get("steps_run_this_session")),  # older runs: per session
+            **score(reconstructor.load(run), faces, decoded, extractor),
+        }
         rows.append(row)
         print(row)
     best = max(rows, key=lambda r: r["ssim"])
-    evaluation.write_json(FLAGS.output_json, {
-        "held_out_identities": len(identities), "images": len(paths), "base_layer": FLAGS.base_layer,
-        "criterion": "highest mean SSIM", "chosen_perceptual_weight": best["perceptual_weight"], "runs": rows})
+    evaluation.write_json(
+        FLAGS.output_json,
+        {
+            "held_out_identities": len(identities),
+            "images": len(paths),
+            "base_layer": FLAGS.base_layer,
+            "criterion": "highest mean SSIM",
+            "chosen_perceptual_weight": best["perceptual_weight"],
+            "runs": rows,
+        },
+    )
     print(f"chosen lambda: {best['perceptual_weight']}")
 
 

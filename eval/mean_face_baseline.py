@@ -22,12 +22,20 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 def main(_):
     identities = data.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
     train = data.load_faces(FLAGS.lfw_dir, [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)], FLAGS.align)
-    _, faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-                                    [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align)
+    _, faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+        [int(f) for f in FLAGS.folds] if FLAGS.folds else None,
+        FLAGS.align,
+    )
     mean_face = np.round(train.crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
     constant = np.broadcast_to(mean_face, faces.crops.shape)
-    result = {"train_images": len(train.paths), "eval_images": len(faces.paths), "align": FLAGS.align,
-              **evaluation.reconstruction_quality(faces.crops, np.ascontiguousarray(constant))}
+    result = {
+        "train_images": len(train.paths),
+        "eval_images": len(faces.paths),
+        "align": FLAGS.align,
+        **evaluation.reconstruction_quality(faces.crops, np.ascontiguousarray(constant)),
+    }
     evaluation.write_json(FLAGS.output_json, result)
     print(result)
 

@@ -37,18 +37,27 @@ flags.DEFINE_list("jpeg2000_ratios", ["400", "200", "100", "50", "25", "12", "6"
 flags.DEFINE_list("extra_points", [], "JSON files with a 'rate_accuracy_points' list to add.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot of accuracy against bits per face.")
-flags.DEFINE_bool("add_to_existing", False, "Only add the --extra_points to an existing --output_json (and "
-                  "redraw --plot), keeping its measured points.")
-flags.DEFINE_bool("subtract_mean", True, "Score features centred on the training-identity mean (verify_lfw.py's "
-                  "default); the base-layer models carry that mean.")
+flags.DEFINE_bool(
+    "add_to_existing",
+    False,
+    "Only add the --extra_points to an existing --output_json (and " "redraw --plot), keeping its measured points.",
+)
+flags.DEFINE_bool(
+    "subtract_mean",
+    True,
+    "Score features centred on the training-identity mean (verify_lfw.py's "
+    "default); the base-layer models carry that mean.",
+)
 
 
 def load_base_layers(directory: pathlib.Path, align: str) -> list[base_layer.BaseLayerModel]:
     """Every model of ``directory/index.json``; they must have been fitted on ``align`` crops."""
     index = json.loads((directory / "index.json").read_text())
     if index["align"] != align:
-        raise app.UsageError(f"{directory} holds base-layer models fitted on {index['align']} crops, not {align}: "
-                             "pass --base_layer_dir of models fitted with the same --align")
+        raise app.UsageError(
+            f"{directory} holds base-layer models fitted on {index['align']} crops, not {align}: "
+            "pass --base_layer_dir of models fitted with the same --align"
+        )
     return [base_layer.load(directory / m["file"]) for m in index["models"]]
 
 
@@ -56,19 +65,23 @@ def main(_):
     if FLAGS.add_to_existing:
         if not FLAGS.extra_points:
             raise app.UsageError("--add_to_existing needs --extra_points")
-        points = [p for extra in FLAGS.extra_points
-                  for p in json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]]
+        points = [
+            p
+            for extra in FLAGS.extra_points
+            for p in json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
+        ]
         evaluation.add_rate_accuracy_points(FLAGS.output_json, points, FLAGS.plot)
         print(f"added {len(points)} points to {FLAGS.output_json}")
         return
     extractor = facenet.FeatureExtractor()
     pairs_file = FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt"
     folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else list(range(1, data.pairs_header(pairs_file)[0] + 1))
-    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
-                                        f"{facenet.DEFAULT_KEY}-fixed")
+    pairs, faces = data.load_pair_faces(
+        FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor, f"{facenet.DEFAULT_KEY}-fixed"
+    )
     index = faces.index()
     models = load_base_layers(pathlib.Path(FLAGS.base_layer_dir), FLAGS.align)
-    mean = models[0].mean if FLAGS.subtract_mean else None   # every model's PCA mean: the training-feature mean
+    mean = models[0].mean if FLAGS.subtract_mean else None  # every model's PCA mean: the training-feature mean
     reference = metrics.evaluate_pairs(pairs, index, faces.features, mean=mean)
     points = evaluation.base_layer_points(models, pairs, index, faces.features, mean)
     codecs = [make_codec("jpeg", q) for q in FLAGS.jpeg_qualities]
@@ -76,13 +89,21 @@ def main(_):
     points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor, mean=mean)
     for extra in FLAGS.extra_points:
         points += json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
-    result = {"reference_accuracy": reference.accuracy, "reference_accuracy_std": reference.accuracy_std,
-              "num_pairs": len(pairs), "align": FLAGS.align, "folds": folds, "subtract_mean": FLAGS.subtract_mean,
-              "points": points}
+    result = {
+        "reference_accuracy": reference.accuracy,
+        "reference_accuracy_std": reference.accuracy_std,
+        "num_pairs": len(pairs),
+        "align": FLAGS.align,
+        "folds": folds,
+        "subtract_mean": FLAGS.subtract_mean,
+        "points": points,
+    }
     evaluation.write_json(FLAGS.output_json, result)
     for p in points:
-        print(f"{p['codec']:>12} {p['parameter']!s:>8}: {p['bits_per_face']:9.1f} bits/face, "
-              f"accuracy {p['accuracy']:.4f} +- {p['accuracy_std']:.4f}")
+        print(
+            f"{p['codec']:>12} {p['parameter']!s:>8}: {p['bits_per_face']:9.1f} bits/face, "
+            f"accuracy {p['accuracy']:.4f} +- {p['accuracy_std']:.4f}"
+        )
     if FLAGS.plot:
         evaluation.plot_rate_accuracy(result, FLAGS.plot)
 

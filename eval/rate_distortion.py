@@ -35,15 +35,30 @@ flags.DEFINE_integer("max_images", 0, "Evaluate on the first N images only (0: a
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "JPEG qualities.")
 flags.DEFINE_list("jpeg2000_ratios", ["200", "100", "50", "25", "12", "6"], "JPEG2000 compression ratios.")
-flags.DEFINE_list("learned_families", ["bls2017-residual"],
-                  "Residual-kind learned families: paper and auto curves (their direct partner is the anchor).")
-flags.DEFINE_list("learned_checkpoints", [], "Further learned checkpoint directories (e.g. a model in training), "
-                  "each scored as a direct anchor named by its path and compared with JPEG2000.")
-flags.DEFINE_string("learned_curve", None, "Score the --learned_checkpoints as the rates of one curve of this name "
-                    "(e.g. a family in training), with its BD-rate against JPEG2000 and the registered families.")
+flags.DEFINE_list(
+    "learned_families",
+    ["bls2017-residual"],
+    "Residual-kind learned families: paper and auto curves (their direct partner is the anchor).",
+)
+flags.DEFINE_list(
+    "learned_checkpoints",
+    [],
+    "Further learned checkpoint directories (e.g. a model in training), "
+    "each scored as a direct anchor named by its path and compared with JPEG2000.",
+)
+flags.DEFINE_string(
+    "learned_curve",
+    None,
+    "Score the --learned_checkpoints as the rates of one curve of this name "
+    "(e.g. a family in training), with its BD-rate against JPEG2000 and the registered families.",
+)
 flags.DEFINE_list("conditional_families", [], "Conditional learned families: auto curves against their partner.")
-flags.DEFINE_list("modes", ["paper", "auto"], "Stream curves: paper (the paper's residual), auto (the per-face "
-                  "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).")
+flags.DEFINE_list(
+    "modes",
+    ["paper", "auto"],
+    "Stream curves: paper (the paper's residual), auto (the per-face "
+    "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).",
+)
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
 flags.DEFINE_integer("ms_ssim_stride", 1, "MS-SSIM on every n-th face (PSNR always on all; MS-SSIM is slow here).")
@@ -58,21 +73,37 @@ def stream_points(codec, analysis, enhancement: str, qualities, family: str | No
         if mode == "paper" and family is not None and zoo.learned_family(family).mode != "reconstruction":
             continue
         for quality in qualities:
-            points.append(evaluation.stream_rd_point(codec, analysis, enhancement, quality, fixed, family,
-                                                     f"base+{name} ({mode})", ms_ssim_stride=FLAGS.ms_ssim_stride))
+            points.append(
+                evaluation.stream_rd_point(
+                    codec,
+                    analysis,
+                    enhancement,
+                    quality,
+                    fixed,
+                    family,
+                    f"base+{name} ({mode})",
+                    ms_ssim_stride=FLAGS.ms_ssim_stride,
+                )
+            )
     return points
 
 
 def main(_):
     start = time.time()
     extractor = facenet.FeatureExtractor()
-    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-                                        [int(f) for f in FLAGS.folds], FLAGS.align, extractor,
-                                        f"{facenet.DEFAULT_KEY}-fixed")
+    pairs, faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+        [int(f) for f in FLAGS.folds],
+        FLAGS.align,
+        extractor,
+        f"{facenet.DEFAULT_KEY}-fixed",
+    )
     count = FLAGS.max_images or len(faces.paths)
     crops = faces.crops[:count]
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align=FLAGS.align)
     analysis = codec.analyse(crops, faces.features[:count])
+
     def anchor(image_codec):
         return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
 
@@ -92,44 +123,67 @@ def main(_):
                 point = anchor(make_codec("learned", direct.checkpoint(quality)))
                 points.append({**point, "curve": direct.name})
             points += stream_points(codec, analysis, kind, qualities, name, name)
-            bd_pairs += [(f"base+{name} ({mode})", anchor_name) for mode in FLAGS.modes
-                         for anchor_name in (direct.name, "jpeg2000")] + [(direct.name, "jpeg2000")]
+            bd_pairs += [
+                (f"base+{name} ({mode})", anchor_name)
+                for mode in FLAGS.modes
+                for anchor_name in (direct.name, "jpeg2000")
+            ] + [(direct.name, "jpeg2000")]
     for directory in FLAGS.learned_checkpoints:
         points.append({**anchor(make_codec("learned", directory)), "curve": FLAGS.learned_curve or directory})
     if FLAGS.learned_curve:
-        bd_pairs += [(FLAGS.learned_curve, anchor_name) for anchor_name in
-                     ["jpeg2000", *filter(None, (zoo.learned_family(name).direct for name in FLAGS.learned_families))]]
+        bd_pairs += [
+            (FLAGS.learned_curve, anchor_name)
+            for anchor_name in [
+                "jpeg2000",
+                *filter(None, (zoo.learned_family(name).direct for name in FLAGS.learned_families)),
+            ]
+        ]
     base_files = codec.encode_analysis(analysis).files
     recon = analysis.predictions.reconstruction
     # centred on the training-identity feature mean (the model's PCA mean), as verify_lfw.py and rate_accuracy.py
     all_features = codec.base_layer.decode_payloads(codec.base_layer.encode_payloads(faces.features))
     base_accuracy = metrics.evaluate_pairs(pairs, faces.index(), all_features, mean=codec.base_layer.mean)
     result = {
-        "num_images": count, "align": FLAGS.align, "folds": FLAGS.folds, "model_set": codec.model_set.name,
+        "num_images": count,
+        "align": FLAGS.align,
+        "folds": FLAGS.folds,
+        "model_set": codec.model_set.name,
         "base_file_bits_per_face": float(np.mean([8 * len(f) for f in base_files])),
         "base_record_bits_per_face": float(np.mean([8 * (len(p) + 2) for p in analysis.base_payloads])),
-        "psnr_ceiling_db": metrics.PSNR_CEILING_DB, "bd_method": "bjontegaard package, akima",
+        "psnr_ceiling_db": metrics.PSNR_CEILING_DB,
+        "bd_method": "bjontegaard package, akima",
         "ms_ssim_stride": FLAGS.ms_ssim_stride,
         "reconstruction_only": evaluation.quality_summary(crops, recon, FLAGS.ms_ssim_stride),
         "mmse_prediction_only": evaluation.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
         "mean_face_only": evaluation.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
-        "points": points, "bd": evaluation.bd_rows(points, bd_pairs),
+        "points": points,
+        "bd": evaluation.bd_rows(points, bd_pairs),
         "base_layer_accuracy": base_accuracy.accuracy,
-        "rate_accuracy_points": [{"codec": p["curve"], "parameter": p["parameter"],
-                                  "bits_per_face": p["bits_per_face"], "accuracy": base_accuracy.accuracy,
-                                  "accuracy_std": base_accuracy.accuracy_std}
-                                 for p in points if p["curve"].startswith("base+")],
+        "rate_accuracy_points": [
+            {
+                "codec": p["curve"],
+                "parameter": p["parameter"],
+                "bits_per_face": p["bits_per_face"],
+                "accuracy": base_accuracy.accuracy,
+                "accuracy_std": base_accuracy.accuracy_std,
+            }
+            for p in points
+            if p["curve"].startswith("base+")
+        ],
         "wall_time_s": round(time.time() - start, 1),
     }
     evaluation.write_json(FLAGS.output_json, result)
     for p in points:
-        print(f"{p['curve']:>32} {p['parameter']!s:>22}: {p['bits_per_face']:9.1f} bits, PSNR {p['psnr']:.2f} dB, "
-              f"MS-SSIM {p['ms_ssim']:.4f}" + (f", modes {p['modes_chosen']}" if "modes_chosen" in p else ""))
+        print(
+            f"{p['curve']:>32} {p['parameter']!s:>22}: {p['bits_per_face']:9.1f} bits, PSNR {p['psnr']:.2f} dB, "
+            f"MS-SSIM {p['ms_ssim']:.4f}" + (f", modes {p['modes_chosen']}" if "modes_chosen" in p else "")
+        )
     for row in result["bd"]:
         print(row)
     if FLAGS.plot:
-        evaluation.plot_rate_distortion(points, FLAGS.plot, f"Rate-distortion on {count} LFW crops "
-                                                            f"(folds {','.join(FLAGS.folds)})")
+        evaluation.plot_rate_distortion(
+            points, FLAGS.plot, f"Rate-distortion on {count} LFW crops " f"(folds {','.join(FLAGS.folds)})"
+        )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,14 @@ def save_grid(originals: np.ndarray, rebuilt: np.ndarray, path: str) -> None:
 
 def main(_):
     extractor = facenet.FeatureExtractor()
-    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-                                        [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align,
-                                        extractor, f"{facenet.DEFAULT_KEY}-fixed")
+    pairs, faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+        [int(f) for f in FLAGS.folds] if FLAGS.folds else None,
+        FLAGS.align,
+        extractor,
+        f"{facenet.DEFAULT_KEY}-fixed",
+    )
     model = base_layer.load(FLAGS.base_layer)
     records = model.encode(faces.features)
     decoded = model.decode(records)
@@ -51,18 +56,21 @@ def main(_):
     index = faces.index()
     first = metrics.evaluate_pairs(pairs, index, rebuilt_features, faces.features)
     second = metrics.evaluate_pairs(pairs, index, faces.features, rebuilt_features)
-    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities(),
-                                             FLAGS.far)
+    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities(), FLAGS.far)
     result = {
         **evaluation.reconstruction_quality(faces.crops, rebuilt),
         "accuracy_type_i": metrics.evaluate_type_i(pairs, index, rebuilt_features, faces.features).accuracy,
         "accuracy_type_ii": (first.accuracy + second.accuracy) / 2,
-        "accuracy_type_ii_first": first.accuracy, "accuracy_type_ii_second": second.accuracy,
+        "accuracy_type_ii_first": first.accuracy,
+        "accuracy_type_ii_second": second.accuracy,
         **attacks,
         "accuracy_original": metrics.evaluate_pairs(pairs, index, faces.features).accuracy,
         "accuracy_reconstructed_both": metrics.evaluate_pairs(pairs, index, rebuilt_features).accuracy,
-        "base_layer": FLAGS.base_layer, "base_bits_per_face": float(8 * np.mean([len(r) for r in records])),
-        "reconstructor": FLAGS.reconstructor, "num_images": len(faces.paths), "num_pairs": len(pairs),
+        "base_layer": FLAGS.base_layer,
+        "base_bits_per_face": float(8 * np.mean([len(r) for r in records])),
+        "reconstructor": FLAGS.reconstructor,
+        "num_images": len(faces.paths),
+        "num_pairs": len(pairs),
     }
     evaluation.write_json(FLAGS.output_json, result)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})

@@ -1,6 +1,6 @@
 """Markdown tables of the result JSONs in eval/results (the README quotes them).
 
-  python eval/summarize.py --results eval/results
+python eval/summarize.py --results eval/results
 """
 
 import json
@@ -18,12 +18,19 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def rate_accuracy(result: dict) -> str:
-    rows = [[p["codec"], p["parameter"], f"{p['bits_per_face']:.1f}",
-             f"{p['accuracy']:.4f} ± {p['accuracy_std']:.4f}",
-             f"{p['entropy_bits_per_face']:.1f}" if "entropy_bits_per_face" in p else ""]
-            for p in sorted(result["points"], key=lambda p: (p["codec"], p["bits_per_face"]))]
-    return (f"reference (unquantized features): {result['reference_accuracy']:.4f}\n\n"
-            + table(["codec", "parameter", "coded bits/face", "accuracy", "ideal bits/face"], rows))
+    rows = [
+        [
+            p["codec"],
+            p["parameter"],
+            f"{p['bits_per_face']:.1f}",
+            f"{p['accuracy']:.4f} ± {p['accuracy_std']:.4f}",
+            f"{p['entropy_bits_per_face']:.1f}" if "entropy_bits_per_face" in p else "",
+        ]
+        for p in sorted(result["points"], key=lambda p: (p["codec"], p["bits_per_face"]))
+    ]
+    return f"reference (unquantized features): {result['reference_accuracy']:.4f}\n\n" + table(
+        ["codec", "parameter", "coded bits/face", "accuracy", "ideal bits/face"], rows
+    )
 
 
 def _modes(point: dict) -> str:
@@ -32,47 +39,85 @@ def _modes(point: dict) -> str:
 
 
 def rate_distortion(result: dict) -> str:
-    rows = [[p["curve"], p["parameter"], f"{p['bits_per_face']:.0f}", f"{p['payload_bits_per_face']:.0f}",
-             f"{p['psnr']:.2f}"
-             + (f" ({p['images_at_psnr_ceiling']} at cap)" if p.get("images_at_psnr_ceiling") else ""),
-             f"{p['ms_ssim']:.4f}", _modes(p)]
-            for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))]
-    bd = [[r["test"], r["anchor"], f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["bd_rate_error"],
-           f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else r["bd_psnr_error"], f"{r['psnr_overlap']:.2f}"]
-          for r in result["bd"]]
-    alone = [[name, f"{result[key]['psnr']:.2f}", f"{result[key]['ms_ssim']:.4f}"]
-             for name, key in (("reconstruction x_hat (paper)", "reconstruction_only"),
-                               ("MMSE coding prediction", "mmse_prediction_only"), ("mean face", "mean_face_only"))
-             if key in result]
+    rows = [
+        [
+            p["curve"],
+            p["parameter"],
+            f"{p['bits_per_face']:.0f}",
+            f"{p['payload_bits_per_face']:.0f}",
+            f"{p['psnr']:.2f}"
+            + (f" ({p['images_at_psnr_ceiling']} at cap)" if p.get("images_at_psnr_ceiling") else ""),
+            f"{p['ms_ssim']:.4f}",
+            _modes(p),
+        ]
+        for p in sorted(result["points"], key=lambda p: (p["curve"], p["bits_per_face"]))
+    ]
+    bd = [
+        [
+            r["test"],
+            r["anchor"],
+            f"{r['bd_rate_percent']:+.1f}%" if "bd_rate_percent" in r else r["bd_rate_error"],
+            f"{r['bd_psnr_db']:+.2f}" if "bd_psnr_db" in r else r["bd_psnr_error"],
+            f"{r['psnr_overlap']:.2f}",
+        ]
+        for r in result["bd"]
+    ]
+    alone = [
+        [name, f"{result[key]['psnr']:.2f}", f"{result[key]['ms_ssim']:.4f}"]
+        for name, key in (
+            ("reconstruction x_hat (paper)", "reconstruction_only"),
+            ("MMSE coding prediction", "mmse_prediction_only"),
+            ("mean face", "mean_face_only"),
+        )
+        if key in result
+    ]
     stride = result.get("ms_ssim_stride", 1)
-    return (f"{result['num_images']} crops (MS-SSIM on every {stride}-th); base layer alone: "
-            f"{result['base_file_bits_per_face']:.1f} bits/face as a file, {result['base_record_bits_per_face']:.1f} "
-            "as a record\n\n"
-            + table(["prediction alone (base layer only)", "PSNR (dB)", "MS-SSIM"], alone) + "\n\n"
-            + table(["curve", "parameter", "file bits/face", "payload bits/face", "PSNR (dB)", "MS-SSIM",
-                     "modes chosen"], rows)
-            + "\n\n" + table(["proposed", "anchor", "BD-rate", "BD-PSNR (dB)", "PSNR overlap"], bd))
+    return (
+        f"{result['num_images']} crops (MS-SSIM on every {stride}-th); base layer alone: "
+        f"{result['base_file_bits_per_face']:.1f} bits/face as a file, {result['base_record_bits_per_face']:.1f} "
+        "as a record\n\n"
+        + table(["prediction alone (base layer only)", "PSNR (dB)", "MS-SSIM"], alone)
+        + "\n\n"
+        + table(
+            ["curve", "parameter", "file bits/face", "payload bits/face", "PSNR (dB)", "MS-SSIM", "modes chosen"], rows
+        )
+        + "\n\n"
+        + table(["proposed", "anchor", "BD-rate", "BD-PSNR (dB)", "PSNR overlap"], bd)
+    )
 
 
 def benchmark(result: dict) -> str:
-    rows = [[r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
-            for r in result["stages"]]
+    rows = [
+        [r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
+        for r in result["stages"]
+    ]
     ratios = [[name, f"{value:.3f}"] for name, value in result["ratios"].items()]
-    return (table(["stage", "faces/s, batch 1", "faces/s, batched", "batch"], rows) + "\n\n"
-            + table(["ratio (batched)", "value"], ratios))
+    return (
+        table(["stage", "faces/s, batch 1", "faces/s, batched", "batch"], rows)
+        + "\n\n"
+        + table(["ratio (batched)", "value"], ratios)
+    )
 
 
 def lambda_sweep(result: dict) -> str:
-    rows = [[r["perceptual_weight"], r["steps"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['identity_cosine']:.4f}"]
-            for r in result["runs"]]
-    return (f"{result['images']} images of {result['held_out_identities']} held-out training identities; "
-            f"chosen lambda ({result['criterion']}): {result['chosen_perceptual_weight']}\n\n"
-            + table(["lambda", "steps", "PSNR (dB)", "SSIM", "FaceNet cosine to original"], rows))
+    rows = [
+        [r["perceptual_weight"], r["steps"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}", f"{r['identity_cosine']:.4f}"]
+        for r in result["runs"]
+    ]
+    return (
+        f"{result['images']} images of {result['held_out_identities']} held-out training identities; "
+        f"chosen lambda ({result['criterion']}): {result['chosen_perceptual_weight']}\n\n"
+        + table(["lambda", "steps", "PSNR (dB)", "SSIM", "FaceNet cosine to original"], rows)
+    )
 
 
-SUMMARIES = {"rate_accuracy_mtcnn.json": rate_accuracy, "rate_distortion.json": rate_distortion,
-             "rate_distortion_learned.json": rate_distortion,
-             "benchmark.json": benchmark, "lambda_sweep.json": lambda_sweep}
+SUMMARIES = {
+    "rate_accuracy_mtcnn.json": rate_accuracy,
+    "rate_distortion.json": rate_distortion,
+    "rate_distortion_learned.json": rate_distortion,
+    "benchmark.json": benchmark,
+    "lambda_sweep.json": lambda_sweep,
+}
 
 
 def main(_):

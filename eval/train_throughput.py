@@ -34,16 +34,24 @@ def main(_):
     identities = data.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
     paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
     faces = data.load_faces(FLAGS.lfw_dir, paths, "mtcnn", facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed")
-    crops, views = faces.crops[:FLAGS.images], faces.features[None, :FLAGS.images]
+    crops, views = faces.crops[: FLAGS.images], faces.features[None, : FLAGS.images]
     rows = []
     for name, options in CONFIGS.items():
-        config = training.TrainConfig("/tmp/unused", batch_size=FLAGS.batch_size, vgg_weights=FLAGS.vgg_weights,
-                                      **options)
+        config = training.TrainConfig(
+            "/tmp/unused", batch_size=FLAGS.batch_size, vgg_weights=FLAGS.vgg_weights, **options
+        )
         rate = training.throughput(config, views, crops, FLAGS.steps)
         rows.append({"config": name, "images_per_second": round(rate, 2), **options})
         print(f"{name}: {rate:.2f} images/s")
-    evaluation.write_json(FLAGS.output_json, {"batch_size": FLAGS.batch_size, "cpu_count": os.cpu_count(),
-                                              "load_average_1min": os.getloadavg()[0], "results": rows})
+    evaluation.write_json(
+        FLAGS.output_json,
+        {
+            "batch_size": FLAGS.batch_size,
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": os.getloadavg()[0],
+            "results": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,15 @@ flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop: MTCNN detec
 flags.DEFINE_string("facenet_key", facenet.DEFAULT_KEY, "keras-facenet model key.")
 flags.DEFINE_string("facenet_weights", None, "Local Keras weights file for FaceNet (optional).")
 flags.DEFINE_enum("standardization", "fixed", ["fixed", "prewhiten"], "FaceNet input standardisation.")
-flags.DEFINE_bool("subtract_mean", True, "Centre features on the mean feature of the training identities "
-                  "(facenet's subtract_mean, without test statistics) before the distance.")
-flags.DEFINE_string("identities", None, "Training identity list for --subtract_mean; default "
-                    "<lfw_dir>/train_identities.txt.")
+flags.DEFINE_bool(
+    "subtract_mean",
+    True,
+    "Centre features on the mean feature of the training identities "
+    "(facenet's subtract_mean, without test statistics) before the distance.",
+)
+flags.DEFINE_string(
+    "identities", None, "Training identity list for --subtract_mean; default " "<lfw_dir>/train_identities.txt."
+)
 flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
 
 
@@ -31,17 +36,21 @@ def main(_):
     pairs_file = FLAGS.pairs or str(pathlib.Path(FLAGS.lfw_dir) / "pairs.txt")
     identities = FLAGS.identities or str(pathlib.Path(FLAGS.lfw_dir) / "train_identities.txt")
     if FLAGS.subtract_mean and not pathlib.Path(identities).is_file():
-        sys.exit(f"verify_lfw: {identities} not found: pass --identities (the training identity list) or "
-                 f"--nosubtract_mean")
+        sys.exit(
+            f"verify_lfw: {identities} not found: pass --identities (the training identity list) or "
+            f"--nosubtract_mean"
+        )
     folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else None
     extractor = facenet.FeatureExtractor(FLAGS.facenet_key, FLAGS.facenet_weights, FLAGS.standardization)
-    pairs, faces = data.load_pair_faces(FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor,
-                                        f"{FLAGS.facenet_key}-{FLAGS.standardization}")
+    pairs, faces = data.load_pair_faces(
+        FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor, f"{FLAGS.facenet_key}-{FLAGS.standardization}"
+    )
     mean = None
     if FLAGS.subtract_mean:
         train_paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(identities))]
-        mean = data.load_faces(FLAGS.lfw_dir, train_paths, FLAGS.align, extractor,
-                               f"{FLAGS.facenet_key}-{FLAGS.standardization}").features.mean(axis=0)
+        mean = data.load_faces(
+            FLAGS.lfw_dir, train_paths, FLAGS.align, extractor, f"{FLAGS.facenet_key}-{FLAGS.standardization}"
+        ).features.mean(axis=0)
     result = metrics.evaluate_pairs(pairs, faces.index(), faces.features, mean=mean)
     report = {
         "accuracy": result.accuracy,
@@ -58,8 +67,10 @@ def main(_):
         "subtract_mean": FLAGS.subtract_mean,
         "pairs_file": pairs_file,
     }
-    print(f"accuracy {result.accuracy:.4f} +- {result.accuracy_std:.4f} over {len(pairs)} pairs "
-          f"({FLAGS.align} crops, {faces.features.shape[1]}-d features)")
+    print(
+        f"accuracy {result.accuracy:.4f} +- {result.accuracy_std:.4f} over {len(pairs)} pairs "
+        f"({FLAGS.align} crops, {faces.features.shape[1]}-d features)"
+    )
     if FLAGS.output_json:
         path = pathlib.Path(FLAGS.output_json)
         path.parent.mkdir(parents=True, exist_ok=True)

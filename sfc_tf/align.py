@@ -110,7 +110,7 @@ def center_crop(rgb: np.ndarray, fraction: float = CENTER_FRACTION, size: int = 
     height, width = rgb.shape[:2]
     side = max(1, int(round(min(height, width) * fraction)))
     top, left = (height - side) // 2, (width - side) // 2
-    return _resize(rgb[top:top + side, left:left + side], size)
+    return _resize(rgb[top : top + side, left : left + side], size)
 
 
 class MtcnnAligner:
@@ -119,8 +119,7 @@ class MtcnnAligner:
     is widened by ``margin`` pixels (half on each side, in the coordinates of the original image), clipped,
     and resized to 160x160."""
 
-    def __init__(self, margin: int = MTCNN_MARGIN, size: int = CROP_SIZE,
-                 min_confidence: float = MTCNN_MIN_CONFIDENCE):
+    def __init__(self, margin: int = MTCNN_MARGIN, size: int = CROP_SIZE, min_confidence: float = MTCNN_MIN_CONFIDENCE):
         from mtcnn import MTCNN
 
         self.margin, self.size, self.min_confidence = margin, size, min_confidence
@@ -130,16 +129,24 @@ class MtcnnAligner:
         """Per image, a (K, 5) array of x1, y1, x2, y2, confidence in that image's coordinates. Images are
         detected in batches (mtcnn stacks them), large ones downscaled to ``DETECT_MAX_SIDE`` first."""
         scales = [min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2])) for rgb in rgbs]
-        small = [rgb if scale == 1.0 else np.asarray(Image.fromarray(rgb).resize(
-            (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR))
-            for rgb, scale in zip(rgbs, scales)]
+        small = [
+            rgb
+            if scale == 1.0
+            else np.asarray(
+                Image.fromarray(rgb).resize((round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR)
+            )
+            for rgb, scale in zip(rgbs, scales)
+        ]
         found = []
         for start in range(0, len(small), DETECT_BATCH):
-            batch = small[start:start + DETECT_BATCH]
+            batch = small[start : start + DETECT_BATCH]
             results = self._detector.detect_faces(batch) if len(batch) > 1 else [self._detector.detect_faces(batch[0])]
-            for faces, scale in zip(results, scales[start:start + DETECT_BATCH]):
-                rows = [[f["box"][0], f["box"][1], f["box"][0] + f["box"][2], f["box"][1] + f["box"][3],
-                         f["confidence"]] for f in faces if f["confidence"] >= self.min_confidence]
+            for faces, scale in zip(results, scales[start : start + DETECT_BATCH]):
+                rows = [
+                    [f["box"][0], f["box"][1], f["box"][0] + f["box"][2], f["box"][1] + f["box"][3], f["confidence"]]
+                    for f in faces
+                    if f["confidence"] >= self.min_confidence
+                ]
                 box = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
                 box[:, :4] /= scale
                 found.append(box)
@@ -152,11 +159,12 @@ class MtcnnAligner:
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             centre = np.array([width / 2, height / 2])
             offsets = (boxes[:, [0, 1]] + boxes[:, [2, 3]]) / 2 - centre
-            boxes = boxes[[np.argmax(area - 2.0 * np.sum(offsets ** 2, axis=1))]]
+            boxes = boxes[[np.argmax(area - 2.0 * np.sum(offsets**2, axis=1))]]
         x1, y1, x2, y2 = boxes[0, :4]
         half = self.margin / 2
-        return np.array([max(x1 - half, 0), max(y1 - half, 0), min(x2 + half, width), min(y2 + half, height)],
-                        dtype=np.int64)
+        return np.array(
+            [max(x1 - half, 0), max(y1 - half, 0), min(x2 + half, width), min(y2 + half, height)], dtype=np.int64
+        )
 
     def _crop(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         x1, y1, x2, y2 = self.crop_box(rgb, boxes)

@@ -40,8 +40,16 @@ class EncodeFaces(beam.DoFn):
     """A batch of image paths -> their .sfc files written under ``output``;
     yields (source, label, decoded base-layer feature, model set)."""
 
-    def __init__(self, output: str, enhancement: str, quality: Quality | None, mode: str, align: str,
-                 model_set: int | str | None, skip_existing: bool) -> None:
+    def __init__(
+        self,
+        output: str,
+        enhancement: str,
+        quality: Quality | None,
+        mode: str,
+        align: str,
+        model_set: int | str | None,
+        skip_existing: bool,
+    ) -> None:
         super().__init__()
         self.output, self.enhancement, self.quality, self.mode = output, enhancement, quality, mode
         self.align, self.model_set, self.skip_existing = align, model_set, skip_existing
@@ -81,26 +89,42 @@ def write_index(rows: list[IndexRow], output: str) -> str:
     from sfc_tf.search import SearchIndex
 
     rows = sorted(rows, key=lambda row: row[0])
-    index = SearchIndex.from_features(ScalableCodec.from_pretrained(), np.stack([row[2] for row in rows]),
-                                      [row[1] for row in rows], [row[0] for row in rows], [row[3] for row in rows])
+    index = SearchIndex.from_features(
+        ScalableCodec.from_pretrained(),
+        np.stack([row[2] for row in rows]),
+        [row[1] for row in rows],
+        [row[0] for row in rows],
+        [row[3] for row in rows],
+    )
     path = pathlib.Path(output) / INDEX_FILE
     index.save(path)
     return str(path)
 
 
-def pipeline(root: beam.Pipeline, input_patterns: list[str], output: str, enhancement: str = "none",
-             quality: Quality | None = None, mode: str = "auto", align: str = "mtcnn",
-             model_set: int | str | None = None, batch_size: int = 1, skip_existing: bool = False) -> beam.PCollection:
+def pipeline(
+    root: beam.Pipeline,
+    input_patterns: list[str],
+    output: str,
+    enhancement: str = "none",
+    quality: Quality | None = None,
+    mode: str = "auto",
+    align: str = "mtcnn",
+    model_set: int | str | None = None,
+    batch_size: int = 1,
+    skip_existing: bool = False,
+) -> beam.PCollection:
     """Adds the archive-coding transforms to the Beam pipeline ``root``; returns the PCollection of the index
     path."""
-    return (root
-            | "patterns" >> beam.Create(input_patterns)
-            | "match" >> fileio.MatchAll()
-            | "paths" >> beam.Map(lambda metadata: metadata.path)
-            | "batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
-            | "encode" >> beam.ParDo(EncodeFaces(output, enhancement, quality, mode, align, model_set, skip_existing))
-            | "collect" >> beam.combiners.ToList()
-            | "index" >> beam.Map(write_index, output))
+    return (
+        root
+        | "patterns" >> beam.Create(input_patterns)
+        | "match" >> fileio.MatchAll()
+        | "paths" >> beam.Map(lambda metadata: metadata.path)
+        | "batch" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
+        | "encode" >> beam.ParDo(EncodeFaces(output, enhancement, quality, mode, align, model_set, skip_existing))
+        | "collect" >> beam.combiners.ToList()
+        | "index" >> beam.Map(write_index, output)
+    )
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -108,7 +132,7 @@ def run(argv: list[str] | None = None) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     argv = sys.argv[1:] if argv is None else argv
-    ours, beam_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    ours, beam_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(prog="python -m sfc_tf.archive", description=__doc__.splitlines()[0])
     parser.add_argument("--input", action="append", required=True, help="image glob (repeatable)")
     parser.add_argument("--output", required=True, help="output directory")
@@ -122,8 +146,18 @@ def run(argv: list[str] | None = None) -> None:
     args = parser.parse_args(ours)
     quality = cli.check_quality(args.enhancement, args.quality)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as root:
-        pipeline(root, args.input, args.output, args.enhancement, quality, args.mode, args.align, args.model_set,
-                 args.batch_size, args.skip_existing)
+        pipeline(
+            root,
+            args.input,
+            args.output,
+            args.enhancement,
+            quality,
+            args.mode,
+            args.align,
+            args.model_set,
+            args.batch_size,
+            args.skip_existing,
+        )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 PRECISION = 16
-MAX_HALF_RANGE = 256         # a dimension's prior covers at most [-256, 256] quantization bins, then escapes
-GAUSSIAN_SHARE = 0.05        # weight of the Gaussian component of each dimension's prior
-ESCAPE_PROBABILITY = 1e-4    # prior probability of the escape symbol in every dimension
+MAX_HALF_RANGE = 256  # a dimension's prior covers at most [-256, 256] quantization bins, then escapes
+GAUSSIAN_SHARE = 0.05  # weight of the Gaussian component of each dimension's prior
+ESCAPE_PROBABILITY = 1e-4  # prior probability of the escape symbol in every dimension
 FORMAT_VERSION = 2
 
 
@@ -79,15 +79,23 @@ def _cdf_row(pmf: np.ndarray) -> np.ndarray:
 class BaseLayerModel:
     """Fitted quantizer + prior. Use ``fit`` to create, ``save``/``load`` to persist."""
 
-    def __init__(self, mean: np.ndarray, rotation: np.ndarray, step: float, half_ranges: np.ndarray,
-                 cdfs: np.ndarray, escape_cdf: np.ndarray, info: dict | None = None) -> None:
+    def __init__(
+        self,
+        mean: np.ndarray,
+        rotation: np.ndarray,
+        step: float,
+        half_ranges: np.ndarray,
+        cdfs: np.ndarray,
+        escape_cdf: np.ndarray,
+        info: dict | None = None,
+    ) -> None:
         self.mean = np.asarray(mean, np.float32)
         self.rotation = np.asarray(rotation, np.float32)
         self.step = float(step)
         self.max_symbol = max_symbol_for(self.step)
         self.half_ranges = np.asarray(half_ranges, np.int32)
-        self.cdfs = np.asarray(cdfs, np.int32)      # (D, L): precision, CDF of 2h+2 symbols, padded with 2**16
-        self.escape_cdf = np.asarray(escape_cdf, np.int32)   # precision, uniform CDF of 2*max_symbol+1 values
+        self.cdfs = np.asarray(cdfs, np.int32)  # (D, L): precision, CDF of 2h+2 symbols, padded with 2**16
+        self.escape_cdf = np.asarray(escape_cdf, np.int32)  # precision, uniform CDF of 2*max_symbol+1 values
         self.info = dict(info or {})
         self.dim = len(self.mean)
         self._lookup = None
@@ -118,19 +126,34 @@ class BaseLayerModel:
             rows.append(_cdf_row(np.append(pmf * (1 - ESCAPE_PROBABILITY), ESCAPE_PROBABILITY)))
         cdfs = np.full((len(rows), max(len(r) for r in rows)), 1 << PRECISION, np.int32)
         for dim, row in enumerate(rows):
-            cdfs[dim, :len(row)] = row
+            cdfs[dim, : len(row)] = row
         escape_cdf = _cdf_row(np.full(2 * max_symbol + 1, 1.0 / (2 * max_symbol + 1)))
-        return cls(mean, rotation, step, half_ranges, cdfs, escape_cdf,
-                   {**(info or {}), "pca": pca, "fit_samples": len(features)})
+        return cls(
+            mean,
+            rotation,
+            step,
+            half_ranges,
+            cdfs,
+            escape_cdf,
+            {**(info or {}), "pca": pca, "fit_samples": len(features)},
+        )
 
     # -- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.savez(buffer, mean=self.mean, rotation=self.rotation, step=np.float64(self.step),
-                 half_ranges=self.half_ranges, cdfs=self.cdfs, escape_cdf=self.escape_cdf,
-                 info=np.array(json.dumps(self.info)), version=np.int32(FORMAT_VERSION))
+        np.savez(
+            buffer,
+            mean=self.mean,
+            rotation=self.rotation,
+            step=np.float64(self.step),
+            half_ranges=self.half_ranges,
+            cdfs=self.cdfs,
+            escape_cdf=self.escape_cdf,
+            info=np.array(json.dumps(self.info)),
+            version=np.int32(FORMAT_VERSION),
+        )
         path.write_bytes(buffer.getvalue())
 
     @classmethod
@@ -139,8 +162,15 @@ class BaseLayerModel:
             with np.load(path, allow_pickle=False) as archive:
                 if int(archive["version"]) != FORMAT_VERSION:
                     raise WeightsError(f"{path}: base-layer model version {int(archive['version'])} unsupported")
-                return cls(archive["mean"], archive["rotation"], float(archive["step"]), archive["half_ranges"],
-                           archive["cdfs"], archive["escape_cdf"], json.loads(str(archive["info"])))
+                return cls(
+                    archive["mean"],
+                    archive["rotation"],
+                    float(archive["step"]),
+                    archive["half_ranges"],
+                    archive["cdfs"],
+                    archive["escape_cdf"],
+                    json.loads(str(archive["info"])),
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise WeightsError(f"cannot load base-layer model {path}: {exc}") from exc
 
@@ -184,8 +214,8 @@ class BaseLayerModel:
     def entropy_bits(self, features: np.ndarray) -> np.ndarray:
         """Ideal code length (bits) of each feature's symbols under the prior, escapes included."""
         symbols = self.quantize(features)
-        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0 ** PRECISION
-        escape_pmf = np.diff(self.escape_cdf[1:].astype(np.float64)) / 2.0 ** PRECISION
+        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0**PRECISION
+        escape_pmf = np.diff(self.escape_cdf[1:].astype(np.float64)) / 2.0**PRECISION
         bits = np.zeros(len(symbols))
         for dim, half in enumerate(self.half_ranges):
             values = symbols[:, dim] + half
@@ -228,8 +258,9 @@ class BaseLayerModel:
             escaped = symbols[rows][outside[rows]].reshape(len(rows), escapes) + self.max_symbol
             handle = tfc.create_range_encoder([len(rows)], self._tables())
             index = np.broadcast_to(self._layout(escapes), (len(rows), self.dim + escapes))
-            handle = tfc.entropy_encode_index(handle, tf.constant(index),
-                                              tf.constant(np.concatenate([values[rows], escaped], axis=1)))
+            handle = tfc.entropy_encode_index(
+                handle, tf.constant(index), tf.constant(np.concatenate([values[rows], escaped], axis=1))
+            )
             for row, payload in zip(rows, tfc.entropy_encode_finalize(handle).numpy()):
                 payloads[row] = payload
         return payloads
@@ -272,10 +303,10 @@ class BaseLayerModel:
         escaped = values == 2 * self.half_ranges + 1
         symbols = values - self.half_ranges
         counts = escaped.sum(axis=1)
-        for escapes in np.unique(counts[counts > 0]):     # faces with escapes: decode again, with their values
+        for escapes in np.unique(counts[counts > 0]):  # faces with escapes: decode again, with their values
             rows = np.flatnonzero(counts == escapes)
             more, ok[rows] = self._decode_symbols([payloads[r] for r in rows], escapes)
-            extra = more[:, self.dim:] - self.max_symbol
+            extra = more[:, self.dim :] - self.max_symbol
             dims = np.nonzero(escaped[rows])[1].reshape(len(rows), escapes)
             if np.any(np.abs(extra) <= self.half_ranges[dims]):
                 raise BitstreamError(f"base-layer records {rows.tolist()}: escaped value inside the prior's range")

@@ -35,19 +35,24 @@ from sfc_tf.enhancement.minmax import MinMax
 from sfc_tf.errors import BitstreamError
 
 VERSION = 3
-FORMAT_TAG = 0b111101                  # bits 7..2 of byte 0 in version 3
-LEGACY_MAGIC = b"SF"                   # versions 1 and 2 started with these two bytes, then the version byte
+FORMAT_TAG = 0b111101  # bits 7..2 of byte 0 in version 3
+LEGACY_MAGIC = b"SF"  # versions 1 and 2 started with these two bytes, then the version byte
 ALIGNMENTS = ("mtcnn", "center", "crop")
 MAX_BASE_PAYLOAD = 4096
-MAX_ENHANCEMENT_PAYLOAD = 1 << 20      # 1 MiB: a raw 160x160 RGB crop is 76,800 bytes
+MAX_ENHANCEMENT_PAYLOAD = 1 << 20  # 1 MiB: a raw 160x160 RGB crop is 76,800 bytes
 BASE_CRC_BYTES, ENHANCEMENT_CRC_BYTES = 2, 4
 
 LEARNED_CODECS = (LEARNED, CONDITIONAL)
 
 # Prediction modes (bits 3..0): what the enhancement layer is coded against (sfc_tf.enhancement.prediction).
 RECONSTRUCTION, NO_PREDICTION, MEAN_FACE, SMOOTHED, MMSE = 0, 1, 2, 3, 4
-MODES = {RECONSTRUCTION: "reconstruction", NO_PREDICTION: "none", MEAN_FACE: "mean_face", SMOOTHED: "smoothed",
-         MMSE: "mmse"}
+MODES = {
+    RECONSTRUCTION: "reconstruction",
+    NO_PREDICTION: "none",
+    MEAN_FACE: "mean_face",
+    SMOOTHED: "smoothed",
+    MMSE: "mmse",
+}
 
 
 def has_span(codec: int, mode: int) -> bool:
@@ -66,7 +71,7 @@ class Enhancement:
     mode: int
     payload: bytes
     span: MinMax | None = None
-    model_id: int = 0            # learned codecs: 12 bits of the checkpoint's sha256 << 4 | its rate index
+    model_id: int = 0  # learned codecs: 12 bits of the checkpoint's sha256 << 4 | its rate index
 
     @property
     def codec_name(self) -> str:
@@ -116,9 +121,10 @@ class _Reader:
 
     def take(self, count: int, what: str) -> bytes:
         if count < 0 or count > self.remaining():
-            raise BitstreamError(f"truncated file: {what} needs {count} bytes at offset {self.pos}, "
-                                 f"{self.remaining()} remain")
-        chunk = self.data[self.pos:self.pos + count]
+            raise BitstreamError(
+                f"truncated file: {what} needs {count} bytes at offset {self.pos}, " f"{self.remaining()} remain"
+            )
+        chunk = self.data[self.pos : self.pos + count]
         self.pos += count
         return chunk
 
@@ -146,8 +152,11 @@ def _pack_base(sfc: SfcFile) -> bytes:
         raise ValueError(f"model set id must be in 1..255, got {sfc.model_set}")
     if not 0 < len(sfc.base_payload) <= MAX_BASE_PAYLOAD:
         raise ValueError(f"base payload must be 1..{MAX_BASE_PAYLOAD} bytes")
-    part = (bytes([FORMAT_TAG << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set])
-            + _leb128(len(sfc.base_payload)) + sfc.base_payload)
+    part = (
+        bytes([FORMAT_TAG << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set])
+        + _leb128(len(sfc.base_payload))
+        + sfc.base_payload
+    )
     return part + crc16(part)
 
 
@@ -157,8 +166,10 @@ def _pack_enhancement(e: Enhancement, base: bytes) -> bytes:
     if not 0 < len(e.payload) <= MAX_ENHANCEMENT_PAYLOAD:
         raise ValueError(f"enhancement payload must be 1..{MAX_ENHANCEMENT_PAYLOAD} bytes")
     if (e.span is not None) != has_span(e.codec, e.mode):
-        raise ValueError(f"a {e.codec_name} payload in mode {e.mode_name} "
-                         f"{'needs' if has_span(e.codec, e.mode) else 'has no'} residual range")
+        raise ValueError(
+            f"a {e.codec_name} payload in mode {e.mode_name} "
+            f"{'needs' if has_span(e.codec, e.mode) else 'has no'} residual range"
+        )
     if not 0 <= e.model_id <= 0xFFFF or (e.model_id and e.codec not in LEARNED_CODECS):
         raise ValueError("enhancement model ids belong to learned codecs only (0..65535)")
     part = bytes([e.codec << 4 | e.mode])
@@ -185,8 +196,10 @@ def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
     if tag >> 2 != FORMAT_TAG:
         legacy = _legacy_version(data)
         if legacy is not None:
-            raise BitstreamError(f"this is an .sfc file of format version {legacy} (sfc_tf 0.1); this decoder reads "
-                                 f"version {VERSION}: re-encode the image, or decode it with sfc_tf 0.1")
+            raise BitstreamError(
+                f"this is an .sfc file of format version {legacy} (sfc_tf 0.1); this decoder reads "
+                f"version {VERSION}: re-encode the image, or decode it with sfc_tf 0.1"
+            )
         raise BitstreamError("not an .sfc file (bad format tag)")
     if tag & 3 >= len(ALIGNMENTS):
         raise BitstreamError(f"unknown alignment id {tag & 3}")
@@ -219,9 +232,10 @@ def _unpack_enhancement(data: bytes, start: int) -> Enhancement:
     if length > MAX_ENHANCEMENT_PAYLOAD:
         raise BitstreamError(f"enhancement payload of {length} bytes exceeds the limit {MAX_ENHANCEMENT_PAYLOAD}")
     payload = reader.take(length, "enhancement payload")
-    if reader.take(ENHANCEMENT_CRC_BYTES, "enhancement CRC") != crc32(data[:reader.pos - ENHANCEMENT_CRC_BYTES]):
-        raise BitstreamError("enhancement layer CRC mismatch: the layer is corrupt or was made for another base "
-                             "layer (spliced file)")
+    if reader.take(ENHANCEMENT_CRC_BYTES, "enhancement CRC") != crc32(data[: reader.pos - ENHANCEMENT_CRC_BYTES]):
+        raise BitstreamError(
+            "enhancement layer CRC mismatch: the layer is corrupt or was made for another base " "layer (spliced file)"
+        )
     return Enhancement(codec, mode, bytes(payload), span, model_id)
 
 
@@ -241,7 +255,7 @@ def unpack_base(data: bytes) -> SfcFile:
 
 def strip_enhancement(data: bytes) -> bytes:
     """A valid base-only file: the base part, verified, with everything after it dropped."""
-    return bytes(data[:_unpack_base(bytes(data))[1]])
+    return bytes(data[: _unpack_base(bytes(data))[1]])
 
 
 def base_part_bytes(data: bytes) -> int:
@@ -254,14 +268,23 @@ def info(data: bytes) -> dict:
     data = bytes(data)
     sfc = unpack(data)
     base_bits = 8 * base_part_bytes(data)
-    result = {"format_version": VERSION, "alignment": sfc.alignment, "model_set": sfc.model_set,
-              "layers": ["base"] + (["enhancement"] if sfc.enhancement else []),
-              "file_bits": 8 * len(data), "base_part_bits": base_bits,
-              "base_record_bits": 8 * (len(sfc.base_payload) + BASE_CRC_BYTES)}
+    result = {
+        "format_version": VERSION,
+        "alignment": sfc.alignment,
+        "model_set": sfc.model_set,
+        "layers": ["base"] + (["enhancement"] if sfc.enhancement else []),
+        "file_bits": 8 * len(data),
+        "base_part_bits": base_bits,
+        "base_record_bits": 8 * (len(sfc.base_payload) + BASE_CRC_BYTES),
+    }
     if sfc.enhancement:
         e = sfc.enhancement
-        result.update(enhancement_codec=e.codec_name, prediction_mode=e.mode_name,
-                      enhancement_part_bits=8 * len(data) - base_bits, enhancement_payload_bits=8 * len(e.payload))
+        result.update(
+            enhancement_codec=e.codec_name,
+            prediction_mode=e.mode_name,
+            enhancement_part_bits=8 * len(data) - base_bits,
+            enhancement_payload_bits=8 * len(e.payload),
+        )
         if e.span is not None:
             result["residual_range"] = [e.span.low, e.span.high]
         if e.codec in LEARNED_CODECS:

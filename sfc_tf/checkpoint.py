@@ -35,8 +35,11 @@ def files_sha256(directory: str | os.PathLike, names: tuple[str, ...]) -> str:
 def write_meta(directory: str | os.PathLike, names: tuple[str, ...], meta: dict) -> dict:
     """``meta`` + the list and the sha256 of the files ``names``, written to ``directory/meta.json`` atomically."""
     directory = pathlib.Path(directory)
-    record = {**{k: v for k, v in meta.items() if k not in ("sha256", "files")}, "files": list(names),
-              "sha256": files_sha256(directory, names)}
+    record = {
+        **{k: v for k, v in meta.items() if k not in ("sha256", "files")},
+        "files": list(names),
+        "sha256": files_sha256(directory, names),
+    }
     tmp = directory / (META_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, directory / META_FILE)

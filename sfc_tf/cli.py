@@ -116,10 +116,14 @@ def check_quality(enhancement: str, quality):
         value = {"jpeg": int, "jpeg2000": float}.get(enhancement, int)(quality)
     except ValueError:
         kind = {"jpeg": "a JPEG quality 1..100", "jpeg2000": "a JPEG2000 compression ratio >= 1"}.get(
-            enhancement, "a learned quality index 1..N (sfc models lists them)")
+            enhancement, "a learned quality index 1..N (sfc models lists them)"
+        )
         raise UsageError(f"--quality {quality!r} is not {kind}") from None
-    if (enhancement == "jpeg" and not 1 <= value <= 100) or (enhancement == "jpeg2000" and value < 1) \
-            or (enhancement in ("learned", "conditional") and value < 1):
+    if (
+        (enhancement == "jpeg" and not 1 <= value <= 100)
+        or (enhancement == "jpeg2000" and value < 1)
+        or (enhancement in ("learned", "conditional") and value < 1)
+    ):
         raise UsageError(f"--quality {quality} is out of range for {enhancement}")
     return value
 
@@ -151,8 +155,10 @@ def _compress(args) -> None:
         write_atomically(target, data)
         sizes = bitstream.info(data)
         mode = f", mode {sizes['prediction_mode']}" if "prediction_mode" in sizes else ""
-        print(f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
-              f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})")
+        print(
+            f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
+            f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})"
+        )
     if failed:
         for line in failed:
             print(f"sfc compress: {line}".splitlines()[0], file=sys.stderr)
@@ -218,18 +224,28 @@ def _index(args) -> None:
     target = _check_output(pathlib.Path(args.output), args.overwrite)
     if target.suffix != ".npz":
         raise UsageError(f"the index is an .npz file, not {target.name}")
-    inputs = [f for p in args.gallery for f in (sorted(pathlib.Path(p).rglob("*.sfc")) if pathlib.Path(p).is_dir()
-                                                 else _inputs([p], (".sfc",)))]
+    inputs = [
+        f
+        for p in args.gallery
+        for f in (sorted(pathlib.Path(p).rglob("*.sfc")) if pathlib.Path(p).is_dir() else _inputs([p], (".sfc",)))
+    ]
     if not inputs:
         raise UsageError(f"no .sfc files in {' '.join(args.gallery)}")
     labels = [p.parent.name if args.label == "parent" else p.stem for p in inputs]
     codec = _codec(args)
-    index = search.SearchIndex.from_files(codec, [p.read_bytes() for p in inputs], labels, [str(p) for p in inputs],
-                                          progress=lambda chunks: _progress(chunks, "decoding base layers", "batch"))
+    index = search.SearchIndex.from_files(
+        codec,
+        [p.read_bytes() for p in inputs],
+        labels,
+        [str(p) for p in inputs],
+        progress=lambda chunks: _progress(chunks, "decoding base layers", "batch"),
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     index.save(target)
-    print(f"{target}: {len(index)} faces of {len(set(labels))} identities, {index.dim}-d base-layer features, "
-          f"model set {index.model_set}")
+    print(
+        f"{target}: {len(index)} faces of {len(set(labels))} identities, {index.dim}-d base-layer features, "
+        f"model set {index.model_set}"
+    )
 
 
 def _search(args) -> None:
@@ -266,8 +282,10 @@ def _features(args) -> None:
     extractor = facenet.FeatureExtractor(args.facenet_key, args.facenet_weights)
     features = extractor(crops)
     for path, crop, feature in zip(args.images, crops, features):
-        print(f"{path}: {args.align} crop {crop.shape[1]}x{crop.shape[0]}, FaceNet {extractor.key} feature "
-              f"{feature.shape[0]}-d float32 = {feature.nbytes * 8} bits, |f| = {np.linalg.norm(feature):.4f}")
+        print(
+            f"{path}: {args.align} crop {crop.shape[1]}x{crop.shape[0]}, FaceNet {extractor.key} feature "
+            f"{feature.shape[0]}-d float32 = {feature.nbytes * 8} bits, |f| = {np.linalg.norm(feature):.4f}"
+        )
     if len(features) == 2:
         print(f"squared L2 distance {float(metrics.squared_distances(features[:1], features[1:])[0]):.4f}")
 
@@ -278,8 +296,10 @@ def _models(args) -> None:
     default = zoo.model_set()
     for entry in zoo.model_sets().values():
         mark = " (default)" if entry.id == default.id else ""
-        print(f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
-              f"{entry.reconstructor}, predictor {entry.predictor}")
+        print(
+            f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
+            f"{entry.reconstructor}, predictor {entry.predictor}"
+        )
     for family in zoo.learned_families().values():
         print(f"learned {family.name} ({family.kind}, qualities 1..{len(family.rates)}): {family.description}")
 
@@ -300,8 +320,9 @@ def _demo(args) -> None:
 
     quality = check_quality(args.enhancement, args.quality)
     out = pathlib.Path(args.out_dir)
-    outputs = [_check_output(out / name, args.overwrite)
-               for name in ("crop.png", "face.sfc", "reconstruction.png", "full.png")]
+    outputs = [
+        _check_output(out / name, args.overwrite) for name in ("crop.png", "face.sfc", "reconstruction.png", "full.png")
+    ]
     codec = _codec(args)
     crop = codec.crop(args.image)
     data = codec.encode(args.image, args.enhancement, quality, args.mode)
@@ -314,17 +335,21 @@ def _demo(args) -> None:
 
     write_atomically(outputs[0], png(crop))
     write_atomically(outputs[1], data)
-    print(f"{args.image}: {args.align} crop {crop.shape[1]}x{crop.shape[0]} -> {outputs[1]} "
-          f"({sizes['file_bits']} bits: base part {sizes['base_part_bits']}, "
-          f"enhancement part {sizes.get('enhancement_part_bits', 0)} with {args.enhancement}"
-          + (f", prediction mode {sizes['prediction_mode']})" if "prediction_mode" in sizes else ")"))
+    print(
+        f"{args.image}: {args.align} crop {crop.shape[1]}x{crop.shape[0]} -> {outputs[1]} "
+        f"({sizes['file_bits']} bits: base part {sizes['base_part_bits']}, "
+        f"enhancement part {sizes.get('enhancement_part_bits', 0)} with {args.enhancement}"
+        + (f", prediction mode {sizes['prediction_mode']})" if "prediction_mode" in sizes else ")")
+    )
     for layers, target in (("reconstruction", outputs[2]), ("full", outputs[3])):
         decoded = codec.decode(data, layers)
         write_atomically(target, png(decoded.image))
         print(f"  {layers:>14}: PSNR {float(metrics.psnr(crop, decoded.image)):.2f} dB -> {target}")
     feature = codec.decode(data, "base").feature
-    print(f"  base layer alone: {feature.shape[0]}-d feature, cosine to the uncoded feature "
-          f"{float(feature @ codec.extractor(crop)[0]):.4f}")
+    print(
+        f"  base layer alone: {feature.shape[0]}-d feature, cosine to the uncoded feature "
+        f"{float(feature @ codec.extractor(crop)[0]):.4f}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,27 +359,47 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, run, help_text):
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(run=run)
-        sub.add_argument("--model_set", default=None,
-                         help="registered model set to encode with (name or id; `sfc models`); default: the default")
+        sub.add_argument(
+            "--model_set",
+            default=None,
+            help="registered model set to encode with (name or id; `sfc models`); default: the default",
+        )
         return sub
 
     def server_flags(sub):
-        sub.add_argument("--server", default=None, metavar="HOST:PORT",
-                         help="run FaceNet, the reconstructor and the coding predictor on this TF Serving "
-                              "model server")
-        sub.add_argument("--server_protocol", choices=["grpc", "rest"], default="grpc",
-                         help="grpc (port 8500) or rest (port 8501)")
-        sub.add_argument("--server_timeout", type=float, default=60.0, metavar="S",
-                         help="deadline of each request to the model server, in seconds")
+        sub.add_argument(
+            "--server",
+            default=None,
+            metavar="HOST:PORT",
+            help="run FaceNet, the reconstructor and the coding predictor on this TF Serving " "model server",
+        )
+        sub.add_argument(
+            "--server_protocol", choices=["grpc", "rest"], default="grpc", help="grpc (port 8500) or rest (port 8501)"
+        )
+        sub.add_argument(
+            "--server_timeout",
+            type=float,
+            default=60.0,
+            metavar="S",
+            help="deadline of each request to the model server, in seconds",
+        )
 
     def coding_flags(sub):
-        sub.add_argument("--enhancement", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"],
-                         default="jpeg")
-        sub.add_argument("--quality", default=None,
-                         help="jpeg: quality 1-100; jpeg2000: compression ratio; learned/conditional: quality index")
-        sub.add_argument("--mode", choices=MODES, default="auto",
-                         help="prediction the enhancement layer codes against; auto: the best per face; "
-                              "reconstruction: the paper's residual")
+        sub.add_argument(
+            "--enhancement", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"], default="jpeg"
+        )
+        sub.add_argument(
+            "--quality",
+            default=None,
+            help="jpeg: quality 1-100; jpeg2000: compression ratio; learned/conditional: quality index",
+        )
+        sub.add_argument(
+            "--mode",
+            choices=MODES,
+            default="auto",
+            help="prediction the enhancement layer codes against; auto: the best per face; "
+            "reconstruction: the paper's residual",
+        )
         sub.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn")
 
     compress = command("compress", _compress, "image(s) -> .sfc")
@@ -363,15 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     coding_flags(compress)
     compress.add_argument("--overwrite", action="store_true")
     compress.add_argument("--skip_existing", action="store_true", help="leave existing outputs alone (resume a batch)")
-    compress.add_argument("--keep_going", action="store_true",
-                          help="code every good input, list the bad ones at the end and exit 1")
+    compress.add_argument(
+        "--keep_going", action="store_true", help="code every good input, list the bad ones at the end and exit 1"
+    )
     server_flags(compress)
 
     decompress = command("decompress", _decompress, ".sfc -> image")
     decompress.add_argument("input", metavar="IN")
     decompress.add_argument("output", metavar="OUT.png")
-    decompress.add_argument("--layers", choices=["reconstruction", "full"], default="full",
-                            help="reconstruction: the face rebuilt from the base layer alone (needs only it)")
+    decompress.add_argument(
+        "--layers",
+        choices=["reconstruction", "full"],
+        default="full",
+        help="reconstruction: the face rebuilt from the base layer alone (needs only it)",
+    )
     decompress.add_argument("--features", default=None, metavar="OUT.npy", help="also save the decoded feature")
     decompress.add_argument("--overwrite", action="store_true")
     server_flags(decompress)
@@ -387,27 +437,43 @@ def build_parser() -> argparse.ArgumentParser:
     compare = command("compare", _compare, "same person or not, from the base layers")
     compare.add_argument("first", metavar="A")
     compare.add_argument("second", metavar="B")
-    compare.add_argument("--threshold", type=float, default=None,
-                         help="squared L2 distance threshold on mean-centred features (default: the registry's)")
+    compare.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="squared L2 distance threshold on mean-centred features (default: the registry's)",
+    )
 
     index = command("index", _index, "search index of a gallery of .sfc files (base layers only)")
-    index.add_argument("gallery", nargs="+", metavar="GALLERY",
-                       help=".sfc files, globs, or directories (searched recursively)")
+    index.add_argument(
+        "gallery", nargs="+", metavar="GALLERY", help=".sfc files, globs, or directories (searched recursively)"
+    )
     index.add_argument("output", metavar="OUT.npz")
-    index.add_argument("--label", choices=["parent", "stem"], default="parent",
-                       help="identity of a file: its folder's name (LFW layout) or its own name")
+    index.add_argument(
+        "--label",
+        choices=["parent", "stem"],
+        default="parent",
+        help="identity of a file: its folder's name (LFW layout) or its own name",
+    )
     index.add_argument("--overwrite", action="store_true")
 
     search = command("search", _search, "nearest gallery identities of query faces or .sfc files")
     search.add_argument("index", metavar="INDEX.npz")
     search.add_argument("queries", nargs="+", metavar="QUERY", help="images or .sfc files")
     search.add_argument("-k", type=int, default=5, help="results per query")
-    search.add_argument("--method", choices=["auto", "exact", "faiss"], default="auto",
-                        help="exact search, FAISS HNSW (approximate), or auto: exact up to 50,000 entries")
-    search.add_argument("--threshold", type=float, default=None,
-                        help="squared L2 distance below which a result reads 'same person' (default: the registry's)")
-    search.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn",
-                        help="crop of query images")
+    search.add_argument(
+        "--method",
+        choices=["auto", "exact", "faiss"],
+        default="auto",
+        help="exact search, FAISS HNSW (approximate), or auto: exact up to 50,000 entries",
+    )
+    search.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="squared L2 distance below which a result reads 'same person' (default: the registry's)",
+    )
+    search.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn", help="crop of query images")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
     features.add_argument("images", nargs="+", metavar="IMAGE")
@@ -417,11 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("models", _models, "registered model sets and learned families")
 
-    install = command("install-models", _install_models, "copy a checkout's shipped models to where an installed "
-                                                          "package finds them")
+    install = command(
+        "install-models",
+        _install_models,
+        "copy a checkout's shipped models to where an installed " "package finds them",
+    )
     install.add_argument("source", metavar="CHECKPOINTS", help="a checkpoints directory, e.g. of a repository checkout")
-    install.add_argument("--target", default=None,
-                         help="default: <cache>/checkpoints ($SFC_TF_CACHE or ~/.cache/sfc_tf)")
+    install.add_argument(
+        "--target", default=None, help="default: <cache>/checkpoints ($SFC_TF_CACHE or ~/.cache/sfc_tf)"
+    )
 
     demo = command("demo", _demo, "compress and decompress one face, print sizes and PSNR")
     demo.add_argument("image", metavar="IMAGE")
@@ -437,8 +507,10 @@ def run(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except KeyboardInterrupt:
-        print(f"sfc {args.command}: interrupted (finished outputs are complete; rerun with --skip_existing)",
-              file=sys.stderr)
+        print(
+            f"sfc {args.command}: interrupted (finished outputs are complete; rerun with --skip_existing)",
+            file=sys.stderr,
+        )
         return 130
     except (SfcError, ValueError, OSError) as exc:
         print(f"sfc {args.command}: {exc}".splitlines()[0], file=sys.stderr)

@@ -54,8 +54,8 @@ AUTO = "auto"
 
 @dataclasses.dataclass
 class Decoded:
-    feature: np.ndarray            # (D,) unit-norm FaceNet feature
-    image: np.ndarray | None       # (H, W, 3) uint8, or None for layers="base"
+    feature: np.ndarray  # (D,) unit-norm FaceNet feature
+    image: np.ndarray | None  # (H, W, 3) uint8, or None for layers="base"
 
 
 @dataclasses.dataclass
@@ -64,7 +64,7 @@ class Analysis:
 
     crops: np.ndarray
     base_payloads: list[bytes]
-    predictions: Predictions       # decoded features and every prediction, computed on demand
+    predictions: Predictions  # decoded features and every prediction, computed on demand
 
     @property
     def features(self) -> np.ndarray:
@@ -78,15 +78,16 @@ class Analysis:
 @dataclasses.dataclass
 class Encoded:
     files: list[bytes]
-    modes: np.ndarray              # (N,) prediction mode chosen for each face
-    codecs: list[str]              # (N,) enhancement codec of each face
+    modes: np.ndarray  # (N,) prediction mode chosen for each face
+    codecs: list[str]  # (N,) enhancement codec of each face
 
 
 class ModelSetModels:
     """The models of one model set, each loaded on first use and checked against the registry."""
 
-    def __init__(self, model_set: zoo.ModelSet, remote: Models | None = None,
-                 facenet_weights: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, model_set: zoo.ModelSet, remote: Models | None = None, facenet_weights: str | os.PathLike | None = None
+    ) -> None:
         self.model_set, self.remote, self.facenet_weights = model_set, remote, facenet_weights
 
     def _checked(self, kind: str) -> BaseLayerModel | Reconstructor | CodingPredictor:
@@ -152,9 +153,14 @@ def _load_shared(kind: str, path: pathlib.Path) -> BaseLayerModel | Reconstructo
 class ScalableCodec:
     """Encoder and decoder over one model set (and, for decoding, every registered one)."""
 
-    def __init__(self, model_set: zoo.ModelSet | int | str | None = None, align: str = "mtcnn",
-                 facenet_weights: str | os.PathLike | None = None, models: Models | None = None,
-                 learned_dirs: Sequence[str | os.PathLike] = ()) -> None:
+    def __init__(
+        self,
+        model_set: zoo.ModelSet | int | str | None = None,
+        align: str = "mtcnn",
+        facenet_weights: str | os.PathLike | None = None,
+        models: Models | None = None,
+        learned_dirs: Sequence[str | os.PathLike] = (),
+    ) -> None:
         """``models``: a ``serving_client.Models`` running FaceNet and the reconstructor on a model server.
         ``learned_dirs``: learned checkpoints outside the registry that files may name."""
         self.model_set = model_set if isinstance(model_set, zoo.ModelSet) else zoo.model_set(model_set)
@@ -169,19 +175,28 @@ class ScalableCodec:
         return cls(zoo.model_set(name), **kwargs)
 
     @classmethod
-    def from_paths(cls, base_layer: str | os.PathLike, reconstructor: str | os.PathLike,
-                   predictor: str | os.PathLike | None = None, facenet: str = "20180408-102900",
-                   **kwargs: Any) -> "ScalableCodec":
+    def from_paths(
+        cls,
+        base_layer: str | os.PathLike,
+        reconstructor: str | os.PathLike,
+        predictor: str | os.PathLike | None = None,
+        facenet: str = "20180408-102900",
+        **kwargs: Any,
+    ) -> "ScalableCodec":
         """A model set of your own files (ids 128..255 in the files it writes)."""
         from sfc_tf import base_layer as base_module
         from sfc_tf import checkpoint
 
-        ids = [facenet, base_module.load(base_layer).model_id,
-               checkpoint.read_meta(reconstructor, ("weights.h5",), "reconstructor")["sha256"]]
+        ids = [
+            facenet,
+            base_module.load(base_layer).model_id,
+            checkpoint.read_meta(reconstructor, ("weights.h5",), "reconstructor")["sha256"],
+        ]
         if predictor is not None:
             ids.append(checkpoint.read_meta(predictor, ("weights.h5",), "coding predictor")["sha256"])
-        paths = [str(pathlib.Path(p).resolve()) if p is not None else None for p in (base_layer, reconstructor,
-                                                                                    predictor)]
+        paths = [
+            str(pathlib.Path(p).resolve()) if p is not None else None for p in (base_layer, reconstructor, predictor)
+        ]
         return cls(zoo.ModelSet(zoo.custom_id(ids), "custom", *paths, facenet=facenet), **kwargs)
 
     # -- models -------------------------------------------------------------------------------------------
@@ -189,8 +204,10 @@ class ScalableCodec:
         """The models of the model set a file names (loaded on first use; only registered or this codec's)."""
         if set_id not in self._sets:
             if set_id >= zoo.FIRST_CUSTOM_ID:
-                raise ModelMismatchError(f"this file was made with an unregistered model set ({set_id}); this "
-                                         f"codec has model set {self.model_set.id} ({self.model_set.name})")
+                raise ModelMismatchError(
+                    f"this file was made with an unregistered model set ({set_id}); this "
+                    f"codec has model set {self.model_set.id} ({self.model_set.name})"
+                )
             self._sets[set_id] = ModelSetModels(zoo.model_set(set_id), self.remote, self.facenet_weights)
         return self._sets[set_id]
 
@@ -203,8 +220,9 @@ class ScalableCodec:
         return self.models.extractor
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (codecs live as long as the process; the cache is bounded)
-    def enhancement_codec(self, name: str, quality: Quality, family: str | None = None,
-                          direct: bool = False) -> ImageCodec:
+    def enhancement_codec(
+        self, name: str, quality: Quality, family: str | None = None, direct: bool = False
+    ) -> ImageCodec:
         """The codec of ``name`` at ``quality``: JPEG quality, JPEG2000 ratio, or a learned family's quality
         index 1..N (``family``: a registered family of that kind; default: the registry's). ``direct``: the
         learned family's partner that codes the face itself (prediction mode none)."""
@@ -230,17 +248,21 @@ class ScalableCodec:
             meta = json.loads((path / "meta.json").read_text())
             for rate in range(len(meta.get("lmbdas", [0]))):
                 found[learned_model_id(meta["sha256"], rate)] = (
-                    "conditional" if meta.get("conditional") else "residual", (path, rate))
+                    "conditional" if meta.get("conditional") else "residual",
+                    (path, rate),
+                )
         return found
 
     def _codec_for(self, enhancement: bitstream.Enhancement) -> ImageCodec:
         from sfc_tf.enhancement import make_codec
 
         if enhancement.codec not in bitstream.LEARNED_CODECS:
-            return make_codec(enhancement.codec_name, 1)      # JPEG/JPEG2000 decoding needs no parameter
+            return make_codec(enhancement.codec_name, 1)  # JPEG/JPEG2000 decoding needs no parameter
         if enhancement.model_id not in self._learned_by_id:
-            raise ModelMismatchError(f"this file needs learned enhancement model {enhancement.model_id:04x}, "
-                                     f"which is not registered (pass its checkpoint in learned_dirs)")
+            raise ModelMismatchError(
+                f"this file needs learned enhancement model {enhancement.model_id:04x}, "
+                f"which is not registered (pass its checkpoint in learned_dirs)"
+            )
         kind, parameter = self._learned_by_id[enhancement.model_id]
         return make_codec("conditional" if kind == "conditional" else "learned", parameter)
 
@@ -263,31 +285,46 @@ class ScalableCodec:
         payloads = self.base_layer.encode_payloads(self.extractor(crops) if features is None else features)
         return Analysis(crops, payloads, self.models.predictions(self.base_layer.decode_payloads(payloads)))
 
-    def encode(self, image: ImageSource, enhancement: str = "none", quality: Quality | None = None,
-               mode: str = AUTO) -> bytes:
+    def encode(
+        self, image: ImageSource, enhancement: str = "none", quality: Quality | None = None, mode: str = AUTO
+    ) -> bytes:
         return self.encode_crops(self.crop(image)[None], enhancement, quality, mode)[0]
 
-    def encode_crops(self, crops: np.ndarray, enhancement: str = "none", quality: Quality | None = None,
-                     mode: str = AUTO, family: str | None = None) -> list[bytes]:
+    def encode_crops(
+        self,
+        crops: np.ndarray,
+        enhancement: str = "none",
+        quality: Quality | None = None,
+        mode: str = AUTO,
+        family: str | None = None,
+    ) -> list[bytes]:
         """Batch encoding of aligned crops (one network call per stage)."""
         return self.encode_analysis(self.analyse(crops), enhancement, quality, mode, family).files
 
-    def candidates(self, enhancement: str, quality: Quality | None, mode: str,
-                   family: str | None = None) -> list[tuple[ImageCodec, int]]:
+    def candidates(
+        self, enhancement: str, quality: Quality | None, mode: str, family: str | None = None
+    ) -> list[tuple[ImageCodec, int]]:
         """(codec, mode) pairs the encoder tries: one for a fixed mode, several for ``auto``. A learned family codes
         its own mode (the one it was trained for) itself, and every other mode through its direct partner."""
         quality = DEFAULT_QUALITY[enhancement] if quality is None else quality
         modes = [mode_id(mode)] if mode != AUTO else [NO_PREDICTION, MEAN_FACE, MMSE]
         if enhancement not in ("learned", "conditional"):
             return [(self.enhancement_codec(enhancement, quality, family), m) for m in modes]
-        trained_on = mode_id(zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement).mode
-                             or "reconstruction")
+        trained_on = mode_id(
+            zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement).mode or "reconstruction"
+        )
         if mode == AUTO and trained_on not in modes:
             modes.append(trained_on)
         return [(self.enhancement_codec(enhancement, quality, family, m != trained_on), m) for m in modes]
 
-    def encode_analysis(self, analysis: Analysis, enhancement: str = "none", quality: Quality | None = None,
-                        mode: str = AUTO, family: str | None = None) -> Encoded:
+    def encode_analysis(
+        self,
+        analysis: Analysis,
+        enhancement: str = "none",
+        quality: Quality | None = None,
+        mode: str = AUTO,
+        family: str | None = None,
+    ) -> Encoded:
         """Code the enhancement layer of analysed crops: every candidate mode, then the best per face."""
         if enhancement not in ENHANCEMENTS:
             raise ValueError(f"enhancement must be one of {', '.join(ENHANCEMENTS)}, not {enhancement!r}")
@@ -299,15 +336,22 @@ class ScalableCodec:
         for codec, m in self.candidates(enhancement, quality, mode, family):
             prediction = analysis.predictions(m)
             coded = layer.encode(codec, m, analysis.crops, prediction)
-            files = [bitstream.pack(dataclasses.replace(b, enhancement=enhancement_layer(codec, m, c)))
-                     for b, c in zip(bases, coded)]
+            files = [
+                bitstream.pack(dataclasses.replace(b, enhancement=enhancement_layer(codec, m, c)))
+                for b, c in zip(bases, coded)
+            ]
             decoded = layer.decode(codec, m, coded, prediction)
-            tried.append((codec, decision.Candidate(m, coded, decoded, 8.0 * np.array([len(f) for f in files])),
-                          files))
-        best = (decision.choose(analysis.crops, [c for _, c, _ in tried], decision.RD_SLOPE_DB[enhancement])
-                if len(tried) > 1 else np.zeros(n, int))
-        return Encoded([tried[k][2][i] for i, k in enumerate(best)],
-                       np.array([tried[k][1].mode for k in best]), [tried[k][0].name for k in best])
+            tried.append((codec, decision.Candidate(m, coded, decoded, 8.0 * np.array([len(f) for f in files])), files))
+        best = (
+            decision.choose(analysis.crops, [c for _, c, _ in tried], decision.RD_SLOPE_DB[enhancement])
+            if len(tried) > 1
+            else np.zeros(n, int)
+        )
+        return Encoded(
+            [tried[k][2][i] for i, k in enumerate(best)],
+            np.array([tried[k][1].mode for k in best]),
+            [tried[k][0].name for k in best],
+        )
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode(self, data: bytes, layers: str = "full") -> Decoded:

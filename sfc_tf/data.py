@@ -20,10 +20,10 @@ ALIGN_CHUNK = 64
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-    first: str   # path relative to the dataset root, e.g. "Abel_Pacheco/Abel_Pacheco_0001.jpg"
+    first: str  # path relative to the dataset root, e.g. "Abel_Pacheco/Abel_Pacheco_0001.jpg"
     second: str
     same: bool
-    fold: int    # 1-based fold of pairs.txt
+    fold: int  # 1-based fold of pairs.txt
 
 
 def read_identity_list(path: str | os.PathLike) -> list[str]:
@@ -82,7 +82,7 @@ def parse_pairs(path: str | os.PathLike, folds: Sequence[int] | None = None) -> 
         raise SfcError(f"{path}: header promises {num_folds * 2 * per_fold} pairs, file has {len(lines)}")
     pairs = []
     for fold in folds:
-        for offset, fields in enumerate(lines[(fold - 1) * 2 * per_fold: fold * 2 * per_fold]):
+        for offset, fields in enumerate(lines[(fold - 1) * 2 * per_fold : fold * 2 * per_fold]):
             if len(fields) == 3:
                 name, i, j = fields
                 pairs.append(Pair(_image(name, i), _image(name, j), True, fold))
@@ -108,7 +108,7 @@ class FaceSet:
     """Aligned 160x160 crops of a list of images and, once computed, their FaceNet features."""
 
     paths: list[str]
-    crops: np.ndarray                   # (N, 160, 160, 3) uint8
+    crops: np.ndarray  # (N, 160, 160, 3) uint8
     features: np.ndarray | None = None  # (N, D) float32, L2-normalised
     fallbacks: list[str] = dataclasses.field(default_factory=list)  # MTCNN found no face: center crop used
 
@@ -130,9 +130,15 @@ def _cache_file(root: pathlib.Path, paths: Sequence[str], tag: str) -> pathlib.P
     return settings.cache_dir() / "faces" / f"{root.name}-{tag}-{len(paths)}-{digest}.npz"
 
 
-def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcnn",
-               extractor: Callable[[np.ndarray], np.ndarray] | None = None, feature_tag: str = "",
-               progress: bool = True, use_cache: bool = True) -> FaceSet:
+def load_faces(
+    root: str | os.PathLike,
+    paths: Sequence[str],
+    align: str = "mtcnn",
+    extractor: Callable[[np.ndarray], np.ndarray] | None = None,
+    feature_tag: str = "",
+    progress: bool = True,
+    use_cache: bool = True,
+) -> FaceSet:
     """Crops (and features if ``extractor`` is given) of ``root/<path>`` for each path, cached on disk
     (keyed by root, paths, alignment and ``feature_tag``) so that repeated evaluations and training runs
     do not realign or re-run FaceNet. With ``align='mtcnn'``, images where MTCNN finds no face get the
@@ -151,9 +157,9 @@ def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcn
         crops = np.empty((len(paths), align_module.CROP_SIZE, align_module.CROP_SIZE, 3), np.uint8)
         fallbacks = []
         for start in _progress(range(0, len(paths), ALIGN_CHUNK), progress, f"align ({align})", ALIGN_CHUNK):
-            chunk = paths[start:start + ALIGN_CHUNK]
+            chunk = paths[start : start + ALIGN_CHUNK]
             try:
-                crops[start:start + len(chunk)], missed = aligner.align_many([root / p for p in chunk], True)
+                crops[start : start + len(chunk)], missed = aligner.align_many([root / p for p in chunk], True)
             except ImageError as exc:
                 raise ImageError(f"in {chunk[0]} .. {chunk[-1]}: {exc}") from exc
             fallbacks += [chunk[i] for i in missed]
@@ -171,16 +177,29 @@ def load_faces(root: str | os.PathLike, paths: Sequence[str], align: str = "mtcn
     return faces
 
 
-def flipped_features(root: str | os.PathLike, faces: FaceSet, align: str, extractor, feature_tag: str,
-                     progress: bool = True) -> np.ndarray:
+def flipped_features(
+    root: str | os.PathLike, faces: FaceSet, align: str, extractor, feature_tag: str, progress: bool = True
+) -> np.ndarray:
     """FaceNet features of the mirror images of ``faces.crops`` (horizontal-flip augmentation: a mirrored face
     has its own feature), cached like ``load_faces``'s."""
-    return cached_features(root, faces.paths, f"{align}-{feature_tag}-flipped",
-                           lambda: np.ascontiguousarray(faces.crops[:, :, ::-1]), extractor, progress)
+    return cached_features(
+        root,
+        faces.paths,
+        f"{align}-{feature_tag}-flipped",
+        lambda: np.ascontiguousarray(faces.crops[:, :, ::-1]),
+        extractor,
+        progress,
+    )
 
 
-def cached_features(root: str | os.PathLike, paths: Sequence[str], tag: str, images: Callable[[], np.ndarray],
-                    extractor, progress: bool = True) -> np.ndarray:
+def cached_features(
+    root: str | os.PathLike,
+    paths: Sequence[str],
+    tag: str,
+    images: Callable[[], np.ndarray],
+    extractor,
+    progress: bool = True,
+) -> np.ndarray:
     """FaceNet features of ``images()`` (derived from the crops of ``paths``, e.g. mirrored), computed once and
     cached under ``tag`` like ``load_faces``'s."""
     cache = _cache_file(pathlib.Path(root), paths, tag)
@@ -206,9 +225,15 @@ def _progress(items, enabled: bool, desc: str, unit_scale: int = 1):
     return tqdm(items, desc=desc, unit="img", unit_scale=unit_scale)
 
 
-def load_pair_faces(root: str | os.PathLike, pairs_file: str | os.PathLike, folds: Sequence[int] | None,
-                    align: str, extractor=None, feature_tag: str = "",
-                    progress: bool = True) -> tuple[list[Pair], FaceSet]:
+def load_pair_faces(
+    root: str | os.PathLike,
+    pairs_file: str | os.PathLike,
+    folds: Sequence[int] | None,
+    align: str,
+    extractor=None,
+    feature_tag: str = "",
+    progress: bool = True,
+) -> tuple[list[Pair], FaceSet]:
     """The pairs of ``folds`` and the (cached) crops and features of every image they use."""
     pairs = parse_pairs(pairs_file, folds)
     faces = load_faces(root, pair_images(pairs), align, extractor, feature_tag, progress)

@@ -26,19 +26,26 @@ def code_images(codec, crops: np.ndarray, progress: bool = True, batch_size: int
     """Encode and decode every crop with an image codec (an anchor): (decoded uint8 crops, bits per crop)."""
     decoded, bits = np.empty_like(crops), np.empty(len(crops))
     for i in _chunks(len(crops), batch_size, f"{codec.name} {codec.parameter}", progress):
-        payloads = codec.encode_many(crops[i:i + batch_size])
-        decoded[i:i + batch_size] = codec.decode_many(payloads)
-        bits[i:i + batch_size] = [8 * len(p) for p in payloads]
+        payloads = codec.encode_many(crops[i : i + batch_size])
+        decoded[i : i + batch_size] = codec.decode_many(payloads)
+        bits[i : i + batch_size] = [8 * len(p) for p in payloads]
     return decoded, bits
 
 
 def point(codec: str, parameter, bits: np.ndarray, result: metrics.VerificationResult, **extra) -> dict:
-    return {"codec": codec, "parameter": parameter, "bits_per_face": float(np.mean(bits)),
-            "accuracy": result.accuracy, "accuracy_std": result.accuracy_std, **extra}
+    return {
+        "codec": codec,
+        "parameter": parameter,
+        "bits_per_face": float(np.mean(bits)),
+        "accuracy": result.accuracy,
+        "accuracy_std": result.accuracy_std,
+        **extra,
+    }
 
 
-def base_layer_points(models: Sequence, pairs, index: dict, features: np.ndarray,
-                      mean: np.ndarray | None = None) -> list[dict]:
+def base_layer_points(
+    models: Sequence, pairs, index: dict, features: np.ndarray, mean: np.ndarray | None = None
+) -> list[dict]:
     """Analyze-then-compress: features of the original crops through each base-layer model's real bytes
     (``mean``: see ``metrics.centered``). Rates: the base-only .sfc file, and its record (CRC-16 + payload)."""
     from sfc_tf import bitstream
@@ -48,12 +55,17 @@ def base_layer_points(models: Sequence, pairs, index: dict, features: np.ndarray
         payloads = model.encode_payloads(features)
         decoded = model.decode_payloads(payloads)
         files = [bitstream.pack(bitstream.SfcFile("mtcnn", 1, p)) for p in payloads]
-        points.append(point("base", model.step, 8.0 * np.array([len(f) for f in files]),
-                            metrics.evaluate_pairs(pairs, index, decoded, mean=mean),
-                            payload_bits_per_face=float(np.mean([8 * (len(p) + bitstream.BASE_CRC_BYTES)
-                                                                 for p in payloads])),
-                            entropy_bits_per_face=float(model.entropy_bits(features).mean()),
-                            model_id=model.model_id[:16]))
+        points.append(
+            point(
+                "base",
+                model.step,
+                8.0 * np.array([len(f) for f in files]),
+                metrics.evaluate_pairs(pairs, index, decoded, mean=mean),
+                payload_bits_per_face=float(np.mean([8 * (len(p) + bitstream.BASE_CRC_BYTES) for p in payloads])),
+                entropy_bits_per_face=float(model.entropy_bits(features).mean()),
+                model_id=model.model_id[:16],
+            )
+        )
     return points
 
 
@@ -73,21 +85,34 @@ def base_layer_speed(model, features: np.ndarray, repeats: int = 5) -> dict:
 
     records = model.encode(features)
     encode, decode = median_seconds(model.encode, features), median_seconds(model.decode, records)
-    return {"faces": len(features), "step": model.step, "bits_per_face": 8.0 * np.mean([len(r) for r in records]),
-            "encode_faces_per_s": len(features) / encode, "decode_faces_per_s": len(features) / decode,
-            "single_face_decode_ms": 1e3 * median_seconds(model.decode, records[:1])}
+    return {
+        "faces": len(features),
+        "step": model.step,
+        "bits_per_face": 8.0 * np.mean([len(r) for r in records]),
+        "encode_faces_per_s": len(features) / encode,
+        "decode_faces_per_s": len(features) / decode,
+        "single_face_decode_ms": 1e3 * median_seconds(model.decode, records[:1]),
+    }
 
 
-def anchor_points(codecs: Iterable, pairs, index: dict, crops: np.ndarray, extractor,
-                  progress: bool = True, mean: np.ndarray | None = None) -> list[dict]:
+def anchor_points(
+    codecs: Iterable,
+    pairs,
+    index: dict,
+    crops: np.ndarray,
+    extractor,
+    progress: bool = True,
+    mean: np.ndarray | None = None,
+) -> list[dict]:
     """Compress-then-analyze: FaceNet features of crops decoded from each image codec."""
     points = []
     for codec in codecs:
         decoded, bits = code_images(codec, crops, progress)
         features = extractor(decoded)
         result = metrics.evaluate_pairs(pairs, index, features, mean=mean)
-        points.append(point(codec.name, codec.parameter, bits, result,
-                            psnr=float(np.mean(metrics.psnr(crops, decoded)))))
+        points.append(
+            point(codec.name, codec.parameter, bits, result, psnr=float(np.mean(metrics.psnr(crops, decoded))))
+        )
     return points
 
 
@@ -99,13 +124,20 @@ def write_json(path: str | pathlib.Path, payload: dict) -> None:
 
 def plot_rate_accuracy(result: dict, path: str | pathlib.Path) -> None:
     """The rate-accuracy figure of a ``rate_accuracy.py`` result: accuracy against bits per face, log x."""
-    plot_curves(result["points"], "bits_per_face", "accuracy", path,
-                f"LFW verification vs rate ({result['num_pairs']} pairs, {result['align']} crops)",
-                result["reference_accuracy"], ylabel="verification accuracy")
+    plot_curves(
+        result["points"],
+        "bits_per_face",
+        "accuracy",
+        path,
+        f"LFW verification vs rate ({result['num_pairs']} pairs, {result['align']} crops)",
+        result["reference_accuracy"],
+        ylabel="verification accuracy",
+    )
 
 
-def add_rate_accuracy_points(result_path: str | pathlib.Path, points: list[dict],
-                             plot_path: str | pathlib.Path | None = None) -> dict:
+def add_rate_accuracy_points(
+    result_path: str | pathlib.Path, points: list[dict], plot_path: str | pathlib.Path | None = None
+) -> dict:
     """Hook for later codecs (e.g. "base+jpeg"): add ``points`` (same keys as ``point``) to an existing
     rate-accuracy JSON, replacing earlier points of the same codec names, and redraw its plot. Returns the
     updated result."""
@@ -119,8 +151,16 @@ def add_rate_accuracy_points(result_path: str | pathlib.Path, points: list[dict]
     return result
 
 
-def plot_curves(points: list[dict], x: str, y: str, path: str | pathlib.Path, title: str,
-                reference: float | None = None, xlabel: str = "bits per face", ylabel: str | None = None) -> None:
+def plot_curves(
+    points: list[dict],
+    x: str,
+    y: str,
+    path: str | pathlib.Path,
+    title: str,
+    reference: float | None = None,
+    xlabel: str = "bits per face",
+    ylabel: str | None = None,
+) -> None:
     """One line per codec of ``y`` against ``x`` (log x axis), PNG."""
     import matplotlib
 
@@ -154,16 +194,21 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)
 def _per_image(measure, originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
     import tensorflow as tf
 
-    return np.concatenate([measure(tf.constant(originals[i:i + batch_size]), tf.constant(decoded[i:i + batch_size]))
-                           .numpy() for i in range(0, len(originals), batch_size)])
+    return np.concatenate(
+        [
+            measure(tf.constant(originals[i : i + batch_size]), tf.constant(decoded[i : i + batch_size])).numpy()
+            for i in range(0, len(originals), batch_size)
+        ]
+    )
 
 
 def ms_ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Per-image MS-SSIM of uint8 (N, 160, 160, 3) arrays."""
     import tensorflow as tf
 
-    return _per_image(lambda a, b: tf.image.ssim_multiscale(a, b, 255, power_factors=MS_SSIM_WEIGHTS),
-                      originals, decoded, batch_size)
+    return _per_image(
+        lambda a, b: tf.image.ssim_multiscale(a, b, 255, power_factors=MS_SSIM_WEIGHTS), originals, decoded, batch_size
+    )
 
 
 def ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -176,29 +221,49 @@ def ssim(originals: np.ndarray, decoded: np.ndarray, batch_size: int = 256) -> n
 def reconstruction_quality(crops: np.ndarray, rebuilt: np.ndarray) -> dict:
     """Per-image PSNR, SSIM and MS-SSIM of faces rebuilt from features (mean and standard deviation of each)."""
     values = {"psnr": metrics.psnr(crops, rebuilt), "ms_ssim": ms_ssim(crops, rebuilt), "ssim": ssim(crops, rebuilt)}
-    return {key: value for name, array in values.items()
-            for key, value in ((name, float(np.mean(array))), (f"{name}_std", float(np.std(array))))}
+    return {
+        key: value
+        for name, array in values.items()
+        for key, value in ((name, float(np.mean(array))), (f"{name}_std", float(np.std(array))))
+    }
 
 
 def quality_summary(crops: np.ndarray, decoded: np.ndarray, ms_ssim_stride: int = 1) -> dict:
     """Mean PSNR of all faces; MS-SSIM of every ``ms_ssim_stride``-th face (TF's MS-SSIM is slow on a CPU)."""
     psnr, capped = metrics.mean_psnr(crops, decoded)
     sample = slice(None, None, ms_ssim_stride)
-    return {"psnr": psnr, "images_at_psnr_ceiling": capped,
-            "ms_ssim": float(np.mean(ms_ssim(crops[sample], decoded[sample]))),
-            "ms_ssim_images": len(crops[sample])}
+    return {
+        "psnr": psnr,
+        "images_at_psnr_ceiling": capped,
+        "ms_ssim": float(np.mean(ms_ssim(crops[sample], decoded[sample]))),
+        "ms_ssim_images": len(crops[sample]),
+    }
 
 
 def anchor_rd_point(codec, crops: np.ndarray, progress: bool = True, ms_ssim_stride: int = 1) -> dict:
     """An image codec coding the crops directly (no base layer): the plain anchor."""
     decoded, bits = code_images(codec, crops, progress)
-    return {"curve": codec.name, "parameter": _parameter(codec.parameter), "bits_per_face": float(bits.mean()),
-            "payload_bits_per_face": float(bits.mean()), **quality_summary(crops, decoded, ms_ssim_stride)}
+    return {
+        "curve": codec.name,
+        "parameter": _parameter(codec.parameter),
+        "bits_per_face": float(bits.mean()),
+        "payload_bits_per_face": float(bits.mean()),
+        **quality_summary(crops, decoded, ms_ssim_stride),
+    }
 
 
-def stream_rd_point(codec, analysis, enhancement: str, quality, mode: str, family: str | None = None,
-                    curve: str | None = None, batch_size: int = 64, progress: bool = True,
-                    ms_ssim_stride: int = 1) -> dict:
+def stream_rd_point(
+    codec,
+    analysis,
+    enhancement: str,
+    quality,
+    mode: str,
+    family: str | None = None,
+    curve: str | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    ms_ssim_stride: int = 1,
+) -> dict:
     """The scalable stream as users write it: ``codec.encode_analysis`` in batches, the whole .sfc files counted,
     every file decoded again with ``codec.decode_many``; the prediction modes chosen, counted per mode."""
     from sfc_tf import bitstream
@@ -208,20 +273,37 @@ def stream_rd_point(codec, analysis, enhancement: str, quality, mode: str, famil
         encoded = codec.encode_analysis(analysis.slice(i, i + batch_size), enhancement, quality, mode, family)
         files += encoded.files
         modes += [bitstream.MODES[m] for m in encoded.modes]
-    decoded = np.concatenate([np.stack([d.image for d in codec.decode_many(files[i:i + batch_size], "full")])
-                              for i in range(0, len(files), batch_size)])
+    decoded = np.concatenate(
+        [
+            np.stack([d.image for d in codec.decode_many(files[i : i + batch_size], "full")])
+            for i in range(0, len(files), batch_size)
+        ]
+    )
     parsed = [bitstream.unpack(f) for f in files]
     base_bits = [8 * bitstream.base_part_bytes(f) for f in files]
-    payload_bits = [8 * (len(p.base_payload) + bitstream.BASE_CRC_BYTES + len(p.enhancement.payload)
-                         + (4 if p.enhancement.span is not None else 0)) for p in parsed]
+    payload_bits = [
+        8
+        * (
+            len(p.base_payload)
+            + bitstream.BASE_CRC_BYTES
+            + len(p.enhancement.payload)
+            + (4 if p.enhancement.span is not None else 0)
+        )
+        for p in parsed
+    ]
     names, counts = np.unique(modes, return_counts=True)
-    return {"curve": curve or f"base+{enhancement}", "enhancement": enhancement, "parameter": _parameter(quality),
-            "mode": mode, "bits_per_face": float(np.mean([8 * len(f) for f in files])),
-            "base_bits_per_face": float(np.mean(base_bits)),
-            "enhancement_bits_per_face": float(np.mean([8 * len(f) for f in files]) - np.mean(base_bits)),
-            "payload_bits_per_face": float(np.mean(payload_bits)),
-            "modes_chosen": {str(n): int(c) for n, c in zip(names, counts)},
-            **quality_summary(analysis.crops, decoded, ms_ssim_stride)}
+    return {
+        "curve": curve or f"base+{enhancement}",
+        "enhancement": enhancement,
+        "parameter": _parameter(quality),
+        "mode": mode,
+        "bits_per_face": float(np.mean([8 * len(f) for f in files])),
+        "base_bits_per_face": float(np.mean(base_bits)),
+        "enhancement_bits_per_face": float(np.mean([8 * len(f) for f in files]) - np.mean(base_bits)),
+        "payload_bits_per_face": float(np.mean(payload_bits)),
+        "modes_chosen": {str(n): int(c) for n, c in zip(names, counts)},
+        **quality_summary(analysis.crops, decoded, ms_ssim_stride),
+    }
 
 
 def _parameter(value):
@@ -249,15 +331,19 @@ def bd_rows(points: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
             continue
         (ra, pa), (rt, pt) = (np.array(sorted(curves[c])).T for c in (anchor, test))
         low, high = max(pa.min(), pt.min()), min(pa.max(), pt.max())
-        row = {"test": test, "anchor": anchor,
-               "psnr_overlap": float(max(high - low, 0) / (max(pa.max(), pt.max()) - min(pa.min(), pt.min())))}
+        row = {
+            "test": test,
+            "anchor": anchor,
+            "psnr_overlap": float(max(high - low, 0) / (max(pa.max(), pt.max()) - min(pa.min(), pt.min()))),
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for key, function in (("bd_rate_percent", bjontegaard.bd_rate), ("bd_psnr_db", bjontegaard.bd_psnr)):
                 try:
-                    row[key] = float(function(ra, pa, rt, pt, method="akima", require_matching_points=False,
-                                              min_overlap=0))
-                except Exception as exc:      # the package raises ValueError/AssertionError on unusable curves
+                    row[key] = float(
+                        function(ra, pa, rt, pt, method="akima", require_matching_points=False, min_overlap=0)
+                    )
+                except Exception as exc:  # the package raises ValueError/AssertionError on unusable curves
                     row[key.replace("percent", "error").replace("_db", "_error")] = str(exc)
         rows.append(row)
     return rows

@@ -23,10 +23,12 @@ import numpy as np
 from sfc_tf import settings
 from sfc_tf.errors import SfcError
 
-MARGIN_FRACTION = 32 / 96     # facenet's 32-pixel margin on LFW's median 96-pixel MTCNN box
-PAD_FRACTION = 0.3            # reflection padding on each side, as a fraction of the image side
-BUILD_HINT = ("build it with ../shared/tools/utkface.sh MIRROR (MIRROR: a git copy of github.com/mattans/"
-              "AgeProgression); it writes ~/.cache/sfc_data/utkface")
+MARGIN_FRACTION = 32 / 96  # facenet's 32-pixel margin on LFW's median 96-pixel MTCNN box
+PAD_FRACTION = 0.3  # reflection padding on each side, as a fraction of the image side
+BUILD_HINT = (
+    "build it with ../shared/tools/utkface.sh MIRROR (MIRROR: a git copy of github.com/mattans/"
+    "AgeProgression); it writes ~/.cache/sfc_data/utkface"
+)
 
 
 @dataclasses.dataclass
@@ -34,9 +36,9 @@ class ExtraFaces:
     """Crops framed like LFW's, their validity masks and FaceNet features (of the crops and their mirrors)."""
 
     paths: list[str]
-    crops: np.ndarray            # (N, 160, 160, 3) uint8
-    masks: np.ndarray            # (N, 160, 160) uint8, 1 where the pixel comes from the image
-    features: np.ndarray         # (N, D) float32
+    crops: np.ndarray  # (N, 160, 160, 3) uint8
+    masks: np.ndarray  # (N, 160, 160) uint8, 1 where the pixel comes from the image
+    features: np.ndarray  # (N, D) float32
     flipped_features: np.ndarray  # (N, D) float32, of crops[:, :, ::-1]
 
 
@@ -47,7 +49,7 @@ def list_dataset(root: str | os.PathLike) -> list[str]:
         raise SfcError(f"no extra-face folder at {root} (identities.txt missing): {BUILD_HINT}")
     from sfc_tf import data
 
-    return [path for path, _ in data.list_images(root)]    # every folder (a few names end in a space)
+    return [path for path, _ in data.list_images(root)]  # every folder (a few names end in a space)
 
 
 def frame(aligner, rgbs: list[np.ndarray], size: int = 160) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -77,8 +79,9 @@ def frame(aligner, rgbs: list[np.ndarray], size: int = 160) -> tuple[np.ndarray,
 
 
 def _cache_file(root: pathlib.Path, paths: list[str], key: str) -> pathlib.Path:
-    digest = hashlib.sha1("\n".join([str(root.resolve()), key, str(MARGIN_FRACTION), str(PAD_FRACTION), *paths])
-                          .encode()).hexdigest()[:16]
+    digest = hashlib.sha1(
+        "\n".join([str(root.resolve()), key, str(MARGIN_FRACTION), str(PAD_FRACTION), *paths]).encode()
+    ).hexdigest()[:16]
     return settings.cache_dir() / "faces" / f"extra-{root.name}-{len(paths)}-{digest}.npz"
 
 
@@ -92,8 +95,9 @@ def load(root: str | os.PathLike, extractor=None, limit: int | None = None, prog
     cache = _cache_file(root, paths, extractor.key)
     if cache.is_file():
         with np.load(cache) as archive:
-            return ExtraFaces(paths, archive["crops"], archive["masks"], archive["features"],
-                              archive["flipped_features"])
+            return ExtraFaces(
+                paths, archive["crops"], archive["masks"], archive["features"], archive["flipped_features"]
+            )
     aligner = align.MtcnnAligner()
     chunks = range(0, len(paths), 64)
     if progress:
@@ -102,16 +106,22 @@ def load(root: str | os.PathLike, extractor=None, limit: int | None = None, prog
         chunks = tqdm(chunks, desc="frame extra faces", unit="chunk")
     crops, masks = [], []
     for start in chunks:
-        rgbs = [align.load_image(root / p) for p in paths[start:start + 64]]
+        rgbs = [align.load_image(root / p) for p in paths[start : start + 64]]
         c, m, _ = frame(aligner, rgbs)
         crops.append(c)
         masks.append(m)
     crops, masks = np.concatenate(crops), np.concatenate(masks)
-    faces = ExtraFaces(paths, crops, masks, extractor(crops, progress=progress),
-                       extractor(np.ascontiguousarray(crops[:, :, ::-1]), progress=progress))
+    faces = ExtraFaces(
+        paths,
+        crops,
+        masks,
+        extractor(crops, progress=progress),
+        extractor(np.ascontiguousarray(crops[:, :, ::-1]), progress=progress),
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, crops=faces.crops, masks=faces.masks, features=faces.features,
-             flipped_features=faces.flipped_features)
+    np.savez(
+        tmp, crops=faces.crops, masks=faces.masks, features=faces.features, flipped_features=faces.flipped_features
+    )
     os.replace(tmp, cache)
     return faces

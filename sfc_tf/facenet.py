@@ -77,7 +77,7 @@ def _keras_layer_name(scope: str) -> str:
     scope = scope.removeprefix("InceptionResnetV1/")
     scope = _REPEAT.sub(lambda m: f"Block{m.group(2)}_{m.group(3)}", scope)
     if scope.startswith("Block8/"):  # the last Block8 lives outside the Repeat scope
-        scope = "Block8_6/" + scope[len("Block8/"):]
+        scope = "Block8_6/" + scope[len("Block8/") :]
     return scope.replace("/", "_")
 
 
@@ -88,9 +88,7 @@ def frozen_graph_constants(pb_path: str | os.PathLike) -> dict[str, np.ndarray]:
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(pathlib.Path(pb_path).read_bytes())
     return {
-        node.name: tensor_util.MakeNdarray(node.attr["value"].tensor)
-        for node in graph_def.node
-        if node.op == "Const"
+        node.name: tensor_util.MakeNdarray(node.attr["value"].tensor) for node in graph_def.node if node.op == "Const"
     }
 
 
@@ -165,9 +163,7 @@ def load_model(key: str = DEFAULT_KEY, weights_path: str | os.PathLike | None = 
     from keras_facenet import embedding_model
 
     try:
-        return embedding_model.get_keras_model_from_prebuilt(
-            _metadata()[key], os.path.expanduser("~/.keras-facenet")
-        )
+        return embedding_model.get_keras_model_from_prebuilt(_metadata()[key], os.path.expanduser("~/.keras-facenet"))
     except Exception as exc:  # urllib errors, hash mismatches: all mean "no weights"
         raise WeightsError(f"downloading FaceNet {key} weights failed: {exc}") from exc
 
@@ -189,8 +185,14 @@ def standardize(images: np.ndarray, mode: str = "fixed") -> np.ndarray:
 class FeatureExtractor:
     """Aligned 160x160 uint8 RGB crops -> L2-normalised FaceNet features, in batches."""
 
-    def __init__(self, key: str = DEFAULT_KEY, weights_path=None, standardization: str = "fixed",
-                 batch_size: int = 64, allow_download: bool = True):
+    def __init__(
+        self,
+        key: str = DEFAULT_KEY,
+        weights_path=None,
+        standardization: str = "fixed",
+        batch_size: int = 64,
+        allow_download: bool = True,
+    ):
         self.key = key
         self.standardization = standardization
         self.batch_size = batch_size
@@ -209,5 +211,5 @@ class FeatureExtractor:
             from tqdm import tqdm
 
             starts = tqdm(starts, desc="FaceNet", unit="batch")
-        out = [self.infer(standardize(crops[i:i + self.batch_size], self.standardization)).numpy() for i in starts]
+        out = [self.infer(standardize(crops[i : i + self.batch_size], self.standardization)).numpy() for i in starts]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)

@@ -45,7 +45,7 @@ def reseal(data: bytes) -> bytes:
     end = base_part_end(out)
     if end is None:
         return bytes(out)
-    out[end - 2:end] = bitstream.crc16(bytes(out[:end - 2]))
+    out[end - 2 : end] = bitstream.crc16(bytes(out[: end - 2]))
     if len(out) > end + bitstream.ENHANCEMENT_CRC_BYTES:
         out[-4:] = bitstream.crc32(bytes(out[:-4]))
     return bytes(out)
@@ -53,7 +53,7 @@ def reseal(data: bytes) -> bytes:
 
 def splice(base_of: bytes, enhancement_of: bytes) -> bytes:
     """The base part of one file followed by the enhancement part of another."""
-    return base_of[:bitstream.base_part_bytes(base_of)] + enhancement_of[bitstream.base_part_bytes(enhancement_of):]
+    return base_of[: bitstream.base_part_bytes(base_of)] + enhancement_of[bitstream.base_part_bytes(enhancement_of) :]
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -69,18 +69,22 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
         elif kind == 2:
             out[pos:pos] = rng.integers(0, 256, int(rng.integers(1, 9))).astype(np.uint8).tobytes()
         elif kind == 3:
-            del out[pos:pos + int(rng.integers(1, 9))]
+            del out[pos : pos + int(rng.integers(1, 9))]
         elif kind == 4:
             del out[pos:]
         else:
-            out[pos:pos] = out[pos:pos + int(rng.integers(1, 65))]
+            out[pos:pos] = out[pos : pos + int(rng.integers(1, 65))]
     return bytes(out)
 
 
 def check_decoded(decoded, layers: str) -> None:
     feature = np.asarray(decoded.feature)
-    if feature.shape != (512,) or feature.dtype != np.float32 or not np.all(np.isfinite(feature)) \
-            or abs(float(np.linalg.norm(feature)) - 1) > 1e-3:
+    if (
+        feature.shape != (512,)
+        or feature.dtype != np.float32
+        or not np.all(np.isfinite(feature))
+        or abs(float(np.linalg.norm(feature)) - 1) > 1e-3
+    ):
         raise FuzzFailure(f"decoded feature {feature.dtype} {feature.shape} is not a finite unit vector")
     if layers == "base":
         if decoded.image is not None:
@@ -122,13 +126,17 @@ def conditional_stand_in(directory: str | pathlib.Path) -> pathlib.Path:
 
     directory = pathlib.Path(directory)
     if not (directory / "meta.json").is_file():
-        learned.save(face_codec.FaceCodec([0.001, 0.01], conditional=True, num_filters=16), directory,
-                     input="fuzzing stand-in, untrained")
+        learned.save(
+            face_codec.FaceCodec([0.001, 0.01], conditional=True, num_filters=16),
+            directory,
+            input="fuzzing stand-in, untrained",
+        )
     return directory
 
 
-def build_corpus(codec, crops: np.ndarray, features: np.ndarray | None = None,
-                 conditional_dir: str | pathlib.Path | None = None) -> Corpus:
+def build_corpus(
+    codec, crops: np.ndarray, features: np.ndarray | None = None, conditional_dir: str | pathlib.Path | None = None
+) -> Corpus:
     """Real files of ``crops``: base only, JPEG, JPEG2000 and learned in the paper's and the auto mode; one face
     at every other quality of the default learned family and its direct partner (so that every registered learned
     checkpoint has a file); and (with ``conditional_dir``, a checkpoint the codec was given in ``learned_dirs``)
@@ -140,7 +148,7 @@ def build_corpus(codec, crops: np.ndarray, features: np.ndarray | None = None,
     analysis = codec.analyse(crops, features)
     files, names = [], []
     for enhancement, quality in (("none", None), ("jpeg", 50), ("jpeg2000", 40.0), ("learned", 1)):
-        for mode in (("auto",) if enhancement == "none" else ("reconstruction", "auto")):
+        for mode in ("auto",) if enhancement == "none" else ("reconstruction", "auto"):
             coded = codec.encode_analysis(analysis, enhancement, quality, mode).files
             files += coded
             names += [f"{enhancement}-{mode}-{i}" for i in range(len(coded))]

@@ -17,8 +17,11 @@ import tensorflow as tf
 def graph(model: tf.keras.Model, input_shape: Sequence[int], dtype: tf.dtypes.DType = tf.float32) -> Callable:
     """``model(x, training=False)`` as a tf.function over batches of ``input_shape``, traced once (no autograph:
     the Keras call has no Python control flow that depends on tensors)."""
-    return tf.function(lambda x: model(x, training=False), autograph=False,
-                       input_signature=[tf.TensorSpec((None, *input_shape), dtype)])
+    return tf.function(
+        lambda x: model(x, training=False),
+        autograph=False,
+        input_signature=[tf.TensorSpec((None, *input_shape), dtype)],
+    )
 
 
 class GraphInference:

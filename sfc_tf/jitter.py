@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-MAX_SHIFT = 8.0      # pixels of the 160-pixel crop: a twentieth of its side
-MAX_SCALE = 0.1      # zoom out to 0.9 or in to 1.1
+MAX_SHIFT = 8.0  # pixels of the 160-pixel crop: a twentieth of its side
+MAX_SCALE = 0.1  # zoom out to 0.9 or in to 1.1
 
 
 def cache_tag(copies: int, seed: int) -> str:

@@ -37,8 +37,12 @@ class LinearPredictor(inference.GraphInference, tf.keras.Model):
         return tf.image.resize(coarse, (self.image_size, self.image_size), method="bilinear")
 
     def get_config(self):
-        return {"architecture": ARCHITECTURE, "feature_dim": self.feature_dim, "grid": self.grid,
-                "image_size": self.image_size}
+        return {
+            "architecture": ARCHITECTURE,
+            "feature_dim": self.feature_dim,
+            "grid": self.grid,
+            "image_size": self.image_size,
+        }
 
     def build_for_inference(self):
         self(tf.zeros((1, self.feature_dim)))
@@ -47,7 +51,7 @@ class LinearPredictor(inference.GraphInference, tf.keras.Model):
 
 def upsampling_matrix(grid: int, size: int) -> np.ndarray:
     """(size, grid) matrix of the bilinear resize ``LinearPredictor`` applies along one axis."""
-    basis = np.eye(grid, dtype=np.float32)[:, :, None, None]            # grid one-hot "images" of height grid
+    basis = np.eye(grid, dtype=np.float32)[:, :, None, None]  # grid one-hot "images" of height grid
     columns = tf.image.resize(basis, (size, 1), method="bilinear").numpy()[:, :, 0, 0]
     return columns.T
 
@@ -55,11 +59,11 @@ def upsampling_matrix(grid: int, size: int) -> np.ndarray:
 def coarse_targets(crops: np.ndarray, grid: int, batch: int = 512) -> np.ndarray:
     """Least-squares coarse images (N, grid*grid*3) whose bilinear upsampling is closest to ``crops`` ([-1, 1])."""
     size = crops.shape[1]
-    project = np.linalg.pinv(upsampling_matrix(grid, size))             # (grid, size)
+    project = np.linalg.pinv(upsampling_matrix(grid, size))  # (grid, size)
     out = np.empty((len(crops), grid, grid, 3), np.float32)
     for i in range(0, len(crops), batch):
-        y = crops[i:i + batch].astype(np.float32) / 127.5 - 1.0
-        out[i:i + batch] = np.einsum("ah,nhwc,bw->nabc", project, y, project, optimize=True)
+        y = crops[i : i + batch].astype(np.float32) / 127.5 - 1.0
+        out[i : i + batch] = np.einsum("ah,nhwc,bw->nabc", project, y, project, optimize=True)
     return out.reshape(len(crops), -1)
 
 

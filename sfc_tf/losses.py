@@ -15,10 +15,12 @@ import tensorflow as tf
 
 from sfc_tf.errors import WeightsError
 
-DEFAULT_LAYER = "block3_conv2"   # relu3_2 (Keras convolutions include their ReLU), NbNet's default
-IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
-                "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
-IMAGENET_MD5 = "253f8cb515780f3b799900260a226db6"     # keras.applications.vgg19's own check
+DEFAULT_LAYER = "block3_conv2"  # relu3_2 (Keras convolutions include their ReLU), NbNet's default
+IMAGENET_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
+IMAGENET_MD5 = "253f8cb515780f3b799900260a226db6"  # keras.applications.vgg19's own check
 
 
 def _conv_layers_up_to(model: tf.keras.Model, layer_name: str) -> list[str]:
@@ -36,8 +38,11 @@ def _layers_in_weights_file(path: str | os.PathLike) -> set[str]:
         names = handle.attrs.get("layer_names")
         if names is None:
             raise WeightsError(f"{path} is not a Keras HDF5 weights file")
-        return {n.decode() if isinstance(n, bytes) else str(n) for n in names
-                if len(handle[n.decode() if isinstance(n, bytes) else n].attrs.get("weight_names", []))}
+        return {
+            n.decode() if isinstance(n, bytes) else str(n)
+            for n in names
+            if len(handle[n.decode() if isinstance(n, bytes) else n].attrs.get("weight_names", []))
+        }
 
 
 def vgg_weights_file(weights_path: str | os.PathLike | None = None) -> str:
@@ -47,11 +52,14 @@ def vgg_weights_file(weights_path: str | os.PathLike | None = None) -> str:
             raise WeightsError(f"VGG-19 weights file not found: {weights_path}")
         return str(weights_path)
     try:
-        return tf.keras.utils.get_file(os.path.basename(IMAGENET_URL), IMAGENET_URL, cache_subdir="models",
-                                       file_hash=IMAGENET_MD5)
-    except Exception as exc:     # get_file raises bare Exception on network errors
-        raise WeightsError(f"cannot download the ImageNet VGG-19 weights ({exc.__class__.__name__}); offline, pass a "
-                           f"local file, e.g. --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5") from exc
+        return tf.keras.utils.get_file(
+            os.path.basename(IMAGENET_URL), IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5
+        )
+    except Exception as exc:  # get_file raises bare Exception on network errors
+        raise WeightsError(
+            f"cannot download the ImageNet VGG-19 weights ({exc.__class__.__name__}); offline, pass a "
+            f"local file, e.g. --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5"
+        ) from exc
 
 
 def vgg_feature_model(layer: str = DEFAULT_LAYER, weights_path: str | os.PathLike | None = None) -> tf.keras.Model:
@@ -64,7 +72,8 @@ def vgg_feature_model(layer: str = DEFAULT_LAYER, weights_path: str | os.PathLik
     if missing:
         raise WeightsError(
             f"{weights_path} has no weights for {', '.join(missing)}, needed for perceptual layer {layer!r}; "
-            f"choose a shallower layer or a complete VGG-19 weights file")
+            f"choose a shallower layer or a complete VGG-19 weights file"
+        )
     model.load_weights(weights_path, by_name=True)
     model.trainable = False
     return model
@@ -93,8 +102,14 @@ class ReconstructionLoss(tf.keras.losses.Loss):
     (a cheaper perceptual loss on CPU: 2 costs a quarter of the VGG work). Targets may carry a mask
     (``split_mask``)."""
 
-    def __init__(self, vgg: tf.keras.Model | None, weight: float, perceptual_downsample: int = 1,
-                 pixel: str = "mae", name: str = "mae_vgg"):
+    def __init__(
+        self,
+        vgg: tf.keras.Model | None,
+        weight: float,
+        perceptual_downsample: int = 1,
+        pixel: str = "mae",
+        name: str = "mae_vgg",
+    ):
         super().__init__(name=name)
         if weight > 0 and vgg is None:
             raise ValueError("a perceptual weight > 0 needs a VGG feature model")

@@ -13,7 +13,7 @@ THRESHOLDS = np.arange(0.0, 4.0, 0.01)
 
 @dataclasses.dataclass(frozen=True)
 class VerificationResult:
-    accuracy: float            # mean over test folds
+    accuracy: float  # mean over test folds
     accuracy_std: float
     fold_accuracies: tuple[float, ...]
     thresholds: tuple[float, ...]  # threshold chosen for each test fold (on the other folds)
@@ -27,8 +27,9 @@ def squared_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.sum((np.asarray(first, np.float64) - np.asarray(second, np.float64)) ** 2, axis=1)
 
 
-def verification_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray,
-                          thresholds: np.ndarray = THRESHOLDS) -> VerificationResult:
+def verification_accuracy(
+    distances: np.ndarray, same: np.ndarray, folds: np.ndarray, thresholds: np.ndarray = THRESHOLDS
+) -> VerificationResult:
     """k-fold verification: for each fold, pick the threshold with the best accuracy on the other folds
     (ties: the smallest), and report accuracy on the fold. A pair is "same" when distance < threshold."""
     distances, same, folds = np.asarray(distances), np.asarray(same, bool), np.asarray(folds)
@@ -37,7 +38,7 @@ def verification_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.nda
     fold_ids = np.unique(folds)
     if len(fold_ids) < 2:
         raise ValueError("k-fold verification needs at least two folds")
-    predictions = distances[None, :] < thresholds[:, None]          # (T, N)
+    predictions = distances[None, :] < thresholds[:, None]  # (T, N)
     correct = predictions == same[None, :]
     accuracies, chosen = [], []
     for fold in fold_ids:
@@ -45,8 +46,7 @@ def verification_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.nda
         best = int(np.argmax(correct[:, ~test].mean(axis=1)))
         chosen.append(float(thresholds[best]))
         accuracies.append(float(correct[best, test].mean()))
-    return VerificationResult(float(np.mean(accuracies)), float(np.std(accuracies)), tuple(accuracies),
-                              tuple(chosen))
+    return VerificationResult(float(np.mean(accuracies)), float(np.std(accuracies)), tuple(accuracies), tuple(chosen))
 
 
 def pair_arrays(pairs: Sequence, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -66,8 +66,13 @@ def centered(features: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
     return shifted / np.maximum(np.linalg.norm(shifted, axis=-1, keepdims=True), 1e-12)
 
 
-def evaluate_pairs(pairs: Sequence, index: dict[str, int], features_a: np.ndarray,
-                   features_b: np.ndarray | None = None, mean: np.ndarray | None = None) -> VerificationResult:
+def evaluate_pairs(
+    pairs: Sequence,
+    index: dict[str, int],
+    features_a: np.ndarray,
+    features_b: np.ndarray | None = None,
+    mean: np.ndarray | None = None,
+) -> VerificationResult:
     """Verification accuracy of ``pairs`` where the first image's feature comes from ``features_a`` and the
     second's from ``features_b`` (default: the same array), both indexed by ``index``; with ``mean``, the
     features are ``centered`` first."""
@@ -77,21 +82,26 @@ def evaluate_pairs(pairs: Sequence, index: dict[str, int], features_a: np.ndarra
     return verification_accuracy(distances, same, folds)
 
 
-def evaluate_type_i(pairs: Sequence, index: dict[str, int], rebuilt: np.ndarray,
-                    original: np.ndarray) -> VerificationResult:
+def evaluate_type_i(
+    pairs: Sequence, index: dict[str, int], rebuilt: np.ndarray, original: np.ndarray
+) -> VerificationResult:
     """NbNet's type-I attack in the LFW pair protocol: a matched pair gives each image's reconstruction against
     its own original, a mismatched pair each image's reconstruction against the other image's original."""
     first, second, same, folds = pair_arrays(pairs, index)
     target_of_first, target_of_second = np.where(same, first, second), np.where(same, second, first)
-    distances = np.concatenate([squared_distances(rebuilt[first], original[target_of_first]),
-                                squared_distances(rebuilt[second], original[target_of_second])])
+    distances = np.concatenate(
+        [
+            squared_distances(rebuilt[first], original[target_of_first]),
+            squared_distances(rebuilt[second], original[target_of_second]),
+        ]
+    )
     return verification_accuracy(distances, np.tile(same, 2), np.tile(folds, 2))
 
 
 def distance_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Squared L2 distance of every row of ``first`` to every row of ``second``."""
     first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
-    squared = np.sum(first ** 2, 1)[:, None] + np.sum(second ** 2, 1)[None, :] - 2 * first @ second.T
+    squared = np.sum(first**2, 1)[:, None] + np.sum(second**2, 1)[None, :] - 2 * first @ second.T
     return np.maximum(squared, 0.0)
 
 
@@ -106,8 +116,9 @@ def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[f
     return float(np.mean(np.asarray(genuine) < threshold)), threshold
 
 
-def reconstruction_attacks(rebuilt: np.ndarray, original: np.ndarray, identities: Sequence[str],
-                           far: float = 1e-3) -> dict:
+def reconstruction_attacks(
+    rebuilt: np.ndarray, original: np.ndarray, identities: Sequence[str], far: float = 1e-3
+) -> dict:
     """NbNet's attacks on a set of images: TAR of each reconstruction against the original it was made from
     (type I) and against every other original of the same identity (type II), at the threshold where ``far``
     of all cross-identity pairs of originals are accepted (the system's own operating point)."""
@@ -120,9 +131,15 @@ def reconstruction_attacks(rebuilt: np.ndarray, original: np.ndarray, identities
     type_i, threshold = tar_at_far(np.diag(attacks), impostor, far)
     type_ii, _ = tar_at_far(attacks[other_same], impostor, far)
     original_genuine, _ = tar_at_far(originals[np.triu(same, 1)], impostor, far)
-    return {"far": far, "threshold": threshold, "tar_type_i": type_i, "tar_type_ii": type_ii,
-            "tar_originals": original_genuine, "type_ii_comparisons": int(other_same.sum()),
-            "impostor_comparisons": int(len(impostor))}
+    return {
+        "far": far,
+        "threshold": threshold,
+        "tar_type_i": type_i,
+        "tar_type_ii": type_ii,
+        "tar_originals": original_genuine,
+        "type_ii_comparisons": int(other_same.sum()),
+        "impostor_comparisons": int(len(impostor)),
+    }
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.ndarray:
@@ -131,10 +148,10 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.nda
     axes = tuple(range(reference.ndim - 3, reference.ndim))
     mse = np.mean((reference - test) ** 2, axis=axes)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(peak ** 2 / mse)
+        return 10.0 * np.log10(peak**2 / mse)
 
 
-PSNR_CEILING_DB = 60.0    # libvmaf's cap for 8-bit video (6 dB per bit + 12): lossless images stay finite
+PSNR_CEILING_DB = 60.0  # libvmaf's cap for 8-bit video (6 dB per bit + 12): lossless images stay finite
 
 
 def mean_psnr(reference: np.ndarray, test: np.ndarray, ceiling: float = PSNR_CEILING_DB) -> tuple[float, int]:

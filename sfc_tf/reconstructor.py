@@ -38,12 +38,14 @@ META_FILE = checkpoint.META_FILE
 class DconvOp(tf.keras.layers.Layer):
     """Conv2DTranspose + BatchNormalization + activation (ReLU, or Tanh for the last block)."""
 
-    def __init__(self, filters: int, kernel: int, stride: int, padding: str = "same",
-                 activation: str = "relu", **kwargs):
+    def __init__(
+        self, filters: int, kernel: int, stride: int, padding: str = "same", activation: str = "relu", **kwargs
+    ):
         super().__init__(**kwargs)
         self.config = dict(filters=filters, kernel=kernel, stride=stride, padding=padding, activation=activation)
         self.deconv = tf.keras.layers.Conv2DTranspose(
-            filters, kernel, strides=stride, padding=padding, use_bias=False, kernel_initializer="he_normal")
+            filters, kernel, strides=stride, padding=padding, use_bias=False, kernel_initializer="he_normal"
+        )
         self.norm = tf.keras.layers.BatchNormalization()
         self.activation = tf.keras.layers.Activation(activation)
 
@@ -62,8 +64,7 @@ class Reconstructor(inference.GraphInference, tf.keras.Model):
         self.feature_dim = int(feature_dim)
         self.layer_config = [tuple(layer) for layer in layers]
         self.blocks = [
-            DconvOp(channels, kernel, stride, padding, "tanh" if i == len(layers) - 1 else "relu",
-                    name=f"dconv_{i}")
+            DconvOp(channels, kernel, stride, padding, "tanh" if i == len(layers) - 1 else "relu", name=f"dconv_{i}")
             for i, (kernel, channels, stride, padding) in enumerate(self.layer_config)
         ]
 

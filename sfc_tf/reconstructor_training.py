@@ -15,8 +15,9 @@ from sfc_tf import distribute, losses, reconstructor, resume
 from sfc_tf.time_limit import TimeLimit
 
 
-def learning_rate_schedule(initial: float, final: float,
-                           total_steps: int) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate_schedule(
+    initial: float, final: float, total_steps: int
+) -> tf.keras.optimizers.schedules.LearningRateSchedule:
     """Exponential decay from ``initial`` at step 0 to ``final`` at ``total_steps`` (the paper: 0.01 -> 0.0001
     over 50 epochs)."""
     return tf.keras.optimizers.schedules.ExponentialDecay(initial, max(total_steps, 1), final / initial)
@@ -41,27 +42,34 @@ def target(crop, mask=None):
     return image if mask is None else tf.concat([image, tf.cast(mask, tf.float32)[..., None]], -1)
 
 
-def training_dataset(views: np.ndarray, crops: np.ndarray, batch_size: int, seed: int = 0,
-                     masks: np.ndarray | None = None) -> tf.data.Dataset:
+def training_dataset(
+    views: np.ndarray, crops: np.ndarray, batch_size: int, seed: int = 0, masks: np.ndarray | None = None
+) -> tf.data.Dataset:
     """Endless shuffled batches of (decoded feature at a random rate, target crop in [-1, 1] [+ mask])."""
     num_rates, num_images = views.shape[:2]
     views_t, crops_t = tf.constant(views), tf.constant(crops)
     masks_t = None if masks is None else tf.constant(masks)
 
-    def example(position, index):     # the rate is drawn afresh each time an image comes round
+    def example(position, index):  # the rate is drawn afresh each time an image comes round
         rate = tf.random.stateless_uniform((), (seed, position), 0, num_rates, tf.int64)
         return views_t[rate, index], target(crops_t[index], None if masks_t is None else masks_t[index])
 
-    return (tf.data.Dataset.range(num_images).shuffle(num_images, seed=seed).repeat().enumerate()
-            .map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.range(num_images)
+        .shuffle(num_images, seed=seed)
+        .repeat()
+        .enumerate()
+        .map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 @dataclasses.dataclass
 class TrainConfig:
     checkpoint_dir: str
     epochs: int = 50
-    steps_per_epoch: int | None = None      # None: one pass over the training images
+    steps_per_epoch: int | None = None  # None: one pass over the training images
     batch_size: int = 64
     initial_lr: float = 0.01
     final_lr: float = 0.0001
@@ -84,24 +92,33 @@ def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
     if config.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = reconstructor.Reconstructor(feature_dim, config.layers)
-    vgg = (losses.vgg_feature_model(config.perceptual_layer, config.vgg_weights)
-           if config.perceptual_weight > 0 else None)
+    vgg = (
+        losses.vgg_feature_model(config.perceptual_layer, config.vgg_weights) if config.perceptual_weight > 0 else None
+    )
     loss = losses.ReconstructionLoss(vgg, config.perceptual_weight, config.perceptual_downsample, config.pixel_loss)
     schedule = learning_rate_schedule(config.initial_lr, config.final_lr, config.epochs * steps_per_epoch)
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, jit_compile=config.jit_compile,
-                  metrics=[tf.keras.metrics.MeanMetricWrapper(losses.masked_mae, name="mae")])
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(schedule),
+        loss=loss,
+        jit_compile=config.jit_compile,
+        metrics=[tf.keras.metrics.MeanMetricWrapper(losses.masked_mae, name="mae")],
+    )
     model.build_for_inference()
     return model
 
 
 def validation_dataset(features: np.ndarray, crops: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """Held-out (decoded feature, target crop in [-1, 1]) batches, in order."""
-    return (tf.data.Dataset.from_tensor_slices((features, crops))
-            .map(lambda f, c: (f, reconstructor.to_unit_range(c))).batch(batch_size))
+    return (
+        tf.data.Dataset.from_tensor_slices((features, crops))
+        .map(lambda f, c: (f, reconstructor.to_unit_range(c)))
+        .batch(batch_size)
+    )
 
 
-def streamed_training_dataset(examples: tf.data.Dataset, degraders: Sequence[Callable[[np.ndarray], np.ndarray]],
-                              batch_size: int, seed: int = 0) -> tf.data.Dataset:
+def streamed_training_dataset(
+    examples: tf.data.Dataset, degraders: Sequence[Callable[[np.ndarray], np.ndarray]], batch_size: int, seed: int = 0
+) -> tf.data.Dataset:
     """Endless batches of (decoded feature at a random rate, target crop in [-1, 1]) from a stream of (crop uint8,
     FaceNet feature) examples (``sfc_tf.records``): the base-layer round trip runs on each batch as it comes."""
     rng = np.random.default_rng(seed)
@@ -115,72 +132,119 @@ def streamed_training_dataset(examples: tf.data.Dataset, degraders: Sequence[Cal
         decoded.set_shape(features.shape)
         return decoded, target(crops)
 
-    return (examples.repeat().batch(batch_size, drop_remainder=True).map(batch)
-            .prefetch(tf.data.AUTOTUNE))
+    return examples.repeat().batch(batch_size, drop_remainder=True).map(batch).prefetch(tf.data.AUTOTUNE)
 
 
-def train(config: TrainConfig, views: np.ndarray, crops: np.ndarray, meta: dict,
-          validation: tuple[np.ndarray, np.ndarray] | None = None, masks: np.ndarray | None = None) -> dict:
+def train(
+    config: TrainConfig,
+    views: np.ndarray,
+    crops: np.ndarray,
+    meta: dict,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    masks: np.ndarray | None = None,
+) -> dict:
     """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops held in memory (``train_streamed``:
     on a stream); ``validation`` (features, crops) of held-out identities is scored after every epoch
     (``val_loss``, ``val_mae``). Model and optimizer state go to ``<checkpoint_dir>/train_state`` after every
     epoch (``sfc_tf.resume``), so re-running resumes. The final weights and meta.json go to ``checkpoint_dir``."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
-    return _fit(config, lambda: training_dataset(views, crops, config.batch_size, config.seed, masks),
-                steps_per_epoch, views.shape[-1],
-                lambda model, dataset: recalibrate_batch_norm(model, views, config.batch_size, config.seed,
-                                                              steps_per_epoch), meta, validation)
+    return _fit(
+        config,
+        lambda: training_dataset(views, crops, config.batch_size, config.seed, masks),
+        steps_per_epoch,
+        views.shape[-1],
+        lambda model, dataset: recalibrate_batch_norm(model, views, config.batch_size, config.seed, steps_per_epoch),
+        meta,
+        validation,
+    )
 
 
-def train_streamed(config: TrainConfig, examples: tf.data.Dataset, num_examples: int, feature_dim: int,
-                   degraders: Sequence[Callable[[np.ndarray], np.ndarray]], meta: dict,
-                   validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def train_streamed(
+    config: TrainConfig,
+    examples: tf.data.Dataset,
+    num_examples: int,
+    feature_dim: int,
+    degraders: Sequence[Callable[[np.ndarray], np.ndarray]],
+    meta: dict,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """``train`` on a stream of (crop, FaceNet feature) examples (``num_examples`` of them per pass), never held in
     memory; precise BN averages ``steps_per_epoch`` batches of the stream."""
     steps_per_epoch = config.steps_per_epoch or max(1, num_examples // config.batch_size)
-    return _fit(config, lambda: streamed_training_dataset(examples, degraders, config.batch_size, config.seed),
-                steps_per_epoch, feature_dim,
-                lambda model, dataset: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
-                meta, validation)
+    return _fit(
+        config,
+        lambda: streamed_training_dataset(examples, degraders, config.batch_size, config.seed),
+        steps_per_epoch,
+        feature_dim,
+        lambda model, dataset: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
+        meta,
+        validation,
+    )
 
 
-def _fit(config: TrainConfig, make_dataset: Callable, steps_per_epoch: int, feature_dim: int,
-         recalibrate: Callable, meta: dict, validation: tuple[np.ndarray, np.ndarray] | None) -> dict:
+def _fit(
+    config: TrainConfig,
+    make_dataset: Callable,
+    steps_per_epoch: int,
+    feature_dim: int,
+    recalibrate: Callable,
+    meta: dict,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+) -> dict:
     out = pathlib.Path(config.checkpoint_dir)
-    strategy = distribute.make_strategy(config.strategy)     # before any other op (multi-worker collectives)
+    strategy = distribute.make_strategy(config.strategy)  # before any other op (multi-worker collectives)
     dataset = make_dataset()
     with strategy.scope():
         model = build_model(config, feature_dim, steps_per_epoch)
         manager, _ = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
     done = int(model.optimizer.iterations.numpy())
-    saver = resume.SaveState(manager, steps_per_epoch, done)       # saved at every epoch's end
+    saver = resume.SaveState(manager, steps_per_epoch, done)  # saved at every epoch's end
     callbacks = [saver]
     if config.log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
     start = time.time()
-    history = model.fit(dataset, epochs=config.epochs, initial_epoch=done // steps_per_epoch,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=config.verbose,
-                        validation_data=None if validation is None else validation_dataset(*validation,
-                                                                                           config.batch_size))
+    history = model.fit(
+        dataset,
+        epochs=config.epochs,
+        initial_epoch=done // steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=config.verbose,
+        validation_data=None if validation is None else validation_dataset(*validation, config.batch_size),
+    )
     wall = time.time() - start
     recalibrated = recalibrate(model, dataset)
     steps = int(model.optimizer.iterations.numpy())
     epochs_run = (steps - done) // steps_per_epoch
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     with distribute.output_dir(out, strategy) as target_dir:
-        return reconstructor.save(model, target_dir, **meta, training=dataclasses.asdict(config),
-                                  epochs_run_this_session=epochs_run, steps_per_epoch=steps_per_epoch,
-                                  steps_run_this_session=steps - done, wall_time_s_this_session=round(wall, 1),
-                                  epochs_done=steps // steps_per_epoch, steps_run=steps,
-                                  wall_time_s=round(saver.wall_time(), 1),
-                                  final_metrics=final, batch_norm_recalibrated_on_batches=recalibrated,
-                                  images_per_second=round((steps - done) * config.batch_size / wall, 2))
+        return reconstructor.save(
+            model,
+            target_dir,
+            **meta,
+            training=dataclasses.asdict(config),
+            epochs_run_this_session=epochs_run,
+            steps_per_epoch=steps_per_epoch,
+            steps_run_this_session=steps - done,
+            wall_time_s_this_session=round(wall, 1),
+            epochs_done=steps // steps_per_epoch,
+            steps_run=steps,
+            wall_time_s=round(saver.wall_time(), 1),
+            final_metrics=final,
+            batch_norm_recalibrated_on_batches=recalibrated,
+            images_per_second=round((steps - done) * config.batch_size / wall, 2),
+        )
 
 
-def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray, batch_size: int,
-                           seed: int = 0, max_batches: int | None = None) -> int:
+def recalibrate_batch_norm(
+    model: reconstructor.Reconstructor,
+    views: np.ndarray,
+    batch_size: int,
+    seed: int = 0,
+    max_batches: int | None = None,
+) -> int:
     """Replace every BatchNorm layer's moving statistics by the exact average of its batch statistics over one
     pass of the training features, or over ``max_batches`` random batches of them ("precise BN"). The moving
     averages lag behind weights that changed fast during short, high-learning-rate training; inference then
@@ -191,8 +255,9 @@ def recalibrate_batch_norm(model: reconstructor.Reconstructor, views: np.ndarray
     order = rng.permutation(num_images)
     rates = rng.integers(0, num_rates, num_images)
     starts = range(0, num_images - batch_size + 1, batch_size)[:max_batches]
-    return recalibrate_on_batches(model, (views[rates[order[s:s + batch_size]], order[s:s + batch_size]]
-                                          for s in starts))
+    return recalibrate_on_batches(
+        model, (views[rates[order[s : s + batch_size]], order[s : s + batch_size]] for s in starts)
+    )
 
 
 def recalibrate_on_batches(model: reconstructor.Reconstructor, feature_batches) -> int:
@@ -202,7 +267,7 @@ def recalibrate_on_batches(model: reconstructor.Reconstructor, feature_batches) 
     momenta = [norm.momentum for norm in norms]
     batches = 0
     for features in feature_batches:
-        for norm in norms:              # momentum b/(b+1): the running value is the mean of all batches so far
+        for norm in norms:  # momentum b/(b+1): the running value is the mean of all batches so far
             norm.momentum = batches / (batches + 1)
         model(features, training=True)
         batches += 1

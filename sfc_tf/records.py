@@ -39,7 +39,7 @@ class Chunk:
     alignment of shards it already has)."""
 
     identities: list[str]
-    crops: Callable[[], np.ndarray]      # -> (N, 160, 160, 3) uint8
+    crops: Callable[[], np.ndarray]  # -> (N, 160, 160, 3) uint8
 
 
 @dataclasses.dataclass
@@ -83,13 +83,27 @@ def _example(crop: np.ndarray, feature: np.ndarray, flipped: np.ndarray, identit
     def raw(value: bytes):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        "crop": raw(_encode_png(crop)), "feature": floats(feature), "flipped_feature": floats(flipped),
-        "identity": raw(identity.encode())})).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "crop": raw(_encode_png(crop)),
+                "feature": floats(feature),
+                "flipped_feature": floats(flipped),
+                "identity": raw(identity.encode()),
+            }
+        )
+    ).SerializeToString()
 
 
-def write(chunks: Iterable[Chunk], total: int, output_dir: str | os.PathLike, source: dict, extractor,
-          shard_size: int = 1000, progress: bool = True) -> Records:
+def write(
+    chunks: Iterable[Chunk],
+    total: int,
+    output_dir: str | os.PathLike,
+    source: dict,
+    extractor,
+    shard_size: int = 1000,
+    progress: bool = True,
+) -> Records:
     """Write the faces (chunks of ``shard_size``, the last one shorter) as shards of ``output_dir``; shards
     already complete from an interrupted build are kept (neither aligned nor run through FaceNet again)."""
     import tensorflow as tf
@@ -126,17 +140,32 @@ def write(chunks: Iterable[Chunk], total: int, output_dir: str | os.PathLike, so
     if not shards:
         raise SfcError("no faces to write")
     names = sorted(counts)
-    manifest = {"format": FORMAT, "source": source, "facenet": extractor.key, "feature_dim": int(extractor.dim),
-                "image_size": 160, "examples": sum(s["examples"] for s in shards), "identities": names,
-                "identity_counts": [counts[name] for name in names], "shards": shards}
+    manifest = {
+        "format": FORMAT,
+        "source": source,
+        "facenet": extractor.key,
+        "feature_dim": int(extractor.dim),
+        "image_size": 160,
+        "examples": sum(s["examples"] for s in shards),
+        "identities": names,
+        "identity_counts": [counts[name] for name in names],
+        "shards": shards,
+    }
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / MANIFEST)
     return Records(out, manifest)
 
 
-def build_from_folder(data_dir: str | os.PathLike, output_dir: str | os.PathLike, identities: list[str] | None = None,
-                      align: str = "mtcnn", shard_size: int = 1000, extractor=None, progress: bool = True) -> Records:
+def build_from_folder(
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    identities: list[str] | None = None,
+    align: str = "mtcnn",
+    shard_size: int = 1000,
+    extractor=None,
+    progress: bool = True,
+) -> Records:
     """Records of every image of ``data_dir/<identity>/`` (of ``identities`` if given), aligned with ``align``
     (MTCNN misses get the center crop, as in ``data.load_faces``)."""
     from sfc_tf import align as align_module
@@ -150,13 +179,13 @@ def build_from_folder(data_dir: str | os.PathLike, output_dir: str | os.PathLike
 
     def chunks():
         for start in range(0, len(items), shard_size):
-            paths = [root / path for path, _ in items[start:start + shard_size]]
-            yield Chunk([path.parent.name for path in paths],
-                        lambda paths=paths: aligner.align_many(paths, True)[0])
+            paths = [root / path for path, _ in items[start : start + shard_size]]
+            yield Chunk([path.parent.name for path in paths], lambda paths=paths: aligner.align_many(paths, True)[0])
 
     source = {"data_dir": str(data_dir), "identities": len(identities) if identities else None, "align": align}
-    return write(chunks(), len(items), output_dir, source, extractor or facenet.FeatureExtractor(), shard_size,
-                 progress)
+    return write(
+        chunks(), len(items), output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress
+    )
 
 
 def tfds_examples(name: str, data_dir: str | None = None) -> tuple[Iterable[dict], int, object]:
@@ -169,16 +198,21 @@ def tfds_examples(name: str, data_dir: str | None = None) -> tuple[Iterable[dict
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
         builder.download_and_prepare()
-    except Exception as exc:     # tfds raises many kinds (unknown name, no network, checksum): one line for all
+    except Exception as exc:  # tfds raises many kinds (unknown name, no network, checksum): one line for all
         reason = str(exc).splitlines()[0] if str(exc) else ""
-        raise SfcError(f"tensorflow-datasets {dataset!r} is not available ({type(exc).__name__}: {reason}); "
-                       f"prepare it online or pass --tfds_data_dir") from exc
+        raise SfcError(
+            f"tensorflow-datasets {dataset!r} is not available ({type(exc).__name__}: {reason}); "
+            f"prepare it online or pass --tfds_data_dir"
+        ) from exc
     if split not in builder.info.splits:
         raise SfcError(f"tensorflow-datasets {dataset!r} has no split {split!r} (it has {list(builder.info.splits)})")
     label = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
     names = label.int2str if isinstance(label, tfds.features.ClassLabel) else None
-    return (tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)),
-            builder.info.splits[split].num_examples, names)
+    return (
+        tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)),
+        builder.info.splits[split].num_examples,
+        names,
+    )
 
 
 def _identity(example: dict, label_names) -> str:
@@ -191,9 +225,16 @@ def _identity(example: dict, label_names) -> str:
     return "unknown"
 
 
-def build_from_tfds(name: str, output_dir: str | os.PathLike, data_dir: str | None = None,
-                    identities: list[str] | None = None, align: str = "mtcnn", shard_size: int = 1000,
-                    extractor=None, progress: bool = True) -> Records:
+def build_from_tfds(
+    name: str,
+    output_dir: str | os.PathLike,
+    data_dir: str | None = None,
+    identities: list[str] | None = None,
+    align: str = "mtcnn",
+    shard_size: int = 1000,
+    extractor=None,
+    progress: bool = True,
+) -> Records:
     """Records of a tensorflow-datasets image dataset (its ``image`` and, as identity, its ``label``)."""
     from sfc_tf import align as align_module
     from sfc_tf import facenet
@@ -219,15 +260,20 @@ def build_from_tfds(name: str, output_dir: str | os.PathLike, data_dir: str | No
         if names:
             yield chunk(images, names)
 
-    source = {"tfds": name, "tfds_data_dir": data_dir, "identities": len(identities) if identities else None,
-              "align": align}
+    source = {
+        "tfds": name,
+        "tfds_data_dir": data_dir,
+        "identities": len(identities) if identities else None,
+        "align": align,
+    }
     return write(chunks(), count, output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress)
 
 
 def tfds_cache_dir(name: str, align: str, identities_file: str | None) -> pathlib.Path:
     """Where the training binaries keep the records they build from ``--tfds NAME``."""
-    key = hashlib.sha1(f"{name}|{align}|{identities_file and pathlib.Path(identities_file).read_text()}"
-                       .encode()).hexdigest()[:12]
+    key = hashlib.sha1(
+        f"{name}|{align}|{identities_file and pathlib.Path(identities_file).read_text()}".encode()
+    ).hexdigest()[:12]
     return settings.cache_dir() / "records" / f"tfds-{name.replace(':', '-')}-{align}-{key}"
 
 
@@ -238,8 +284,9 @@ def open_records(directory: str | os.PathLike, verify: bool = False) -> Records:
     directory = pathlib.Path(directory).expanduser()
     path = directory / MANIFEST
     if not path.is_file():
-        raise SfcError(f"no TFRecord faces at {directory} ({MANIFEST} missing: unfinished or never built); "
-                       f"{BUILD_HINT}")
+        raise SfcError(
+            f"no TFRecord faces at {directory} ({MANIFEST} missing: unfinished or never built); " f"{BUILD_HINT}"
+        )
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT or not 0 < len(manifest.get("shards", [])) <= MAX_SHARDS:
         raise SfcError(f"{path}: not a record manifest of format {FORMAT}")
@@ -252,17 +299,26 @@ def open_records(directory: str | os.PathLike, verify: bool = False) -> Records:
     return Records(directory, manifest)
 
 
-def dataset(records: Records, held_out: set[str] = frozenset(), keep_held_out: bool = False, shuffle: bool = True,
-            seed: int = 0, flip: bool = False):
+def dataset(
+    records: Records,
+    held_out: set[str] = frozenset(),
+    keep_held_out: bool = False,
+    shuffle: bool = True,
+    seed: int = 0,
+    flip: bool = False,
+):
     """A tf.data stream of ``(crop uint8 (160,160,3), feature float32 (D,))`` examples from the shards, without
     (or, ``keep_held_out``, only) the ``held_out`` identities; shuffled shards interleaved with a shuffle buffer;
     ``flip``: each example mirrored half of the time, with its mirror image's feature."""
     import tensorflow as tf
 
     dim = records.manifest["feature_dim"]
-    spec = {"crop": tf.io.FixedLenFeature([], tf.string), "feature": tf.io.FixedLenFeature([dim], tf.float32),
-            "flipped_feature": tf.io.FixedLenFeature([dim], tf.float32),
-            "identity": tf.io.FixedLenFeature([], tf.string)}
+    spec = {
+        "crop": tf.io.FixedLenFeature([], tf.string),
+        "feature": tf.io.FixedLenFeature([dim], tf.float32),
+        "flipped_feature": tf.io.FixedLenFeature([dim], tf.float32),
+        "identity": tf.io.FixedLenFeature([], tf.string),
+    }
     held = tf.constant(sorted(held_out) or [""])
 
     def parse(serialized):
@@ -285,8 +341,12 @@ def dataset(records: Records, held_out: set[str] = frozenset(), keep_held_out: b
     files = tf.data.Dataset.from_tensor_slices(records.files())
     if shuffle:
         files = files.shuffle(len(records.files()), seed=seed, reshuffle_each_iteration=True)
-    stream = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(records.files())) if shuffle else 1,
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    stream = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(8, len(records.files())) if shuffle else 1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     stream = stream.map(parse, num_parallel_calls=tf.data.AUTOTUNE).filter(selected)
     if shuffle:
         stream = stream.shuffle(4096, seed=seed, reshuffle_each_iteration=True)

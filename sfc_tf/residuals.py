@@ -29,13 +29,14 @@ def load_reconstructor(path: str | os.PathLike) -> reconstructor_module.Reconstr
     return model
 
 
-def reconstruct(model: GraphInference, features: np.ndarray, batch_size: int = 64,
-                progress: bool = False) -> np.ndarray:
+def reconstruct(
+    model: GraphInference, features: np.ndarray, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
     """Decoded features (N, D) -> uint8 faces, in batches, through the model's inference graph; ``model`` (a
     reconstructor or coding predictor) maps features to images in [-1, 1]."""
     from tqdm import tqdm
 
     features = np.asarray(features, np.float32)
     starts = tqdm(range(0, len(features), batch_size), desc="reconstruct", disable=not progress, leave=False)
-    out = [reconstructor_module.to_uint8(model.infer(features[i:i + batch_size])) for i in starts]
+    out = [reconstructor_module.to_uint8(model.infer(features[i : i + batch_size])) for i in starts]
     return np.concatenate(out) if out else np.zeros((0, 160, 160, 3), np.uint8)

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     from sfc_tf.codec import ScalableCodec
 
 FORMAT_VERSION = 1
-EXACT_LIMIT = 50_000              # "auto" searches galleries up to this size exactly, larger ones with FAISS HNSW
+EXACT_LIMIT = 50_000  # "auto" searches galleries up to this size exactly, larger ones with FAISS HNSW
 MAX_ENTRIES = 20_000_000
 MAX_DIM = 4096
 METHODS = ("auto", "exact", "faiss")
 HNSW_NEIGHBOURS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
-EXACT_BLOCK_ENTRIES = 1 << 24     # query x gallery distances per matrix product (64 MB: bounds exact search's memory)
+EXACT_BLOCK_ENTRIES = 1 << 24  # query x gallery distances per matrix product (64 MB: bounds exact search's memory)
 
 
 class SearchIndexError(SfcError):
@@ -58,8 +58,9 @@ class Matches:
 class SearchIndex:
     """Mean-centred base-layer features of a gallery with a label (identity) and a source name per entry."""
 
-    def __init__(self, features: np.ndarray, labels: list[str], sources: list[str], model_set: int,
-                 mean: np.ndarray | None) -> None:
+    def __init__(
+        self, features: np.ndarray, labels: list[str], sources: list[str], model_set: int, mean: np.ndarray | None
+    ) -> None:
         features = np.ascontiguousarray(features, np.float32)
         if features.ndim != 2 or not 0 < len(features) <= MAX_ENTRIES or not 0 < features.shape[1] <= MAX_DIM:
             raise SearchIndexError(f"gallery features must be (1..{MAX_ENTRIES}, 1..{MAX_DIM}), not {features.shape}")
@@ -79,8 +80,15 @@ class SearchIndex:
         return self.features.shape[1]
 
     @classmethod
-    def from_files(cls, codec: ScalableCodec, files: list[bytes], labels: list[str], sources: list[str],
-                   batch: int = 1024, progress: Callable[[range], Iterable[int]] | None = None) -> "SearchIndex":
+    def from_files(
+        cls,
+        codec: ScalableCodec,
+        files: list[bytes],
+        labels: list[str],
+        sources: list[str],
+        batch: int = 1024,
+        progress: Callable[[range], Iterable[int]] | None = None,
+    ) -> "SearchIndex":
         """An index of ``.sfc`` files of one model set: their base layers only are decoded (batched)."""
         from sfc_tf import bitstream
 
@@ -89,13 +97,16 @@ class SearchIndex:
         model_sets = [bitstream.unpack_base(f).model_set for f in files]
         check_one_model_set(model_sets)
         chunks = range(0, len(files), batch)
-        features = [np.stack([d.feature for d in codec.decode_many(files[i:i + batch], "base")])
-                    for i in (progress(chunks) if progress else chunks)]
+        features = [
+            np.stack([d.feature for d in codec.decode_many(files[i : i + batch], "base")])
+            for i in (progress(chunks) if progress else chunks)
+        ]
         return cls.from_features(codec, np.concatenate(features), labels, sources, model_sets)
 
     @classmethod
-    def from_features(cls, codec: ScalableCodec, features: np.ndarray, labels: list[str], sources: list[str],
-                      model_sets: list[int]) -> "SearchIndex":
+    def from_features(
+        cls, codec: ScalableCodec, features: np.ndarray, labels: list[str], sources: list[str], model_sets: list[int]
+    ) -> "SearchIndex":
         """An index of decoded base-layer features (``model_sets``: each entry's), centred on its model set's mean."""
         model_set = check_one_model_set(model_sets)
         mean = codec.models_for(model_set).base_layer.mean
@@ -120,8 +131,12 @@ class SearchIndex:
             distances, rows = self._hnsw().search(np.ascontiguousarray(queries), k)
         else:
             distances, rows = self._exact(queries, k)
-        return Matches(rows, distances, [[self.labels[r] for r in row] for row in rows],
-                       [[self.sources[r] for r in row] for row in rows])
+        return Matches(
+            rows,
+            distances,
+            [[self.labels[r] for r in row] for row in rows],
+            [[self.sources[r] for r in row] for row in rows],
+        )
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._squared_norms is None:
@@ -130,11 +145,13 @@ class SearchIndex:
         all_rows, all_distances = [], []
         step = max(1, EXACT_BLOCK_ENTRIES // len(self))
         for start in range(0, len(queries), step):
-            block = queries[start:start + step]
-            distances = (squared_norms[None] - 2 * block @ self.features.T
-                         + np.einsum("ij,ij->i", block, block)[:, None])
-            rows = np.argpartition(distances, k - 1, axis=1)[:, :k] if k < len(self) else \
-                np.tile(np.arange(len(self)), (len(block), 1))
+            block = queries[start : start + step]
+            distances = squared_norms[None] - 2 * block @ self.features.T + np.einsum("ij,ij->i", block, block)[:, None]
+            rows = (
+                np.argpartition(distances, k - 1, axis=1)[:, :k]
+                if k < len(self)
+                else np.tile(np.arange(len(self)), (len(block), 1))
+            )
             chosen = np.take_along_axis(distances, rows, 1)
             order = np.argsort(chosen, axis=1, kind="stable")
             all_rows.append(np.take_along_axis(rows, order, 1))
@@ -158,9 +175,15 @@ class SearchIndex:
         path = pathlib.Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb") as out:
-            np.savez(out, format_version=np.int32(FORMAT_VERSION), model_set=np.int32(self.model_set),
-                     mean=np.zeros(0, np.float32) if self.mean is None else self.mean, features=self.features,
-                     labels=np.array(self.labels, dtype=str), sources=np.array(self.sources, dtype=str))
+            np.savez(
+                out,
+                format_version=np.int32(FORMAT_VERSION),
+                model_set=np.int32(self.model_set),
+                mean=np.zeros(0, np.float32) if self.mean is None else self.mean,
+                features=self.features,
+                labels=np.array(self.labels, dtype=str),
+                sources=np.array(self.sources, dtype=str),
+            )
         os.replace(tmp, path)
 
     @classmethod
@@ -169,10 +192,16 @@ class SearchIndex:
             with np.load(path, allow_pickle=False) as stored:
                 version = int(stored["format_version"])
                 if version != FORMAT_VERSION:
-                    raise SearchIndexError(f"{path}: search index format {version}; this version reads "
-                                      f"{FORMAT_VERSION}")
+                    raise SearchIndexError(
+                        f"{path}: search index format {version}; this version reads " f"{FORMAT_VERSION}"
+                    )
                 mean = stored["mean"]
-                return cls(stored["features"], stored["labels"].tolist(), stored["sources"].tolist(),
-                           int(stored["model_set"]), mean if mean.size else None)
+                return cls(
+                    stored["features"],
+                    stored["labels"].tolist(),
+                    stored["sources"].tolist(),
+                    int(stored["model_set"]),
+                    mean if mean.size else None,
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise SearchIndexError(f"{path} is not a search index ({exc})".splitlines()[0]) from None

@@ -37,10 +37,14 @@ MODEL_NAMES = (FACENET, RECONSTRUCTOR, PREDICTOR, ENHANCEMENT, DECODER)
 DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 ENCODE, DECODE = "encode", "decode"
 # (model, signature) -> output names, in the order the client returns them.
-OUTPUTS = {(FACENET, DEFAULT_SIGNATURE): ("features",), (RECONSTRUCTOR, DEFAULT_SIGNATURE): ("faces",),
-           (PREDICTOR, DEFAULT_SIGNATURE): ("faces",),
-           (ENHANCEMENT, ENCODE): ("strings_bytes", "latent_shape"), (ENHANCEMENT, DECODE): ("images",),
-           (DECODER, DEFAULT_SIGNATURE): ("faces",)}
+OUTPUTS = {
+    (FACENET, DEFAULT_SIGNATURE): ("features",),
+    (RECONSTRUCTOR, DEFAULT_SIGNATURE): ("faces",),
+    (PREDICTOR, DEFAULT_SIGNATURE): ("faces",),
+    (ENHANCEMENT, ENCODE): ("strings_bytes", "latent_shape"),
+    (ENHANCEMENT, DECODE): ("images",),
+    (DECODER, DEFAULT_SIGNATURE): ("faces",),
+}
 LATENT_DOWNSCALE = 16
 
 
@@ -76,8 +80,9 @@ class FeatureExport(tf.Module):
         super().__init__(name=FACENET)
         self.model = KerasGraph(model, "facenet_graph")
 
-    @tf.function(input_signature=[
-        tf.TensorSpec((None, facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3), tf.uint8, name="crops")])
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3), tf.uint8, name="crops")]
+    )
     def features(self, crops):
         """uint8 (N, 160, 160, 3) RGB crops -> {"features": float32 (N, D), unit L2 norm}."""
         return {"features": self.model((tf.cast(crops, tf.float32) - 127.5) / 128.0)}
@@ -93,7 +98,8 @@ class ReconstructorExport(tf.Module):
         super().__init__(name=name)
         self.model = KerasGraph(model, f"{name}_graph")
         self.reconstruct = tf.function(
-            self._reconstruct, input_signature=[tf.TensorSpec((None, feature_dim), tf.float32, name="features")])
+            self._reconstruct, input_signature=[tf.TensorSpec((None, feature_dim), tf.float32, name="features")]
+        )
 
     def _reconstruct(self, features):
         """float32 (N, D) -> {"faces": uint8 (N, H, W, 3)}."""
@@ -111,7 +117,7 @@ class LearnedCoding(tf.Module):
         super().__init__(name="learned_coding")
         self.model_variables = list(coder.model.variables)
         self.entropy_model = coder.entropy_model
-        self._coder = coder                      # calls only; its variables are tracked above
+        self._coder = coder  # calls only; its variables are tracked above
         self.conditional = coder.conditional
 
     def compress(self, images, predictions=None):
@@ -135,13 +141,15 @@ class EnhancementExport(tf.Module):
         strings = tf.TensorSpec((None,), tf.string, name="strings")
         shape = tf.TensorSpec((2,), tf.int32, name="latent_shape")
         if coder.conditional:
-            self.encode = tf.function(self._encode, input_signature=[_images_spec("images"),
-                                                                     _images_spec("predictions")])
+            self.encode = tf.function(
+                self._encode, input_signature=[_images_spec("images"), _images_spec("predictions")]
+            )
             self.decode = tf.function(self._decode, input_signature=[strings, shape, _images_spec("predictions")])
         else:
             self.encode = tf.function(lambda images: self._encode(images), input_signature=[_images_spec("images")])
-            self.decode = tf.function(lambda strings, latent_shape: self._decode(strings, latent_shape),
-                                      input_signature=[strings, shape])
+            self.decode = tf.function(
+                lambda strings, latent_shape: self._decode(strings, latent_shape), input_signature=[strings, shape]
+            )
 
     def _encode(self, images, predictions=None):
         """uint8 (N, H, W, 3), H and W multiples of 16 -> {"strings_bytes": (N,), "latent_shape": int32 (2,)}.
@@ -164,16 +172,22 @@ class DecoderExport(tf.Module):
     def __init__(self, reconstructor_model: tf.keras.Model, feature_dim: int, coder):
         super().__init__(name=DECODER)
         if coder.conditional:
-            raise ValueError("the decoder export serves residual codecs; a conditional codec decodes through "
-                             "enhancement/decode with the predictions")
+            raise ValueError(
+                "the decoder export serves residual codecs; a conditional codec decodes through "
+                "enhancement/decode with the predictions"
+            )
         self.reconstructor = KerasGraph(reconstructor_model, "reconstructor_graph")
         self.enhancement = LearnedCoding(coder)
-        self.decode = tf.function(self._decode, input_signature=[
-            tf.TensorSpec((None, feature_dim), tf.float32, name="features"),
-            tf.TensorSpec((None,), tf.string, name="strings"),
-            tf.TensorSpec((2,), tf.int32, name="latent_shape"),
-            tf.TensorSpec((None,), tf.float32, name="low"),
-            tf.TensorSpec((None,), tf.float32, name="high")])
+        self.decode = tf.function(
+            self._decode,
+            input_signature=[
+                tf.TensorSpec((None, feature_dim), tf.float32, name="features"),
+                tf.TensorSpec((None,), tf.string, name="strings"),
+                tf.TensorSpec((2,), tf.int32, name="latent_shape"),
+                tf.TensorSpec((None,), tf.float32, name="low"),
+                tf.TensorSpec((None,), tf.float32, name="high"),
+            ],
+        )
 
     def _decode(self, features, strings, latent_shape, low, high):
         """-> {"faces": uint8 (N, H, W, 3)}: reconstruction + denormalised decoded residual, rounded, clipped."""

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 GRPC, REST = "grpc", "rest"
-MAX_MESSAGE_BYTES = 64 << 20          # gRPC's cap on requests and replies
+MAX_MESSAGE_BYTES = 64 << 20  # gRPC's cap on requests and replies
 # REST's cap on a reply, checked against its Content-Length and again while reading. 256 faces of 160x160x3 are
 # 19.7 M values: ~112 MB of JSON as uint8 (at most "255, " and brackets: 5.7 bytes a value), ~505 MB as floats even
 # at 17 significant digits ("-1.2345679351710714e-05, ": 25.7 bytes a value); features (256, 512) ~3 MB.
@@ -62,9 +62,13 @@ _CHUNK_BYTES = 64 << 10
 # How gRPC's UNAVAILABLE details start when a call never left the client: no connection, or no address.
 _GRPC_NOT_SENT = ("failed to connect to all addresses", "DNS resolution failed", "errors resolving")
 # Output name -> dtype and shape (None: the request's batch size; -1: any) of the codec's signatures.
-_OUTPUT_SPECS = {"features": (np.float32, (None, -1)), "faces": (np.uint8, (None, -1, -1, 3)),
-                 "images": (np.uint8, (None, -1, -1, 3)), "strings_bytes": (object, (None,)),
-                 "latent_shape": (np.int32, (2,))}
+_OUTPUT_SPECS = {
+    "features": (np.float32, (None, -1)),
+    "faces": (np.uint8, (None, -1, -1, 3)),
+    "images": (np.uint8, (None, -1, -1, 3)),
+    "strings_bytes": (object, (None,)),
+    "latent_shape": (np.int32, (2,)),
+}
 
 
 class ServingError(SfcError):
@@ -88,16 +92,19 @@ class Models:
 
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
         """float32 (N, D) decoded features -> uint8 (N, H, W, 3) reconstructed faces."""
-        return self._call(serving.RECONSTRUCTOR, serving.DEFAULT_SIGNATURE,
-                          features=_array(features, np.float32, 2))[0].astype(np.uint8)
+        return self._call(serving.RECONSTRUCTOR, serving.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2))[
+            0
+        ].astype(np.uint8)
 
     def predict_faces(self, features: np.ndarray) -> np.ndarray:
         """float32 (N, D) decoded features -> uint8 (N, H, W, 3) coding predictions (mode ``mmse``)."""
-        return self._call(serving.PREDICTOR, serving.DEFAULT_SIGNATURE,
-                          features=_array(features, np.float32, 2))[0].astype(np.uint8)
+        return self._call(serving.PREDICTOR, serving.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2))[
+            0
+        ].astype(np.uint8)
 
-    def encode_images(self, images: np.ndarray,
-                      predictions: np.ndarray | None = None) -> tuple[list[bytes], np.ndarray]:
+    def encode_images(
+        self, images: np.ndarray, predictions: np.ndarray | None = None
+    ) -> tuple[list[bytes], np.ndarray]:
         """uint8 (N, H, W, 3) images (a residual codec: min-max normalised residuals; a conditional codec: faces,
         with their ``predictions``) -> N range-coded strings and the latent (h, w)."""
         inputs = {"images": _array(images, np.uint8, 4)}
@@ -106,20 +113,33 @@ class Models:
         strings, shape = self._call(serving.ENHANCEMENT, serving.ENCODE, **inputs)
         return [bytes(s) for s in strings], np.asarray(shape, np.int32)
 
-    def decode_images(self, strings: list[bytes], latent_shape: npt.ArrayLike,
-                      predictions: np.ndarray | None = None) -> np.ndarray:
+    def decode_images(
+        self, strings: list[bytes], latent_shape: npt.ArrayLike, predictions: np.ndarray | None = None
+    ) -> np.ndarray:
         """N strings + latent (h, w) [+ predictions] -> uint8 (N, 16 h, 16 w, 3) images."""
         inputs = {"strings": _strings(strings), "latent_shape": np.asarray(latent_shape, np.int32)}
         if predictions is not None:
             inputs["predictions"] = _array(predictions, np.uint8, 4)
         return self._call(serving.ENHANCEMENT, serving.DECODE, **inputs)[0].astype(np.uint8)
 
-    def decode_full(self, features: np.ndarray, strings: Iterable[bytes], latent_shape: npt.ArrayLike,
-                    low: npt.ArrayLike, high: npt.ArrayLike) -> np.ndarray:
+    def decode_full(
+        self,
+        features: np.ndarray,
+        strings: Iterable[bytes],
+        latent_shape: npt.ArrayLike,
+        low: npt.ArrayLike,
+        high: npt.ArrayLike,
+    ) -> np.ndarray:
         """Decoded features + enhancement strings + per-face residual range (float16 values) -> uint8 faces."""
-        return self._call(serving.DECODER, serving.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2),
-                          strings=_strings(strings), latent_shape=np.asarray(latent_shape, np.int32),
-                          low=np.asarray(low, np.float32), high=np.asarray(high, np.float32))[0].astype(np.uint8)
+        return self._call(
+            serving.DECODER,
+            serving.DEFAULT_SIGNATURE,
+            features=_array(features, np.float32, 2),
+            strings=_strings(strings),
+            latent_shape=np.asarray(latent_shape, np.int32),
+            low=np.asarray(low, np.float32),
+            high=np.asarray(high, np.float32),
+        )[0].astype(np.uint8)
 
 
 def _array(value: npt.ArrayLike, dtype: type[np.generic], ndim: int) -> np.ndarray:
@@ -146,8 +166,9 @@ class LocalModels(Models):
             import tensorflow as tf
             import tensorflow_compression  # noqa: F401  registers the range-coding ops of enhancement, decoder
 
-            versions = sorted((p for p in (self.export_dir / model).glob("*") if p.name.isdigit()),
-                              key=lambda p: int(p.name))
+            versions = sorted(
+                (p for p in (self.export_dir / model).glob("*") if p.name.isdigit()), key=lambda p: int(p.name)
+            )
             if not versions:
                 raise ServingError(f"no exported {model!r} SavedModel under {self.export_dir / model}")
             self._loaded[model] = tf.saved_model.load(str(versions[-1]))
@@ -175,8 +196,9 @@ class RemoteModels(Models):
     up to ``retries`` times, after ``backoff`` seconds, then twice that, ...; nothing else is retried. Every failure is
     a one-line ``ServingError`` naming the server, model and signature."""
 
-    def __init__(self, host_port: str, protocol: str = GRPC, timeout: float = 60.0, retries: int = 2,
-                 backoff: float = 0.5) -> None:
+    def __init__(
+        self, host_port: str, protocol: str = GRPC, timeout: float = 60.0, retries: int = 2, backoff: float = 0.5
+    ) -> None:
         if protocol not in (GRPC, REST):
             raise ValueError(f"protocol must be {GRPC!r} or {REST!r}, got {protocol!r}")
         if not timeout > 0 or retries < 0 or backoff < 0:
@@ -188,8 +210,9 @@ class RemoteModels(Models):
 
     def _error(self, what: str, model: str, signature: str, reason: object) -> ServingError:
         """``what``: "failed", "is unreachable for", "sent a bad reply to", ..."""
-        return ServingError(f"model server {self.host_port} ({self.protocol}) {what} {model}/{signature}: "
-                            f"{_one_line(reason)}")
+        return ServingError(
+            f"model server {self.host_port} ({self.protocol}) {what} {model}/{signature}: " f"{_one_line(reason)}"
+        )
 
     def _timed_out(self, model: str, signature: str) -> ServingError:
         return self._error("did not answer", model, signature, f"no complete reply within {self.timeout:g} s")
@@ -214,15 +237,16 @@ class RemoteModels(Models):
             try:
                 return send()
             except _NotSent as exc:
-                delay = self.backoff * 2 ** retry
+                delay = self.backoff * 2**retry
                 if retry == self.retries or time.monotonic() + delay >= deadline:
                     attempts = f"{retry + 1} attempt{'s' if retry else ''}"
                     raise self._error("is unreachable for", model, signature, f"{exc} ({attempts})") from exc
                 time.sleep(delay)
 
     # -- gRPC ---------------------------------------------------------------------------------------------
-    def _predict_grpc(self, model: str, signature: str, inputs: dict[str, np.ndarray],
-                      deadline: float) -> dict[str, np.ndarray]:
+    def _predict_grpc(
+        self, model: str, signature: str, inputs: dict[str, np.ndarray], deadline: float
+    ) -> dict[str, np.ndarray]:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -232,8 +256,7 @@ class RemoteModels(Models):
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         try:
-            response = self._retrying(functools.partial(self._grpc_call, request, deadline), model, signature,
-                                      deadline)
+            response = self._retrying(functools.partial(self._grpc_call, request, deadline), model, signature, deadline)
         except TimeoutError as exc:
             raise self._timed_out(model, signature) from exc
         except grpc.RpcError as exc:
@@ -252,9 +275,11 @@ class RemoteModels(Models):
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         if self._channel is None:
-            options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                       ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                       ("grpc.use_local_subchannel_pool", 1)]     # a new channel makes a new connection
+            options = [
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.use_local_subchannel_pool", 1),
+            ]  # a new channel makes a new connection
             self._channel = grpc.insecure_channel(self.host_port, options=options)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         try:
@@ -269,16 +294,19 @@ class RemoteModels(Models):
     # -- REST ---------------------------------------------------------------------------------------------
     def _predict_rest(self, model: str, signature: str, inputs: dict[str, np.ndarray], deadline: float) -> object:
         body = json.dumps({"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}).encode()
-        request = (f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {self.host_port}\r\nContent-Type: "
-                   f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+        request = (
+            f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {self.host_port}\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
         try:
-            status, data = self._retrying(functools.partial(_post, self._address, request, deadline), model,
-                                          signature, deadline)
+            status, data = self._retrying(
+                functools.partial(_post, self._address, request, deadline), model, signature, deadline
+            )
         except TimeoutError as exc:
             raise self._timed_out(model, signature) from exc
-        except http.client.HTTPException as exc:                  # bad status line or headers
+        except http.client.HTTPException as exc:  # bad status line or headers
             raise self._error("sent a bad reply to", model, signature, f"{type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:                                   # over MAX_REPLY_BYTES, or short of Content-Length
+        except ValueError as exc:  # over MAX_REPLY_BYTES, or short of Content-Length
             raise self._error("sent a bad reply to", model, signature, exc) from exc
         except OSError as exc:
             raise self._error("failed", model, signature, f"connection lost after sending: {exc}") from exc
@@ -310,7 +338,7 @@ def _remaining(deadline: float) -> float:
 
 
 def _address(host_port: str) -> tuple[str, int]:
-    """"host:port" (IPv6 hosts in brackets; port 80 if none) -> (host, port); ``ValueError`` if it is not one."""
+    """ "host:port" (IPv6 hosts in brackets; port 80 if none) -> (host, port); ``ValueError`` if it is not one."""
     parts = urllib.parse.urlsplit(f"//{host_port}")
     if not parts.hostname:
         raise ValueError(f"expected HOST:PORT, got {host_port!r}")
@@ -323,11 +351,11 @@ def _post(address: tuple[str, int], request: bytes, deadline: float) -> tuple[in
     with contextlib.ExitStack() as stack:
         try:
             sock = stack.enter_context(socket.create_connection(address, timeout=_remaining(deadline)))
-            sock.settimeout(_remaining(deadline))            # sendall: the time for all of the request
+            sock.settimeout(_remaining(deadline))  # sendall: the time for all of the request
             sock.sendall(request)
-        except TimeoutError:                                  # the deadline passed: no time for another attempt
+        except TimeoutError:  # the deadline passed: no time for another attempt
             raise
-        except OSError as exc:                                # refused, reset, unreachable, DNS failure (gaierror)
+        except OSError as exc:  # refused, reset, unreachable, DNS failure (gaierror)
             raise _NotSent(exc) from exc
         response = http.client.HTTPResponse(_DeadlineReader(sock, deadline), method="POST")
         response.begin()
@@ -384,8 +412,7 @@ def _one_line(reason: object, limit: int = 500) -> str:
 
 def _batch_size(inputs: dict) -> int:
     """N: the first size of the batched inputs (all but ``latent_shape``); -1 if there are none."""
-    return next((np.shape(value)[0] for name, value in inputs.items() if name != "latent_shape" and np.ndim(value)),
-                -1)
+    return next((np.shape(value)[0] for name, value in inputs.items() if name != "latent_shape" and np.ndim(value)), -1)
 
 
 def _checked_outputs(outputs: object, names: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
@@ -404,20 +431,19 @@ def _checked(name: str, value: object, batch: int) -> np.ndarray:
     dtype, shape = _OUTPUT_SPECS[name]
     try:
         array = _from_json(value)
-    except (ValueError, TypeError, KeyError) as exc:              # ragged lists, strings without "b64"
+    except (ValueError, TypeError, KeyError) as exc:  # ragged lists, strings without "b64"
         raise ValueError(f"output {name!r} is not a tensor ({exc})") from exc
-    if shape[0] is None and batch == 0 and array.size == 0:      # JSON's [] for an empty batch: no dtype, no sizes
+    if shape[0] is None and batch == 0 and array.size == 0:  # JSON's [] for an empty batch: no dtype, no sizes
         return np.zeros((0, *(max(size, 0) for size in shape[1:])), dtype)
     expected = tuple(batch if size is None else size for size in shape)
-    if array.ndim != len(expected) or any(size not in (-1, actual)
-                                          for size, actual in zip(expected, array.shape)):
+    if array.ndim != len(expected) or any(size not in (-1, actual) for size, actual in zip(expected, array.shape)):
         sizes = ", ".join("?" if size == -1 else str(size) for size in expected)
         raise ValueError(f"output {name!r} has shape {array.shape}, expected ({sizes})")
     if dtype is object:
         fits = array.dtype == object and all(isinstance(v, bytes) for v in array.flat)
     elif np.dtype(dtype).kind == "f":
         fits = array.dtype.kind in "iuf"
-    else:                                                         # integers, and in range
+    else:  # integers, and in range
         fits = array.dtype.kind in "iu" and np.array_equal(array.astype(dtype), array)
     if not fits:
         raise ValueError(f"output {name!r} is {array.dtype}, expected {'bytes' if dtype is object else dtype.__name__}")
@@ -463,10 +489,15 @@ class ServedCoder:
     def compress(self, images: np.ndarray, predictions: np.ndarray | None = None) -> list[bytes]:
         return self.models.encode_images(np.asarray(images), predictions if self.conditional else None)[0]
 
-    def decompress(self, strings: tf.Tensor | Sequence[bytes], latent_shape: tf.Tensor | npt.ArrayLike,
-                   predictions: np.ndarray | None = None) -> np.ndarray:
-        return self.models.decode_images(list(np.asarray(strings)), np.asarray(latent_shape),
-                                         predictions if self.conditional else None)
+    def decompress(
+        self,
+        strings: tf.Tensor | Sequence[bytes],
+        latent_shape: tf.Tensor | npt.ArrayLike,
+        predictions: np.ndarray | None = None,
+    ) -> np.ndarray:
+        return self.models.decode_images(
+            list(np.asarray(strings)), np.asarray(latent_shape), predictions if self.conditional else None
+        )
 
 
 def served_learned_codec(models: Models, directory: str | os.PathLike, quality: int = 1) -> LearnedCodec:

@@ -1,4 +1,5 @@
 """A Keras callback that ends training once a wall-clock budget is spent (checkpoint-and-resume sessions)."""
+
 import time
 
 import tensorflow as tf

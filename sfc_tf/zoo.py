@@ -40,7 +40,7 @@ class ModelSet:
     reconstructor: str
     predictor: str | None = None
     facenet: str = "20180408-102900"
-    ids: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)   # model -> expected sha256
+    ids: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)  # model -> expected sha256
 
     def path(self, model: str) -> pathlib.Path:
         value = getattr(self, model)
@@ -52,17 +52,19 @@ class ModelSet:
         """A loaded model's id against the one registered for this set."""
         expected = self.ids.get(model)
         if expected is not None and expected != actual_id:
-            raise WeightsError(f"{self.path(model)} is not the {model} of model set {self.name!r} "
-                               f"(id {actual_id[:12]}, registered {expected[:12]})")
+            raise WeightsError(
+                f"{self.path(model)} is not the {model} of model set {self.name!r} "
+                f"(id {actual_id[:12]}, registered {expected[:12]})"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class LearnedFamily:
     name: str
-    kind: str                     # residual | original | conditional
-    rates: tuple                  # per quality 1..N: (checkpoint path, rate index or None)
-    direct: str | None = None     # the family that codes the face itself (mode none) at the same qualities
-    mode: str | None = None       # the prediction it was trained against (residual and conditional kinds)
+    kind: str  # residual | original | conditional
+    rates: tuple  # per quality 1..N: (checkpoint path, rate index or None)
+    direct: str | None = None  # the family that codes the face itself (mode none) at the same qualities
+    mode: str | None = None  # the prediction it was trained against (residual and conditional kinds)
     description: str = ""
 
     def checkpoint(self, quality: int) -> tuple[pathlib.Path, int | None]:
@@ -81,8 +83,10 @@ def custom_id(model_ids: list[str]) -> int:
 def _load(directory: str) -> dict:
     path = pathlib.Path(directory) / ZOO_FILE
     if not path.is_file():
-        raise WeightsError(f"no model registry at {path}: run `sfc install-models CHECKOUT/checkpoints` (a checkout "
-                           f"of the sfc_tf repository has them) or set $SFC_TF_CHECKPOINTS to a checkpoints directory")
+        raise WeightsError(
+            f"no model registry at {path}: run `sfc install-models CHECKOUT/checkpoints` (a checkout "
+            f"of the sfc_tf repository has them) or set $SFC_TF_CHECKPOINTS to a checkpoints directory"
+        )
     return json.loads(path.read_text())
 
 
@@ -91,8 +95,9 @@ def registry() -> dict:
 
 
 def model_sets() -> dict[int, ModelSet]:
-    return {entry["id"]: ModelSet(**{k: v for k, v in entry.items() if k != "note"})
-            for entry in registry()["model_sets"]}
+    return {
+        entry["id"]: ModelSet(**{k: v for k, v in entry.items() if k != "note"}) for entry in registry()["model_sets"]
+    }
 
 
 def model_set(key: int | str | None = None) -> ModelSet:
@@ -103,15 +108,23 @@ def model_set(key: int | str | None = None) -> ModelSet:
     for entry in sets.values():
         if key in (entry.id, entry.name, str(entry.id)):
             return entry
-    raise ModelMismatchError(f"no model set {key!r} in the registry; registered: "
-                             + ", ".join(f"{s.id} ({s.name})" for s in sets.values()))
+    raise ModelMismatchError(
+        f"no model set {key!r} in the registry; registered: " + ", ".join(f"{s.id} ({s.name})" for s in sets.values())
+    )
 
 
 def learned_families() -> dict[str, LearnedFamily]:
-    return {entry["name"]: LearnedFamily(entry["name"], entry["kind"],
-                                         tuple((path, rate) for path, rate in entry["rates"]),
-                                         entry.get("direct"), entry.get("mode"), entry.get("description", ""))
-            for entry in registry()["learned"]}
+    return {
+        entry["name"]: LearnedFamily(
+            entry["name"],
+            entry["kind"],
+            tuple((path, rate) for path, rate in entry["rates"]),
+            entry.get("direct"),
+            entry.get("mode"),
+            entry.get("description", ""),
+        )
+        for entry in registry()["learned"]
+    }
 
 
 def learned_family(name: str | None = None, kind: str | None = None) -> LearnedFamily:
@@ -126,8 +139,12 @@ def learned_family(name: str | None = None, kind: str | None = None) -> LearnedF
 
 def referenced_paths(registry_data: dict) -> list[str]:
     """Every file or directory (relative to the checkpoints directory) a registry names."""
-    paths = [entry[model] for entry in registry_data["model_sets"]
-             for model in ("base_layer", "reconstructor", "predictor") if entry.get(model)]
+    paths = [
+        entry[model]
+        for entry in registry_data["model_sets"]
+        for model in ("base_layer", "reconstructor", "predictor")
+        if entry.get(model)
+    ]
     paths += [path for family in registry_data["learned"] for path, _ in family["rates"]]
     return sorted(set(paths))
 

@@ -75,31 +75,73 @@ def tiny_zoo(tmp_path_factory):
     (root / "predictor").mkdir()
     Image.fromarray(np.full((160, 160, 3), 120, np.uint8)).save(root / "predictor" / "mean_face.png")
     linear = linear_predictor.LinearPredictor(512, grid=20).build_for_inference()
-    linear.linear.set_weights([np.random.default_rng(0).normal(0, 0.05, (512, 1200)).astype(np.float32),
-                               np.zeros(1200, np.float32)])
+    linear.linear.set_weights(
+        [np.random.default_rng(0).normal(0, 0.05, (512, 1200)).astype(np.float32), np.zeros(1200, np.float32)]
+    )
     predictor = linear_predictor.save(linear, root / "predictor", ("mean_face.png",), note="untrained stand-in")
     families = []
     for kind in ("residual", "original"):
         for q, lmbda in enumerate((0.001, 0.01)):
             learned.save(learned.BLS2017(lmbda, 16), root / "enhancement" / f"bls_{kind}_{q}", input="test")
-        families.append({"name": f"bls-{kind}", "kind": kind, "direct": "bls-original", "mode": "reconstruction",
-                         "rates": [[f"enhancement/bls_{kind}_{q}", None] for q in range(2)]})
+        families.append(
+            {
+                "name": f"bls-{kind}",
+                "kind": kind,
+                "direct": "bls-original",
+                "mode": "reconstruction",
+                "rates": [[f"enhancement/bls_{kind}_{q}", None] for q in range(2)],
+            }
+        )
     for kind in ("conditional", "original"):
-        learned.save(face_codec.FaceCodec([0.001, 0.01], conditional=kind == "conditional", num_filters=16),
-                     root / "enhancement" / f"face_{kind}", input="test")
-        families.append({"name": f"face-{kind}", "kind": kind, "direct": "face-original", "mode": "mmse",
-                         "rates": [[f"enhancement/face_{kind}", r] for r in range(2)]})
+        learned.save(
+            face_codec.FaceCodec([0.001, 0.01], conditional=kind == "conditional", num_filters=16),
+            root / "enhancement" / f"face_{kind}",
+            input="test",
+        )
+        families.append(
+            {
+                "name": f"face-{kind}",
+                "kind": kind,
+                "direct": "face-original",
+                "mode": "mmse",
+                "rates": [[f"enhancement/face_{kind}", r] for r in range(2)],
+            }
+        )
     sets = []
     for set_id, step in ((9, "0.08"), (12, "0.2")):
-        ids = {"base_layer": base_layer.load(root / "base_layer" / f"step_{step}.npz").model_id,
-               "reconstructor": recon["sha256"], "predictor": predictor["sha256"]}
-        sets.append({"id": set_id, "name": f"step{step}", "base_layer": f"base_layer/step_{step}.npz",
-                     "reconstructor": "reconstructor", "predictor": "predictor", "ids": ids})
-    (root / "zoo.json").write_text(json.dumps({
-        "format": 1, "model_sets": sets, "learned": families,
-        "defaults": {"model_set": "step0.08", "learned": {"residual": "bls-residual", "original": "bls-original",
-                                                         "conditional": "face-conditional"}},
-        "verification": {"threshold": 1.1, "centred": True}}))
+        ids = {
+            "base_layer": base_layer.load(root / "base_layer" / f"step_{step}.npz").model_id,
+            "reconstructor": recon["sha256"],
+            "predictor": predictor["sha256"],
+        }
+        sets.append(
+            {
+                "id": set_id,
+                "name": f"step{step}",
+                "base_layer": f"base_layer/step_{step}.npz",
+                "reconstructor": "reconstructor",
+                "predictor": "predictor",
+                "ids": ids,
+            }
+        )
+    (root / "zoo.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "model_sets": sets,
+                "learned": families,
+                "defaults": {
+                    "model_set": "step0.08",
+                    "learned": {
+                        "residual": "bls-residual",
+                        "original": "bls-original",
+                        "conditional": "face-conditional",
+                    },
+                },
+                "verification": {"threshold": 1.1, "centred": True},
+            }
+        )
+    )
     previous = os.environ.get("SFC_TF_CHECKPOINTS")
     os.environ["SFC_TF_CHECKPOINTS"] = str(root)
     zoo._load.cache_clear()

@@ -29,11 +29,12 @@ def store(data_dir: str, name: str, tfds_data_dir: str, identities: list[str] | 
         for i, (path, _) in enumerate(items):
             yield i, {"label": path.split("/")[0], "image": np.asarray(align.load_image(pathlib.Path(data_dir) / path))}
 
-    features = tfds.features.FeaturesDict({"label": tfds.features.Text(),
-                                           "image": tfds.features.Image(shape=(None, None, 3))})
-    return tfds.dataset_builders.store_as_tfds_dataset(name=name, version="1.0.0", features=features,
-                                                       split_datasets={"train": examples()},
-                                                       data_dir=tfds_data_dir)
+    features = tfds.features.FeaturesDict(
+        {"label": tfds.features.Text(), "image": tfds.features.Image(shape=(None, None, 3))}
+    )
+    return tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version="1.0.0", features=features, split_datasets={"train": examples()}, data_dir=tfds_data_dir
+    )
 
 
 def main(_):

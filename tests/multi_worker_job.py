@@ -22,7 +22,7 @@ TINY_LAYERS = ((5, 16, 1, "valid"),) + ((4, 8, 2, "same"),) * 5 + ((3, 3, 1, "sa
 
 def crash_after(epochs: int) -> None:
     class Crashing(resume.SaveState):
-        def on_epoch_end(self, epoch, logs=None):        # the state of the epoch's last step is saved by now
+        def on_epoch_end(self, epoch, logs=None):  # the state of the epoch's last step is saved by now
             if epoch + 1 >= epochs:
                 os._exit(3)
 
@@ -35,12 +35,28 @@ def main(kind: str, directory: str, epochs: int) -> dict:
     if kind == "reconstructor":
         features = rng.standard_normal((16, 8)).astype(np.float32)
         features /= np.linalg.norm(features, axis=1, keepdims=True)
-        config = reconstructor_training.TrainConfig(directory, epochs=epochs, batch_size=4, perceptual_weight=0.0,
-                                                    layers=TINY_LAYERS, strategy="multi_worker", verbose=0)
+        config = reconstructor_training.TrainConfig(
+            directory,
+            epochs=epochs,
+            batch_size=4,
+            perceptual_weight=0.0,
+            layers=TINY_LAYERS,
+            strategy="multi_worker",
+            verbose=0,
+        )
         return reconstructor_training.train(config, features[None], crops, {"data": "synthetic"})
-    config = enhancement_training.EnhancementTrainConfig(directory, 0.01, epochs=epochs, batch_size=4, patch_size=32,
-                                                         num_filters=8, strategy="multi_worker", save_every=2,
-                                                         eval_images=4, verbose=0)
+    config = enhancement_training.EnhancementTrainConfig(
+        directory,
+        0.01,
+        epochs=epochs,
+        batch_size=4,
+        patch_size=32,
+        num_filters=8,
+        strategy="multi_worker",
+        save_every=2,
+        eval_images=4,
+        verbose=0,
+    )
     return enhancement_training.train(config, crops[:, :64, :64], {"input": "synthetic"})
 
 

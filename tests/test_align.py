@@ -31,7 +31,8 @@ def test_center_crop_shape_and_determinism(fixture_lfw_dir):
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK", "I;16"])
 def test_non_rgb_modes_become_rgb(mode):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).convert(
-        "L" if mode == "I;16" else mode)
+        "L" if mode == "I;16" else mode
+    )
     if mode == "I;16":
         image = image.convert("I").point(lambda v: v * 200).convert("I;16")
     rgb = align.load_image(encoded(image, "TIFF" if mode in ("CMYK", "I;16") else "PNG"))
@@ -39,7 +40,7 @@ def test_non_rgb_modes_become_rgb(mode):
 
 
 def test_alpha_is_composited_on_white():
-    rgba = np.zeros((40, 40, 4), np.uint8)   # fully transparent black
+    rgba = np.zeros((40, 40, 4), np.uint8)  # fully transparent black
     assert (align.load_image(encoded(Image.fromarray(rgba, "RGBA"))) == 255).all()
     assert (align.load_image(rgba) == 255).all()
 
@@ -47,7 +48,7 @@ def test_alpha_is_composited_on_white():
 def test_exif_orientation_is_applied():
     image = Image.new("RGB", (80, 40))
     exif = image.getexif()
-    exif[0x0112] = 6   # rotate 90 degrees on display
+    exif[0x0112] = 6  # rotate 90 degrees on display
     assert align.load_image(encoded(image, "JPEG", exif=exif)).shape == (80, 40, 3)
 
 
@@ -97,7 +98,7 @@ def test_margin_convention_picks_the_central_face():
     rgb = np.zeros((200, 200, 3), np.uint8)
     boxes = np.array([[0, 0, 60, 60, 0.99], [70, 70, 130, 130, 0.99]], float)
     np.testing.assert_array_equal(aligner.crop_box(rgb, boxes), [54, 54, 146, 146])
-    np.testing.assert_array_equal(aligner.crop_box(rgb, boxes[:1]), [0, 0, 76, 76])   # clipped at the border
+    np.testing.assert_array_equal(aligner.crop_box(rgb, boxes[:1]), [0, 0, 76, 76])  # clipped at the border
 
 
 def test_make_aligner_rejects_unknown_modes():
@@ -111,6 +112,6 @@ def test_align_many_batches_and_falls_back_to_center(aligner, fixture_lfw_dir):
     crops, fallbacks = aligner.align_many([*faces, flat], center_fallback=True)
     assert crops.shape == (4, 160, 160, 3) and fallbacks == [3]
     np.testing.assert_array_equal(crops[3], align.center_crop(flat))
-    np.testing.assert_array_equal(crops[0], aligner(faces[0]))        # batched detection == single
+    np.testing.assert_array_equal(crops[0], aligner(faces[0]))  # batched detection == single
     with pytest.raises(NoFaceError):
         aligner.align_many([faces[0], flat])

@@ -15,19 +15,24 @@ def test_pipeline_files_are_sfc_compress_files(tiny_zoo, fixture_lfw_dir, tmp_pa
     images = sorted(fixture_lfw_dir.glob("*/*.jpg"))
     out = tmp_path / "archive"
     with beam.Pipeline() as root:
-        archive.pipeline(root, [str(fixture_lfw_dir / "*" / "*.jpg")], str(out), "jpeg", 50, align="center",
-                         batch_size=2)
+        archive.pipeline(
+            root, [str(fixture_lfw_dir / "*" / "*.jpg")], str(out), "jpeg", 50, align="center", batch_size=2
+        )
     for image in images:
         expected = tmp_path / "cli" / (image.stem + ".sfc")
-        assert cli.run(["compress", str(image), str(expected), "--enhancement", "jpeg", "--quality", "50",
-                        "--align", "center"]) == 0
+        assert (
+            cli.run(
+                ["compress", str(image), str(expected), "--enhancement", "jpeg", "--quality", "50", "--align", "center"]
+            )
+            == 0
+        )
         written = out / image.parent.name / (image.stem + ".sfc")
         assert written.read_bytes() == expected.read_bytes(), image.name
     index = SearchIndex.load(out / archive.INDEX_FILE)
     assert index.sources == [str(p) for p in images] and index.labels == [p.parent.name for p in images]
     query = index.features[images.index(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg")]
     assert index.search(query, 2).labels[0] == ["Abel_Pacheco", "Abel_Pacheco"]
-    assert not list(out.rglob(".*"))                         # no temporary files left
+    assert not list(out.rglob(".*"))  # no temporary files left
 
 
 def test_pipeline_resumes_with_skip_existing(tiny_zoo, fixture_lfw_dir, tmp_path):

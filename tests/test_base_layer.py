@@ -33,13 +33,13 @@ def test_round_trip_equals_quantize_dequantize(model, held_out):
     decoded = model.decode(records)
     np.testing.assert_allclose(decoded, model.quantize_dequantize(held_out), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(model.decode(records[3:4]), decoded[3:4], atol=1e-6)   # faces decode alone
+    np.testing.assert_allclose(model.decode(records[3:4]), decoded[3:4], atol=1e-6)  # faces decode alone
 
 
 def test_coded_size_is_close_to_the_entropy(model, held_out):
-    coded = 8 * np.mean([len(r) - 2 for r in model.encode(held_out)])   # without the 2 CRC bytes
+    coded = 8 * np.mean([len(r) - 2 for r in model.encode(held_out)])  # without the 2 CRC bytes
     ideal = model.entropy_bits(held_out).mean()
-    assert ideal <= coded <= ideal * 1.05 + 16                            # range coder flush: <= 2 bytes
+    assert ideal <= coded <= ideal * 1.05 + 16  # range coder flush: <= 2 bytes
 
 
 def test_smaller_steps_cost_more_bits_and_distort_less():
@@ -52,22 +52,22 @@ def test_smaller_steps_cost_more_bits_and_distort_less():
 
 def test_out_of_range_values_take_the_escape_path(model, held_out):
     extreme = np.zeros((3, DIM), np.float32)
-    extreme[0, 0], extreme[1, -1] = 1.0, -1.0         # far outside the fitted histograms
+    extreme[0, 0], extreme[1, -1] = 1.0, -1.0  # far outside the fitted histograms
     extreme[2, -2:] = [0.6, -0.8]
     escapes = (np.abs(model.quantize(extreme)) > model.half_ranges).sum(axis=1)
     assert escapes.min() >= 1 and len(set(escapes)) > 1
-    batch = np.concatenate([held_out[:4], extreme, held_out[4:8]])   # faces with 0, 1 and 2 escapes mixed
+    batch = np.concatenate([held_out[:4], extreme, held_out[4:8]])  # faces with 0, 1 and 2 escapes mixed
     records = model.encode(batch)
     np.testing.assert_allclose(model.decode(records), model.quantize_dequantize(batch), atol=1e-6)
     for record, expected in zip(records[4:7], model.quantize_dequantize(extreme)):
         np.testing.assert_allclose(model.decode([record])[0], expected, atol=1e-6)
     coded = np.array([8 * (len(r) - 2) for r in records[4:7]])
     ideal = model.entropy_bits(extreme)
-    assert np.all(np.abs(coded - ideal) <= 16)                              # within the coder's flush
+    assert np.all(np.abs(coded - ideal) <= 16)  # within the coder's flush
 
 
 def test_quantizer_bounds_and_bad_steps(model):
-    huge = np.full((1, DIM), 50.0, np.float32)          # not a unit-norm feature: clipped, still codes
+    huge = np.full((1, DIM), 50.0, np.float32)  # not a unit-norm feature: clipped, still codes
     assert np.abs(model.quantize(huge)).max() == model.max_symbol
     np.testing.assert_allclose(model.decode(model.encode(huge)), model.quantize_dequantize(huge), atol=1e-6)
     with pytest.raises(ValueError):

@@ -12,10 +12,12 @@ from sfc_tf.enhancement.minmax import MinMax
 from sfc_tf.errors import BitstreamError
 
 BASE = bitstream.SfcFile("mtcnn", 9, bytes(range(1, 26)))
-FULL = dataclasses.replace(BASE, enhancement=bitstream.Enhancement(
-    JPEG, MEAN_FACE, b"\xff\xd8" + b"x" * 300, MinMax(-12.0, 40.5)))
-LEARNED_FULL = dataclasses.replace(BASE, enhancement=bitstream.Enhancement(
-    CONDITIONAL, MMSE, b"latent" * 50, None, 0x59C2))
+FULL = dataclasses.replace(
+    BASE, enhancement=bitstream.Enhancement(JPEG, MEAN_FACE, b"\xff\xd8" + b"x" * 300, MinMax(-12.0, 40.5))
+)
+LEARNED_FULL = dataclasses.replace(
+    BASE, enhancement=bitstream.Enhancement(CONDITIONAL, MMSE, b"latent" * 50, None, 0x59C2)
+)
 
 
 def test_round_trips():
@@ -38,14 +40,15 @@ def test_golden_bytes():
     """The format byte by byte (docs/bitstream.md): a change to pack or unpack that keeps them symmetric but
     changes the bytes fails here."""
     assert reference_crc16(b"123456789") == 0x29B1
-    header = bytes([0b111101_00, 9, 25])                 # version-3 tag + mtcnn, model set 9, length 25
+    header = bytes([0b111101_00, 9, 25])  # version-3 tag + mtcnn, model set 9, length 25
     crc = reference_crc16(header + BASE.base_payload).to_bytes(2, "big")
     assert bitstream.pack(BASE) == header + BASE.base_payload + crc
     assert bitstream.pack(BASE).hex().endswith("952c")
     base = bitstream.pack(BASE)
-    e = bitstream.pack(LEARNED_FULL)[len(base):]
+    e = bitstream.pack(LEARNED_FULL)[len(base) :]
     assert e[:3].hex() == "4459c2" and e[3:-4] == b"latent" * 50 and len(e) == 3 + 300 + 4
     import zlib
+
     assert e[-4:] == zlib.crc32(base + e[:-4]).to_bytes(4, "big")
 
 
@@ -78,10 +81,10 @@ def test_every_truncation_fails_except_the_base_boundary():
 
 def test_spliced_enhancement_layers_are_refused_by_name():
     other = dataclasses.replace(FULL, base_payload=bytes(range(2, 27)))
-    spliced = bitstream.pack(BASE) + bitstream.pack(other)[len(bitstream.pack(BASE)):]
+    spliced = bitstream.pack(BASE) + bitstream.pack(other)[len(bitstream.pack(BASE)) :]
     with pytest.raises(BitstreamError, match="spliced"):
         bitstream.unpack(spliced)
-    assert bitstream.unpack_base(spliced) == BASE      # the base layer alone stays usable
+    assert bitstream.unpack_base(spliced) == BASE  # the base layer alone stays usable
 
 
 def test_legacy_versions_are_refused_with_their_version():
@@ -90,8 +93,9 @@ def test_legacy_versions_are_refused_with_their_version():
             bitstream.unpack(b"SF" + bytes([version]) + bytes(20))
 
 
-@pytest.mark.parametrize("offset,value,message", [
-    (0, 0x53, "format tag"), (0, 0xF7, "alignment"), (1, 0, "model set 0")])
+@pytest.mark.parametrize(
+    "offset,value,message", [(0, 0x53, "format tag"), (0, 0xF7, "alignment"), (1, 0, "model set 0")]
+)
 def test_bad_header_fields(offset, value, message):
     data = bytearray(bitstream.pack(BASE))
     data[offset] = value
@@ -101,11 +105,11 @@ def test_bad_header_fields(offset, value, message):
 
 def test_huge_declared_lengths_are_refused_before_reading():
     data = bytearray(bitstream.pack(BASE))
-    data[2:3] = b"\xff\x7f"                     # base length 16,383 > 4096
+    data[2:3] = b"\xff\x7f"  # base length 16,383 > 4096
     with pytest.raises(BitstreamError, match="exceeds"):
         bitstream.unpack(bytes(data))
     data = bytearray(bitstream.pack(BASE))
-    data[2:3] = b"\x99\x00"                     # a non-minimal length encoding
+    data[2:3] = b"\x99\x00"  # a non-minimal length encoding
     with pytest.raises(BitstreamError, match="minimally"):
         bitstream.unpack(bytes(data))
 
@@ -125,29 +129,47 @@ def test_unknown_codec_and_mode():
 
 
 def test_pack_rejects_invalid_contents():
-    bad_enhancements = [bitstream.Enhancement(JPEG, RECONSTRUCTION, b"x"),                 # residual without range
-                        bitstream.Enhancement(JPEG, NO_PREDICTION, b"x", MinMax(0, 1)),    # range without residual
-                        bitstream.Enhancement(JPEG, NO_PREDICTION, b"x", None, 7),         # model id for JPEG
-                        bitstream.Enhancement(LEARNED, NO_PREDICTION, b"")]                # empty payload
-    for bad in [dataclasses.replace(BASE, base_payload=b""), dataclasses.replace(BASE, alignment="dlib"),
-                dataclasses.replace(BASE, model_set=0)] + [dataclasses.replace(BASE, enhancement=e)
-                                                           for e in bad_enhancements]:
+    bad_enhancements = [
+        bitstream.Enhancement(JPEG, RECONSTRUCTION, b"x"),  # residual without range
+        bitstream.Enhancement(JPEG, NO_PREDICTION, b"x", MinMax(0, 1)),  # range without residual
+        bitstream.Enhancement(JPEG, NO_PREDICTION, b"x", None, 7),  # model id for JPEG
+        bitstream.Enhancement(LEARNED, NO_PREDICTION, b""),
+    ]  # empty payload
+    for bad in [
+        dataclasses.replace(BASE, base_payload=b""),
+        dataclasses.replace(BASE, alignment="dlib"),
+        dataclasses.replace(BASE, model_set=0),
+    ] + [dataclasses.replace(BASE, enhancement=e) for e in bad_enhancements]:
         with pytest.raises(ValueError):
             bitstream.pack(bad)
 
 
 enhancements = st.one_of(
     st.none(),
-    st.builds(lambda c, m, p, low, high: bitstream.Enhancement(c, m, p, MinMax(min(low, high), max(low, high))),
-              st.sampled_from([1, 2, 3]), st.sampled_from([0, 2, 3, 4]), st.binary(min_size=1, max_size=400),
-              st.integers(-255, 255).map(float), st.integers(-255, 255).map(float)),
-    st.builds(lambda c, p, i: bitstream.Enhancement(c, NO_PREDICTION, p, None, i if c in (3, 4) else 0),
-              st.sampled_from([1, 2, 3, 4]), st.binary(min_size=1, max_size=400), st.integers(0, 0xFFFF)))
+    st.builds(
+        lambda c, m, p, low, high: bitstream.Enhancement(c, m, p, MinMax(min(low, high), max(low, high))),
+        st.sampled_from([1, 2, 3]),
+        st.sampled_from([0, 2, 3, 4]),
+        st.binary(min_size=1, max_size=400),
+        st.integers(-255, 255).map(float),
+        st.integers(-255, 255).map(float),
+    ),
+    st.builds(
+        lambda c, p, i: bitstream.Enhancement(c, NO_PREDICTION, p, None, i if c in (3, 4) else 0),
+        st.sampled_from([1, 2, 3, 4]),
+        st.binary(min_size=1, max_size=400),
+        st.integers(0, 0xFFFF),
+    ),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(payload=st.binary(min_size=1, max_size=300), enhancement=enhancements, model_set=st.integers(1, 255),
-       alignment=st.sampled_from(bitstream.ALIGNMENTS))
+@given(
+    payload=st.binary(min_size=1, max_size=300),
+    enhancement=enhancements,
+    model_set=st.integers(1, 255),
+    alignment=st.sampled_from(bitstream.ALIGNMENTS),
+)
 def test_round_trip_property(payload, enhancement, model_set, alignment):
     sfc = bitstream.SfcFile(alignment, model_set, payload, enhancement)
     data = bitstream.pack(sfc)

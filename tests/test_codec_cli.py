@@ -32,7 +32,7 @@ def test_layers_decode_in_order_of_fidelity(codec, fixture_lfw_dir, enhancement,
     assert base.image is None and base.feature.shape == (512,)
     np.testing.assert_array_equal(base.feature, full.feature)
     assert full.image.shape == reconstruction.image.shape == (160, 160, 3)
-    if enhancement in ("jpeg", "jpeg2000"):          # the stand-in learned codecs are untrained
+    if enhancement in ("jpeg", "jpeg2000"):  # the stand-in learned codecs are untrained
         assert metrics.psnr(crop, full.image) > max(30, metrics.psnr(crop, reconstruction.image) + 5)
     stripped = bitstream.strip_enhancement(data)
     np.testing.assert_array_equal(codec.decode(stripped, "full").image, reconstruction.image)
@@ -40,7 +40,7 @@ def test_layers_decode_in_order_of_fidelity(codec, fixture_lfw_dir, enhancement,
 
 def test_base_only_file_is_the_record_plus_24_bits(codec, analysis):
     files = codec.encode_analysis(analysis).files
-    records = codec.base_layer.encode(analysis.features)          # the features of the crops, coded again
+    records = codec.base_layer.encode(analysis.features)  # the features of the crops, coded again
     assert [8 * len(f) for f in files] == [8 * len(r) + 24 for r in records]
 
 
@@ -48,7 +48,7 @@ def test_base_feature_matches_the_original_features(codec, fixture_crops):
     files = codec.encode_crops(fixture_crops)
     decoded = np.stack([d.feature for d in codec.decode_many(files, "base")])
     original = codec.extractor(fixture_crops)
-    assert np.all(np.sum(decoded * original, axis=1) > 0.9)     # cosine similarity to the uncoded feature
+    assert np.all(np.sum(decoded * original, axis=1) > 0.9)  # cosine similarity to the uncoded feature
 
 
 def test_paper_mode_decodes_to_reconstruction_plus_residual(codec, analysis):
@@ -62,8 +62,9 @@ def test_paper_mode_decodes_to_reconstruction_plus_residual(codec, analysis):
     for file, face, recon in zip(files, faces, x_hat):
         e = bitstream.unpack(file).enhancement
         assert e.mode == RECONSTRUCTION
-        expected = np.clip(np.rint(recon.astype(np.float32)
-                                   + minmax.denormalise(jpeg.decode(e.payload), e.span)), 0, 255)
+        expected = np.clip(
+            np.rint(recon.astype(np.float32) + minmax.denormalise(jpeg.decode(e.payload), e.span)), 0, 255
+        )
         np.testing.assert_array_equal(face, expected)
 
 
@@ -79,8 +80,12 @@ def test_auto_mode_never_chooses_a_worse_mode(codec, analysis, enhancement, qual
         faces = np.stack([d.image for d in codec.decode_many(files)])
         return decision.psnr(analysis.crops, faces) - slope * np.log(8.0 * np.array([len(f) for f in files]))
 
-    fixed = np.stack([costs(codec.encode_analysis(analysis, enhancement, quality,
-                                                  bitstream.MODES[mode]).files) for _, mode in candidates])
+    fixed = np.stack(
+        [
+            costs(codec.encode_analysis(analysis, enhancement, quality, bitstream.MODES[mode]).files)
+            for _, mode in candidates
+        ]
+    )
     chosen = costs(auto.files)
     np.testing.assert_allclose(chosen, fixed.max(axis=0), atol=1e-9)
     assert set(auto.modes) <= {mode for _, mode in candidates}
@@ -121,10 +126,10 @@ def test_batch_and_single_decoding_give_identical_bytes(codec, analysis):
 def test_spliced_and_damaged_files(codec, analysis):
     first, second = codec.encode_analysis(analysis, "jpeg", 50, "none").files[:2]
     boundary = bitstream.base_part_bytes(first)
-    spliced = first[:boundary] + second[bitstream.base_part_bytes(second):]
+    spliced = first[:boundary] + second[bitstream.base_part_bytes(second) :]
     with pytest.raises(BitstreamError, match="spliced"):
         codec.decode(spliced)
-    codec.decode(spliced, "base")                                # the base layer alone is intact
+    codec.decode(spliced, "base")  # the base layer alone is intact
     damaged = first[:-10] + bytes([first[-10] ^ 1]) + first[-9:]
     assert codec.decode(damaged, "reconstruction").image.shape == (160, 160, 3)
     with pytest.raises(BitstreamError):
@@ -142,23 +147,28 @@ def test_unregistered_model_sets_are_named(codec, analysis, tiny_zoo, tmp_path):
     from sfc_tf import reconstructor
 
     reconstructor.save(reconstructor.Reconstructor(512).build_for_inference(), tmp_path / "mine")
-    mine = ScalableCodec.from_paths(tiny_zoo / "base_layer" / "step_0.08.npz", tmp_path / "mine",
-                                    tiny_zoo / "predictor", align="center")
+    mine = ScalableCodec.from_paths(
+        tiny_zoo / "base_layer" / "step_0.08.npz", tmp_path / "mine", tiny_zoo / "predictor", align="center"
+    )
     assert mine.model_set.id >= 128
     data = mine.encode_analysis(mine.analyse(analysis.crops[:1])).files[0]
     with pytest.raises(ModelMismatchError, match="unregistered model set"):
         codec.decode(data, "base")
     assert mine.decode(data, "base").feature.shape == (512,)
     tampered = bytearray(codec.encode_analysis(analysis).files[0])
-    tampered[1] = 77                                            # a set id the registry does not have
+    tampered[1] = 77  # a set id the registry does not have
     tampered[-2:] = bitstream.crc16(bytes(tampered[:-2]))
     with pytest.raises(ModelMismatchError, match="no model set 77"):
         codec.decode(bytes(tampered), "base")
 
 
 def test_bad_arguments(codec, analysis):
-    for enhancement, quality, mode in (("png", 1, "auto"), ("jpeg", "abc", "auto"), ("jpeg", 50, "sharpest"),
-                                       ("learned", 9, "auto")):
+    for enhancement, quality, mode in (
+        ("png", 1, "auto"),
+        ("jpeg", "abc", "auto"),
+        ("jpeg", 50, "sharpest"),
+        ("learned", 9, "auto"),
+    ):
         with pytest.raises(ValueError):
             codec.encode_analysis(analysis, enhancement, quality, mode)
     with pytest.raises(ValueError):
@@ -167,17 +177,34 @@ def test_bad_arguments(codec, analysis):
 
 # -- the command line ---------------------------------------------------------------------------------------------
 
+
 def test_cli_round_trip(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
     image = str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg")
     other = str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg")
     stranger = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
     out = tmp_path / "out"
-    assert cli.run(["compress", image, other, stranger, str(out), "--enhancement", "jpeg", "--quality", "70",
-                    "--align", "center"]) == 0
+    assert (
+        cli.run(
+            [
+                "compress",
+                image,
+                other,
+                stranger,
+                str(out),
+                "--enhancement",
+                "jpeg",
+                "--quality",
+                "70",
+                "--align",
+                "center",
+            ]
+        )
+        == 0
+    )
     files = sorted(out.glob("*.sfc"))
-    assert len(files) == 3 and not list(out.glob(".*"))        # no temporary files left
+    assert len(files) == 3 and not list(out.glob(".*"))  # no temporary files left
     assert cli.run(["decompress", str(files[0]), str(tmp_path / "a.png")]) == 0
-    assert cli.run(["decompress", str(files[0]), str(tmp_path / "a.png")]) == 1   # no overwrite
+    assert cli.run(["decompress", str(files[0]), str(tmp_path / "a.png")]) == 1  # no overwrite
     assert "exists" in capsys.readouterr().err
     assert cli.run(["strip", str(files[0]), str(tmp_path / "base.sfc")]) == 0
     assert cli.run(["info", str(tmp_path / "base.sfc")]) == 0
@@ -211,8 +238,10 @@ def test_cli_checks_arguments_before_loading_models(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(cli, "_codec", no_models)
     image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
     for quality, enhancement in (("abc", "jpeg"), ("0", "jpeg"), ("0.5", "jpeg2000"), ("x", "learned")):
-        assert cli.run(["compress", image, str(tmp_path / "a.sfc"), "--enhancement", enhancement,
-                        "--quality", quality]) == 1
+        assert (
+            cli.run(["compress", image, str(tmp_path / "a.sfc"), "--enhancement", enhancement, "--quality", quality])
+            == 1
+        )
     assert capsys.readouterr().err.count("--quality") == 4
 
 
@@ -224,9 +253,9 @@ def test_cli_batch_keep_going_and_resume(tiny_zoo, fixture_lfw_dir, tmp_path, ca
     (inputs / "b.jpg").write_bytes(b"not an image")
     out = tmp_path / "out"
     args = ["compress", str(inputs), str(out), "--align", "center", "--enhancement", "none"]
-    assert cli.run(args) == 1                                   # stops at the bad second input
+    assert cli.run(args) == 1  # stops at the bad second input
     assert sorted(p.name for p in out.glob("*")) == ["a.sfc"]
-    assert cli.run(args + ["--skip_existing", "--keep_going"]) == 1   # codes c, reports b
+    assert cli.run(args + ["--skip_existing", "--keep_going"]) == 1  # codes c, reports b
     assert sorted(p.name for p in out.glob("*")) == ["a.sfc", "c.sfc"]
     assert "b.jpg" in capsys.readouterr().err
     assert cli.run(args + ["--skip_existing"]) == 1 and "b.jpg" in capsys.readouterr().err
@@ -249,23 +278,30 @@ def test_cli_decompress_leaves_nothing_when_it_fails(tiny_zoo, fixture_lfw_dir, 
     image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
     assert cli.run(["compress", image, str(tmp_path / "a.sfc"), "--align", "center", "--quality", "40"]) == 0
     (tmp_path / "f.npy").write_bytes(b"keep")
-    assert cli.run(["decompress", str(tmp_path / "a.sfc"), str(tmp_path / "a.png"),
-                    "--features", str(tmp_path / "f.npy")]) == 1
+    assert (
+        cli.run(["decompress", str(tmp_path / "a.sfc"), str(tmp_path / "a.png"), "--features", str(tmp_path / "f.npy")])
+        == 1
+    )
     assert not (tmp_path / "a.png").exists() and (tmp_path / "f.npy").read_bytes() == b"keep"
     data = (tmp_path / "a.sfc").read_bytes()
     (tmp_path / "bad.sfc").write_bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
     assert cli.run(["decompress", str(tmp_path / "bad.sfc"), str(tmp_path / "b.png")]) == 1
     assert not (tmp_path / "b.png").exists()
-    assert cli.run(["decompress", str(tmp_path / "bad.sfc"), str(tmp_path / "b.png"),
-                    "--layers", "reconstruction"]) == 0            # the base layer is intact
+    assert (
+        cli.run(["decompress", str(tmp_path / "bad.sfc"), str(tmp_path / "b.png"), "--layers", "reconstruction"]) == 0
+    )  # the base layer is intact
 
 
 def test_spliced_files_are_refused_by_the_cli(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
-    images = [str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg"),
-              str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg")]
+    images = [
+        str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg"),
+        str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"),
+    ]
     assert cli.run(["compress", *images, str(tmp_path), "--align", "center"]) == 0
     a, b = (bitstream.unpack((tmp_path / name).read_bytes()) for name in ("AJ_Cook_0001.sfc", "Abel_Pacheco_0001.sfc"))
-    (tmp_path / "x.sfc").write_bytes(bitstream.pack(dataclasses.replace(a, enhancement=b.enhancement))[:-4]
-                                     + (tmp_path / "Abel_Pacheco_0001.sfc").read_bytes()[-4:])
+    (tmp_path / "x.sfc").write_bytes(
+        bitstream.pack(dataclasses.replace(a, enhancement=b.enhancement))[:-4]
+        + (tmp_path / "Abel_Pacheco_0001.sfc").read_bytes()[-4:]
+    )
     assert cli.run(["decompress", str(tmp_path / "x.sfc"), str(tmp_path / "x.png")]) == 1
     assert "spliced" in capsys.readouterr().err

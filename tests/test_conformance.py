@@ -99,7 +99,7 @@ def test_payloads_are_those_of_bitstream_v2(v2, name):
 @pytest.mark.parametrize("name", ["base", "paper-jpeg50", "paper-jpeg2000r40", "paper-learned3"])
 def test_base_and_paper_mode_decode_as_in_bitstream_v2(expected, v2, name):
     np.testing.assert_allclose(expected["features"], v2["features"], rtol=0, atol=1e-7)
-    assert not np.array_equal(expected["features"], v2["features"])   # the vectors do hold the old decode
+    assert not np.array_equal(expected["features"], v2["features"])  # the vectors do hold the old decode
     image, before = expected[f"{name}/image"].astype(int), v2[f"{name}/image"].astype(int)
     assert np.abs(image - before).max() <= 1
     assert np.count_nonzero(image != before) <= image.size // 100_000

@@ -33,11 +33,14 @@ def test_single_number_header_is_one_fold(tmp_path):
     assert [(p.same, p.fold) for p in pairs] == [(True, 1), (False, 1)]
 
 
-@pytest.mark.parametrize("header,lines,message", [
-    ("2\t1", ["A\t1\t2", "B\t1\tC\t1"], "promises"),
-    ("x y", ["A\t1\t2"], "first line"),
-    ("1\t1", ["A\t1", "B\t1\tC\t1"], "cannot parse"),
-])
+@pytest.mark.parametrize(
+    "header,lines,message",
+    [
+        ("2\t1", ["A\t1\t2", "B\t1\tC\t1"], "promises"),
+        ("x y", ["A\t1\t2"], "first line"),
+        ("1\t1", ["A\t1", "B\t1\tC\t1"], "cannot parse"),
+    ],
+)
 def test_malformed_pairs_files(tmp_path, header, lines, message):
     with pytest.raises(SfcError, match=message):
         data.parse_pairs(write_pairs(tmp_path / "p.txt", header, lines))
@@ -70,7 +73,7 @@ def test_load_faces_caches_crops(tmp_path, monkeypatch, fixture_lfw_dir):
 
     first = data.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
     second = data.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
-    assert calls == [len(paths)]                          # the second call read the cache
+    assert calls == [len(paths)]  # the second call read the cache
     np.testing.assert_array_equal(first.crops, second.crops)
     assert first.subset(paths[2:4]).crops.shape == (2, 160, 160, 3)
 
@@ -87,13 +90,15 @@ def test_verification_accuracy_uses_thresholds_from_other_folds():
 
 def test_centered_features_are_unit_norm_and_shift_distances():
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(6, 4)) + 3.0          # a shared offset dominates the raw features
+    features = rng.normal(size=(6, 4)) + 3.0  # a shared offset dominates the raw features
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     mean = features.mean(axis=0)
     centred = metrics.centered(features, mean)
     np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1.0)
-    assert metrics.squared_distances(centred[:3], centred[3:]).mean() > metrics.squared_distances(
-        features[:3], features[3:]).mean()
+    assert (
+        metrics.squared_distances(centred[:3], centred[3:]).mean()
+        > metrics.squared_distances(features[:3], features[3:]).mean()
+    )
     assert metrics.centered(features, None) is features
 
 
@@ -108,10 +113,10 @@ def test_mean_psnr_caps_lossless_images():
     a = np.zeros((3, 8, 8, 3))
     b = a.copy()
     b[1] += 255
-    b[2, 0, 0, 0] = 1                            # one pixel off by one: 10 log10(255^2 * 192) = 70.9 dB
+    b[2, 0, 0, 0] = 1  # one pixel off by one: 10 log10(255^2 * 192) = 70.9 dB
     mean, capped = metrics.mean_psnr(a, b, ceiling=60.0)
     assert capped == 2 and mean == pytest.approx((60.0 + 0.0 + 60.0) / 3)
-    assert metrics.mean_psnr(a, b, ceiling=80.0)[0] == pytest.approx((80.0 + 10 * np.log10(255 ** 2 * 192)) / 3)
+    assert metrics.mean_psnr(a, b, ceiling=80.0)[0] == pytest.approx((80.0 + 10 * np.log10(255**2 * 192)) / 3)
 
 
 def test_shared_pairs_protocol(shared_lfw_dir):
@@ -119,7 +124,7 @@ def test_shared_pairs_protocol(shared_lfw_dir):
     assert len(pairs) == 2400 and sum(p.same for p in pairs) == 1200
     assert all((shared_lfw_dir / path).is_file() for path in data.pair_images(pairs))
     train = set(data.read_identity_list(shared_lfw_dir / "train_identities.txt"))
-    assert not train & {p.first.split("/")[0] for p in pairs}   # evaluation identities never train
+    assert not train & {p.first.split("/")[0] for p in pairs}  # evaluation identities never train
 
 
 def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
@@ -127,13 +132,29 @@ def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
     lines = (shared_lfw_dir / "pairs.txt").read_text().splitlines()[1:]
     subset = lines[:20] + lines[300:320] + lines[600:620] + lines[900:920]
     pairs_file = write_pairs(tmp_path / "pairs.txt", "2\t20", subset)
-    identities = tmp_path / "train_identities.txt"     # a few training identities give the mean to subtract
+    identities = tmp_path / "train_identities.txt"  # a few training identities give the mean to subtract
     identities.write_text("\n".join(data.read_identity_list(shared_lfw_dir / "train_identities.txt")[:8]) + "\n")
     out = tmp_path / "result.json"
     env = dict(os.environ, SFC_TF_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
-    subprocess.run([sys.executable, os.path.join(REPO, "eval", "verify_lfw.py"), "--lfw_dir", str(shared_lfw_dir),
-                    "--pairs", str(pairs_file), "--align", "center", "--identities", str(identities),
-                    "--output_json", str(out)], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "eval", "verify_lfw.py"),
+            "--lfw_dir",
+            str(shared_lfw_dir),
+            "--pairs",
+            str(pairs_file),
+            "--align",
+            "center",
+            "--identities",
+            str(identities),
+            "--output_json",
+            str(out),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     result = json.loads(out.read_text())
     assert result["subtract_mean"] is True
     assert result["num_pairs"] == 80 and result["feature_dim"] == 512 and result["folds"] == [1, 2]
@@ -141,7 +162,7 @@ def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
 
 
 def test_tar_at_far_threshold_accepts_at_most_far_of_impostors():
-    impostor = np.arange(1000, dtype=float)          # distances 0..999
+    impostor = np.arange(1000, dtype=float)  # distances 0..999
     tar, threshold = metrics.tar_at_far(np.array([0.5, 1.5, 2.5, 50.0]), impostor, far=0.002)
     assert threshold == 2.0 and np.mean(impostor < threshold) == 0.002
     assert tar == 0.5
@@ -158,9 +179,9 @@ def test_reconstruction_attacks_type_i_and_type_ii():
     perfect = metrics.reconstruction_attacks(original, original, identities, far=0.01)
     assert perfect["tar_type_i"] == 1.0 and perfect["tar_type_ii"] == perfect["tar_originals"] == 1.0
     assert perfect["type_ii_comparisons"] == 40 * 3 * 2 and perfect["impostor_comparisons"] == 120 * 117 // 2
-    wrong_person = np.roll(original, 3, axis=0)      # each "reconstruction" looks like the next identity
+    wrong_person = np.roll(original, 3, axis=0)  # each "reconstruction" looks like the next identity
     attacked = metrics.reconstruction_attacks(wrong_person, original, identities, far=0.01)
-    assert attacked["tar_type_i"] < 0.1 and attacked["tar_type_ii"] < 0.1     # impostor-like: about FAR
+    assert attacked["tar_type_i"] < 0.1 and attacked["tar_type_ii"] < 0.1  # impostor-like: about FAR
 
 
 def test_type_i_pair_accuracy_compares_each_reconstruction_with_its_own_original():
@@ -171,6 +192,7 @@ def test_type_i_pair_accuracy_compares_each_reconstruction_with_its_own_original
     original /= np.linalg.norm(original, axis=1, keepdims=True)
     assert metrics.evaluate_type_i(pairs, index, original, original).accuracy == 1.0
 
+
 def test_missing_identity_list_is_named(tmp_path):
     with pytest.raises(SfcError, match="identity list not found"):
         data.read_identity_list(tmp_path / "train_identities.txt")
@@ -179,8 +201,19 @@ def test_missing_identity_list_is_named(tmp_path):
 def test_verify_lfw_names_the_identities_flag(tmp_path):
     """Without train_identities.txt the binary exits 1 with one line naming --identities, before loading FaceNet."""
     (tmp_path / "Someone").mkdir()
-    result = subprocess.run([sys.executable, os.path.join(REPO, "eval", "verify_lfw.py"), "--lfw_dir", str(tmp_path),
-                             "--output_json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "eval", "verify_lfw.py"),
+            "--lfw_dir",
+            str(tmp_path),
+            "--output_json",
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("verify_lfw:") and "--identities" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()

@@ -31,13 +31,24 @@ def start_workers(kind: str, directory: pathlib.Path, epochs: int, crash: dict |
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     processes = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
         env.pop("SFC_TEST_CRASH_AFTER_EPOCH", None)
         if crash and index in crash:
             env["SFC_TEST_CRASH_AFTER_EPOCH"] = str(crash[index])
-        processes.append(subprocess.Popen([sys.executable, str(JOB), kind, str(directory), str(epochs)], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(JOB), kind, str(directory), str(epochs)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return processes
 
 
@@ -56,16 +67,16 @@ def finish(processes: list) -> list[dict]:
 @pytest.mark.parametrize("kind", ["reconstructor", "enhancement"])
 def test_two_workers_train_identical_weights(kind, tmp_path):
     chief, other = finish(start_workers(kind, tmp_path / "ckpt", 2))
-    assert chief["sha256"] == other["sha256"]               # sha256 of the weight files each worker saved
+    assert chief["sha256"] == other["sha256"]  # sha256 of the weight files each worker saved
     written = json.loads((tmp_path / "ckpt" / "meta.json").read_text())
-    assert written["sha256"] == chief["sha256"]             # only the chief wrote the checkpoint
+    assert written["sha256"] == chief["sha256"]  # only the chief wrote the checkpoint
 
 
 def test_a_killed_worker_and_the_job_resumes_from_the_saved_state(tmp_path):
     directory = tmp_path / "ckpt"
     processes = start_workers("reconstructor", directory, 3, crash={1: 1})
     try:
-        assert processes[1].wait(timeout=TIMEOUT_S) == 3    # worker 1 died after epoch 1; the chief now waits for it
+        assert processes[1].wait(timeout=TIMEOUT_S) == 3  # worker 1 died after epoch 1; the chief now waits for it
         time.sleep(2)
         assert processes[0].poll() is None
     finally:
@@ -73,6 +84,6 @@ def test_a_killed_worker_and_the_job_resumes_from_the_saved_state(tmp_path):
             p.kill()
             p.communicate()
     assert (directory / "train_state").is_dir() and not (directory / "meta.json").exists()
-    chief, other = finish(start_workers("reconstructor", directory, 3))    # the same command again
-    assert chief["epochs_run_this_session"] == other["epochs_run_this_session"] == 2    # epoch 1 was not redone
+    chief, other = finish(start_workers("reconstructor", directory, 3))  # the same command again
+    assert chief["epochs_run_this_session"] == other["epochs_run_this_session"] == 2  # epoch 1 was not redone
     assert chief["sha256"] == other["sha256"]

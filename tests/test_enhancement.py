@@ -35,7 +35,7 @@ def test_minmax_round_trip_is_within_one_quantization_step():
 @pytest.mark.parametrize("value", [0.0, -255.0, 255.0, 7.3])
 def test_constant_residual(value):
     image, span = minmax.normalise(np.full((16, 16, 3), value, np.float32))
-    if float(np.float16(value)) == value:        # integer residuals (the codec's case) are exact
+    if float(np.float16(value)) == value:  # integer residuals (the codec's case) are exact
         assert (image == 0).all() and span.low == span.high == value
     np.testing.assert_allclose(minmax.denormalise(image, span), value, atol=abs(value) * 1e-3 + 1e-6)
 
@@ -56,7 +56,7 @@ def test_bad_ranges_raise():
     with pytest.raises(BitstreamError):
         minmax.MinMax.from_bytes(minmax.MinMax(5.0, -5.0).to_bytes())
     with pytest.raises(BitstreamError):
-        minmax.MinMax.from_bytes(b"\x7c\x00\x00\x00")   # +inf
+        minmax.MinMax.from_bytes(b"\x7c\x00\x00\x00")  # +inf
     with pytest.raises(ValueError):
         minmax.normalise(np.array([[[np.nan, 0, 0]]], np.float32))
 
@@ -70,8 +70,9 @@ def coded_round_trip(codec, mode, crops, predictions):
 def test_residual_coding_round_trip(name, coarse, fine, fixture_crops):
     """x - p coded at two rates: more bits, closer to x; the range covers the residual."""
     crops, predictions = fixture_crops[:2], np.full((2, 160, 160, 3), 128, np.uint8)
-    (small, low), (large, high) = (coded_round_trip(make_codec(name, q), MEAN_FACE, crops, predictions)
-                                   for q in (coarse, fine))
+    (small, low), (large, high) = (
+        coded_round_trip(make_codec(name, q), MEAN_FACE, crops, predictions) for q in (coarse, fine)
+    )
     assert sum(len(c.payload) for c in small) < sum(len(c.payload) for c in large)
     residual = layer.residual(crops, predictions)
     assert all(c.span.low <= r.min() and c.span.high >= r.max() for c, r in zip(large, residual))
@@ -91,8 +92,9 @@ def test_no_prediction_codes_the_face_itself(name, parameter, fixture_crops):
 def test_constant_residual_and_damaged_payloads(name, parameter, fixture_crops):
     codec = make_codec(name, parameter)
     predictions = np.clip(fixture_crops[:1].astype(int) + 3, 0, 255).astype(np.uint8)
-    _, decoded = coded_round_trip(codec, MEAN_FACE, np.clip(predictions.astype(int) - 3, 0, 255).astype(np.uint8),
-                                  predictions)
+    _, decoded = coded_round_trip(
+        codec, MEAN_FACE, np.clip(predictions.astype(int) - 3, 0, 255).astype(np.uint8), predictions
+    )
     np.testing.assert_array_equal(decoded, np.clip(predictions.astype(int) - 3, 0, 255))
     payload = codec.encode(fixture_crops[0])
     for damaged in (b"", payload[:4], payload[:3] + b"\x00" * 40, payload[:4] + b"\x00" * 64):
@@ -111,7 +113,7 @@ def test_payloads_declaring_another_geometry_are_refused_before_decoding():
             make_codec(name, parameter).decode(payload)
 
 
-TINY_FILTERS = 16      # the shipped architecture has 128; a narrow untrained model keeps the tests fast
+TINY_FILTERS = 16  # the shipped architecture has 128; a narrow untrained model keeps the tests fast
 
 
 def test_default_architecture_has_128_filters():
@@ -142,8 +144,11 @@ def _weights(directory):
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(str(directory / "weights"))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+    }
 
 
 def _same_weights(first, second) -> bool:
@@ -154,18 +159,26 @@ def _same_weights(first, second) -> bool:
 def test_training_warm_starts_and_resumes(tiny_learned_checkpoint, fixture_crops, tmp_path):
     from sfc_tf.enhancement import training
 
-    config = training.EnhancementTrainConfig(str(tmp_path), 0.01, epochs=1, batch_size=2, patch_size=32,
-                                             num_filters=TINY_FILTERS, learning_rate=0.0,
-                                             init_from=str(tiny_learned_checkpoint), verbose=0)
+    config = training.EnhancementTrainConfig(
+        str(tmp_path),
+        0.01,
+        epochs=1,
+        batch_size=2,
+        patch_size=32,
+        num_filters=TINY_FILTERS,
+        learning_rate=0.0,
+        init_from=str(tiny_learned_checkpoint),
+        verbose=0,
+    )
     first = training.train(config, fixture_crops, {"input": "test"})
     assert first["steps"] == 3 and first["epochs_done"] == 1 and first["input"] == "test"
-    assert _same_weights(tmp_path, tiny_learned_checkpoint)       # learning rate 0: exactly the warm start
+    assert _same_weights(tmp_path, tiny_learned_checkpoint)  # learning rate 0: exactly the warm start
     warm_meta = json.loads((tiny_learned_checkpoint / "meta.json").read_text())
     assert first["warm_start"]["sha256"] == warm_meta["sha256"]  # the warm start's history travels along
     config.epochs, config.learning_rate = 2, 1e-2
     second = training.train(config, fixture_crops, {"input": "test"})
     assert second["steps"] == 6 and second["wall_time_s"] >= first["wall_time_s"]
-    assert second["warm_start"] == first["warm_start"]             # kept when resuming from train_state
+    assert second["warm_start"] == first["warm_start"]  # kept when resuming from train_state
     assert not _same_weights(tmp_path, tiny_learned_checkpoint)
     assert set(second["final_metrics"]) == {"loss", "bpp", "mse"}
     with pytest.raises(ValueError):
@@ -191,7 +204,7 @@ def test_learned_damaged_payloads_raise_or_decode_to_a_face(tiny_codec, fixture_
     payload = tiny_codec.encode(fixture_crops[0])
     with pytest.raises(BitstreamError):
         tiny_codec.decode_many([payload, b""])
-    for damaged in (payload[:1], payload[:len(payload) // 2], bytes(b ^ 0x5A for b in payload)):
+    for damaged in (payload[:1], payload[: len(payload) // 2], bytes(b ^ 0x5A for b in payload)):
         try:
             image = tiny_codec.decode(damaged)
         except BitstreamError:
@@ -217,8 +230,9 @@ def test_learned_checkpoint_tampering_is_detected(tiny_learned_checkpoint, tmp_p
         learned.load_model(tmp_path / "missing")
 
 
-def test_learned_checkpoints_load_their_stored_coding_tables(tiny_learned_checkpoint, fixture_crops, tmp_path,
-                                                             monkeypatch):
+def test_learned_checkpoints_load_their_stored_coding_tables(
+    tiny_learned_checkpoint, fixture_crops, tmp_path, monkeypatch
+):
     """Loading builds the range coder from tables.npz without recomputing the tables from the prior (seconds per
     prior); a damaged tables file is refused; a checkpoint saved before the file existed computes the same tables."""
     import json
@@ -261,8 +275,11 @@ def tiny_conditional(tmp_path_factory):
     from sfc_tf.enhancement import face_codec, learned
 
     directory = tmp_path_factory.mktemp("conditional")
-    learned.save(face_codec.FaceCodec([0.001, 0.01], conditional=True, prior="position",
-                                      num_filters=TINY_FILTERS), directory, input="test")
+    learned.save(
+        face_codec.FaceCodec([0.001, 0.01], conditional=True, prior="position", num_filters=TINY_FILTERS),
+        directory,
+        input="test",
+    )
     return directory
 
 
@@ -273,7 +290,7 @@ def test_conditional_codec_round_trip(tiny_conditional, fixture_crops):
     for codec in codecs:
         coded, decoded = coded_round_trip(codec, MMSE, fixture_crops, predictions)
         assert all(c.span is None for c in coded) and decoded.shape == fixture_crops.shape
-        other = codec.decode_many([c.payload for c in coded], fixture_crops)   # another prediction: another face
+        other = codec.decode_many([c.payload for c in coded], fixture_crops)  # another prediction: another face
         assert not np.array_equal(other, decoded)
     with pytest.raises(ValueError):
         codecs[0].encode_many(fixture_crops, None)
@@ -289,7 +306,7 @@ def test_face_codec_warm_started_from_bls2017_codes_like_it(conditional, prior, 
 
     tf.random.set_seed(1)
     source = learned.BLS2017(0.01, TINY_FILTERS)
-    for variable in source.trainable_variables:        # away from the initialisation (GDN starts as identity)
+    for variable in source.trainable_variables:  # away from the initialisation (GDN starts as identity)
         variable.assign_add(tf.random.normal(variable.shape, stddev=0.01))
     model = face_codec.FaceCodec([0.01, 0.03], conditional, prior, TINY_FILTERS)
     face_codec.warm_start(model, source)
@@ -300,8 +317,9 @@ def test_face_codec_warm_started_from_bls2017_codes_like_it(conditional, prior, 
         np.testing.assert_allclose([bpp, mse], expected[1:], rtol=1e-5)
     source.enable_coding()
     model.enable_coding()
-    np.testing.assert_array_equal(model.compress(fixture_crops, predictions, 0).numpy(),
-                                  source.compress(fixture_crops).numpy())
+    np.testing.assert_array_equal(
+        model.compress(fixture_crops, predictions, 0).numpy(), source.compress(fixture_crops).numpy()
+    )
     with pytest.raises(ValueError):
         face_codec.warm_start(face_codec.FaceCodec([0.01], conditional, prior, 2 * TINY_FILTERS), source)
 
@@ -320,8 +338,9 @@ print(hashlib.sha256(decoded.tobytes()).hexdigest())
 
 
 @pytest.mark.parametrize("conditional", [False, True])
-def test_learned_decoding_is_bit_identical_across_processes(conditional, tiny_learned_checkpoint, tiny_codec,
-                                                            tiny_conditional, fixture_crops, tmp_path):
+def test_learned_decoding_is_bit_identical_across_processes(
+    conditional, tiny_learned_checkpoint, tiny_codec, tiny_conditional, fixture_crops, tmp_path
+):
     import hashlib
 
     codec = make_codec("conditional", (tiny_conditional, 1)) if conditional else tiny_codec
@@ -331,8 +350,14 @@ def test_learned_decoding_is_bit_identical_across_processes(conditional, tiny_le
     if conditional:
         np.save(tmp_path / "payloads.txt.npy", predictions)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-c", DECODE_SCRIPT, str(tiny_conditional if conditional else tiny_learned_checkpoint),
-               str(tmp_path / "payloads.txt"), "1" if conditional else "-1"]
+    command = [
+        sys.executable,
+        "-c",
+        DECODE_SCRIPT,
+        str(tiny_conditional if conditional else tiny_learned_checkpoint),
+        str(tmp_path / "payloads.txt"),
+        "1" if conditional else "-1",
+    ]
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     digests = {worker.communicate(timeout=300)[0].strip() for worker in workers}
     assert all(worker.returncode == 0 for worker in workers)
@@ -348,10 +373,11 @@ def test_face_codec_batches_keep_image_and_prediction_together():
     predictions = 255 - images
     batches = list(training.face_codec_dataset(images, predictions, batch_size=4, seed=1).take(6).as_numpy_iterator())
     assert all(x.shape == (4, 4, 4, 3) and x.dtype == np.uint8 for x, _ in batches)
-    np.testing.assert_array_equal(np.concatenate([p for _, p in batches]),
-                                  255 - np.concatenate([x for x, _ in batches]))      # mirrored together
+    np.testing.assert_array_equal(
+        np.concatenate([p for _, p in batches]), 255 - np.concatenate([x for x, _ in batches])
+    )  # mirrored together
     seen = np.concatenate([x for x, _ in batches])
     mirrored = [any(np.array_equal(x, image[:, ::-1]) for image in images) for x in seen]
-    assert 0 < sum(mirrored) < len(seen)                                # some faces mirrored, not all
+    assert 0 < sum(mirrored) < len(seen)  # some faces mirrored, not all
     with pytest.raises(ValueError):
         training.face_codec_dataset(images, predictions[:5], batch_size=4)

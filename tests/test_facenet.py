@@ -34,7 +34,7 @@ def test_any_batch_size_gives_the_same_features(extractor, fixture_crops, monkey
     whole = extractor(fixture_crops)
     one_by_one = np.concatenate([extractor(crop) for crop in fixture_crops])
     np.testing.assert_allclose(whole, one_by_one, atol=1e-5)
-    monkeypatch.setattr(extractor, "batch_size", 4)        # batches of 4 then 2
+    monkeypatch.setattr(extractor, "batch_size", 4)  # batches of 4 then 2
     np.testing.assert_allclose(whole, extractor(fixture_crops), atol=1e-5)
 
 
@@ -43,8 +43,9 @@ def test_same_person_is_closer_than_different_people(extractor, fixture_crops):
     # Abel_Pacheco_0004, Akhmed_Zakayev_0001
     f = extractor(fixture_crops)
     same = [np.sum((f[1] - f[2]) ** 2), np.sum((f[3] - f[4]) ** 2)]
-    different = [np.sum((f[i] - f[j]) ** 2) for i in range(6) for j in range(i + 1, 6)
-                 if (i, j) not in ((1, 2), (3, 4))]
+    different = [
+        np.sum((f[i] - f[j]) ** 2) for i in range(6) for j in range(i + 1, 6) if (i, j) not in ((1, 2), (3, 4))
+    ]
     assert max(same) < min(different)
 
 
@@ -54,7 +55,7 @@ def test_converted_weights_are_cached_and_checked(tmp_path, monkeypatch):
     cached = facenet.converted_weights_path()
     assert cached.is_file()
     assert cached.with_suffix(".sha256").read_text().strip() == checkpoint.sha256_file(cached)
-    cached.write_bytes(b"corrupt")                      # a damaged cache is rebuilt, not loaded
+    cached.write_bytes(b"corrupt")  # a damaged cache is rebuilt, not loaded
     facenet.load_model()
     assert cached.with_suffix(".sha256").read_text().strip() == checkpoint.sha256_file(cached)
 
@@ -69,8 +70,7 @@ def test_weight_source_errors(tmp_path):
 
 
 def test_all_keras_facenet_keys_are_known():
-    assert {"20180402-114759", "20180408-102900", "20170511-185253", "20170512-110547"} <= set(
-        facenet.available_keys())
+    assert {"20180402-114759", "20180408-102900", "20170511-185253", "20170512-110547"} <= set(facenet.available_keys())
     assert facenet.feature_dim("20170512-110547") == 128
     assert facenet.build_model("20170512-110547").output_shape == (None, 128)
 
@@ -78,6 +78,6 @@ def test_all_keras_facenet_keys_are_known():
 def test_standardize_modes():
     x = np.full((1, 160, 160, 3), 255, np.uint8)
     assert facenet.standardize(x).max() == pytest.approx((255 - 127.5) / 128)
-    assert np.isfinite(facenet.standardize(x, "prewhiten")).all()   # constant image: no division by zero
+    assert np.isfinite(facenet.standardize(x, "prewhiten")).all()  # constant image: no division by zero
     with pytest.raises(ValueError):
         facenet.standardize(x, "other")

@@ -51,8 +51,12 @@ def test_reseal_reaches_the_payload_parsers(codec, corpus):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(index=st.integers(0, 10_000), seed=st.integers(0, 2**32 - 1), layers=st.sampled_from(fuzzing.LAYERS),
-       sealed=st.booleans())
+@given(
+    index=st.integers(0, 10_000),
+    seed=st.integers(0, 2**32 - 1),
+    layers=st.sampled_from(fuzzing.LAYERS),
+    sealed=st.booleans(),
+)
 def test_mutated_files_are_refused_or_decode_to_a_face(codec, corpus, index, seed, layers, sealed):
     data = fuzzing.mutate(corpus[index % len(corpus)], np.random.default_rng(seed))
     start = time.monotonic()
@@ -66,7 +70,7 @@ def test_every_splice_is_refused_by_name(codec, corpus, a, b):
     first, second = corpus[a % len(corpus)], corpus[b % len(corpus)]
     spliced = fuzzing.splice(first, second)
     if spliced == second or bitstream.base_part_bytes(second) == len(second):
-        return                                  # the same face, or nothing to graft
+        return  # the same face, or nothing to graft
     fuzzing.decode_splice(codec, spliced)
 
 
@@ -75,10 +79,22 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     registered model loaded and 20 s per input enforced by libFuzzer, 0 crashes, every splice refused, the outcome
     counts written."""
     out = tmp_path / "fuzz.json"
-    result = subprocess.run([sys.executable, os.path.join(REPO, "eval", "fuzz_decode.py"), "--runs", "60",
-                             "--output_json", str(out), "--work_dir", str(tmp_path / "work")],
-                            capture_output=True, text=True, timeout=1800,
-                            env={**os.environ, "SFC_TF_CHECKPOINTS": str(shipped_checkpoints)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "eval", "fuzz_decode.py"),
+            "--runs",
+            "60",
+            "--output_json",
+            str(out),
+            "--work_dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "SFC_TF_CHECKPOINTS": str(shipped_checkpoints)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["runs"] >= 60 and report["crashes"] == 0 and report["silent_splices"] == 0
@@ -97,6 +113,6 @@ def test_range_decoder_hang_is_refused(shipped_checkpoints, fixture_lfw_dir):
     with pytest.raises(BitstreamError, match="escape code that never ends"):
         codec.decode(hang, "full")
     assert time.time() - start < 60
-    assert codec.decode(hang, "reconstruction").image.shape == (160, 160, 3)     # its base layer is intact
+    assert codec.decode(hang, "reconstruction").image.shape == (160, 160, 3)  # its base layer is intact
     real = codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", "learned", 1, "reconstruction")
     assert codec.decode(real, "full").image.shape == (160, 160, 3)

@@ -33,7 +33,7 @@ def test_jpeg2000_damage_reported_only_as_a_warning_is_refused_quietly(fixture_c
     codec = make_codec("jpeg2000", 20)
     data = codec.encode(fixture_crops[1])
     siz_end = 4 + int.from_bytes(data[4:6], "big")
-    unknown_marker = b"\xff\x6f\x00\x04\x00\x00"   # OpenJPEG warns "Unknown marker", skips it and decodes on
+    unknown_marker = b"\xff\x6f\x00\x04\x00\x00"  # OpenJPEG warns "Unknown marker", skips it and decodes on
     with pytest.raises(BitstreamError, match="Unknown marker"):
         codec.decode(data[:siz_end] + unknown_marker + data[siz_end:])
     assert "Traceback" not in capfd.readouterr().err

@@ -26,16 +26,22 @@ def python_memory_left_by(call, repeats: int) -> int:
 @pytest.fixture(scope="module")
 def feature_networks():
     tf.keras.utils.set_random_seed(0)
-    return [reconstructor.Reconstructor(128).build_for_inference(),
-            linear_predictor.LinearPredictor(128, 8, 160).build_for_inference()]
+    return [
+        reconstructor.Reconstructor(128).build_for_inference(),
+        linear_predictor.LinearPredictor(128, 8, 160).build_for_inference(),
+    ]
 
 
 def test_networks_reconstruct_as_their_eager_call_does(feature_networks):
     features = np.random.default_rng(0).normal(size=(5, 128)).astype(np.float32)
     for network in feature_networks:
-        for batch_size in (5, 2, 1):       # the output of a batch depends on its size, in both modes alike
-            expected = np.concatenate([reconstructor.to_uint8(network(features[i:i + batch_size], training=False))
-                                       for i in range(0, len(features), batch_size)])
+        for batch_size in (5, 2, 1):  # the output of a batch depends on its size, in both modes alike
+            expected = np.concatenate(
+                [
+                    reconstructor.to_uint8(network(features[i : i + batch_size], training=False))
+                    for i in range(0, len(features), batch_size)
+                ]
+            )
             np.testing.assert_array_equal(residuals.reconstruct(network, features, batch_size), expected)
 
 

@@ -32,14 +32,26 @@ def test_installed_wheel_compresses_and_decompresses_a_face(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")   # .pth files there are not run
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # .pth files there are not run
     python = str(venv / "bin" / "python")
     env = {**os.environ, "SFC_TF_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("SFC_TF_CHECKPOINTS", None)
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)],
-                   check=True, timeout=600, env=env, cwd=tmp_path, capture_output=True)
-    subprocess.run([str(venv / "bin" / "sfc"), "install-models", str(REPO / "checkpoints")], check=True, timeout=600,
-                   env=env, cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)],
+        check=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(venv / "bin" / "sfc"), "install-models", str(REPO / "checkpoints")],
+        check=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     face = REPO / "tests" / "fixtures" / "lfw" / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"
     script = f"""
 import sfc_tf
@@ -50,8 +62,7 @@ data = codec.encode({str(face)!r}, "jpeg", 50)
 decoded = codec.decode(data)
 print(len(data), decoded.feature.shape, decoded.image.shape)
 """
-    result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=900, env=env,
-                            cwd=tmp_path)
+    result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     size, feature_shape, image_shape = result.stdout.split(" ", 2)
     assert int(size) > 100 and feature_shape == "(512,)" and image_shape.strip() == "(160, 160, 3)"

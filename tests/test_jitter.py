@@ -51,7 +51,7 @@ class MeanColour:
 
     def __call__(self, crops, progress=False):
         crops = np.asarray(crops, np.float32)
-        parts = [crops[:, i * 53:(i + 1) * 53].mean(axis=(1, 2)) + 1 for i in range(3)]
+        parts = [crops[:, i * 53 : (i + 1) * 53].mean(axis=(1, 2)) + 1 for i in range(3)]
         features = np.concatenate(parts, axis=1)
         return (features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float32)
 
@@ -59,8 +59,9 @@ class MeanColour:
 def test_training_set_gains_jittered_copies_with_their_own_features(fixture_lfw_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SFC_TF_CACHE", str(tmp_path))
     plain = training_data.assemble(fixture_lfw_dir, align="center", validation_fraction=0.0, extractor=MeanColour())
-    augmented = training_data.assemble(fixture_lfw_dir, align="center", validation_fraction=0.0,
-                                       extractor=MeanColour(), jitter_copies=2)
+    augmented = training_data.assemble(
+        fixture_lfw_dir, align="center", validation_fraction=0.0, extractor=MeanColour(), jitter_copies=2
+    )
     n = len(plain.crops)
     assert len(augmented.crops) == len(augmented.features) == len(augmented.masks) == 3 * n
     copies, masks = jitter.jittered(plain.crops, 2, 0)
@@ -68,7 +69,7 @@ def test_training_set_gains_jittered_copies_with_their_own_features(fixture_lfw_
     np.testing.assert_array_equal(augmented.masks[n:], masks)
     np.testing.assert_allclose(augmented.features[n:], MeanColour()(copies), atol=1e-6)
     assert augmented.masks[:n].min() == 1 and augmented.description["jitter"]["copies"] == 2
-    assert not np.allclose(augmented.features[n:2 * n], plain.features)
+    assert not np.allclose(augmented.features[n : 2 * n], plain.features)
 
 
 def test_jitter_needs_faces_in_memory(tmp_path):

@@ -24,7 +24,7 @@ def test_coarse_targets_invert_the_upsampling():
     coarse = rng.uniform(-0.9, 0.9, size=(3, grid, grid, 3)).astype(np.float32)
     images = reconstructor.to_uint8(tf.image.resize(coarse, (size, size), method="bilinear"))
     recovered = linear_predictor.coarse_targets(images, grid).reshape(coarse.shape)
-    np.testing.assert_allclose(recovered, coarse, atol=2 / 127.5)         # within pixel rounding
+    np.testing.assert_allclose(recovered, coarse, atol=2 / 127.5)  # within pixel rounding
 
 
 def test_ridge_fit_recovers_a_linear_map_in_batches():
@@ -37,13 +37,14 @@ def test_ridge_fit_recovers_a_linear_map_in_batches():
     got_kernel, got_bias = fit.solve(1e-9)
     np.testing.assert_allclose(got_kernel, kernel, atol=1e-4)
     np.testing.assert_allclose(got_bias, bias, atol=1e-4)
-    assert np.abs(fit.solve(10.0)[0]).sum() < np.abs(kernel).sum()      # the ridge shrinks the kernel
+    assert np.abs(fit.solve(10.0)[0]).sum() < np.abs(kernel).sum()  # the ridge shrinks the kernel
 
 
 def test_saved_predictor_loads_as_the_mmse_network(tmp_path):
     model = linear_predictor.LinearPredictor(16, grid=4, image_size=32).build_for_inference()
-    model.linear.set_weights([np.random.default_rng(3).normal(size=(16, 48)).astype(np.float32) * 0.1,
-                              np.zeros(48, np.float32)])
+    model.linear.set_weights(
+        [np.random.default_rng(3).normal(size=(16, 48)).astype(np.float32) * 0.1, np.zeros(48, np.float32)]
+    )
     linear_predictor.save(model, tmp_path, note="test")
     loaded = prediction.load_network(tmp_path)
     features = np.random.default_rng(4).normal(size=(2, 16)).astype(np.float32)

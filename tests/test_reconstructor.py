@@ -86,7 +86,7 @@ def test_noisy_features_stay_unit_norm():
 
 
 def test_training_dataset_draws_a_new_rate_each_time_an_image_comes_round():
-    views = np.stack([np.full((4, 2), rate, np.float32) for rate in range(3)])    # (R=3, N=4, D=2)
+    views = np.stack([np.full((4, 2), rate, np.float32) for rate in range(3)])  # (R=3, N=4, D=2)
     crops = np.zeros((4, 160, 160, 3), np.uint8)
     batches = training.training_dataset(views, crops, batch_size=4).take(12)
     rates_per_pass = [tuple(np.sort(f.numpy()[:, 0])) for f, _ in batches]
@@ -96,8 +96,7 @@ def test_training_dataset_draws_a_new_rate_each_time_an_image_comes_round():
 def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops):
     features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    config = training.TrainConfig(str(tmp_path / "ckpt"), epochs=1, batch_size=2, perceptual_weight=0.0,
-                                  verbose=0)
+    config = training.TrainConfig(str(tmp_path / "ckpt"), epochs=1, batch_size=2, perceptual_weight=0.0, verbose=0)
     meta = training.train(config, features[None], fixture_crops, {"data": {}}, (features[:2], fixture_crops[:2]))
     assert {"loss", "val_loss", "val_mae"} <= set(meta["final_metrics"])
     assert reconstructor.load(tmp_path / "ckpt")(features[:1]).shape == (1, 160, 160, 3)
@@ -111,10 +110,10 @@ def test_a_run_in_two_sessions_reports_its_whole_cost(tmp_path, fixture_crops):
     first = training.train(config, features[None], fixture_crops, {"data": {}})
     progress = tmp_path / "ckpt" / resume.STATE_DIR / resume.PROGRESS_FILE
     assert json.loads(progress.read_text())["step"] == 3
-    progress.write_text(json.dumps({"step": 3, "wall_time_s": 1000.0}))     # as if the first session took longer
+    progress.write_text(json.dumps({"step": 3, "wall_time_s": 1000.0}))  # as if the first session took longer
     config.epochs = 2
     meta = training.train(config, features[None], fixture_crops, {"data": {}})
-    assert first["epochs_done"] == 1 and meta["epochs_run_this_session"] == 1      # epoch 1 was not redone
+    assert first["epochs_done"] == 1 and meta["epochs_run_this_session"] == 1  # epoch 1 was not redone
     assert meta["epochs_done"] == 2 and meta["steps_run"] == 6 and meta["steps_run_this_session"] == 3
     assert 1000 < meta["wall_time_s"] < 1000 + meta["wall_time_s_this_session"] + 60
 
@@ -123,9 +122,9 @@ def test_batch_norm_recalibration_matches_the_training_batch_statistics():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(8, 16)).astype(np.float32)
     model = reconstructor.Reconstructor(16).build_for_inference()
-    before = np.abs(model(features) - model(features, training=True))     # fresh moving stats: 0 and 1
+    before = np.abs(model(features) - model(features, training=True))  # fresh moving stats: 0 and 1
     assert training.recalibrate_batch_norm(model, features[None], batch_size=8) == 1
-    after = np.abs(model(features) - model(features, training=True))      # equal up to Bessel's correction
+    after = np.abs(model(features) - model(features, training=True))  # equal up to Bessel's correction
     assert after.max() < 3e-2 and after.mean() < before.mean() / 20
     assert all(block.norm.momentum == 0.99 for block in model.blocks)
 
@@ -136,8 +135,10 @@ def test_batch_norm_recalibration_averages_over_batches():
     assert training.recalibrate_batch_norm(model, features, batch_size=4, seed=0) == 3
     order = np.random.default_rng(0).permutation(12)
     first = model.blocks[0]
-    means = [tf.reduce_mean(first.deconv(tf.reshape(features[0, order[i:i + 4]], (-1, 1, 1, 16))), axis=(0, 1, 2))
-             for i in (0, 4, 8)]
+    means = [
+        tf.reduce_mean(first.deconv(tf.reshape(features[0, order[i : i + 4]], (-1, 1, 1, 16))), axis=(0, 1, 2))
+        for i in (0, 4, 8)
+    ]
     np.testing.assert_allclose(first.norm.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
 
 

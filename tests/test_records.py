@@ -23,7 +23,7 @@ class ColourFeatures:
 
     def __call__(self, crops, progress=False):
         crops = np.asarray(crops, np.float32)
-        parts = [crops[:, :, i * 53:(i + 1) * 53].mean(axis=(1, 2)) + 1 for i in range(3)]
+        parts = [crops[:, :, i * 53 : (i + 1) * 53].mean(axis=(1, 2)) + 1 for i in range(3)]
         features = np.concatenate(parts, axis=1)
         return (features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float32)
 
@@ -31,8 +31,9 @@ class ColourFeatures:
 @pytest.fixture(scope="module")
 def built(fixture_lfw_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
-    return records.build_from_folder(fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(),
-                                     progress=False)
+    return records.build_from_folder(
+        fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
+    )
 
 
 def test_records_hold_the_crops_and_features_of_the_folder(built, fixture_lfw_dir):
@@ -40,11 +41,15 @@ def test_records_hold_the_crops_and_features_of_the_folder(built, fixture_lfw_di
     crops = np.stack([align.center_crop(align.load_image(fixture_lfw_dir / p)) for p in paths])
     manifest = records.open_records(built.directory, verify=True).manifest
     assert manifest["examples"] == len(paths) == 6 and len(manifest["shards"]) == 2
-    assert dict(zip(manifest["identities"], manifest["identity_counts"])) == {"AJ_Cook": 1, "Aaron_Peirsol": 2,
-                                                                             "Abel_Pacheco": 2, "Akhmed_Zakayev": 1}
+    assert dict(zip(manifest["identities"], manifest["identity_counts"])) == {
+        "AJ_Cook": 1,
+        "Aaron_Peirsol": 2,
+        "Abel_Pacheco": 2,
+        "Akhmed_Zakayev": 1,
+    }
     read = list(records.dataset(built, shuffle=False).as_numpy_iterator())
     got = np.stack([crop for crop, _ in read])
-    np.testing.assert_array_equal(got, crops)                        # PNG: lossless, in folder order
+    np.testing.assert_array_equal(got, crops)  # PNG: lossless, in folder order
     np.testing.assert_allclose(np.stack([f for _, f in read]), ColourFeatures()(crops), atol=1e-6)
 
 
@@ -72,16 +77,18 @@ def test_training_stream_holds_out_identities_like_assemble(built):
 
 def test_interrupted_build_keeps_finished_shards(built, fixture_lfw_dir, tmp_path):
     out = tmp_path / "again"
-    records.build_from_folder(fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(),
-                              progress=False)
+    records.build_from_folder(
+        fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
+    )
     first = (out / "shard-00000.tfrecord").stat().st_mtime_ns
-    (out / records.MANIFEST).unlink()                                # as if killed while writing the second shard
+    (out / records.MANIFEST).unlink()  # as if killed while writing the second shard
     (out / "shard-00001.tfrecord").rename(out / "shard-00001.tfrecord.tmp")
     (out / "shard-00001.tfrecord.json").unlink()
     with pytest.raises(SfcError, match="records.json missing"):
         records.open_records(out)
-    again = records.build_from_folder(fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(),
-                                      progress=False)
+    again = records.build_from_folder(
+        fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
+    )
     assert (out / "shard-00000.tfrecord").stat().st_mtime_ns == first
     assert again.manifest["shards"] == built.manifest["shards"] and not list(out.glob("*.tmp"))
 
@@ -127,20 +134,69 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     """build_records.py writes shards with real FaceNet features; the reconstructor and a conditional face codec
     (warm-started from the shipped end-to-end model) each complete a short CPU job streaming them."""
     shards = tmp_path / "shards"
-    run(["train/build_records.py", "--data_dir", str(fixture_lfw_dir), "--align", "center", "--shard_size", "4",
-         "--output_dir", str(shards)], environment)
+    run(
+        [
+            "train/build_records.py",
+            "--data_dir",
+            str(fixture_lfw_dir),
+            "--align",
+            "center",
+            "--shard_size",
+            "4",
+            "--output_dir",
+            str(shards),
+        ],
+        environment,
+    )
     assert records.open_records(shards, verify=True).manifest["facenet"] == "20180408-102900"
-    run(["train/train_reconstructor.py", "--records", str(shards), "--flip", "--epochs", "2", "--steps_per_epoch", "2",
-         "--batch_size", "2", "--perceptual_weight", "0", "--validation_fraction", "0.5",
-         "--checkpoint_dir", str(tmp_path / "reconstructor")], environment)
+    run(
+        [
+            "train/train_reconstructor.py",
+            "--records",
+            str(shards),
+            "--flip",
+            "--epochs",
+            "2",
+            "--steps_per_epoch",
+            "2",
+            "--batch_size",
+            "2",
+            "--perceptual_weight",
+            "0",
+            "--validation_fraction",
+            "0.5",
+            "--checkpoint_dir",
+            str(tmp_path / "reconstructor"),
+        ],
+        environment,
+    )
     meta = json.loads((tmp_path / "reconstructor" / "meta.json").read_text())
     assert meta["data"]["streamed"] and meta["steps_run_this_session"] == 4 and "val_loss" in meta["final_metrics"]
     assert meta["batch_norm_recalibrated_on_batches"] == 2
-    run(["train/train_face_codec.py", "--records", str(shards), "--kind", "conditional", "--steps", "2",
-         "--batch_size", "2", "--lmbdas", "0.001,0.01", "--predictor", str(shipped_checkpoints / "predictor"),
-         "--base_layer", str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
-         "--init_from", str(shipped_checkpoints / "enhancement" / "original_l0.01"),
-         "--checkpoint_dir", str(tmp_path / "conditional")], environment)
+    run(
+        [
+            "train/train_face_codec.py",
+            "--records",
+            str(shards),
+            "--kind",
+            "conditional",
+            "--steps",
+            "2",
+            "--batch_size",
+            "2",
+            "--lmbdas",
+            "0.001,0.01",
+            "--predictor",
+            str(shipped_checkpoints / "predictor"),
+            "--base_layer",
+            str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
+            "--init_from",
+            str(shipped_checkpoints / "enhancement" / "original_l0.01"),
+            "--checkpoint_dir",
+            str(tmp_path / "conditional"),
+        ],
+        environment,
+    )
     meta = json.loads((tmp_path / "conditional" / "meta.json").read_text())
     assert meta["steps"] == 2 and meta["data"]["streamed"] and meta["train_images"] == 6
     shipped = json.loads((shipped_checkpoints / "enhancement" / "original_l0.01" / "meta.json").read_text())
@@ -151,21 +207,64 @@ def test_reconstructor_trains_from_a_tfds_dataset(fixture_lfw_dir, tmp_path, env
     """--tfds NAME: tfds finds the prepared dataset by name, the binary builds its records once in the cache and
     streams them."""
     tfds_dir = tmp_path / "tfds"
-    run(["tests/make_tfds_dataset.py", "--data_dir", str(fixture_lfw_dir), "--name", "lfw_fixture",
-         "--tfds_data_dir", str(tfds_dir)], environment)
-    args = ["train/train_reconstructor.py", "--tfds", "lfw_fixture", "--tfds_data_dir", str(tfds_dir), "--align",
-            "center", "--epochs", "1", "--steps_per_epoch", "2", "--batch_size", "2", "--perceptual_weight", "0",
-            "--validation_fraction", "0.5", "--checkpoint_dir", str(tmp_path / "reconstructor")]
+    run(
+        [
+            "tests/make_tfds_dataset.py",
+            "--data_dir",
+            str(fixture_lfw_dir),
+            "--name",
+            "lfw_fixture",
+            "--tfds_data_dir",
+            str(tfds_dir),
+        ],
+        environment,
+    )
+    args = [
+        "train/train_reconstructor.py",
+        "--tfds",
+        "lfw_fixture",
+        "--tfds_data_dir",
+        str(tfds_dir),
+        "--align",
+        "center",
+        "--epochs",
+        "1",
+        "--steps_per_epoch",
+        "2",
+        "--batch_size",
+        "2",
+        "--perceptual_weight",
+        "0",
+        "--validation_fraction",
+        "0.5",
+        "--checkpoint_dir",
+        str(tmp_path / "reconstructor"),
+    ]
     run(args, environment)
     meta = json.loads((tmp_path / "reconstructor" / "meta.json").read_text())
-    assert meta["data"]["source"]["tfds"] == "lfw_fixture" and meta["data"]["images"] + \
-        meta["data"]["held_out_images"] == 6
+    assert (
+        meta["data"]["source"]["tfds"] == "lfw_fixture"
+        and meta["data"]["images"] + meta["data"]["held_out_images"] == 6
+    )
     built = list((tmp_path.parent / environment["SFC_TF_CACHE"] / "records").glob("tfds-lfw_fixture-*"))
     assert len(built) == 1 and (built[0] / records.MANIFEST).is_file()
 
 
 def test_binaries_refuse_two_sources(tmp_path, environment):
-    result = subprocess.run([sys.executable, "train/train_reconstructor.py", "--records", str(tmp_path),
-                             "--tfds", "lfw", "--checkpoint_dir", str(tmp_path / "x")], capture_output=True, text=True,
-                            env=environment, cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train/train_reconstructor.py",
+            "--records",
+            str(tmp_path),
+            "--tfds",
+            "lfw",
+            "--checkpoint_dir",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+    )
     assert result.returncode != 0 and "exactly one of --data_dir, --records and --tfds" in result.stderr

@@ -28,7 +28,7 @@ def test_exact_search_is_brute_force(gallery):
     np.testing.assert_array_equal(matches.rows, np.argsort(brute, axis=1, kind="stable")[:, :7])
     np.testing.assert_allclose(matches.distances, np.sort(brute, axis=1)[:, :7], atol=1e-5)
     assert matches.labels[0][0] == gallery.labels[matches.rows[0, 0]]
-    assert gallery.search(queries[:2], k=10_000, method="exact").rows.shape == (2, 3000)   # k clipped to N
+    assert gallery.search(queries[:2], k=10_000, method="exact").rows.shape == (2, 3000)  # k clipped to N
 
 
 def test_faiss_hnsw_finds_the_exact_nearest_neighbour(gallery):
@@ -44,8 +44,7 @@ def test_index_file_round_trip_and_bad_files(gallery, tmp_path):
     gallery.save(tmp_path / "g.npz")
     loaded = SearchIndex.load(tmp_path / "g.npz")
     np.testing.assert_array_equal(loaded.features, gallery.features)
-    assert (loaded.labels, loaded.sources, loaded.model_set, loaded.mean) == (gallery.labels, gallery.sources, 9,
-                                                                              None)
+    assert (loaded.labels, loaded.sources, loaded.model_set, loaded.mean) == (gallery.labels, gallery.sources, 9, None)
     (tmp_path / "junk.npz").write_bytes(b"not an index")
     for bad in (tmp_path / "junk.npz", tmp_path / "missing.npz"):
         with pytest.raises(SearchIndexError, match="not a search index"):
@@ -61,8 +60,9 @@ def test_index_file_round_trip_and_bad_files(gallery, tmp_path):
 def test_mixed_model_sets_are_refused(tiny_zoo, fixture_crops):
     from sfc_tf.codec import ScalableCodec
 
-    files = (ScalableCodec.from_pretrained(9, align="center").encode_crops(fixture_crops[:1])
-             + ScalableCodec.from_pretrained(12, align="center").encode_crops(fixture_crops[1:2]))
+    files = ScalableCodec.from_pretrained(9, align="center").encode_crops(
+        fixture_crops[:1]
+    ) + ScalableCodec.from_pretrained(12, align="center").encode_crops(fixture_crops[1:2])
     with pytest.raises(SearchIndexError, match="mixes model sets"):
         SearchIndex.from_files(ScalableCodec.from_pretrained(align="center"), files, ["a", "b"], ["a", "b"])
 
@@ -72,12 +72,24 @@ def test_cli_index_and_search(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
     people = ("AJ_Cook", "Akhmed_Zakayev", "Abel_Pacheco", "Aaron_Peirsol")
     for person in people:
         first = sorted((fixture_lfw_dir / person).glob("*.jpg"))[0]
-        assert cli.run(["compress", str(first), str(gallery / person / (first.stem + ".sfc")), "--enhancement",
-                        "jpeg", "--align", "center"]) == 0
+        assert (
+            cli.run(
+                [
+                    "compress",
+                    str(first),
+                    str(gallery / person / (first.stem + ".sfc")),
+                    "--enhancement",
+                    "jpeg",
+                    "--align",
+                    "center",
+                ]
+            )
+            == 0
+        )
     index = tmp_path / "gallery.npz"
     assert cli.run(["index", str(gallery), str(index)]) == 0
     assert "4 faces of 4 identities" in capsys.readouterr().out
-    assert cli.run(["index", str(gallery), str(index)]) == 1                    # no overwrite
+    assert cli.run(["index", str(gallery), str(index)]) == 1  # no overwrite
     assert "exists" in capsys.readouterr().err
 
     probe = fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg"

@@ -35,64 +35,110 @@ from sfc_tf.serving_client import LocalModels, RemoteModels, ServingError
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-FEATURE_TOLERANCE = 1e-5   # float features, fresh process vs in-process Keras (max abs); everything else exact
+FEATURE_TOLERANCE = 1e-5  # float features, fresh process vs in-process Keras (max abs); everything else exact
 CONDITIONAL_QUALITY = 2
 
 IMAGES = ("DT_UINT8", "(-1, -1, -1, 3)")
 # (model, signature) -> inputs, outputs: name -> (dtype, shape) as saved_model_cli prints them (docs/serving.md).
 SIGNATURES = {
     ("facenet", "serving_default"): (
-        {"crops": ("DT_UINT8", "(-1, 160, 160, 3)")}, {"features": ("DT_FLOAT", "(-1, 512)")}),
+        {"crops": ("DT_UINT8", "(-1, 160, 160, 3)")},
+        {"features": ("DT_FLOAT", "(-1, 512)")},
+    ),
     ("reconstructor", "serving_default"): (
-        {"features": ("DT_FLOAT", "(-1, 512)")}, {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")}),
+        {"features": ("DT_FLOAT", "(-1, 512)")},
+        {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")},
+    ),
     ("predictor", "serving_default"): (
-        {"features": ("DT_FLOAT", "(-1, 512)")}, {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")}),
+        {"features": ("DT_FLOAT", "(-1, 512)")},
+        {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")},
+    ),
     ("enhancement", "encode"): (
-        {"images": IMAGES}, {"strings_bytes": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")}),
+        {"images": IMAGES},
+        {"strings_bytes": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")},
+    ),
     ("enhancement", "decode"): (
-        {"strings": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")}, {"images": IMAGES}),
+        {"strings": ("DT_STRING", "(-1)"), "latent_shape": ("DT_INT32", "(2)")},
+        {"images": IMAGES},
+    ),
     ("decoder", "serving_default"): (
-        {"features": ("DT_FLOAT", "(-1, 512)"), "strings": ("DT_STRING", "(-1)"),
-         "latent_shape": ("DT_INT32", "(2)"), "low": ("DT_FLOAT", "(-1)"), "high": ("DT_FLOAT", "(-1)")},
-        {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")}),
+        {
+            "features": ("DT_FLOAT", "(-1, 512)"),
+            "strings": ("DT_STRING", "(-1)"),
+            "latent_shape": ("DT_INT32", "(2)"),
+            "low": ("DT_FLOAT", "(-1)"),
+            "high": ("DT_FLOAT", "(-1)"),
+        },
+        {"faces": ("DT_UINT8", "(-1, 160, 160, 3)")},
+    ),
 }
 CONDITIONAL_SIGNATURES = {
     ("enhancement", "encode"): ({"images": IMAGES, "predictions": IMAGES}, SIGNATURES[("enhancement", "encode")][1]),
-    ("enhancement", "decode"): ({**SIGNATURES[("enhancement", "decode")][0], "predictions": IMAGES},
-                                {"images": ("DT_UINT8", "(-1, 160, 160, 3)")}),      # the FaceCodec's fixed size
+    ("enhancement", "decode"): (
+        {**SIGNATURES[("enhancement", "decode")][0], "predictions": IMAGES},
+        {"images": ("DT_UINT8", "(-1, 160, 160, 3)")},
+    ),  # the FaceCodec's fixed size
 }
 # tensorflow-compression's range-coding ops: not in stock TensorFlow, so not in the stock tensorflow/serving image.
 TFC_ENCODE_OPS = {"CreateRangeEncoder", "EntropyEncodeChannel", "EntropyEncodeFinalize"}
 TFC_DECODE_OPS = {"CreateRangeDecoder", "EntropyDecodeChannel", "EntropyDecodeFinalize"}
-TFC_OPS = {"facenet": set(), "reconstructor": set(), "predictor": set(),
-           "enhancement": TFC_ENCODE_OPS | TFC_DECODE_OPS, "decoder": TFC_DECODE_OPS}
+TFC_OPS = {
+    "facenet": set(),
+    "reconstructor": set(),
+    "predictor": set(),
+    "enhancement": TFC_ENCODE_OPS | TFC_DECODE_OPS,
+    "decoder": TFC_DECODE_OPS,
+}
 
 
 # -- models, exports and what the library computes ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoints(tiny_zoo):
-    return {"reconstructor": tiny_zoo / "reconstructor", "predictor": tiny_zoo / "predictor",
-            "residual": tiny_zoo / "enhancement" / "bls_residual_0",
-            "conditional": tiny_zoo / "enhancement" / "face_conditional"}
+    return {
+        "reconstructor": tiny_zoo / "reconstructor",
+        "predictor": tiny_zoo / "predictor",
+        "residual": tiny_zoo / "enhancement" / "bls_residual_0",
+        "conditional": tiny_zoo / "enhancement" / "face_conditional",
+    }
 
 
 def export(root: pathlib.Path, *args) -> pathlib.Path:
-    subprocess.run([sys.executable, "train/export.py", "--export_dir", str(root), *map(str, args)],
-                   cwd=REPO, env=ENV, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "train/export.py", "--export_dir", str(root), *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def export_dir(checkpoints, tmp_path_factory):
-    return export(tmp_path_factory.mktemp("serving") / "models", "--models", ",".join(serving.MODEL_NAMES),
-                  "--reconstructor", checkpoints["reconstructor"], "--predictor", checkpoints["predictor"],
-                  "--enhancement", checkpoints["residual"])
+    return export(
+        tmp_path_factory.mktemp("serving") / "models",
+        "--models",
+        ",".join(serving.MODEL_NAMES),
+        "--reconstructor",
+        checkpoints["reconstructor"],
+        "--predictor",
+        checkpoints["predictor"],
+        "--enhancement",
+        checkpoints["residual"],
+    )
 
 
 @pytest.fixture(scope="module")
 def conditional_export_dir(checkpoints, tmp_path_factory):
-    return export(tmp_path_factory.mktemp("serving_conditional") / "models", "--models", "enhancement",
-                  "--enhancement", checkpoints["conditional"], "--enhancement_quality", CONDITIONAL_QUALITY)
+    return export(
+        tmp_path_factory.mktemp("serving_conditional") / "models",
+        "--models",
+        "enhancement",
+        "--enhancement",
+        checkpoints["conditional"],
+        "--enhancement_quality",
+        CONDITIONAL_QUALITY,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +153,28 @@ def reference(checkpoints, fixture_crops):
     predicted = residuals.reconstruct(prediction.load_network(checkpoints["predictor"]), features)
     residual_images, spans = layer.normalised_residuals(fixture_crops, faces)
     codec = learned.load_codec(checkpoints["residual"])
-    strings = codec.encode_many(residual_images)          # the payload is the range-coded string itself
+    strings = codec.encode_many(residual_images)  # the payload is the range-coded string itself
     decoded = codec.decode_many(strings)
-    full = np.stack([minmax.add_residual(face, minmax.denormalise(image, span))
-                     for face, image, span in zip(faces, decoded, spans)])
+    full = np.stack(
+        [minmax.add_residual(face, minmax.denormalise(image, span)) for face, image, span in zip(faces, decoded, spans)]
+    )
     conditional = learned.load_codec((checkpoints["conditional"], CONDITIONAL_QUALITY - 1))
     conditional_strings = conditional.encode_many(fixture_crops, predicted)
-    return {"crops": fixture_crops, "features": features, "faces": faces, "predicted": predicted,
-            "residual_images": residual_images, "strings": strings, "latent_shape": np.array([10, 10], np.int32),
-            "decoded": decoded, "low": np.array([s.low for s in spans], np.float32),
-            "high": np.array([s.high for s in spans], np.float32), "full": full,
-            "conditional_strings": conditional_strings,
-            "conditional_decoded": conditional.decode_many(conditional_strings, predicted)}
+    return {
+        "crops": fixture_crops,
+        "features": features,
+        "faces": faces,
+        "predicted": predicted,
+        "residual_images": residual_images,
+        "strings": strings,
+        "latent_shape": np.array([10, 10], np.int32),
+        "decoded": decoded,
+        "low": np.array([s.low for s in spans], np.float32),
+        "high": np.array([s.high for s in spans], np.float32),
+        "full": full,
+        "conditional_strings": conditional_strings,
+        "conditional_decoded": conditional.decode_many(conditional_strings, predicted),
+    }
 
 
 def assert_same_as_reference(results: dict, reference: dict, feature_tolerance: float = 0.0):
@@ -176,9 +232,20 @@ with open(outputs_path, "wb") as f:
 def fresh_process_outputs(export_dir, conditional_export_dir, reference, tmp_path_factory):
     directory = tmp_path_factory.mktemp("fresh")
     (directory / "inputs.pkl").write_bytes(pickle.dumps(reference))
-    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(export_dir), str(conditional_export_dir),
-                    str(directory / "inputs.pkl"), str(directory / "outputs.pkl")], env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS,
+            str(export_dir),
+            str(conditional_export_dir),
+            str(directory / "inputs.pkl"),
+            str(directory / "outputs.pkl"),
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     return pickle.loads((directory / "outputs.pkl").read_bytes())
 
 
@@ -189,14 +256,27 @@ def test_exports_reproduce_the_library_in_a_fresh_process(fresh_process_outputs,
 
 
 def test_only_the_range_coding_models_need_tensorflow_compression(fresh_process_outputs):
-    assert not fresh_process_outputs["tfc_imported"]      # facenet, reconstructor, predictor ran on stock TensorFlow
+    assert not fresh_process_outputs["tfc_imported"]  # facenet, reconstructor, predictor ran on stock TensorFlow
     assert "Op type not registered 'CreateRange" in fresh_process_outputs["enhancement_without_tfc"]
 
 
 def test_the_decoder_export_refuses_a_conditional_codec(checkpoints, tmp_path):
-    result = subprocess.run([sys.executable, "train/export.py", "--export_dir", str(tmp_path), "--models", "decoder",
-                             "--enhancement", str(checkpoints["conditional"])], cwd=REPO, env=ENV,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train/export.py",
+            "--export_dir",
+            str(tmp_path),
+            "--models",
+            "decoder",
+            "--enhancement",
+            str(checkpoints["conditional"]),
+        ],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "residual codecs" in result.stderr
     assert not (tmp_path / "decoder").exists()
 
@@ -209,8 +289,9 @@ def parse_saved_model_cli(text: str) -> tuple[dict, set]:
         name = block.split("'", 1)[0]
         inputs_text, _, outputs_text = block.partition("contains the following output(s):")
         tensors = r"(?:inputs|outputs)\['(\w+)'\] tensor_info:\s*dtype: (\w+)\s*shape: (\([^)]*\))"
-        signatures[name] = tuple({n: (dtype, shape) for n, dtype, shape in re.findall(tensors, part)}
-                                 for part in (inputs_text, outputs_text))
+        signatures[name] = tuple(
+            {n: (dtype, shape) for n, dtype, shape in re.findall(tensors, part)} for part in (inputs_text, outputs_text)
+        )
     ops = re.search(r"contains the following ops: (\{.*\})", text)
     return signatures, ast.literal_eval(ops.group(1))
 
@@ -219,8 +300,12 @@ def parse_saved_model_cli(text: str) -> tuple[dict, set]:
 def test_saved_model_cli_lists_the_documented_signatures(model, export_dir, conditional_export_dir):
     table = CONDITIONAL_SIGNATURES if model.startswith("conditional") else SIGNATURES
     root, model = (conditional_export_dir, "enhancement") if model.startswith("conditional") else (export_dir, model)
-    shown = subprocess.run([str(SAVED_MODEL_CLI), "show", "--all", "--dir", str(root / model / "1")],
-                           env=ENV, capture_output=True, text=True)
+    shown = subprocess.run(
+        [str(SAVED_MODEL_CLI), "show", "--all", "--dir", str(root / model / "1")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     signatures, ops = parse_saved_model_cli(shown.stdout)
     expected = {name: io for (m, name), io in table.items() if m == model}
     assert {name: signatures[name] for name in expected} == expected
@@ -228,7 +313,7 @@ def test_saved_model_cli_lists_the_documented_signatures(model, export_dir, cond
     for name, (_, outputs) in expected.items():
         assert set(outputs) == set(serving.OUTPUTS[(model, name)])
     assert ops & (TFC_ENCODE_OPS | TFC_DECODE_OPS) == TFC_OPS[model]
-    if TFC_OPS[model]:   # stock saved_model_cli lists the signatures, then fails on the functions' custom ops
+    if TFC_OPS[model]:  # stock saved_model_cli lists the signatures, then fails on the functions' custom ops
         assert shown.returncode != 0 and "Op type not registered 'CreateRange" in shown.stderr
     else:
         assert shown.returncode == 0, shown.stderr
@@ -257,8 +342,7 @@ class InProcessPredictionServiceDouble(prediction_service_pb2_grpc.PredictionSer
         if set(request.inputs) != expected:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inputs {sorted(request.inputs)}, need {sorted(expected)}")
         try:
-            outputs = self.models.predict(model, signature,
-                                          {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            outputs = self.models.predict(model, signature, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
         except ServingError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         response = predict_pb2.PredictResponse()
@@ -298,17 +382,19 @@ class InProcessRestDouble(http.server.BaseHTTPRequestHandler):
 
     @staticmethod
     def _tensor(value, dtype) -> np.ndarray:
-        if dtype.name == "string":      # 1-d string inputs only (all this codec has)
-            return np.array([base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode() for v in value],
-                            dtype=object)
+        if dtype.name == "string":  # 1-d string inputs only (all this codec has)
+            return np.array(
+                [base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode() for v in value], dtype=object
+            )
         return np.asarray(value, dtype.as_numpy_dtype)
 
     @staticmethod
     def _json(name: str, value: np.ndarray):
         if value.dtype == object:
-            return [{"b64": base64.b64encode(v).decode()} if name.endswith("_bytes") else v.decode()
-                    for v in value.tolist()]
-        return value.tolist()           # float32 -> Python float: the decimal reads back to the same float32
+            return [
+                {"b64": base64.b64encode(v).decode()} if name.endswith("_bytes") else v.decode() for v in value.tolist()
+            ]
+        return value.tolist()  # float32 -> Python float: the decimal reads back to the same float32
 
     def _reply(self, status: int, body: dict):
         data = json.dumps(body).encode()
@@ -331,11 +417,14 @@ def start_servers(local_models):
     """protocol -> "localhost:PORT" of the gRPC and REST doubles, both over ``local_models``."""
     import grpc
 
-    options = [("grpc.max_send_message_length", serving_client.MAX_MESSAGE_BYTES),
-               ("grpc.max_receive_message_length", serving_client.MAX_MESSAGE_BYTES)]
+    options = [
+        ("grpc.max_send_message_length", serving_client.MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", serving_client.MAX_MESSAGE_BYTES),
+    ]
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        InProcessPredictionServiceDouble(local_models), grpc_server)
+        InProcessPredictionServiceDouble(local_models), grpc_server
+    )
     grpc_port = grpc_server.add_insecure_port("localhost:0")
     grpc_server.start()
     handler = type("Handler", (InProcessRestDouble,), {"models": local_models})
@@ -366,15 +455,17 @@ def run_all(models: serving_client.Models, conditional: serving_client.Models, r
     """Every signature once, on the reference's inputs."""
     strings, latent_shape = models.encode_images(reference["residual_images"])
     conditional_strings, _ = conditional.encode_images(reference["crops"], reference["predicted"])
-    return {"features": models.features(reference["crops"]), "faces": models.reconstruct(reference["features"]),
-            "predicted": models.predict_faces(reference["features"]),
-            "strings": strings, "latent_shape": latent_shape,
-            "decoded": models.decode_images(strings, latent_shape),
-            "full": models.decode_full(reference["features"], strings, latent_shape, reference["low"],
-                                       reference["high"]),
-            "conditional_strings": conditional_strings,
-            "conditional_decoded": conditional.decode_images(conditional_strings, latent_shape,
-                                                             reference["predicted"])}
+    return {
+        "features": models.features(reference["crops"]),
+        "faces": models.reconstruct(reference["features"]),
+        "predicted": models.predict_faces(reference["features"]),
+        "strings": strings,
+        "latent_shape": latent_shape,
+        "decoded": models.decode_images(strings, latent_shape),
+        "full": models.decode_full(reference["features"], strings, latent_shape, reference["low"], reference["high"]),
+        "conditional_strings": conditional_strings,
+        "conditional_decoded": conditional.decode_images(conditional_strings, latent_shape, reference["predicted"]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -387,23 +478,27 @@ def test_local_models_reproduce_the_library(local_results, reference):
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
-def test_remote_models_round_trip_to_the_local_results(protocol, servers, conditional_servers, local_results,
-                                                        reference):
-    results = run_all(RemoteModels(servers[protocol], protocol),
-                      RemoteModels(conditional_servers[protocol], protocol), reference)
-    assert_same_as_reference(results, local_results)          # the transport is exact, float features included
+def test_remote_models_round_trip_to_the_local_results(
+    protocol, servers, conditional_servers, local_results, reference
+):
+    results = run_all(
+        RemoteModels(servers[protocol], protocol), RemoteModels(conditional_servers[protocol], protocol), reference
+    )
+    assert_same_as_reference(results, local_results)  # the transport is exact, float features included
 
 
-def test_served_learned_codecs_write_the_local_payloads(local_models, conditional_local_models, checkpoints,
-                                                         reference):
+def test_served_learned_codecs_write_the_local_payloads(local_models, conditional_local_models, checkpoints, reference):
     residual = serving_client.served_learned_codec(local_models, checkpoints["residual"])
     assert residual.encode_many(reference["residual_images"]) == reference["strings"]
     np.testing.assert_array_equal(residual.decode_many(reference["strings"]), reference["decoded"])
-    conditional = serving_client.served_learned_codec(conditional_local_models, checkpoints["conditional"],
-                                                      CONDITIONAL_QUALITY)
+    conditional = serving_client.served_learned_codec(
+        conditional_local_models, checkpoints["conditional"], CONDITIONAL_QUALITY
+    )
     assert conditional.encode_many(reference["crops"], reference["predicted"]) == reference["conditional_strings"]
-    np.testing.assert_array_equal(conditional.decode_many(reference["conditional_strings"], reference["predicted"]),
-                                  reference["conditional_decoded"])
+    np.testing.assert_array_equal(
+        conditional.decode_many(reference["conditional_strings"], reference["predicted"]),
+        reference["conditional_decoded"],
+    )
 
 
 def free_port() -> int:
@@ -440,7 +535,7 @@ def test_remote_models_refuse_bad_arguments_before_sending():
 
 
 # -- (d) misbehaving servers: bad replies, the deadline, retries, the reply cap ----------------------------------
-CROPS = np.zeros((2, 4, 4, 3), np.uint8)      # the fakes never look at the request: tiny crops, batch of 2
+CROPS = np.zeros((2, 4, 4, 3), np.uint8)  # the fakes never look at the request: tiny crops, batch of 2
 FEATURES = np.array([[0.6, 0.8], [1.0, 0.0]], np.float32)
 
 
@@ -453,6 +548,7 @@ FEATURES_REPLY = http_reply(json.dumps({"outputs": FEATURES.tolist()}).encode())
 
 def read_request(connection: socket.socket) -> None:
     """Reads one HTTP request, headers and Content-Length body."""
+
     def received() -> bytes:
         data = connection.recv(1 << 16)
         if not data:
@@ -487,7 +583,7 @@ class RawServer:
         while True:
             try:
                 connection, _ = self.socket.accept()
-            except OSError:                                   # closed
+            except OSError:  # closed
                 return
             self.connections += 1
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
@@ -497,12 +593,12 @@ class RawServer:
             try:
                 read_request(connection)
                 self.reply(connection)
-            except OSError:                                   # the client hung up
+            except OSError:  # the client hung up
                 pass
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.socket.shutdown(socket.SHUT_RDWR)            # wakes accept()
+            self.socket.shutdown(socket.SHUT_RDWR)  # wakes accept()
         self.socket.close()
 
 
@@ -544,8 +640,9 @@ def wait_for_hang_up(connection: socket.socket) -> None:
     connection.recv(1)
 
 
-def serving_error(remote: RemoteModels, model: str = serving.FACENET, signature: str = serving.DEFAULT_SIGNATURE,
-                  **inputs) -> str:
+def serving_error(
+    remote: RemoteModels, model: str = serving.FACENET, signature: str = serving.DEFAULT_SIGNATURE, **inputs
+) -> str:
     """The message of the ServingError of ``remote.predict``, checked to be one line naming server, model, signature."""
     with pytest.raises(ServingError) as error:
         remote.predict(model, signature, inputs or {"crops": CROPS})
@@ -555,40 +652,64 @@ def serving_error(remote: RemoteModels, model: str = serving.FACENET, signature:
     return message
 
 
-@pytest.mark.parametrize("reply, expected", [
-    (http_reply(b'{"foo": 1}'), r'sent a bad reply to .*: no outputs in \{"foo": 1\}$'),
-    (http_reply(b"[]"), r"sent a bad reply to .*: no outputs in \[\]$"),
-    (http_reply(b"<html>busy</html>"), "sent a bad reply to .*: not JSON"),
-    (http_reply(b'{"outputs": [[0.5, 0.5]]}'), r"output 'features' has shape \(1, 2\), expected \(2, \?\)"),
-    (http_reply(b'{"outputs": [["a", "b"], ["c", "d"]]}'), "output 'features' is <U1, expected float32"),
-    (http_reply(b'{"outputs": [[1.0], [1.0, 2.0]]}'), "output 'features' is not a tensor"),
-    (http_reply(b'{"outputs": {"features": [[1.0], [2.0]]}}'), r"output 'features' has shape \(\), expected"),
-    (b"HTTP/1.1 2OO OK\r\n\r\n", "sent a bad reply to .*: BadStatusLine"),
-    (b"", "sent a bad reply to .*: RemoteDisconnected"),
-    (http_reply(b'{"outputs": [[0.5, 0.5]]}')[:-5], "reply ended 5 bytes short of its Content-Length"),
-    (http_reply(b"<h1>Bad gateway</h1>\n<p>upstream</p>", b"502 Bad Gateway"),
-     "failed .*: HTTP 502: <h1>Bad gateway</h1> <p>upstream</p>$"),
-    (reset, "failed .*: connection lost after sending: .*Connection reset by peer"),
-], ids=["foo", "list", "html", "batch", "dtype", "ragged", "named", "status-line", "closed", "short", "http-502",
-        "reset"])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (http_reply(b'{"foo": 1}'), r'sent a bad reply to .*: no outputs in \{"foo": 1\}$'),
+        (http_reply(b"[]"), r"sent a bad reply to .*: no outputs in \[\]$"),
+        (http_reply(b"<html>busy</html>"), "sent a bad reply to .*: not JSON"),
+        (http_reply(b'{"outputs": [[0.5, 0.5]]}'), r"output 'features' has shape \(1, 2\), expected \(2, \?\)"),
+        (http_reply(b'{"outputs": [["a", "b"], ["c", "d"]]}'), "output 'features' is <U1, expected float32"),
+        (http_reply(b'{"outputs": [[1.0], [1.0, 2.0]]}'), "output 'features' is not a tensor"),
+        (http_reply(b'{"outputs": {"features": [[1.0], [2.0]]}}'), r"output 'features' has shape \(\), expected"),
+        (b"HTTP/1.1 2OO OK\r\n\r\n", "sent a bad reply to .*: BadStatusLine"),
+        (b"", "sent a bad reply to .*: RemoteDisconnected"),
+        (http_reply(b'{"outputs": [[0.5, 0.5]]}')[:-5], "reply ended 5 bytes short of its Content-Length"),
+        (
+            http_reply(b"<h1>Bad gateway</h1>\n<p>upstream</p>", b"502 Bad Gateway"),
+            "failed .*: HTTP 502: <h1>Bad gateway</h1> <p>upstream</p>$",
+        ),
+        (reset, "failed .*: connection lost after sending: .*Connection reset by peer"),
+    ],
+    ids=[
+        "foo",
+        "list",
+        "html",
+        "batch",
+        "dtype",
+        "ragged",
+        "named",
+        "status-line",
+        "closed",
+        "short",
+        "http-502",
+        "reset",
+    ],
+)
 def test_bad_rest_replies_are_one_line_serving_errors_and_not_retried(reply, expected, raw_server):
     server = raw_server(reply if callable(reply) else send(reply))
     assert re.search(expected, serving_error(RemoteModels(server.host_port, "rest", timeout=10)))
-    assert server.connections == 1                             # the server may have run the request: no retry
+    assert server.connections == 1  # the server may have run the request: no retry
 
 
 def test_rest_wrong_outputs_of_a_two_output_signature(raw_server):
     strings = [{"b64": base64.b64encode(b"abc").decode()}]
-    for outputs, expected in [([1, 2], "outputs are a list, not strings_bytes, latent_shape by name"),
-                              ({"strings_bytes": strings}, "no output 'latent_shape'"),
-                              ({"strings_bytes": strings, "latent_shape": [10, 300, 1]}, r"has shape \(3,\)"),
-                              ({"strings_bytes": ["abc"], "latent_shape": [10, 10]}, "is <U3, expected bytes"),
-                              ({"strings_bytes": [{"b64": 1}], "latent_shape": [10, 10]}, "is not a tensor"),
-                              ({"strings_bytes": strings, "latent_shape": [10, 1e10]}, "is float64, expected int32"),
-                              ({"strings_bytes": strings, "latent_shape": [10, 2 ** 40]}, "is int64, expected int32")]:
+    for outputs, expected in [
+        ([1, 2], "outputs are a list, not strings_bytes, latent_shape by name"),
+        ({"strings_bytes": strings}, "no output 'latent_shape'"),
+        ({"strings_bytes": strings, "latent_shape": [10, 300, 1]}, r"has shape \(3,\)"),
+        ({"strings_bytes": ["abc"], "latent_shape": [10, 10]}, "is <U3, expected bytes"),
+        ({"strings_bytes": [{"b64": 1}], "latent_shape": [10, 10]}, "is not a tensor"),
+        ({"strings_bytes": strings, "latent_shape": [10, 1e10]}, "is float64, expected int32"),
+        ({"strings_bytes": strings, "latent_shape": [10, 2**40]}, "is int64, expected int32"),
+    ]:
         server = raw_server(send(http_reply(json.dumps({"outputs": outputs}).encode())))
-        message = serving_error(RemoteModels(server.host_port, "rest"), serving.ENHANCEMENT, serving.ENCODE,
-                                images=np.zeros((1, 16, 16, 3), np.uint8))
+        message = serving_error(
+            RemoteModels(server.host_port, "rest"),
+            serving.ENHANCEMENT,
+            serving.ENCODE,
+            images=np.zeros((1, 16, 16, 3), np.uint8),
+        )
         assert re.search(expected, message), message
 
 
@@ -601,28 +722,29 @@ def test_rest_content_length_over_the_cap_is_refused_before_reading(raw_server):
 def test_rest_reply_without_length_is_capped_while_reading(raw_server, monkeypatch):
     monkeypatch.setattr(serving_client, "MAX_REPLY_BYTES", 1 << 20)
 
-    def endless(connection):                                  # 4 MiB (not endless: today's client would read it all)
+    def endless(connection):  # 4 MiB (not endless: today's client would read it all)
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
         for _ in range(64):
             connection.sendall(b" " * (1 << 16))
 
     server = raw_server(endless)
     assert serving_error(RemoteModels(server.host_port, "rest", timeout=10)).endswith(
-        "reply is larger than the 1048576-byte cap")
+        "reply is larger than the 1048576-byte cap"
+    )
 
 
 @pytest.mark.parametrize("reply", [trickle, wait_for_hang_up], ids=["trickling", "silent"])
 def test_rest_timeout_is_a_deadline_and_not_retried(reply, raw_server):
     server = raw_server(reply)
     started = time.monotonic()
-    message = serving_error(RemoteModels(server.host_port, "rest", timeout=1.5))     # retries on by default
-    assert 1.5 <= time.monotonic() - started < 4.5          # slack for a loaded machine; the old code took 80 s
+    message = serving_error(RemoteModels(server.host_port, "rest", timeout=1.5))  # retries on by default
+    assert 1.5 <= time.monotonic() - started < 4.5  # slack for a loaded machine; the old code took 80 s
     assert message.endswith("did not answer facenet/serving_default: no complete reply within 1.5 s")
-    assert server.connections == 1                             # sent, so the server may be running it: no retry
+    assert server.connections == 1  # sent, so the server may be running it: no retry
 
 
 def test_rest_retries_a_refused_connection(raw_server, monkeypatch):
-    server = raw_server(send(FEATURES_REPLY), listen=False)   # bound, not listening: connections are refused
+    server = raw_server(send(FEATURES_REPLY), listen=False)  # bound, not listening: connections are refused
     connect, attempts = socket.create_connection, []
 
     def refused_then_listening(address, *args, **kwargs):
@@ -630,7 +752,7 @@ def test_rest_retries_a_refused_connection(raw_server, monkeypatch):
         try:
             return connect(address, *args, **kwargs)
         except ConnectionRefusedError:
-            server.listen()                                   # from the second attempt on
+            server.listen()  # from the second attempt on
             raise
 
     monkeypatch.setattr(socket, "create_connection", refused_then_listening)
@@ -645,12 +767,15 @@ def test_refused_connections_are_retried_within_the_deadline(protocol, timeout, 
     remote = RemoteModels(f"127.0.0.1:{free_port()}", protocol, timeout=timeout, retries=retries, backoff=backoff)
     started = time.monotonic()
     message = serving_error(remote)
-    waited = sum(backoff * 2 ** k for k in range(attempts - 1))   # 0.1 + 0.2; 0.4 (then 0.8 would pass 1 s); 0
+    waited = sum(backoff * 2**k for k in range(attempts - 1))  # 0.1 + 0.2; 0.4 (then 0.8 would pass 1 s); 0
     assert waited <= time.monotonic() - started < waited + 2.5
     plural = "s" if attempts > 1 else ""
     # grpcio's own text varies by release ("... refused" or "... refused (111)"); the attempt count is ours
-    assert re.search(rf"is unreachable for facenet/serving_default: .*refused.* \({attempts} attempt{plural}\)$",
-                     message, re.IGNORECASE), message
+    assert re.search(
+        rf"is unreachable for facenet/serving_default: .*refused.* \({attempts} attempt{plural}\)$",
+        message,
+        re.IGNORECASE,
+    ), message
 
 
 class CannedPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -681,11 +806,14 @@ def grpc_double(outputs: dict, port: int = 0):
     server.stop(None)
 
 
-@pytest.mark.parametrize("outputs, expected", [
-    ({}, r"no output 'features' \(outputs: \[\]\)"),
-    ({"features": np.array([[1.0, 2.0]], np.float32)}, r"output 'features' has shape \(1, 2\), expected \(2, \?\)"),
-    ({"features": np.array([[b"a"], [b"b"]], object)}, "output 'features' is object, expected float32"),
-])
+@pytest.mark.parametrize(
+    "outputs, expected",
+    [
+        ({}, r"no output 'features' \(outputs: \[\]\)"),
+        ({"features": np.array([[1.0, 2.0]], np.float32)}, r"output 'features' has shape \(1, 2\), expected \(2, \?\)"),
+        ({"features": np.array([[b"a"], [b"b"]], object)}, "output 'features' is object, expected float32"),
+    ],
+)
 def test_bad_grpc_replies_are_one_line_serving_errors(outputs, expected):
     with grpc_double(outputs) as host_port:
         message = serving_error(RemoteModels(host_port, "grpc", timeout=10))
@@ -714,8 +842,17 @@ def local_files(tiny_zoo, fixture_lfw_dir, tmp_path_factory):
     """The local path's file for one face (JPEG2000, per-face mode decision: the predictor runs) and its decodes
     at every layer."""
     out = tmp_path_factory.mktemp("local")
-    sfc("compress", fixture_lfw_dir / FACE, out / "face.sfc", "--enhancement", "jpeg2000", "--quality", "20",
-        "--align", "center")
+    sfc(
+        "compress",
+        fixture_lfw_dir / FACE,
+        out / "face.sfc",
+        "--enhancement",
+        "jpeg2000",
+        "--quality",
+        "20",
+        "--align",
+        "center",
+    )
     for layers in ("reconstruction", "full"):
         sfc("decompress", out / "face.sfc", out / f"{layers}.png", "--layers", layers)
     return out
@@ -726,18 +863,36 @@ def test_cli_server_writes_the_local_bitstream(protocol, servers, local_files, f
     from PIL import Image
 
     remote = ["--server", servers[protocol], "--server_protocol", protocol]
-    sfc("compress", fixture_lfw_dir / FACE, tmp_path / "face.sfc", "--enhancement", "jpeg2000", "--quality", "20",
-        "--align", "center", *remote)
+    sfc(
+        "compress",
+        fixture_lfw_dir / FACE,
+        tmp_path / "face.sfc",
+        "--enhancement",
+        "jpeg2000",
+        "--quality",
+        "20",
+        "--align",
+        "center",
+        *remote,
+    )
     assert (tmp_path / "face.sfc").read_bytes() == (local_files / "face.sfc").read_bytes()
     for layers in ("reconstruction", "full"):
         sfc("decompress", local_files / "face.sfc", tmp_path / f"{layers}.png", "--layers", layers, *remote)
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / f"{layers}.png")),
-                                      np.asarray(Image.open(local_files / f"{layers}.png")))
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / f"{layers}.png")), np.asarray(Image.open(local_files / f"{layers}.png"))
+        )
 
 
 def test_cli_server_unreachable_exits_with_one_line(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
-    args = ["compress", str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg"), str(tmp_path / "x.sfc"),
-            "--align", "center", "--server", f"localhost:{free_port()}"]
+    args = [
+        "compress",
+        str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg"),
+        str(tmp_path / "x.sfc"),
+        "--align",
+        "center",
+        "--server",
+        f"localhost:{free_port()}",
+    ]
     assert cli.run(args) == 1
     err = capsys.readouterr().err
     assert "is unreachable" in err and len(err.strip().splitlines()) == 1

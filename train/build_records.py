@@ -31,15 +31,19 @@ def main(_):
     try:
         identities = data.read_identity_list(FLAGS.identities) if FLAGS.identities else None
         if FLAGS.data_dir:
-            built = records.build_from_folder(FLAGS.data_dir, FLAGS.output_dir, identities, FLAGS.align,
-                                              FLAGS.shard_size)
+            built = records.build_from_folder(
+                FLAGS.data_dir, FLAGS.output_dir, identities, FLAGS.align, FLAGS.shard_size
+            )
         else:
-            built = records.build_from_tfds(FLAGS.tfds, FLAGS.output_dir, FLAGS.tfds_data_dir, identities, FLAGS.align,
-                                            FLAGS.shard_size)
+            built = records.build_from_tfds(
+                FLAGS.tfds, FLAGS.output_dir, FLAGS.tfds_data_dir, identities, FLAGS.align, FLAGS.shard_size
+            )
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
-    print(f"wrote {built.examples} faces of {len(built.identities)} identities in "
-          f"{len(built.manifest['shards'])} shards to {built.directory}")
+    print(
+        f"wrote {built.examples} faces of {len(built.identities)} identities in "
+        f"{len(built.manifest['shards'])} shards to {built.directory}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,17 +27,24 @@ flags.DEFINE_string("output", None, "Output .npz; default <cache>/residuals/trai
 
 def main(_):
     paths = [p for p, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
-    faces = data.load_faces(FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(),
-                            f"{facenet.DEFAULT_KEY}-fixed")
+    faces = data.load_faces(
+        FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
+    )
     base = base_layer.load(FLAGS.base_layer)
     decoded = base.decode(base.encode(faces.features))
     model = residuals.load_reconstructor(FLAGS.reconstructor)
     images, spans = layer.normalised_residuals(faces.crops, residuals.reconstruct(model, decoded, progress=True))
     out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / f"train_{FLAGS.align}_{base.step}.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, residuals=images, low=np.array([s.low for s in spans], np.float32),
-             high=np.array([s.high for s in spans], np.float32), paths=np.array(paths),
-             base_layer=base.model_id, reconstructor=model.model_id)
+    np.savez(
+        out,
+        residuals=images,
+        low=np.array([s.low for s in spans], np.float32),
+        high=np.array([s.high for s in spans], np.float32),
+        paths=np.array(paths),
+        base_layer=base.model_id,
+        reconstructor=model.model_id,
+    )
     print(f"{len(images)} residuals -> {out}; mean range {np.mean([s.high - s.low for s in spans]):.1f}")
 
 

@@ -19,8 +19,11 @@ from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", "serving/models", "Root of the model repository (one folder per model).")
-flags.DEFINE_list("models", [serving.FACENET, serving.RECONSTRUCTOR, serving.ENHANCEMENT, serving.DECODER],
-                  f"Models to export, from {list(serving.MODEL_NAMES)}.")
+flags.DEFINE_list(
+    "models",
+    [serving.FACENET, serving.RECONSTRUCTOR, serving.ENHANCEMENT, serving.DECODER],
+    f"Models to export, from {list(serving.MODEL_NAMES)}.",
+)
 flags.DEFINE_integer("version", 1, "Version folder to write (must not exist).")
 flags.DEFINE_string("facenet_weights", None, "Keras FaceNet weights; default: the converted offline weights.")
 flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor directory or checkpoint prefix.")
@@ -45,8 +48,7 @@ def main(_):
     loaders = {
         serving.FACENET: lambda: serving.load_facenet(weights_path=FLAGS.facenet_weights),
         serving.RECONSTRUCTOR: lambda: serving.ReconstructorExport(reconstructor(), reconstructor().feature_dim),
-        serving.PREDICTOR: lambda: serving.ReconstructorExport(predictor(), predictor().feature_dim,
-                                                               serving.PREDICTOR),
+        serving.PREDICTOR: lambda: serving.ReconstructorExport(predictor(), predictor().feature_dim, serving.PREDICTOR),
         serving.ENHANCEMENT: lambda: serving.EnhancementExport(coder()),
         serving.DECODER: lambda: serving.DecoderExport(reconstructor(), reconstructor().feature_dim, coder()),
     }

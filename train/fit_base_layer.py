@@ -22,8 +22,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Training identity list (features of these only).", required=True)
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_list("steps", ["0.3", "0.2", "0.14", "0.1", "0.08", "0.06", "0.04", "0.02", "0.01", "0.005", "0.002",
-                            "0.001", "0.0005"], "Quantizer steps (the rate knob), one model each.")
+flags.DEFINE_list(
+    "steps",
+    ["0.3", "0.2", "0.14", "0.1", "0.08", "0.06", "0.04", "0.02", "0.01", "0.005", "0.002", "0.001", "0.0005"],
+    "Quantizer steps (the rate knob), one model each.",
+)
 flags.DEFINE_bool("pca", True, "Decorrelate with a PCA rotation before quantization.")
 flags.DEFINE_string("pairs", None, "pairs.txt for the reported evaluation rates; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("eval_folds", ["1", "2", "3", "4"], "Folds whose images give the reported evaluation rates.")
@@ -32,16 +35,24 @@ flags.DEFINE_string("output_dir", "checkpoints/base_layer", "Where the models go
 
 def coded_and_ideal_bits(model: base_layer.BaseLayerModel, features: np.ndarray) -> dict:
     coded = 8 * np.mean([len(r) for r in model.encode(features)])
-    return {"coded_bits_per_face": round(float(coded), 1),
-            "entropy_bits_per_face": round(float(model.entropy_bits(features).mean()), 1)}
+    return {
+        "coded_bits_per_face": round(float(coded), 1),
+        "entropy_bits_per_face": round(float(model.entropy_bits(features).mean()), 1),
+    }
 
 
 def main(_):
     extractor, tag = facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
     paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(FLAGS.identities))]
     train = data.load_faces(FLAGS.lfw_dir, paths, FLAGS.align, extractor, tag)
-    _, eval_faces = data.load_pair_faces(FLAGS.lfw_dir, FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-                                         [int(f) for f in FLAGS.eval_folds], FLAGS.align, extractor, tag)
+    _, eval_faces = data.load_pair_faces(
+        FLAGS.lfw_dir,
+        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+        [int(f) for f in FLAGS.eval_folds],
+        FLAGS.align,
+        extractor,
+        tag,
+    )
     out = pathlib.Path(FLAGS.output_dir)
     index = []
     for step in sorted(float(s) for s in FLAGS.steps):
@@ -49,18 +60,42 @@ def main(_):
         model = base_layer.BaseLayerModel.fit(train.features, step, FLAGS.pca, info)
         name = f"step_{step:g}.npz"
         model.save(out / name)
-        entry = {"file": name, "step": step, "dims": model.dim, "model_id": model.model_id,
-                 "train": coded_and_ideal_bits(model, train.features),
-                 "eval": coded_and_ideal_bits(model, eval_faces.features)}
+        entry = {
+            "file": name,
+            "step": step,
+            "dims": model.dim,
+            "model_id": model.model_id,
+            "train": coded_and_ideal_bits(model, train.features),
+            "eval": coded_and_ideal_bits(model, eval_faces.features),
+        }
         index.append(entry)
-        print(f"step {step:g}: {entry['train']['coded_bits_per_face']} coded bits per face on train, "
-              f"{entry['eval']['coded_bits_per_face']} on eval")
-    (out / "index.json").write_text(json.dumps({
-        "fitted_on": {"lfw_dir": FLAGS.lfw_dir, "identities": FLAGS.identities, "images": len(paths),
-                      "align": FLAGS.align, "facenet": tag},
-        "eval": {"pairs": FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt", "folds": [int(f) for f in FLAGS.eval_folds],
-                 "images": len(eval_faces.paths)},
-        "align": FLAGS.align, "pca": FLAGS.pca, "models": index}, indent=2) + "\n")
+        print(
+            f"step {step:g}: {entry['train']['coded_bits_per_face']} coded bits per face on train, "
+            f"{entry['eval']['coded_bits_per_face']} on eval"
+        )
+    (out / "index.json").write_text(
+        json.dumps(
+            {
+                "fitted_on": {
+                    "lfw_dir": FLAGS.lfw_dir,
+                    "identities": FLAGS.identities,
+                    "images": len(paths),
+                    "align": FLAGS.align,
+                    "facenet": tag,
+                },
+                "eval": {
+                    "pairs": FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
+                    "folds": [int(f) for f in FLAGS.eval_folds],
+                    "images": len(eval_faces.paths),
+                },
+                "align": FLAGS.align,
+                "pca": FLAGS.pca,
+                "models": index,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,15 @@ flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_i
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored, with its own FaceNet feature (cached).")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
-flags.DEFINE_list("base_layer", ["checkpoints/base_layer/step_0.02.npz", "checkpoints/base_layer/step_0.08.npz",
-                                 "checkpoints/base_layer/step_0.2.npz"],
-                  "Fit on features decoded at these rates (held-out PSNR at the middle one).")
+flags.DEFINE_list(
+    "base_layer",
+    [
+        "checkpoints/base_layer/step_0.02.npz",
+        "checkpoints/base_layer/step_0.08.npz",
+        "checkpoints/base_layer/step_0.2.npz",
+    ],
+    "Fit on features decoded at these rates (held-out PSNR at the middle one).",
+)
 flags.DEFINE_list("grids", ["10", "20", "40"], "Coarse grid sizes to try.")
 flags.DEFINE_list("ridges", ["1e-4", "1e-3", "1e-2"], "Ridge weights to try (per example, on unit-norm features).")
 flags.DEFINE_string("checkpoint_dir", "checkpoints/predictor", "Output folder.")
@@ -42,15 +48,16 @@ def main(_):
         raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
     start = time.time()
     try:
-        faces = training_data.assemble(FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces,
-                                       seed=FLAGS.seed)
+        faces = training_data.assemble(
+            FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces, seed=FLAGS.seed
+        )
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
     bases = [base_layer.load(path) for path in FLAGS.base_layer]
     decoded = [base.decode_payloads(base.encode_payloads(faces.features)) for base in bases]
     middle = bases[len(bases) // 2]
     held_features = middle.decode_payloads(middle.encode_payloads(faces.held_out_features))
-    lfw_crops = faces.crops[:faces.description["images"]]       # the mean of the unmirrored LFW crops
+    lfw_crops = faces.crops[: faces.description["images"]]  # the mean of the unmirrored LFW crops
     mean_face = np.rint(lfw_crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
     candidates, best = [], None
     for grid in map(int, FLAGS.grids):
@@ -74,14 +81,26 @@ def main(_):
     Image.fromarray(mean_face).save(out / prediction.MEAN_FACE_FILE)
     mean_psnr = held_out_psnr(np.broadcast_to(mean_face, faces.held_out_crops.shape), faces.held_out_crops)
     meta = linear_predictor.save(
-        model, out, (prediction.MEAN_FACE_FILE,), objective="mmse (closed-form ridge)", data=faces.description,
-        decoded_features={"base_layer": FLAGS.base_layer}, chosen={"grid": grid, "ridge": ridge},
-        candidates=candidates, held_out={"images": len(faces.held_out_crops), "psnr": round(psnr, 3),
-                                         "mean_face_psnr": round(mean_psnr, 3), "base_layer": FLAGS.base_layer[
-                                             len(bases) // 2]},
-        wall_time_s=round(time.time() - start, 1))
-    print(f"saved {out}: grid {grid}, ridge {ridge:g}, held-out PSNR {psnr:.3f} dB (mean face {mean_psnr:.3f} dB), "
-          f"sha256 {meta['sha256'][:12]}")
+        model,
+        out,
+        (prediction.MEAN_FACE_FILE,),
+        objective="mmse (closed-form ridge)",
+        data=faces.description,
+        decoded_features={"base_layer": FLAGS.base_layer},
+        chosen={"grid": grid, "ridge": ridge},
+        candidates=candidates,
+        held_out={
+            "images": len(faces.held_out_crops),
+            "psnr": round(psnr, 3),
+            "mean_face_psnr": round(mean_psnr, 3),
+            "base_layer": FLAGS.base_layer[len(bases) // 2],
+        },
+        wall_time_s=round(time.time() - start, 1),
+    )
+    print(
+        f"saved {out}: grid {grid}, ridge {ridge:g}, held-out PSNR {psnr:.3f} dB (mean face {mean_psnr:.3f} dB), "
+        f"sha256 {meta['sha256'][:12]}"
+    )
 
 
 if __name__ == "__main__":

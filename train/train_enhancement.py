@@ -19,8 +19,12 @@ from sfc_tf import data, distribute, facenet
 from sfc_tf.enhancement import training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("input", "residual", ["residual", "original"],
-                  "Code normalised residuals (enhancement layer) or the crops themselves (end-to-end anchor).")
+flags.DEFINE_enum(
+    "input",
+    "residual",
+    ["residual", "original"],
+    "Code normalised residuals (enhancement layer) or the crops themselves (end-to-end anchor).",
+)
 flags.DEFINE_string("residuals", None, "npz from train/build_residuals.py (for --input residual).")
 flags.DEFINE_string("data_dir", None, "Root of identity folders (for --input original).")
 flags.DEFINE_string("identities", None, "Identity list (for --input original).")
@@ -47,22 +51,33 @@ def training_images() -> tuple[np.ndarray, dict]:
     if not (FLAGS.data_dir and FLAGS.identities):
         raise app.UsageError("--input original needs --data_dir and --identities")
     paths = [p for p, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
-    crops = data.load_faces(FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(),
-                            f"{facenet.DEFAULT_KEY}-fixed").crops
+    crops = data.load_faces(
+        FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
+    ).crops
     return crops, {"data_dir": FLAGS.data_dir, "identities": FLAGS.identities, "align": FLAGS.align}
 
 
 def main(_):
-    distribute.make_strategy(FLAGS.strategy)     # before FaceNet or any data op (multi-worker collectives)
+    distribute.make_strategy(FLAGS.strategy)  # before FaceNet or any data op (multi-worker collectives)
     images, source = training_images()
     config = training.EnhancementTrainConfig(
-        checkpoint_dir=FLAGS.checkpoint_dir, lmbda=FLAGS.lmbda, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate, patch_size=FLAGS.patch_size, strategy=FLAGS.strategy,
-        jit_compile=FLAGS.jit_compile, max_minutes=FLAGS.max_minutes, save_every=FLAGS.save_every,
-        init_from=FLAGS.init_from)
+        checkpoint_dir=FLAGS.checkpoint_dir,
+        lmbda=FLAGS.lmbda,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        patch_size=FLAGS.patch_size,
+        strategy=FLAGS.strategy,
+        jit_compile=FLAGS.jit_compile,
+        max_minutes=FLAGS.max_minutes,
+        save_every=FLAGS.save_every,
+        init_from=FLAGS.init_from,
+    )
     meta = training.train(config, images, {"input": FLAGS.input, "data": source})
-    print(f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps ({meta['epochs_done']} epochs), "
-          f"{meta['final_metrics']}, {meta['images_per_second_last_session']} images/s")
+    print(
+        f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps ({meta['epochs_done']} epochs), "
+        f"{meta['final_metrics']}, {meta['images_per_second_last_session']} images/s"
+    )
 
 
 if __name__ == "__main__":

@@ -22,15 +22,23 @@ from sfc_tf.errors import SfcError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
 flags.DEFINE_string("records", None, "Folder of TFRecord shards (train/build_records.py), streamed (VGGFace2 scale).")
-flags.DEFINE_string("tfds", None, "A tensorflow-datasets image dataset NAME[:SPLIT] (lfw, celeb_a): its records are "
-                    "built once in the cache, then streamed.")
+flags.DEFINE_string(
+    "tfds",
+    None,
+    "A tensorflow-datasets image dataset NAME[:SPLIT] (lfw, celeb_a): its records are "
+    "built once in the cache, then streamed.",
+)
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored (its prediction from its own feature).")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
-flags.DEFINE_enum("kind", "original", ["original", "residual", "conditional"],
-                  "original: code the face; residual: min-max(face - prediction); conditional: face given prediction.")
+flags.DEFINE_enum(
+    "kind",
+    "original",
+    ["original", "residual", "conditional"],
+    "original: code the face; residual: min-max(face - prediction); conditional: face given prediction.",
+)
 flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor (residual and conditional kinds).")
 flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base layer the predictions decode through.")
 flags.DEFINE_list("lmbdas", ["0.001", "0.002", "0.004", "0.008", "0.016"], "Rate points (loss = bpp + lambda MSE).")
@@ -40,8 +48,12 @@ flags.DEFINE_integer("batch_size", 8, "Batch size of whole 160x160 crops.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_float("final_learning_rate", 1e-5, "Learning rate reached at the end (decay over the last 20 %).")
 flags.DEFINE_float("max_minutes", None, "Stop this session after the step in which this many minutes have passed.")
-flags.DEFINE_string("init_from", None, "End-to-end learned checkpoint (BLS2017, e.g. checkpoints/enhancement/"
-                    "original_l0.01) to start from: the model first codes like it (conditional inputs at zero).")
+flags.DEFINE_string(
+    "init_from",
+    None,
+    "End-to-end learned checkpoint (BLS2017, e.g. checkpoints/enhancement/"
+    "original_l0.01) to start from: the model first codes like it (conditional inputs at zero).",
+)
 flags.DEFINE_integer("held_out", 256, "Held-out-identity faces on which meta.json records rate and PSNR per rate.")
 flags.DEFINE_string("checkpoint_dir", None, "Final weights + meta.json; train_state/ for resume.", required=True)
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -67,7 +79,7 @@ def held_out_pairs(faces, pair) -> tuple:
     """(held-out images, held-out predictions or None) of up to --held_out held-out faces; (None, None) if none."""
     if not len(faces.held_out_crops):
         return None, None
-    held, held_p = pair(faces.held_out_crops[:FLAGS.held_out], faces.held_out_features[:FLAGS.held_out])
+    held, held_p = pair(faces.held_out_crops[: FLAGS.held_out], faces.held_out_features[: FLAGS.held_out])
     return held, held_p if FLAGS.kind == "conditional" else None
 
 
@@ -78,37 +90,69 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
         predictions = prediction.training_predictions(FLAGS.predictor, FLAGS.base_layer, faces.features)
     if FLAGS.kind == "residual":
         images, predictions = layer.normalised_residuals(faces.crops, predictions)[0], None
-    return (lambda seed: training.face_codec_dataset(images, predictions, FLAGS.batch_size, seed), len(images),
-            *held_out_pairs(faces, pair_maker()))
+    return (
+        lambda seed: training.face_codec_dataset(images, predictions, FLAGS.batch_size, seed),
+        len(images),
+        *held_out_pairs(faces, pair_maker()),
+    )
 
 
 def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
     """The same from a record stream: each batch's pair made as it comes; the held-out pairs in memory."""
     pair = pair_maker()
-    return (lambda seed: training.face_codec_stream(faces.examples, FLAGS.batch_size, pair), faces.num_examples,
-            *held_out_pairs(faces, pair))
+    return (
+        lambda seed: training.face_codec_stream(faces.examples, FLAGS.batch_size, pair),
+        faces.num_examples,
+        *held_out_pairs(faces, pair),
+    )
 
 
 def main(_):
     try:
-        faces = training_data.load(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
-                                   FLAGS.align, FLAGS.flip, FLAGS.extra_faces, seed=FLAGS.seed)
+        faces = training_data.load(
+            FLAGS.data_dir,
+            FLAGS.records,
+            FLAGS.tfds,
+            FLAGS.tfds_data_dir,
+            FLAGS.identities,
+            FLAGS.align,
+            FLAGS.flip,
+            FLAGS.extra_faces,
+            seed=FLAGS.seed,
+        )
         streamed = isinstance(faces, training_data.TrainingStream)
         batches, num_images, held, held_p = streamed_inputs(faces) if streamed else in_memory_inputs(faces)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
     config = training.FaceCodecTrainConfig(
-        checkpoint_dir=FLAGS.checkpoint_dir, lmbdas=tuple(float(v) for v in FLAGS.lmbdas), kind=FLAGS.kind,
-        prior=FLAGS.prior, steps=FLAGS.steps, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-        final_learning_rate=FLAGS.final_learning_rate, max_minutes=FLAGS.max_minutes, init_from=FLAGS.init_from,
-        seed=FLAGS.seed)
-    meta = training.train_face_codec(config, batches, num_images, {
-        "data": faces.description,
-        "prediction": None if FLAGS.kind == "original" else {"predictor": FLAGS.predictor,
-                                                             "base_layer": FLAGS.base_layer},
-    }, None if held is None else (held, held_p))
-    print(f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps, {meta['images_per_second']} images/s, "
-          f"held out {meta['held_out']}")
+        checkpoint_dir=FLAGS.checkpoint_dir,
+        lmbdas=tuple(float(v) for v in FLAGS.lmbdas),
+        kind=FLAGS.kind,
+        prior=FLAGS.prior,
+        steps=FLAGS.steps,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        final_learning_rate=FLAGS.final_learning_rate,
+        max_minutes=FLAGS.max_minutes,
+        init_from=FLAGS.init_from,
+        seed=FLAGS.seed,
+    )
+    meta = training.train_face_codec(
+        config,
+        batches,
+        num_images,
+        {
+            "data": faces.description,
+            "prediction": None
+            if FLAGS.kind == "original"
+            else {"predictor": FLAGS.predictor, "base_layer": FLAGS.base_layer},
+        },
+        None if held is None else (held, held_p),
+    )
+    print(
+        f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps, {meta['images_per_second']} images/s, "
+        f"held out {meta['held_out']}"
+    )
 
 
 if __name__ == "__main__":

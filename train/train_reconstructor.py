@@ -27,17 +27,29 @@ from sfc_tf.errors import SfcError
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
 flags.DEFINE_string("records", None, "Folder of TFRecord shards (train/build_records.py), streamed (VGGFace2 scale).")
-flags.DEFINE_string("tfds", None, "A tensorflow-datasets image dataset NAME[:SPLIT] (lfw, celeb_a): its records are "
-                    "built once in the cache, then streamed.")
+flags.DEFINE_string(
+    "tfds",
+    None,
+    "A tensorflow-datasets image dataset NAME[:SPLIT] (lfw, celeb_a): its records are "
+    "built once in the cache, then streamed.",
+)
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_enum("objective", "perceptual", ["perceptual", "mmse"],
-                  "perceptual: the reconstructor (MAE + lambda x VGG); mmse: the coding predictor (MSE, "
-                  "narrower layers, writes the mean training face beside the weights).")
+flags.DEFINE_enum(
+    "objective",
+    "perceptual",
+    ["perceptual", "mmse"],
+    "perceptual: the reconstructor (MAE + lambda x VGG); mmse: the coding predictor (MSE, "
+    "narrower layers, writes the mean training face beside the weights).",
+)
 flags.DEFINE_bool("flip", False, "Add every training face mirrored, with its own FaceNet feature (cached).")
-flags.DEFINE_integer("jitter", 0, "Add N shifted (up to 8 px) and scaled (0.9-1.1) copies of every LFW training "
-                     "face, each with its own FaceNet feature (cached); reflected borders are masked out of the loss.")
+flags.DEFINE_integer(
+    "jitter",
+    0,
+    "Add N shifted (up to 8 px) and scaled (0.9-1.1) copies of every LFW training "
+    "face, each with its own FaceNet feature (cached); reflected borders are masked out of the loss.",
+)
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_float("validation_fraction", 0.05, "Share of identities held out for validation loss.")
 flags.DEFINE_string("checkpoint_dir", "checkpoints/reconstructor", "Final weights + meta.json (train_state/: resume).")
@@ -45,8 +57,12 @@ flags.DEFINE_bool("resume", True, "Resume from <checkpoint_dir>/train_state if p
 flags.DEFINE_string("tensorboard_dir", None, "TensorBoard log directory.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (paper: 64).")
 flags.DEFINE_integer("epochs", 50, "Epochs; the learning rate decays over exactly these (paper: 50).")
-flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the training faces); "
-                     "the schedule decays over epochs x steps_per_epoch, and precise BN averages this many batches.")
+flags.DEFINE_integer(
+    "steps_per_epoch",
+    None,
+    "Steps per epoch (default: one pass over the training faces); "
+    "the schedule decays over epochs x steps_per_epoch, and precise BN averages this many batches.",
+)
 flags.DEFINE_float("initial_lr", 0.01, "Initial learning rate (paper: 0.01).")
 flags.DEFINE_float("final_lr", 0.0001, "Learning rate at the last step (paper: 0.0001).")
 flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perceptual term (1e-6: our sweep, README).")
@@ -57,11 +73,20 @@ flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distri
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (slower on this CPU; see README).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy (oneDNN bf16 on AVX512_BF16 CPUs).")
 flags.DEFINE_float("max_minutes", None, "Stop after the epoch in which this many minutes have passed.")
-flags.DEFINE_list("base_layer", ["checkpoints/base_layer/step_0.02.npz", "checkpoints/base_layer/step_0.08.npz",
-                                 "checkpoints/base_layer/step_0.2.npz"],
-                  "Base-layer model files: train on features decoded at these rates (empty: uniform noise).")
-flags.DEFINE_list("noise_steps", ["0", "0.05", "0.1", "0.2"],
-                  "Without --base_layer: uniform-noise steps standing in for quantization (0 = clean).")
+flags.DEFINE_list(
+    "base_layer",
+    [
+        "checkpoints/base_layer/step_0.02.npz",
+        "checkpoints/base_layer/step_0.08.npz",
+        "checkpoints/base_layer/step_0.2.npz",
+    ],
+    "Base-layer model files: train on features decoded at these rates (empty: uniform noise).",
+)
+flags.DEFINE_list(
+    "noise_steps",
+    ["0", "0.05", "0.1", "0.2"],
+    "Without --base_layer: uniform-noise steps standing in for quantization (0 = clean).",
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
@@ -71,8 +96,9 @@ def feature_degraders():
 
         return [base_layer.load(path).quantize_dequantize for path in FLAGS.base_layer]
     rng = np.random.default_rng(FLAGS.seed)
-    return [lambda f, s=float(step): f if s == 0 else training.noisy_features(f, [s], rng)
-            for step in FLAGS.noise_steps]
+    return [
+        lambda f, s=float(step): f if s == 0 else training.noisy_features(f, [s], rng) for step in FLAGS.noise_steps
+    ]
 
 
 def load_faces():
@@ -80,60 +106,93 @@ def load_faces():
     if FLAGS.objective == "mmse" and not FLAGS.data_dir:
         raise app.UsageError("--objective mmse needs --data_dir (its mean face is taken over the crops in memory)")
     try:
-        return training_data.load(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.tfds_data_dir, FLAGS.identities,
-                                  FLAGS.align, FLAGS.flip, FLAGS.extra_faces, FLAGS.validation_fraction, FLAGS.seed,
-                                  FLAGS.jitter)
+        return training_data.load(
+            FLAGS.data_dir,
+            FLAGS.records,
+            FLAGS.tfds,
+            FLAGS.tfds_data_dir,
+            FLAGS.identities,
+            FLAGS.align,
+            FLAGS.flip,
+            FLAGS.extra_faces,
+            FLAGS.validation_fraction,
+            FLAGS.seed,
+            FLAGS.jitter,
+        )
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
 
 
 def main(_):
-    distribute.make_strategy(FLAGS.strategy)     # before FaceNet or any data op (multi-worker collectives)
+    distribute.make_strategy(FLAGS.strategy)  # before FaceNet or any data op (multi-worker collectives)
     mmse = FLAGS.objective == "mmse"
     vgg_weights = None
     try:
         training_data.check_sources(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.extra_faces, FLAGS.jitter)
-        if FLAGS.perceptual_weight > 0 and not mmse:     # found (or downloaded) before the faces are loaded
+        if FLAGS.perceptual_weight > 0 and not mmse:  # found (or downloaded) before the faces are loaded
             vgg_weights = losses.vgg_weights_file(FLAGS.vgg_weights)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
     faces = load_faces()
     degraders = feature_degraders()
     validation = None
-    if len(faces.held_out_crops):     # scored at the middle rate of the list
+    if len(faces.held_out_crops):  # scored at the middle rate of the list
         validation = (degraders[len(degraders) // 2](faces.held_out_features).astype(np.float32), faces.held_out_crops)
     if not FLAGS.resume:
         shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / resume.STATE_DIR, ignore_errors=True)
     config = training.TrainConfig(
-        checkpoint_dir=FLAGS.checkpoint_dir, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
+        checkpoint_dir=FLAGS.checkpoint_dir,
+        epochs=FLAGS.epochs,
+        steps_per_epoch=FLAGS.steps_per_epoch,
         batch_size=FLAGS.batch_size,
-        initial_lr=FLAGS.initial_lr, final_lr=FLAGS.final_lr,
-        perceptual_weight=0.0 if mmse else FLAGS.perceptual_weight, pixel_loss="mse" if mmse else "mae",
+        initial_lr=FLAGS.initial_lr,
+        final_lr=FLAGS.final_lr,
+        perceptual_weight=0.0 if mmse else FLAGS.perceptual_weight,
+        pixel_loss="mse" if mmse else "mae",
         layers=reconstructor.PREDICTOR_LAYERS if mmse else reconstructor.DEFAULT_LAYERS,
-        perceptual_layer=FLAGS.perceptual_layer, perceptual_downsample=FLAGS.perceptual_downsample,
-        vgg_weights=vgg_weights, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
-        mixed_precision=FLAGS.mixed_precision, max_minutes=FLAGS.max_minutes, log_dir=FLAGS.tensorboard_dir,
-        seed=FLAGS.seed)
-    meta = {"objective": FLAGS.objective, "data": faces.description,
-            "decoded_features": {"base_layer": FLAGS.base_layer, "noise_steps": None if FLAGS.base_layer
-                                 else [float(s) for s in FLAGS.noise_steps]}}
+        perceptual_layer=FLAGS.perceptual_layer,
+        perceptual_downsample=FLAGS.perceptual_downsample,
+        vgg_weights=vgg_weights,
+        strategy=FLAGS.strategy,
+        jit_compile=FLAGS.jit_compile,
+        mixed_precision=FLAGS.mixed_precision,
+        max_minutes=FLAGS.max_minutes,
+        log_dir=FLAGS.tensorboard_dir,
+        seed=FLAGS.seed,
+    )
+    meta = {
+        "objective": FLAGS.objective,
+        "data": faces.description,
+        "decoded_features": {
+            "base_layer": FLAGS.base_layer,
+            "noise_steps": None if FLAGS.base_layer else [float(s) for s in FLAGS.noise_steps],
+        },
+    }
     if isinstance(faces, training_data.TrainingStream):
-        meta = training.train_streamed(config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta,
-                                       validation)
+        meta = training.train_streamed(
+            config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta, validation
+        )
     else:
-        meta = training.train(config, training.decoded_feature_views(faces.features, degraders), faces.crops, meta,
-                              validation, faces.masks)
-    if mmse:     # the mean face belongs to the predictor: covered by its checksum
+        meta = training.train(
+            config,
+            training.decoded_feature_views(faces.features, degraders),
+            faces.crops,
+            meta,
+            validation,
+            faces.masks,
+        )
+    if mmse:  # the mean face belongs to the predictor: covered by its checksum
         from PIL import Image
 
         from sfc_tf import checkpoint
         from sfc_tf.enhancement import prediction
 
-        lfw_crops = faces.crops[:faces.description["images"]]       # the mean of the unmirrored LFW crops
+        lfw_crops = faces.crops[: faces.description["images"]]  # the mean of the unmirrored LFW crops
         mean_face = np.rint(lfw_crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
         Image.fromarray(mean_face).save(pathlib.Path(FLAGS.checkpoint_dir) / prediction.MEAN_FACE_FILE)
-        meta = checkpoint.write_meta(FLAGS.checkpoint_dir, (reconstructor.WEIGHTS_FILE, prediction.MEAN_FACE_FILE),
-                                     meta)
+        meta = checkpoint.write_meta(
+            FLAGS.checkpoint_dir, (reconstructor.WEIGHTS_FILE, prediction.MEAN_FACE_FILE), meta
+        )
     print(f"saved {FLAGS.checkpoint_dir}: {meta['final_metrics']}, {meta['images_per_second']} images/s")
 
 

@@ -49,12 +49,10 @@ class ImageCodec(abc.ABC):
         return NAMES[self.codec_id]
 
     @abc.abstractmethod
-    def encode(self, image: np.ndarray) -> bytes:
-        ...
+    def encode(self, image: np.ndarray) -> bytes: ...
 
     @abc.abstractmethod
-    def decode(self, data: bytes) -> np.ndarray:
-        ...
+    def decode(self, data: bytes) -> np.ndarray: ...
 
     def encode_many(self, images: np.ndarray) -> list[bytes]:
         return [self.encode(image) for image in images]
@@ -73,8 +71,10 @@ class ImageCodec(abc.ABC):
     def check_geometry(self, height: int, width: int, channels: int, what: str) -> None:
         """Refuse a payload whose declared geometry is not the codec's, before decoding it."""
         if (height, width, channels) != self.shape:
-            raise BitstreamError(f"{what} declares {height}x{width}x{channels}, this codec decodes "
-                                 f"{self.shape[0]}x{self.shape[1]}x{self.shape[2]} faces")
+            raise BitstreamError(
+                f"{what} declares {height}x{width}x{channels}, this codec decodes "
+                f"{self.shape[0]}x{self.shape[1]}x{self.shape[2]} faces"
+            )
 
     def check_decoded(self, image: np.ndarray, what: str) -> np.ndarray:
         if image.dtype != np.uint8 or image.shape != self.shape:

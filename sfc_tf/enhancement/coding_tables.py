@@ -22,7 +22,7 @@ from sfc_tf.errors import WeightsError
 
 TABLES_FILE = "tables.npz"
 CODING_RANK = 3
-MAX_TABLES_BYTES = 64 << 20          # a model's tables are ~100 KB per prior; anything far larger is not ours
+MAX_TABLES_BYTES = 64 << 20  # a model's tables are ~100 KB per prior; anything far larger is not ours
 
 
 def coding_models(priors, tables: dict | None = None) -> list:
@@ -31,17 +31,25 @@ def coding_models(priors, tables: dict | None = None) -> list:
         return [tfc.ContinuousBatchedEntropyModel(p, coding_rank=CODING_RANK, compression=True) for p in priors]
     if any(f"cdf_{i}" not in tables for i in range(len(priors))) or f"cdf_{len(priors)}" in tables:
         raise WeightsError(f"the stored range-coding tables do not fit a model with {len(priors)} priors")
-    return [tfc.ContinuousBatchedEntropyModel(
-        prior_shape=p.batch_shape, coding_rank=CODING_RANK, compression=True,
-        cdf=tables[f"cdf_{i}"], cdf_offset=tables[f"cdf_offset_{i}"],
-        quantization_offset=tables.get(f"quantization_offset_{i}")) for i, p in enumerate(priors)]
+    return [
+        tfc.ContinuousBatchedEntropyModel(
+            prior_shape=p.batch_shape,
+            coding_rank=CODING_RANK,
+            compression=True,
+            cdf=tables[f"cdf_{i}"],
+            cdf_offset=tables[f"cdf_offset_{i}"],
+            quantization_offset=tables.get(f"quantization_offset_{i}"),
+        )
+        for i, p in enumerate(priors)
+    ]
 
 
 def rate_model(prior, coding_model):
     """An entropy model estimating the bits ``coding_model`` spends (same prior, same quantization offsets)."""
     offset = coding_model.quantization_offset
-    return tfc.ContinuousBatchedEntropyModel(prior, coding_rank=CODING_RANK, compression=False,
-                                             offset_heuristic=False, quantization_offset=offset)
+    return tfc.ContinuousBatchedEntropyModel(
+        prior, coding_rank=CODING_RANK, compression=False, offset_heuristic=False, quantization_offset=offset
+    )
 
 
 def write(directory: str | os.PathLike, models: list) -> str:

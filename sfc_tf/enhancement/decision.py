@@ -26,9 +26,9 @@ class Candidate:
     """One mode's coding of a batch of faces."""
 
     mode: int
-    coded: list                 # layer.Coded per face
-    decoded: np.ndarray         # (N, H, W, 3) uint8 faces as the decoder will see them
-    file_bits: np.ndarray       # (N,) bits of each whole .sfc file in this mode
+    coded: list  # layer.Coded per face
+    decoded: np.ndarray  # (N, H, W, 3) uint8 faces as the decoder will see them
+    file_bits: np.ndarray  # (N,) bits of each whole .sfc file in this mode
 
 
 def psnr(crops: np.ndarray, decoded: np.ndarray) -> np.ndarray:

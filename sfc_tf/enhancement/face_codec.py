@@ -35,8 +35,17 @@ CONTEXT_FILTERS = 64
 
 
 def _conv(filters, kernel, down=1, up=1, activation=None, bias=True, name=None):
-    return tfc.SignalConv2D(filters, (kernel, kernel), name=name, corr=down > 1 or up == 1, strides_down=down,
-                            strides_up=up, padding="same_zeros", use_bias=bias, activation=activation)
+    return tfc.SignalConv2D(
+        filters,
+        (kernel, kernel),
+        name=name,
+        corr=down > 1 or up == 1,
+        strides_down=down,
+        strides_up=up,
+        padding="same_zeros",
+        use_bias=bias,
+        activation=activation,
+    )
 
 
 class Analysis(tf.keras.Sequential):
@@ -54,9 +63,11 @@ class Context(tf.keras.layers.Layer):
 
     def __init__(self, filters: int = CONTEXT_FILTERS):
         super().__init__(name="context")
-        self.stages = [_conv(filters, 9, down=4, activation=tfc.GDN(name="cgdn_0"), name="context_0"),
-                       _conv(filters, 5, down=2, activation=tfc.GDN(name="cgdn_1"), name="context_1"),
-                       _conv(filters, 5, down=2, name="context_2")]
+        self.stages = [
+            _conv(filters, 9, down=4, activation=tfc.GDN(name="cgdn_0"), name="context_0"),
+            _conv(filters, 5, down=2, activation=tfc.GDN(name="cgdn_1"), name="context_1"),
+            _conv(filters, 5, down=2, name="context_2"),
+        ]
 
     def build(self, input_shape):
         self.gate = self.add_weight(name="gate", shape=(input_shape[-1],), initializer="ones")
@@ -67,7 +78,7 @@ class Context(tf.keras.layers.Layer):
         for stage in self.stages:
             x = stage(x)
             out.append(x)
-        return p * self.gate, out          # pyramid: [1/4, 1/8, 1/16]
+        return p * self.gate, out  # pyramid: [1/4, 1/8, 1/16]
 
 
 class Synthesis(tf.keras.layers.Layer):
@@ -89,8 +100,14 @@ class Synthesis(tf.keras.layers.Layer):
 class FaceCodec(RateDistortionMetrics, tf.keras.Model):
     """Variable-rate (conditional) learned codec; ``call((x, p), rate)`` returns (loss, bpp, mse)."""
 
-    def __init__(self, lmbdas, conditional: bool = False, prior: str = "channel", num_filters: int = NUM_FILTERS,
-                 image_size: int = 160):
+    def __init__(
+        self,
+        lmbdas,
+        conditional: bool = False,
+        prior: str = "channel",
+        num_filters: int = NUM_FILTERS,
+        image_size: int = 160,
+    ):
         super().__init__()
         if prior not in ("channel", "position"):
             raise ValueError("prior must be 'channel' or 'position'")
@@ -118,8 +135,13 @@ class FaceCodec(RateDistortionMetrics, tf.keras.Model):
         return len(self.lmbdas)
 
     def get_config(self):
-        return {"lmbdas": self.lmbdas, "conditional": self.conditional, "prior": self.prior_kind,
-                "num_filters": self.num_filters, "image_size": self.image_size}
+        return {
+            "lmbdas": self.lmbdas,
+            "conditional": self.conditional,
+            "prior": self.prior_kind,
+            "num_filters": self.num_filters,
+            "image_size": self.image_size,
+        }
 
     # -- transforms -----------------------------------------------------------------------------------------
     def analyse(self, x, p, rate):
@@ -144,7 +166,8 @@ class FaceCodec(RateDistortionMetrics, tf.keras.Model):
 
         def bits_of(r):
             return lambda: tfc.ContinuousBatchedEntropyModel(self.priors[r], coding_rank=3, compression=False)(
-                y, training=training)
+                y, training=training
+            )
 
         if isinstance(rate, int):
             y_hat, bits = bits_of(rate)()
@@ -201,9 +224,11 @@ def warm_start(model: FaceCodec, source) -> FaceCodec:
     if source.num_filters != model.num_filters:
         raise ValueError(f"cannot warm-start {model.num_filters} filters from {source.num_filters}")
     synthesis = model.synthesis_transform
-    pairs = zip([layer for layer in source.analysis_transform.layers if layer.trainable_variables]
-                + [layer for layer in source.synthesis_transform.layers if layer.trainable_variables],
-                list(model.analysis_transform.layers) + [synthesis.layer_0, synthesis.layer_1, synthesis.layer_2])
+    pairs = zip(
+        [layer for layer in source.analysis_transform.layers if layer.trainable_variables]
+        + [layer for layer in source.synthesis_transform.layers if layer.trainable_variables],
+        list(model.analysis_transform.layers) + [synthesis.layer_0, synthesis.layer_1, synthesis.layer_2],
+    )
     for source_layer, layer in pairs:
         _assign_each(layer.trainable_variables, source_layer.trainable_variables, _zero_padded)
     for prior in model.priors:

@@ -25,7 +25,7 @@ class JpegCodec(ImageCodec):
 
     def decode(self, data: bytes) -> np.ndarray:
         try:
-            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:   # reads the header only
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:  # reads the header only
                 self.check_geometry(image.height, image.width, len(image.getbands()), "JPEG payload")
                 if image.mode != "RGB":
                     raise BitstreamError(f"JPEG payload is {image.mode}, not RGB")

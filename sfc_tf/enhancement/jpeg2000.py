@@ -11,7 +11,7 @@ import numpy as np
 from sfc_tf.enhancement import CROP_SHAPE, JPEG2000, ImageCodec, checked_setting
 from sfc_tf.errors import BitstreamError
 
-SOC_SIZ = b"\xff\x4f\xff\x51"      # start of codestream + image and tile size markers
+SOC_SIZ = b"\xff\x4f\xff\x51"  # start of codestream + image and tile size markers
 
 
 def declared_geometry(data: bytes) -> tuple[int, int, int]:
@@ -21,13 +21,14 @@ def declared_geometry(data: bytes) -> tuple[int, int, int]:
     if data[:4] != SOC_SIZ or len(data) < 42:
         raise BitstreamError("enhancement payload is not a JPEG2000 codestream")
     xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, xtosiz, ytosiz = (
-        int.from_bytes(data[8 + 4 * i:12 + 4 * i], "big") for i in range(8))
+        int.from_bytes(data[8 + 4 * i : 12 + 4 * i], "big") for i in range(8)
+    )
     components = int.from_bytes(data[40:42], "big")
     if xosiz or yosiz or xtosiz or ytosiz or xtsiz < xsiz or ytsiz < ysiz:
         raise BitstreamError("JPEG2000 payload: offsets or tiling that this codec never writes")
     if len(data) < 42 + 3 * components or components > 4:
         raise BitstreamError("JPEG2000 payload: truncated or oversized component list")
-    if any(data[42 + 3 * c:45 + 3 * c] != b"\x07\x01\x01" for c in range(components)):
+    if any(data[42 + 3 * c : 45 + 3 * c] != b"\x07\x01\x01" for c in range(components)):
         raise BitstreamError("JPEG2000 payload: components are not 8-bit unsigned and unsubsampled")
     return ysiz, xsiz, components
 

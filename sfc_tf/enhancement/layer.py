@@ -55,5 +55,6 @@ def decode(codec, mode: int, coded: list[Coded], predictions: np.ndarray | None)
     images = codec.decode_many(payloads)
     if mode == NO_PREDICTION:
         return images
-    return np.stack([minmax.add_residual(p, minmax.denormalise(image, c.span))
-                     for p, image, c in zip(predictions, images, coded)])
+    return np.stack(
+        [minmax.add_residual(p, minmax.denormalise(image, c.span)) for p, image, c in zip(predictions, images, coded)]
+    )

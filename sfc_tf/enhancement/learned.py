@@ -32,7 +32,7 @@ from sfc_tf.errors import BitstreamError, WeightsError
 
 NUM_FILTERS = 128
 DOWNSCALE = 16
-WEIGHTS = "weights"          # TF checkpoint prefix (object-based: transforms + prior, no optimizer state)
+WEIGHTS = "weights"  # TF checkpoint prefix (object-based: transforms + prior, no optimizer state)
 WEIGHT_FILES = ("weights.index", "weights.data-00000-of-00001")
 META_FILE = checkpoint.META_FILE
 
@@ -41,25 +41,83 @@ class AnalysisTransform(tf.keras.Sequential):
     def __init__(self, num_filters: int):
         super().__init__(name="analysis")
         self.add(tf.keras.layers.Lambda(lambda x: x / 255.0))
-        self.add(tfc.SignalConv2D(num_filters, (9, 9), name="layer_0", corr=True, strides_down=4,
-                                  padding="same_zeros", use_bias=True, activation=tfc.GDN(name="gdn_0")))
-        self.add(tfc.SignalConv2D(num_filters, (5, 5), name="layer_1", corr=True, strides_down=2,
-                                  padding="same_zeros", use_bias=True, activation=tfc.GDN(name="gdn_1")))
-        self.add(tfc.SignalConv2D(num_filters, (5, 5), name="layer_2", corr=True, strides_down=2,
-                                  padding="same_zeros", use_bias=False, activation=None))
+        self.add(
+            tfc.SignalConv2D(
+                num_filters,
+                (9, 9),
+                name="layer_0",
+                corr=True,
+                strides_down=4,
+                padding="same_zeros",
+                use_bias=True,
+                activation=tfc.GDN(name="gdn_0"),
+            )
+        )
+        self.add(
+            tfc.SignalConv2D(
+                num_filters,
+                (5, 5),
+                name="layer_1",
+                corr=True,
+                strides_down=2,
+                padding="same_zeros",
+                use_bias=True,
+                activation=tfc.GDN(name="gdn_1"),
+            )
+        )
+        self.add(
+            tfc.SignalConv2D(
+                num_filters,
+                (5, 5),
+                name="layer_2",
+                corr=True,
+                strides_down=2,
+                padding="same_zeros",
+                use_bias=False,
+                activation=None,
+            )
+        )
 
 
 class SynthesisTransform(tf.keras.Sequential):
     def __init__(self, num_filters: int):
         super().__init__(name="synthesis")
-        self.add(tfc.SignalConv2D(num_filters, (5, 5), name="layer_0", corr=False, strides_up=2,
-                                  padding="same_zeros", use_bias=True,
-                                  activation=tfc.GDN(name="igdn_0", inverse=True)))
-        self.add(tfc.SignalConv2D(num_filters, (5, 5), name="layer_1", corr=False, strides_up=2,
-                                  padding="same_zeros", use_bias=True,
-                                  activation=tfc.GDN(name="igdn_1", inverse=True)))
-        self.add(tfc.SignalConv2D(3, (9, 9), name="layer_2", corr=False, strides_up=4,
-                                  padding="same_zeros", use_bias=True, activation=None))
+        self.add(
+            tfc.SignalConv2D(
+                num_filters,
+                (5, 5),
+                name="layer_0",
+                corr=False,
+                strides_up=2,
+                padding="same_zeros",
+                use_bias=True,
+                activation=tfc.GDN(name="igdn_0", inverse=True),
+            )
+        )
+        self.add(
+            tfc.SignalConv2D(
+                num_filters,
+                (5, 5),
+                name="layer_1",
+                corr=False,
+                strides_up=2,
+                padding="same_zeros",
+                use_bias=True,
+                activation=tfc.GDN(name="igdn_1", inverse=True),
+            )
+        )
+        self.add(
+            tfc.SignalConv2D(
+                3,
+                (9, 9),
+                name="layer_2",
+                corr=False,
+                strides_up=4,
+                padding="same_zeros",
+                use_bias=True,
+                activation=None,
+            )
+        )
         self.add(tf.keras.layers.Lambda(lambda x: x * 255.0))
 
 
@@ -127,10 +185,18 @@ class BLS2017(RateDistortionMetrics, tf.keras.Model):
 def _weights(model) -> tf.train.Checkpoint:
     """The trained variables of a model, without optimizer state (BLS2017: the layout of the shipped checkpoints)."""
     if isinstance(model, BLS2017):
-        return tf.train.Checkpoint(analysis_transform=model.analysis_transform,
-                                   synthesis_transform=model.synthesis_transform, prior=model.prior)
-    parts = dict(analysis_transform=model.analysis_transform, synthesis_transform=model.synthesis_transform,
-                 gains=model.gains, inverse_gains=model.inverse_gains, priors=model.priors)
+        return tf.train.Checkpoint(
+            analysis_transform=model.analysis_transform,
+            synthesis_transform=model.synthesis_transform,
+            prior=model.prior,
+        )
+    parts = dict(
+        analysis_transform=model.analysis_transform,
+        synthesis_transform=model.synthesis_transform,
+        gains=model.gains,
+        inverse_gains=model.inverse_gains,
+        priors=model.priors,
+    )
     if model.context_transform is not None:
         parts["context_transform"] = model.context_transform
     return tf.train.Checkpoint(**parts)
@@ -167,8 +233,9 @@ def save(model, directory: str | os.PathLike, coding_enabled: bool = False, **me
     else:
         config = {"lmbda": model.lmbda, "num_filters": model.num_filters}
     tables = coding_tables.write(directory, model.entropy_models)
-    return checkpoint.write_meta(directory, WEIGHT_FILES, {**meta, **config, "cdf_table_sha256": table_sha256(model),
-                                                           "tables_sha256": tables})
+    return checkpoint.write_meta(
+        directory, WEIGHT_FILES, {**meta, **config, "cdf_table_sha256": table_sha256(model), "tables_sha256": tables}
+    )
 
 
 def build(meta: dict):
@@ -177,8 +244,9 @@ def build(meta: dict):
         return BLS2017(meta["lmbda"], meta["num_filters"])
     from sfc_tf.enhancement import face_codec
 
-    return face_codec.FaceCodec(meta["lmbdas"], meta["conditional"], meta["prior"], meta["num_filters"],
-                                meta["image_size"])
+    return face_codec.FaceCodec(
+        meta["lmbdas"], meta["conditional"], meta["prior"], meta["num_filters"], meta["image_size"]
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -187,8 +255,10 @@ def _load_cached(directory: str) -> tuple:
     model = restore_weights(build(meta), directory)
     model.enable_coding(coding_tables.read(directory, meta))
     if table_sha256(model) != meta["cdf_table_sha256"]:
-        raise WeightsError(f"{directory}: the range-coding tables differ from the encoder's (this platform computes "
-                           f"others, or the stored ones are damaged)")
+        raise WeightsError(
+            f"{directory}: the range-coding tables differ from the encoder's (this platform computes "
+            f"others, or the stored ones are damaged)"
+        )
     return model, meta
 
 
@@ -213,10 +283,10 @@ class RateCoder:
             self._decompress = lambda strings, shape, p: model.decompress(strings, shape)
         else:
             self.entropy_model = model.entropy_models[self.rate]
-            self._compress = tf.function(lambda images, p: model.compress(images, p, self.rate),
-                                         reduce_retracing=True)
-            self._decompress = tf.function(lambda strings, shape, p: model.decompress(strings, p, self.rate),
-                                           reduce_retracing=True)
+            self._compress = tf.function(lambda images, p: model.compress(images, p, self.rate), reduce_retracing=True)
+            self._decompress = tf.function(
+                lambda strings, shape, p: model.decompress(strings, p, self.rate), reduce_retracing=True
+            )
 
     def compress(self, images, predictions=None):
         return self._compress(images, predictions)
@@ -243,8 +313,9 @@ class LearnedCodec(ImageCodec):
     def encode_many(self, images: np.ndarray, predictions: np.ndarray | None = None) -> list[bytes]:
         images = np.asarray(images)
         if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1:] != self.shape:
-            raise ValueError(f"expected (N, {', '.join(map(str, self.shape))}) uint8 images, got "
-                             f"{images.dtype} {images.shape}")
+            raise ValueError(
+                f"expected (N, {', '.join(map(str, self.shape))}) uint8 images, got " f"{images.dtype} {images.shape}"
+            )
         if not len(images):
             return []
         with tf.device("/CPU:0"):
@@ -261,8 +332,9 @@ class LearnedCodec(ImageCodec):
         self._check_range_decoder_bound(payloads)
         try:
             with tf.device("/CPU:0"):
-                images = self.coder.decompress(tf.constant([bytes(p) for p in payloads]),
-                                               tf.constant(self.latent_shape, tf.int32), predictions)
+                images = self.coder.decompress(
+                    tf.constant([bytes(p) for p in payloads]), tf.constant(self.latent_shape, tf.int32), predictions
+                )
                 return np.asarray(images)
         except tf.errors.OpError as exc:
             raise BitstreamError(f"learned-codec range decoding failed: {exc.message}") from exc

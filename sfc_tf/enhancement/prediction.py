@@ -81,8 +81,13 @@ class Predictions:
     """The predictions of one batch of decoded features, computed on demand. ``reconstruct`` maps features to
     the uint8 perceptual reconstruction; ``predict`` maps features to the uint8 MMSE prediction."""
 
-    def __init__(self, features: np.ndarray, reconstruct: Callable[[np.ndarray], np.ndarray],
-                 predict: Callable[[np.ndarray], np.ndarray], mean_face: Callable[[], np.ndarray]):
+    def __init__(
+        self,
+        features: np.ndarray,
+        reconstruct: Callable[[np.ndarray], np.ndarray],
+        predict: Callable[[np.ndarray], np.ndarray],
+        mean_face: Callable[[], np.ndarray],
+    ):
         self.features = features
         self._reconstruct, self._predict, self._mean_face = reconstruct, predict, mean_face
         self._cache: dict[int, np.ndarray | None] = {}
@@ -123,11 +128,11 @@ class _Slice(Predictions):
 
     @functools.cached_property
     def reconstruction(self) -> np.ndarray:
-        return self.parent.reconstruction[self.start:self.stop]
+        return self.parent.reconstruction[self.start : self.stop]
 
     def _compute(self, mode: int) -> np.ndarray | None:
         out = self.parent(mode)
-        return None if out is None else out[self.start:self.stop]
+        return None if out is None else out[self.start : self.stop]
 
 
 def training_predictor(predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike):
@@ -139,15 +144,17 @@ def training_predictor(predictor_dir: str | os.PathLike, base_layer_path: str | 
     base = base_layer.load(base_layer_path)
 
     def predict(features: np.ndarray, progress: bool = False) -> np.ndarray:
-        return residuals.reconstruct(predictor.network, base.decode_payloads(base.encode_payloads(features)),
-                                     progress=progress)
+        return residuals.reconstruct(
+            predictor.network, base.decode_payloads(base.encode_payloads(features)), progress=progress
+        )
 
     predict.key = f"{predictor.model_id}{base.model_id}"
     return predict
 
 
-def training_predictions(predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike,
-                         features: np.ndarray, progress: bool = True) -> np.ndarray:
+def training_predictions(
+    predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike, features: np.ndarray, progress: bool = True
+) -> np.ndarray:
     """``training_predictor``'s predictions of all ``features`` at once, cached by predictor, base layer and
     features."""
     import hashlib

@@ -29,7 +29,7 @@ def cdf_rows(cdf: np.ndarray) -> list[tuple[int, list[int]]]:
         j = i + 1
         while values[j] != last:
             j += 1
-        rows.append((precision, values[i + 1:j + 1]))
+        rows.append((precision, values[i + 1 : j + 1]))
         i = j + 1
         while i < len(values) and values[i] == last:
             i += 1
@@ -55,7 +55,7 @@ class _Decoder:
         lower_bound = (((self.value - self.base) & _MASK32) + 1) << precision
         # the smallest cdf[k], k >= 1, with lower_bound <= size * cdf[k] (tfc's binary search)
         k = bisect.bisect_left(cdf, -(-lower_bound // size), 1)
-        if k >= len(cdf):           # a decode error; tfc reads one past the row here, we stop the replay
+        if k >= len(cdf):  # a decode error; tfc reads one past the row here, we stop the replay
             raise ValueError("range decoder left its CDF")
         a = (size * cdf[k - 1]) >> precision
         b = ((size * cdf[k]) >> precision) - 1
@@ -85,8 +85,8 @@ def gamma_bounded(data: bytes, rows: list[tuple[int, list[int]]], indexes: np.nd
                 zeros += 1
                 if zeros > MAX_GAMMA_ZEROS:
                     return False
-            for _ in range(zeros + 1):          # the value's bits and its sign
+            for _ in range(zeros + 1):  # the value's bits and its sign
                 decoder.decode(binary, 1)
     except ValueError:
-        return True                             # not a hang; tfc's own checks judge this payload
+        return True  # not a hang; tfc's own checks judge this payload
     return True

@@ -49,10 +49,11 @@ def patches_dataset(images: np.ndarray, batch_size: int, patch_size: int, seed: 
         raise ValueError(f"patch size {patch_size} must be a multiple of {learned.DOWNSCALE} within the images")
     dataset = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed).repeat()
     if patch_size < max(images.shape[1:3]):
-        dataset = dataset.map(lambda x: tf.image.random_crop(x, (patch_size, patch_size, 3), seed=seed),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.map(lambda x: tf.image.random_flip_left_right(x, seed=seed),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(
+            lambda x: tf.image.random_crop(x, (patch_size, patch_size, 3), seed=seed),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    dataset = dataset.map(lambda x: tf.image.random_flip_left_right(x, seed=seed), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -80,7 +81,7 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         warm_start = None
         manager, latest = resume.restore(state, out, strategy)
         if latest:
-            model.optimizer.learning_rate.assign(config.learning_rate)   # the restored state holds the old one
+            model.optimizer.learning_rate.assign(config.learning_rate)  # the restored state holds the old one
         elif config.init_from:
             _, warm_start = learned.load_model(config.init_from)  # checks the sha256 before we read the weights
             learned.restore_weights(model, config.init_from)
@@ -91,31 +92,49 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     callbacks = [saver]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
-    history = model.fit(patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
-                        epochs=1, steps_per_epoch=max(1, total_steps - done), callbacks=callbacks,
-                        verbose=config.verbose) if done < total_steps else None
+    history = (
+        model.fit(
+            patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
+            epochs=1,
+            steps_per_epoch=max(1, total_steps - done),
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+        if done < total_steps
+        else None
+    )
     wall = time.time() - saver.start
     steps = int(model.optimizer.iterations.numpy())
     final = {k: float(v[-1]) for k, v in history.history.items()} if history else previous.get("final_metrics")
-    final_eval = evaluate(model, images[:config.eval_images])
+    final_eval = evaluate(model, images[: config.eval_images])
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
-            model, target, **meta, training=dataclasses.asdict(config), warm_start=warm_start, steps=steps,
-            steps_per_epoch=steps_per_epoch, epochs_done=round(steps / steps_per_epoch, 3), train_images=len(images),
-            wall_time_s=round(saver.wall_time(), 1), final_metrics=final, final_eval=final_eval,
-            images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None)
+            model,
+            target,
+            **meta,
+            training=dataclasses.asdict(config),
+            warm_start=warm_start,
+            steps=steps,
+            steps_per_epoch=steps_per_epoch,
+            epochs_done=round(steps / steps_per_epoch, 3),
+            train_images=len(images),
+            wall_time_s=round(saver.wall_time(), 1),
+            final_metrics=final,
+            final_eval=final_eval,
+            images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None,
+        )
 
 
 def evaluate(model: learned.BLS2017, images: np.ndarray, batch_size: int = 16) -> dict:
     """Loss, bpp and MSE of the model as it is now (rounded latents, whole images); the fit metrics are
     running means over the session."""
-    results = model.evaluate(tf.data.Dataset.from_tensor_slices(images).batch(batch_size), verbose=0,
-                             return_dict=True)
+    results = model.evaluate(tf.data.Dataset.from_tensor_slices(images).batch(batch_size), verbose=0, return_dict=True)
     return {"images": len(images), **{k: float(v) for k, v in results.items()}}
 
 
-def throughput(images: np.ndarray, patch_size: int, batch_size: int = 16, steps: int = 5,
-               jit_compile: bool = False) -> float:
+def throughput(
+    images: np.ndarray, patch_size: int, batch_size: int = 16, steps: int = 5, jit_compile: bool = False
+) -> float:
     """Training images per second (the first step, which traces/compiles, excluded)."""
     config = EnhancementTrainConfig("", 0.01, batch_size=batch_size, patch_size=patch_size, jit_compile=jit_compile)
     model = build_model(config)
@@ -134,23 +153,24 @@ class FaceCodecTrainConfig:
 
     checkpoint_dir: str
     lmbdas: tuple = (0.001, 0.002, 0.004, 0.008, 0.016)
-    kind: str = "original"           # original (codes x) | residual (codes min-max(x - p)) | conditional (x given p)
+    kind: str = "original"  # original (codes x) | residual (codes min-max(x - p)) | conditional (x given p)
     prior: str = "position"
     steps: int = 20000
     batch_size: int = 8
     learning_rate: float = 1e-4
-    final_learning_rate: float = 1e-5   # exponential decay over the last 20 % of the steps
+    final_learning_rate: float = 1e-5  # exponential decay over the last 20 % of the steps
     num_filters: int = 128
     strategy: str = "default"
     max_minutes: float | None = None
     save_every: int = 250
-    init_from: str | None = None        # an end-to-end BLS2017 checkpoint to start from (``face_codec.warm_start``)
+    init_from: str | None = None  # an end-to-end BLS2017 checkpoint to start from (``face_codec.warm_start``)
     verbose: int = 1
     seed: int = 0
 
 
-def face_codec_dataset(images: np.ndarray, predictions: np.ndarray | None, batch_size: int,
-                       seed: int = 0) -> tf.data.Dataset:
+def face_codec_dataset(
+    images: np.ndarray, predictions: np.ndarray | None, batch_size: int, seed: int = 0
+) -> tf.data.Dataset:
     """Shuffled batches of (image, prediction) pairs, each pair mirrored together half of the time (the prediction
     is the image itself for codecs that do not use one, so the pair stays one tensor). Batches are gathered from
     the arrays in place: no copy of the training set (it is the largest thing in memory)."""
@@ -163,7 +183,7 @@ def face_codec_dataset(images: np.ndarray, predictions: np.ndarray | None, batch
         while True:
             order = rng.permutation(len(images))
             for start in range(0, len(order) - batch_size + 1, batch_size):
-                index = np.sort(order[start:start + batch_size])
+                index = np.sort(order[start : start + batch_size])
                 x, p = images[index], predictions[index]
                 flip = rng.random(batch_size) < 0.5
                 x[flip], p[flip] = x[flip, :, ::-1], p[flip, :, ::-1]
@@ -173,10 +193,12 @@ def face_codec_dataset(images: np.ndarray, predictions: np.ndarray | None, batch
     return tf.data.Dataset.from_generator(batches, output_signature=(spec, spec)).prefetch(2)
 
 
-def face_codec_stream(examples: tf.data.Dataset, batch_size: int,
-                      pair: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> tf.data.Dataset:
+def face_codec_stream(
+    examples: tf.data.Dataset, batch_size: int, pair: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+) -> tf.data.Dataset:
     """Endless (image, prediction) uint8 batches from a stream of (crop, FaceNet feature) examples
     (``sfc_tf.records``, which mirrors them); ``pair(crops, features)`` makes each batch's pair as it comes."""
+
     def batch(crops, features):
         x, p = tf.numpy_function(pair, [crops, features], (tf.uint8, tf.uint8), stateful=False)
         x.set_shape(crops.shape)
@@ -189,8 +211,9 @@ def face_codec_stream(examples: tf.data.Dataset, batch_size: int,
 def build_face_codec(config: FaceCodecTrainConfig):
     from sfc_tf.enhancement import face_codec
 
-    model = face_codec.FaceCodec(config.lmbdas, conditional=config.kind == "conditional", prior=config.prior,
-                                 num_filters=config.num_filters)
+    model = face_codec.FaceCodec(
+        config.lmbdas, conditional=config.kind == "conditional", prior=config.prior, num_filters=config.num_filters
+    )
     decay_steps = max(1, config.steps // 5)
     schedule = LateDecay(config.learning_rate, config.final_learning_rate, config.steps - decay_steps, decay_steps)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule))
@@ -212,8 +235,13 @@ class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"initial": self.initial, "final": self.final, "start": self.start, "decay_steps": self.decay_steps}
 
 
-def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.data.Dataset], num_images: int,
-                     meta: dict, held_out: tuple[np.ndarray, np.ndarray | None] | None = None) -> dict:
+def train_face_codec(
+    config: FaceCodecTrainConfig,
+    batches: Callable[[int], tf.data.Dataset],
+    num_images: int,
+    meta: dict,
+    held_out: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> dict:
     """Train (or resume) a FaceCodec on ``batches(seed)`` (``face_codec_dataset`` of arrays in memory, or
     ``face_codec_stream``) of a training set of ``num_images``; final weights + meta.json (with wall time,
     images/s and the held-out rate and PSNR of every rate) in ``checkpoint_dir``."""
@@ -234,19 +262,33 @@ def train_face_codec(config: FaceCodecTrainConfig, batches: Callable[[int], tf.d
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
     if done < config.steps:
-        model.fit(batches(config.seed + done), epochs=1,
-                  steps_per_epoch=config.steps - done, callbacks=callbacks, verbose=config.verbose)
+        model.fit(
+            batches(config.seed + done),
+            epochs=1,
+            steps_per_epoch=config.steps - done,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
     steps = int(model.optimizer.iterations.numpy())
     wall_total = saver.wall_time()
-    model.enable_coding()                   # once: the held-out evaluation and the saved tables share it
+    model.enable_coding()  # once: the held-out evaluation and the saved tables share it
     held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
-            model, target, coding_enabled=True, **meta, kind=config.kind, training=dataclasses.asdict(config),
-            warm_start=warm_start, steps=steps, train_images=num_images,
-            epochs_done=round(steps * config.batch_size / num_images, 3), wall_time_s=round(wall_total, 1),
+            model,
+            target,
+            coding_enabled=True,
+            **meta,
+            kind=config.kind,
+            training=dataclasses.asdict(config),
+            warm_start=warm_start,
+            steps=steps,
+            train_images=num_images,
+            epochs_done=round(steps * config.batch_size / num_images, 3),
+            wall_time_s=round(wall_total, 1),
             images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
-            held_out=held_out)
+            held_out=held_out,
+        )
 
 
 def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
@@ -258,11 +300,12 @@ def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | Non
     for rate, lmbda in enumerate(model.lmbdas):
         bits, decoded = [], []
         for i in range(0, len(images), batch_size):
-            p = None if predictions is None else predictions[i:i + batch_size]
-            strings = model.compress(images[i:i + batch_size], p, rate).numpy()
+            p = None if predictions is None else predictions[i : i + batch_size]
+            strings = model.compress(images[i : i + batch_size], p, rate).numpy()
             bits += [8 * len(s) for s in strings]
             decoded.append(model.decompress(strings, p, rate).numpy())
         psnr = np.minimum(metrics.psnr(images, np.concatenate(decoded)), metrics.PSNR_CEILING_DB)
-        rows.append({"rate": rate, "lmbda": lmbda, "bits_per_image": float(np.mean(bits)),
-                     "psnr": float(np.mean(psnr))})
+        rows.append(
+            {"rate": rate, "lmbda": lmbda, "bits_per_image": float(np.mean(bits)), "psnr": float(np.mean(psnr))}
+        )
     return {"images": len(images), "rates": rows}
