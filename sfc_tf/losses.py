@@ -1,4 +1,5 @@
-"""Reconstruction loss: MAE + lambda x VGG-19 perceptual loss (mean squared feature difference).
+"""Reconstruction loss: MAE + lambda x VGG-19 perceptual loss (mean squared feature difference), optionally + mu x
+an identity term (ours, beside the paper's loss): 1 - cosine of the FaceNet features of target and reconstruction.
 
 VGG-19 weights come from Keras's ImageNet file (downloaded once into ``~/.keras/models``; online users) or from a
 local Keras HDF5 weights file (``vgg_weights_file``). A partial file (such as ``vgg19_imagenet_block1-3.h5``,
@@ -98,9 +99,9 @@ def masked_mae(y_true, y_pred):
 
 class ReconstructionLoss(tf.keras.losses.Loss):
     """MAE (or MSE, ``pixel="mse"``) on [-1, 1] images + ``weight`` x mean((VGG(x) - VGG(x_hat))^2), VGG on
-    caffe-preprocessed pixels. ``perceptual_downsample`` > 1 average-pools both images by that factor before VGG
-    (a cheaper perceptual loss on CPU: 2 costs a quarter of the VGG work). Targets may carry a mask
-    (``split_mask``)."""
+    caffe-preprocessed pixels, + ``identity_weight`` x (1 - cos(FaceNet(x), FaceNet(x_hat))). ``perceptual_downsample``
+    > 1 average-pools both images by that factor before VGG (a cheaper perceptual loss on CPU: 2 costs a quarter of
+    the VGG work). Targets may carry a mask (``split_mask``)."""
 
     def __init__(
         self,
@@ -108,14 +109,19 @@ class ReconstructionLoss(tf.keras.losses.Loss):
         weight: float,
         perceptual_downsample: int = 1,
         pixel: str = "mae",
+        facenet: tf.keras.Model | None = None,
+        identity_weight: float = 0.0,
         name: str = "mae_vgg",
     ):
         super().__init__(name=name)
         if weight > 0 and vgg is None:
             raise ValueError("a perceptual weight > 0 needs a VGG feature model")
+        if identity_weight > 0 and facenet is None:
+            raise ValueError("an identity weight > 0 needs a FaceNet model")
         if pixel not in ("mae", "mse"):
             raise ValueError("pixel loss must be 'mae' or 'mse'")
         self.vgg, self.weight, self.downsample, self.pixel = vgg, float(weight), int(perceptual_downsample), pixel
+        self.facenet, self.identity_weight = facenet, float(identity_weight)
 
     def perceptual(self, y_true, y_pred):
         both = tf.concat([y_true, y_pred], axis=0)
@@ -126,10 +132,19 @@ class ReconstructionLoss(tf.keras.losses.Loss):
         real, fake = tf.split(features, 2, axis=0)
         return tf.reduce_mean(tf.square(tf.cast(tf.stop_gradient(real) - fake, tf.float32)), axis=[1, 2, 3])
 
+    def identity(self, y_true, y_pred):
+        """1 - cosine similarity of the FaceNet features of target and reconstruction (the target's held fixed)."""
+        both = tf.concat([y_true, y_pred], axis=0) * (127.5 / 128.0)  # [-1, 1] -> FaceNet's fixed standardisation
+        real, fake = tf.split(tf.cast(self.facenet(both, training=False), tf.float32), 2, axis=0)
+        real = tf.math.l2_normalize(tf.stop_gradient(real), axis=-1)
+        return 1.0 - tf.reduce_sum(real * tf.math.l2_normalize(fake, axis=-1), axis=-1)
+
     def call(self, y_true, y_pred):
         y_true, y_pred = split_mask(y_true, y_pred)
         error = y_true - y_pred
-        pixel = tf.reduce_mean(tf.abs(error) if self.pixel == "mae" else tf.square(error), axis=[1, 2, 3])
-        if self.weight == 0:
-            return pixel
-        return pixel + self.weight * self.perceptual(y_true, y_pred)
+        loss = tf.reduce_mean(tf.abs(error) if self.pixel == "mae" else tf.square(error), axis=[1, 2, 3])
+        if self.weight > 0:
+            loss += self.weight * self.perceptual(y_true, y_pred)
+        if self.identity_weight > 0:
+            loss += self.identity_weight * self.identity(y_true, y_pred)
+        return loss

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import distribute, losses, reconstructor, resume
+from sfc_tf import distribute, facenet, losses, reconstructor, resume
 from sfc_tf.time_limit import TimeLimit
 
 
@@ -79,6 +79,8 @@ class TrainConfig:
     perceptual_layer: str = losses.DEFAULT_LAYER
     perceptual_downsample: int = 1
     vgg_weights: str | None = None
+    identity_weight: float = 0.0  # ours: weight of 1 - cos(FaceNet(x), FaceNet(x_hat)); 0 is the paper's loss
+    init_from: str | None = None  # a reconstructor checkpoint to start from (same architecture), e.g. to fine-tune
     strategy: str = "default"
     jit_compile: bool = False
     mixed_precision: bool = False
@@ -95,7 +97,17 @@ def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
     vgg = (
         losses.vgg_feature_model(config.perceptual_layer, config.vgg_weights) if config.perceptual_weight > 0 else None
     )
-    loss = losses.ReconstructionLoss(vgg, config.perceptual_weight, config.perceptual_downsample, config.pixel_loss)
+    facenet_model = facenet.load_model() if config.identity_weight > 0 else None
+    if facenet_model is not None:
+        facenet_model.trainable = False
+    loss = losses.ReconstructionLoss(
+        vgg,
+        config.perceptual_weight,
+        config.perceptual_downsample,
+        config.pixel_loss,
+        facenet_model,
+        config.identity_weight,
+    )
     schedule = learning_rate_schedule(config.initial_lr, config.final_lr, config.epochs * steps_per_epoch)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(schedule),
@@ -196,8 +208,15 @@ def _fit(
     dataset = make_dataset()
     with strategy.scope():
         model = build_model(config, feature_dim, steps_per_epoch)
-        manager, _ = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
+        manager, latest = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
+        if config.init_from and not latest:
+            model.set_weights(reconstructor.load(config.init_from).get_weights())
     done = int(model.optimizer.iterations.numpy())
+    if done >= config.epochs * steps_per_epoch:
+        raise ValueError(
+            f"{out / resume.STATE_DIR} already holds {done // steps_per_epoch} epochs: raise the epochs to train "
+            f"further, or remove it (--noresume) to start over"
+        )
     saver = resume.SaveState(manager, steps_per_epoch, done)  # saved at every epoch's end
     callbacks = [saver]
     if config.log_dir:
@@ -225,6 +244,7 @@ def _fit(
             target_dir,
             **meta,
             training=dataclasses.asdict(config),
+            warm_start=read_meta(config.init_from) if config.init_from else None,
             epochs_run_this_session=epochs_run,
             steps_per_epoch=steps_per_epoch,
             steps_run_this_session=steps - done,

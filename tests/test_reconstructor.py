@@ -118,6 +118,49 @@ def test_a_run_in_two_sessions_reports_its_whole_cost(tmp_path, fixture_crops):
     assert 1000 < meta["wall_time_s"] < 1000 + meta["wall_time_s_this_session"] + 60
 
 
+def test_identity_term_compares_facenet_features_of_target_and_reconstruction():
+    stand_in = tf.keras.Sequential([tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(8)])
+    stand_in.build((None, 160, 160, 3))
+    loss = losses.ReconstructionLoss(None, 0.0, facenet=stand_in, identity_weight=0.5)
+    rng = np.random.default_rng(0)
+    target = tf.constant(rng.uniform(-1, 1, (2, 160, 160, 3)), tf.float32)
+    np.testing.assert_allclose(loss.identity(target, target), 0.0, atol=1e-6)  # same face: cosine 1
+    guess = tf.Variable(tf.reverse(target, [0]))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(target)
+        value = loss(target, guess)
+        identity = loss.identity(target, guess)
+        plain = losses.ReconstructionLoss(None, 0.0)(target, guess)
+    assert float(value) > float(plain)  # the identity term adds to the MAE
+    held = tape.gradient(identity, target)
+    assert held is None or not np.any(held.numpy())  # the target's features are held fixed
+    assert np.any(tape.gradient(identity, guess).numpy() != 0)
+    with pytest.raises(ValueError):
+        losses.ReconstructionLoss(None, 0.0, identity_weight=0.5)
+
+
+def test_training_starts_from_another_checkpoint(tmp_path, fixture_crops):
+    features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    source = reconstructor.Reconstructor(16).build_for_inference()
+    source_meta = reconstructor.save(source, tmp_path / "source")
+    config = training.TrainConfig(
+        str(tmp_path / "ckpt"),
+        epochs=1,
+        batch_size=2,
+        initial_lr=1e-12,
+        final_lr=1e-12,
+        perceptual_weight=0.0,
+        init_from=str(tmp_path / "source"),
+        verbose=0,
+    )
+    meta = training.train(config, features[None], fixture_crops, {"data": {}})
+    tuned = reconstructor.load(tmp_path / "ckpt")
+    for a, b in zip(tuned.trainable_weights, source.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # a learning rate of ~0: the source's weights
+    assert meta["warm_start"]["sha256"] == source_meta["sha256"]
+
+
 def test_batch_norm_recalibration_matches_the_training_batch_statistics():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(8, 16)).astype(np.float32)

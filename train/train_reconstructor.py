@@ -69,6 +69,15 @@ flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perc
 flags.DEFINE_string("perceptual_layer", losses.DEFAULT_LAYER, "VGG-19 layer of the perceptual loss.")
 flags.DEFINE_integer("perceptual_downsample", 1, "Average-pool images by this factor before VGG (CPU speed).")
 flags.DEFINE_string("vgg_weights", None, "Local VGG-19 Keras weights file (default: download ImageNet weights).")
+flags.DEFINE_float(
+    "identity_weight", 0.0, "Ours: weight of an identity term 1 - cos(FaceNet(x), FaceNet(x_hat)); 0: the paper's loss."
+)
+flags.DEFINE_string(
+    "init_from",
+    None,
+    "Reconstructor checkpoint to start from (same architecture); the schedule starts again, so fine-tune with a "
+    "lower --initial_lr.",
+)
 flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (slower on this CPU; see README).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy (oneDNN bf16 on AVX512_BF16 CPUs).")
@@ -126,6 +135,8 @@ def load_faces():
 def main(_):
     distribute.make_strategy(FLAGS.strategy)  # before FaceNet or any data op (multi-worker collectives)
     mmse = FLAGS.objective == "mmse"
+    if mmse and FLAGS.identity_weight > 0:
+        raise app.UsageError("--identity_weight belongs to the perceptual objective, not to the MMSE predictor")
     vgg_weights = None
     try:
         training_data.check_sources(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.extra_faces, FLAGS.jitter)
@@ -153,6 +164,8 @@ def main(_):
         perceptual_layer=FLAGS.perceptual_layer,
         perceptual_downsample=FLAGS.perceptual_downsample,
         vgg_weights=vgg_weights,
+        identity_weight=FLAGS.identity_weight,
+        init_from=FLAGS.init_from,
         strategy=FLAGS.strategy,
         jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision,

@@ -255,6 +255,8 @@ def train_face_codec(
             from sfc_tf.enhancement import face_codec
 
             source, warm_start = learned.load_model(config.init_from)
+            if warm_start.get("input") != "original":
+                raise ValueError(f"{config.init_from} was not trained on the crops (input original): no warm start")
             face_codec.warm_start(model, source)
     done = int(model.optimizer.iterations.numpy())
     saver = resume.SaveState(manager, config.save_every, done)
