@@ -223,7 +223,6 @@ def _fit(
         callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
-    start = time.time()
     history = model.fit(
         dataset,
         epochs=config.epochs,
@@ -233,7 +232,7 @@ def _fit(
         verbose=config.verbose,
         validation_data=None if validation is None else validation_dataset(*validation, config.batch_size),
     )
-    wall = time.time() - start
+    wall = saver.session_time()
     recalibrated = recalibrate(model, dataset)
     steps = int(model.optimizer.iterations.numpy())
     epochs_run = (steps - done) // steps_per_epoch

@@ -43,9 +43,13 @@ class SaveState(tf.keras.callbacks.Callback):
         self.wall_time_before = float(progress["wall_time_s"]) if progress.get("step") == restored_step else 0.0
         self.start = time.time()
 
+    def session_time(self) -> float:
+        """Seconds of training in this session, up to now."""
+        return time.time() - self.start
+
     def wall_time(self) -> float:
         """Seconds of training over every session of the run, up to now."""
-        return self.wall_time_before + time.time() - self.start
+        return self.wall_time_before + self.session_time()
 
     def _save(self):
         step = int(self.model.optimizer.iterations.numpy())

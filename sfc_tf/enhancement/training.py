@@ -103,7 +103,7 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
         if done < total_steps
         else None
     )
-    wall = time.time() - saver.start
+    wall = saver.session_time()
     steps = int(model.optimizer.iterations.numpy())
     final = {k: float(v[-1]) for k, v in history.history.items()} if history else previous.get("final_metrics")
     final_eval = evaluate(model, images[: config.eval_images])
