@@ -52,7 +52,7 @@ def main(_):
         row = {
             "run": run,
             "perceptual_weight": meta["training"]["perceptual_weight"],
-            "steps": meta.get("steps_run", meta.get("steps_run_this_session")),  # older runs: per session
+            "steps": meta.get("steps", meta.get("steps_run")),  # older runs: steps_run
             **score(reconstructor.load(run), faces, decoded, extractor),
         }
         rows.append(row)

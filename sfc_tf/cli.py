@@ -384,6 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="deadline of each request to the model server, in seconds",
         )
 
+    def threshold_flag(sub):
+        sub.add_argument(
+            "--threshold",
+            type=float,
+            default=None,
+            help="squared L2 distance on mean-centred features below which two faces are the same person "
+            "(default: the registry's)",
+        )
+
     def coding_flags(sub):
         sub.add_argument(
             "--enhancement", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"], default="jpeg"
@@ -437,12 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = command("compare", _compare, "same person or not, from the base layers")
     compare.add_argument("first", metavar="A")
     compare.add_argument("second", metavar="B")
-    compare.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="squared L2 distance threshold on mean-centred features (default: the registry's)",
-    )
+    threshold_flag(compare)
 
     index = command("index", _index, "search index of a gallery of .sfc files (base layers only)")
     index.add_argument(
@@ -450,10 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     index.add_argument("output", metavar="OUT.npz")
     index.add_argument(
-        "--label",
-        choices=["parent", "stem"],
-        default="parent",
-        help="identity of a file: its folder's name (LFW layout) or its own name",
+        "--label", choices=["parent", "stem"], default="parent", help="identity: folder name or file stem"
     )
     index.add_argument("--overwrite", action="store_true")
 
@@ -467,12 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="exact search, FAISS HNSW (approximate), or auto: exact up to 50,000 entries",
     )
-    search.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="squared L2 distance below which a result reads 'same person' (default: the registry's)",
-    )
+    threshold_flag(search)
     search.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn", help="crop of query images")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
@@ -486,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     install = command(
         "install-models",
         _install_models,
-        "copy a checkout's shipped models to where an installed " "package finds them",
+        "copy a checkout's shipped models to where an installed package finds them",
     )
     install.add_argument("source", metavar="CHECKPOINTS", help="a checkpoints directory, e.g. of a repository checkout")
     install.add_argument(

@@ -209,14 +209,14 @@ def _fit(
     with strategy.scope():
         model = build_model(config, feature_dim, steps_per_epoch)
         manager, latest = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
-        if config.init_from and not latest:
-            model.set_weights(reconstructor.load(config.init_from).get_weights())
-    done = int(model.optimizer.iterations.numpy())
-    if done >= config.epochs * steps_per_epoch:
-        raise ValueError(
-            f"{out / resume.STATE_DIR} already holds {done // steps_per_epoch} epochs: raise the epochs to train "
-            f"further, or remove it (--noresume) to start over"
+        warm_start = resume.warm_start(
+            config.init_from,
+            latest,
+            read_meta,
+            lambda source: model.set_weights(reconstructor.load(source).get_weights()),
         )
+    done = int(model.optimizer.iterations.numpy())
+    resume.check_unfinished(done, config.epochs * steps_per_epoch, out)
     saver = resume.SaveState(manager, steps_per_epoch, done)  # saved at every epoch's end
     callbacks = [saver]
     if config.log_dir:
@@ -232,28 +232,17 @@ def _fit(
         verbose=config.verbose,
         validation_data=None if validation is None else validation_dataset(*validation, config.batch_size),
     )
-    wall = saver.session_time()
+    run = saver.record(config, warm_start, steps_per_epoch)
     recalibrated = recalibrate(model, dataset)
-    steps = int(model.optimizer.iterations.numpy())
-    epochs_run = (steps - done) // steps_per_epoch
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     with distribute.output_dir(out, strategy) as target_dir:
         return reconstructor.save(
             model,
             target_dir,
             **meta,
-            training=dataclasses.asdict(config),
-            warm_start=read_meta(config.init_from) if config.init_from else None,
-            epochs_run_this_session=epochs_run,
-            steps_per_epoch=steps_per_epoch,
-            steps_run_this_session=steps - done,
-            wall_time_s_this_session=round(wall, 1),
-            epochs_done=steps // steps_per_epoch,
-            steps_run=steps,
-            wall_time_s=round(saver.wall_time(), 1),
+            **run,
             final_metrics=final,
             batch_norm_recalibrated_on_batches=recalibrated,
-            images_per_second=round((steps - done) * config.batch_size / wall, 2),
         )
 
 

@@ -157,24 +157,41 @@ def write(
     return Records(out, manifest)
 
 
-def build_from_folder(
-    data_dir: str | os.PathLike,
+def build(
     output_dir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    tfds: str | None = None,
+    tfds_data_dir: str | None = None,
     identities: list[str] | None = None,
     align: str = "mtcnn",
     shard_size: int = 1000,
     extractor=None,
     progress: bool = True,
 ) -> Records:
-    """Records of every image of ``data_dir/<identity>/`` (of ``identities`` if given), aligned with ``align``
-    (MTCNN misses get the center crop, as in ``data.load_faces``)."""
+    """Records of the faces of an image folder (``data_dir/<identity>/``) or of a tensorflow-datasets dataset
+    (``tfds``: NAME[:SPLIT], its ``image`` and, as identity, its ``label``), of ``identities`` if given, aligned
+    with ``align`` (MTCNN misses get the center crop, as in ``data.load_faces``)."""
     from sfc_tf import align as align_module
-    from sfc_tf import data, facenet
+    from sfc_tf import facenet
+
+    if (data_dir is None) == (tfds is None):
+        raise ValueError("give exactly one of data_dir and tfds")
+    aligner = align_module.make_aligner(align)
+    if data_dir is not None:
+        chunks, count, source = _folder_chunks(data_dir, identities, aligner, shard_size)
+    else:
+        chunks, count, source = _tfds_chunks(tfds, tfds_data_dir, identities, aligner, shard_size)
+    source.update(identities=len(identities) if identities else None, align=align)
+    return write(chunks, count, output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress)
+
+
+def _folder_chunks(data_dir, identities, aligner, shard_size) -> tuple[Iterable[Chunk], int, dict]:
+    from sfc_tf import data
 
     items = data.list_images(data_dir, identities)
     if not items:
         raise SfcError(f"no images under {data_dir}")
-    aligner = align_module.make_aligner(align)
     root = pathlib.Path(data_dir)
 
     def chunks():
@@ -182,10 +199,7 @@ def build_from_folder(
             paths = [root / path for path, _ in items[start : start + shard_size]]
             yield Chunk([path.parent.name for path in paths], lambda paths=paths: aligner.align_many(paths, True)[0])
 
-    source = {"data_dir": str(data_dir), "identities": len(identities) if identities else None, "align": align}
-    return write(
-        chunks(), len(items), output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress
-    )
+    return chunks(), len(items), {"data_dir": str(data_dir)}
 
 
 def tfds_examples(name: str, data_dir: str | None = None) -> tuple[Iterable[dict], int, object]:
@@ -225,22 +239,8 @@ def _identity(example: dict, label_names) -> str:
     return "unknown"
 
 
-def build_from_tfds(
-    name: str,
-    output_dir: str | os.PathLike,
-    data_dir: str | None = None,
-    identities: list[str] | None = None,
-    align: str = "mtcnn",
-    shard_size: int = 1000,
-    extractor=None,
-    progress: bool = True,
-) -> Records:
-    """Records of a tensorflow-datasets image dataset (its ``image`` and, as identity, its ``label``)."""
-    from sfc_tf import align as align_module
-    from sfc_tf import facenet
-
+def _tfds_chunks(name, data_dir, identities, aligner, shard_size) -> tuple[Iterable[Chunk], int, dict]:
     examples, count, label_names = tfds_examples(name, data_dir)
-    aligner = align_module.make_aligner(align)
     wanted = set(identities) if identities else None
 
     def chunk(images, names):
@@ -260,13 +260,7 @@ def build_from_tfds(
         if names:
             yield chunk(images, names)
 
-    source = {
-        "tfds": name,
-        "tfds_data_dir": data_dir,
-        "identities": len(identities) if identities else None,
-        "align": align,
-    }
-    return write(chunks(), count, output_dir, source, extractor or facenet.FeatureExtractor(), shard_size, progress)
+    return chunks(), count, {"tfds": name, "tfds_data_dir": data_dir}
 
 
 def tfds_cache_dir(name: str, align: str, identities_file: str | None) -> pathlib.Path:
@@ -285,7 +279,7 @@ def open_records(directory: str | os.PathLike, verify: bool = False) -> Records:
     path = directory / MANIFEST
     if not path.is_file():
         raise SfcError(
-            f"no TFRecord faces at {directory} ({MANIFEST} missing: unfinished or never built); " f"{BUILD_HINT}"
+            f"no TFRecord faces at {directory} ({MANIFEST} missing: unfinished or never built); {BUILD_HINT}"
         )
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT or not 0 < len(manifest.get("shards", [])) <= MAX_SHARDS:

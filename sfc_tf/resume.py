@@ -1,7 +1,9 @@
 """Training that survives a stopped session, one mechanism for every training binary (the reconstructor and the
 learned codecs): model and optimizer state in ``<checkpoint_dir>/train_state``, saved every ``every`` optimizer
 steps and when training ends, with the run's progress beside it (``progress.json``: the step and the wall time of
-all sessions so far). Re-running the same command continues from the latest state.
+all sessions so far). Re-running the same command continues from the latest state; a run whose state already
+holds all its steps is refused (``check_unfinished``), and a warm start is recorded the same way by every trainer
+(``warm_start``).
 
 In a multi-worker job every worker restores the chief's latest state; the chief saves there, the others into
 private subfolders (every worker takes part in a save, as ``tf.distribute`` requires).
@@ -9,9 +11,11 @@ private subfolders (every worker takes part in a save, as ``tf.distribute`` requ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import time
+from typing import Callable
 
 import tensorflow as tf
 
@@ -31,6 +35,28 @@ def restore(state: tf.train.Checkpoint, out: str | pathlib.Path, strategy) -> tu
     return tf.train.CheckpointManager(state, str(write_dir), max_to_keep=1), latest
 
 
+def check_unfinished(done: int, total: int, out: str | pathlib.Path) -> None:
+    """Refuse to continue a run whose saved state already holds all of its ``total`` optimizer steps."""
+    if done >= total:
+        raise ValueError(
+            f"{pathlib.Path(out) / STATE_DIR} already holds {done} of this run's {total} steps: train for longer "
+            f"(more epochs or steps) to continue it, or remove it to start over"
+        )
+
+
+def warm_start(init_from: str | None, latest: str | None, read_meta: Callable, load_weights: Callable) -> dict | None:
+    """The ``warm_start`` record of a run's meta.json: ``read_meta(init_from)`` (the source's own meta.json, so the
+    whole training history of a model travels with it) whenever ``init_from`` is given, resumed sessions included
+    (re-running the same command continues a run); ``load_weights(init_from)`` only on a fresh start (a resumed
+    session takes its weights from the state)."""
+    if not init_from:
+        return None
+    meta = read_meta(init_from)
+    if not latest:
+        load_weights(init_from)
+    return meta
+
+
 class SaveState(tf.keras.callbacks.Callback):
     """Saves the state every ``every`` optimizer steps and when training ends, with the run's wall time (this
     session's plus what ``progress.json`` recorded for the ``restored_step`` the session started from)."""
@@ -41,6 +67,7 @@ class SaveState(tf.keras.callbacks.Callback):
         path = pathlib.Path(manager.directory) / PROGRESS_FILE
         progress = json.loads(path.read_text()) if path.is_file() else {}
         self.wall_time_before = float(progress["wall_time_s"]) if progress.get("step") == restored_step else 0.0
+        self.restored_step = int(restored_step)
         self.start = time.time()
 
     def session_time(self) -> float:
@@ -50,6 +77,26 @@ class SaveState(tf.keras.callbacks.Callback):
     def wall_time(self) -> float:
         """Seconds of training over every session of the run, up to now."""
         return self.wall_time_before + self.session_time()
+
+    def record(self, config, warm_start: dict | None, steps_per_epoch: float) -> dict:
+        """What a run's meta.json says of its training, taken when training ends: the config (a dataclass with a
+        ``batch_size``), the warm start, optimizer steps and epochs in all and in this session, wall time of all
+        sessions and of this one, and this session's images/s."""
+        steps = int(self.model.optimizer.iterations.numpy())
+        session_steps, session_time = steps - self.restored_step, self.session_time()
+        batch_size = config.batch_size
+        return {
+            "training": dataclasses.asdict(config),
+            "warm_start": warm_start,
+            "steps": steps,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs_done": round(steps / steps_per_epoch, 3),
+            "steps_this_session": session_steps,
+            "epochs_this_session": round(session_steps / steps_per_epoch, 3),
+            "wall_time_s": round(self.wall_time(), 1),
+            "wall_time_s_this_session": round(session_time, 1),
+            "images_per_second": round(session_steps * batch_size / session_time, 2) if session_time > 0 else None,
+        }
 
     def _save(self):
         step = int(self.model.optimizer.iterations.numpy())

@@ -138,7 +138,7 @@ def records_dir(
     directory = records.tfds_cache_dir(tfds_name, align, identities_file)
     if not (directory / records.MANIFEST).is_file():
         identities = data.read_identity_list(identities_file) if identities_file else None
-        records.build_from_tfds(tfds_name, directory, tfds_data_dir, identities, align)
+        records.build(directory, tfds=tfds_name, tfds_data_dir=tfds_data_dir, identities=identities, align=align)
     return directory
 
 

@@ -85,5 +85,5 @@ def test_a_killed_worker_and_the_job_resumes_from_the_saved_state(tmp_path):
             p.communicate()
     assert (directory / "train_state").is_dir() and not (directory / "meta.json").exists()
     chief, other = finish(start_workers("reconstructor", directory, 3))  # the same command again
-    assert chief["epochs_run_this_session"] == other["epochs_run_this_session"] == 2  # epoch 1 was not redone
+    assert chief["epochs_this_session"] == other["epochs_this_session"] == 2  # epoch 1 was not redone
     assert chief["sha256"] == other["sha256"]

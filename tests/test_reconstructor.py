@@ -100,7 +100,7 @@ def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops
     meta = training.train(config, features[None], fixture_crops, {"data": {}}, (features[:2], fixture_crops[:2]))
     assert {"loss", "val_loss", "val_mae"} <= set(meta["final_metrics"])
     assert reconstructor.load(tmp_path / "ckpt")(features[:1]).shape == (1, 160, 160, 3)
-    assert meta["epochs_done"] == 1 and meta["steps_run"] == meta["steps_run_this_session"] == 3
+    assert meta["epochs_done"] == 1 and meta["steps"] == meta["steps_this_session"] == 3
 
 
 def test_a_run_in_two_sessions_reports_its_whole_cost(tmp_path, fixture_crops):
@@ -113,8 +113,8 @@ def test_a_run_in_two_sessions_reports_its_whole_cost(tmp_path, fixture_crops):
     progress.write_text(json.dumps({"step": 3, "wall_time_s": 1000.0}))  # as if the first session took longer
     config.epochs = 2
     meta = training.train(config, features[None], fixture_crops, {"data": {}})
-    assert first["epochs_done"] == 1 and meta["epochs_run_this_session"] == 1  # epoch 1 was not redone
-    assert meta["epochs_done"] == 2 and meta["steps_run"] == 6 and meta["steps_run_this_session"] == 3
+    assert first["epochs_done"] == 1 and meta["epochs_this_session"] == 1  # epoch 1 was not redone
+    assert meta["epochs_done"] == 2 and meta["steps"] == 6 and meta["steps_this_session"] == 3
     assert 1000 < meta["wall_time_s"] < 1000 + meta["wall_time_s_this_session"] + 60
 
 

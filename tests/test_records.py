@@ -31,8 +31,8 @@ class ColourFeatures:
 @pytest.fixture(scope="module")
 def built(fixture_lfw_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
-    return records.build_from_folder(
-        fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
+    return records.build(
+        out, data_dir=fixture_lfw_dir, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
     )
 
 
@@ -77,8 +77,8 @@ def test_training_stream_holds_out_identities_like_assemble(built):
 
 def test_interrupted_build_keeps_finished_shards(built, fixture_lfw_dir, tmp_path):
     out = tmp_path / "again"
-    records.build_from_folder(
-        fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
+    records.build(
+        out, data_dir=fixture_lfw_dir, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
     )
     first = (out / "shard-00000.tfrecord").stat().st_mtime_ns
     (out / records.MANIFEST).unlink()  # as if killed while writing the second shard
@@ -86,8 +86,8 @@ def test_interrupted_build_keeps_finished_shards(built, fixture_lfw_dir, tmp_pat
     (out / "shard-00001.tfrecord.json").unlink()
     with pytest.raises(SfcError, match="records.json missing"):
         records.open_records(out)
-    again = records.build_from_folder(
-        fixture_lfw_dir, out, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
+    again = records.build(
+        out, data_dir=fixture_lfw_dir, align="center", shard_size=4, extractor=ColourFeatures(), progress=False
     )
     assert (out / "shard-00000.tfrecord").stat().st_mtime_ns == first
     assert again.manifest["shards"] == built.manifest["shards"] and not list(out.glob("*.tmp"))
@@ -171,7 +171,7 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
         environment,
     )
     meta = json.loads((tmp_path / "reconstructor" / "meta.json").read_text())
-    assert meta["data"]["streamed"] and meta["steps_run_this_session"] == 4 and "val_loss" in meta["final_metrics"]
+    assert meta["data"]["streamed"] and meta["steps_this_session"] == 4 and "val_loss" in meta["final_metrics"]
     assert meta["batch_norm_recalibrated_on_batches"] == 2
     run(
         [

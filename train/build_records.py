@@ -30,14 +30,15 @@ def main(_):
         raise app.UsageError("give exactly one of --data_dir and --tfds")
     try:
         identities = data.read_identity_list(FLAGS.identities) if FLAGS.identities else None
-        if FLAGS.data_dir:
-            built = records.build_from_folder(
-                FLAGS.data_dir, FLAGS.output_dir, identities, FLAGS.align, FLAGS.shard_size
-            )
-        else:
-            built = records.build_from_tfds(
-                FLAGS.tfds, FLAGS.output_dir, FLAGS.tfds_data_dir, identities, FLAGS.align, FLAGS.shard_size
-            )
+        built = records.build(
+            FLAGS.output_dir,
+            data_dir=FLAGS.data_dir,
+            tfds=FLAGS.tfds,
+            tfds_data_dir=FLAGS.tfds_data_dir,
+            identities=identities,
+            align=FLAGS.align,
+            shard_size=FLAGS.shard_size,
+        )
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
     print(

@@ -76,7 +76,7 @@ def main(_):
     meta = training.train(config, images, {"input": FLAGS.input, "data": source})
     print(
         f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps ({meta['epochs_done']} epochs), "
-        f"{meta['final_metrics']}, {meta['images_per_second_last_session']} images/s"
+        f"{meta['final_metrics']}, {meta['images_per_second']} images/s"
     )
 
 

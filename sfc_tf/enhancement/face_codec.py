@@ -28,32 +28,19 @@ import tensorflow_compression as tfc
 
 from sfc_tf.enhancement import coding_tables
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
+from sfc_tf.enhancement.signal_conv import signal_conv
 
 NUM_FILTERS = 128
 DOWNSCALE = 16
 CONTEXT_FILTERS = 64
 
 
-def _conv(filters, kernel, down=1, up=1, activation=None, bias=True, name=None):
-    return tfc.SignalConv2D(
-        filters,
-        (kernel, kernel),
-        name=name,
-        corr=down > 1 or up == 1,
-        strides_down=down,
-        strides_up=up,
-        padding="same_zeros",
-        use_bias=bias,
-        activation=activation,
-    )
-
-
 class Analysis(tf.keras.Sequential):
     def __init__(self, num_filters: int):
         super().__init__(name="analysis")
-        self.add(_conv(num_filters, 9, down=4, activation=tfc.GDN(name="gdn_0"), name="layer_0"))
-        self.add(_conv(num_filters, 5, down=2, activation=tfc.GDN(name="gdn_1"), name="layer_1"))
-        self.add(_conv(num_filters, 5, down=2, bias=False, name="layer_2"))
+        self.add(signal_conv(num_filters, 9, down=4, activation=tfc.GDN(name="gdn_0"), name="layer_0"))
+        self.add(signal_conv(num_filters, 5, down=2, activation=tfc.GDN(name="gdn_1"), name="layer_1"))
+        self.add(signal_conv(num_filters, 5, down=2, bias=False, name="layer_2"))
 
 
 class Context(tf.keras.layers.Layer):
@@ -64,9 +51,9 @@ class Context(tf.keras.layers.Layer):
     def __init__(self, filters: int = CONTEXT_FILTERS):
         super().__init__(name="context")
         self.stages = [
-            _conv(filters, 9, down=4, activation=tfc.GDN(name="cgdn_0"), name="context_0"),
-            _conv(filters, 5, down=2, activation=tfc.GDN(name="cgdn_1"), name="context_1"),
-            _conv(filters, 5, down=2, name="context_2"),
+            signal_conv(filters, 9, down=4, activation=tfc.GDN(name="cgdn_0"), name="context_0"),
+            signal_conv(filters, 5, down=2, activation=tfc.GDN(name="cgdn_1"), name="context_1"),
+            signal_conv(filters, 5, down=2, name="context_2"),
         ]
 
     def build(self, input_shape):
@@ -86,9 +73,13 @@ class Synthesis(tf.keras.layers.Layer):
 
     def __init__(self, num_filters: int):
         super().__init__(name="synthesis")
-        self.layer_0 = _conv(num_filters, 5, up=2, activation=tfc.GDN(name="igdn_0", inverse=True), name="layer_0")
-        self.layer_1 = _conv(num_filters, 5, up=2, activation=tfc.GDN(name="igdn_1", inverse=True), name="layer_1")
-        self.layer_2 = _conv(3, 9, up=4, name="layer_2")
+        self.layer_0 = signal_conv(
+            num_filters, 5, up=2, activation=tfc.GDN(name="igdn_0", inverse=True), name="layer_0"
+        )
+        self.layer_1 = signal_conv(
+            num_filters, 5, up=2, activation=tfc.GDN(name="igdn_1", inverse=True), name="layer_1"
+        )
+        self.layer_2 = signal_conv(3, 9, up=4, name="layer_2")
 
     def call(self, y, context=None):
         join = (lambda a, i: a) if context is None else (lambda a, i: tf.concat([a, context[i]], -1))

@@ -28,6 +28,7 @@ import tensorflow_compression as tfc
 from sfc_tf import checkpoint
 from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec, coding_tables, range_guard
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
+from sfc_tf.enhancement.signal_conv import signal_conv
 from sfc_tf.errors import BitstreamError, WeightsError
 
 NUM_FILTERS = 128
@@ -41,83 +42,17 @@ class AnalysisTransform(tf.keras.Sequential):
     def __init__(self, num_filters: int):
         super().__init__(name="analysis")
         self.add(tf.keras.layers.Lambda(lambda x: x / 255.0))
-        self.add(
-            tfc.SignalConv2D(
-                num_filters,
-                (9, 9),
-                name="layer_0",
-                corr=True,
-                strides_down=4,
-                padding="same_zeros",
-                use_bias=True,
-                activation=tfc.GDN(name="gdn_0"),
-            )
-        )
-        self.add(
-            tfc.SignalConv2D(
-                num_filters,
-                (5, 5),
-                name="layer_1",
-                corr=True,
-                strides_down=2,
-                padding="same_zeros",
-                use_bias=True,
-                activation=tfc.GDN(name="gdn_1"),
-            )
-        )
-        self.add(
-            tfc.SignalConv2D(
-                num_filters,
-                (5, 5),
-                name="layer_2",
-                corr=True,
-                strides_down=2,
-                padding="same_zeros",
-                use_bias=False,
-                activation=None,
-            )
-        )
+        self.add(signal_conv(num_filters, 9, down=4, activation=tfc.GDN(name="gdn_0"), name="layer_0"))
+        self.add(signal_conv(num_filters, 5, down=2, activation=tfc.GDN(name="gdn_1"), name="layer_1"))
+        self.add(signal_conv(num_filters, 5, down=2, bias=False, name="layer_2"))
 
 
 class SynthesisTransform(tf.keras.Sequential):
     def __init__(self, num_filters: int):
         super().__init__(name="synthesis")
-        self.add(
-            tfc.SignalConv2D(
-                num_filters,
-                (5, 5),
-                name="layer_0",
-                corr=False,
-                strides_up=2,
-                padding="same_zeros",
-                use_bias=True,
-                activation=tfc.GDN(name="igdn_0", inverse=True),
-            )
-        )
-        self.add(
-            tfc.SignalConv2D(
-                num_filters,
-                (5, 5),
-                name="layer_1",
-                corr=False,
-                strides_up=2,
-                padding="same_zeros",
-                use_bias=True,
-                activation=tfc.GDN(name="igdn_1", inverse=True),
-            )
-        )
-        self.add(
-            tfc.SignalConv2D(
-                3,
-                (9, 9),
-                name="layer_2",
-                corr=False,
-                strides_up=4,
-                padding="same_zeros",
-                use_bias=True,
-                activation=None,
-            )
-        )
+        self.add(signal_conv(num_filters, 5, up=2, activation=tfc.GDN(name="igdn_0", inverse=True), name="layer_0"))
+        self.add(signal_conv(num_filters, 5, up=2, activation=tfc.GDN(name="igdn_1", inverse=True), name="layer_1"))
+        self.add(signal_conv(3, 9, up=4, name="layer_2"))
         self.add(tf.keras.layers.Lambda(lambda x: x * 255.0))
 
 

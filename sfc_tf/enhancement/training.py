@@ -11,7 +11,6 @@ the anchor of the same lambda) when there is no saved state yet; that checkpoint
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from typing import Callable
@@ -64,11 +63,6 @@ def build_model(config: EnhancementTrainConfig) -> learned.BLS2017:
     return model
 
 
-def _previous_meta(directory: pathlib.Path) -> dict:
-    path = directory / learned.META_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dict:
     """Train one BLS2017 model on uint8 images (N, H, W, 3); final weights + meta.json in ``checkpoint_dir``."""
     out = pathlib.Path(config.checkpoint_dir)
@@ -78,50 +72,40 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     with strategy.scope():
         model = build_model(config)
         state = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        warm_start = None
         manager, latest = resume.restore(state, out, strategy)
         if latest:
             model.optimizer.learning_rate.assign(config.learning_rate)  # the restored state holds the old one
-        elif config.init_from:
-            _, warm_start = learned.load_model(config.init_from)  # checks the sha256 before we read the weights
-            learned.restore_weights(model, config.init_from)
-    previous = _previous_meta(out) if latest else {}
-    warm_start = previous.get("warm_start", warm_start)
+        warm_start = resume.warm_start(
+            config.init_from,
+            latest,
+            lambda source: learned.load_model(source)[1],  # checks the sha256 before we read the weights
+            lambda source: learned.restore_weights(model, source),
+        )
     done = int(model.optimizer.iterations.numpy())
+    resume.check_unfinished(done, total_steps, out)
     saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
-    history = (
-        model.fit(
-            patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
-            epochs=1,
-            steps_per_epoch=max(1, total_steps - done),
-            callbacks=callbacks,
-            verbose=config.verbose,
-        )
-        if done < total_steps
-        else None
+    history = model.fit(
+        patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
+        epochs=1,
+        steps_per_epoch=total_steps - done,
+        callbacks=callbacks,
+        verbose=config.verbose,
     )
-    wall = saver.session_time()
-    steps = int(model.optimizer.iterations.numpy())
-    final = {k: float(v[-1]) for k, v in history.history.items()} if history else previous.get("final_metrics")
+    run = saver.record(config, warm_start, steps_per_epoch)
+    final = {k: float(v[-1]) for k, v in history.history.items()}
     final_eval = evaluate(model, images[: config.eval_images])
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
             model,
             target,
             **meta,
-            training=dataclasses.asdict(config),
-            warm_start=warm_start,
-            steps=steps,
-            steps_per_epoch=steps_per_epoch,
-            epochs_done=round(steps / steps_per_epoch, 3),
             train_images=len(images),
-            wall_time_s=round(saver.wall_time(), 1),
+            **run,
             final_metrics=final,
             final_eval=final_eval,
-            images_per_second_last_session=round((steps - done) * config.batch_size / wall, 2) if wall > 0 else None,
         )
 
 
@@ -250,29 +234,23 @@ def train_face_codec(
     with strategy.scope():
         model = build_face_codec(config)
         manager, latest = resume.restore(tf.train.Checkpoint(model=model, optimizer=model.optimizer), out, strategy)
-        warm_start = _previous_meta(out).get("warm_start") if latest else None
-        if not latest and config.init_from:
-            from sfc_tf.enhancement import face_codec
-
-            source, warm_start = learned.load_model(config.init_from)
-            if warm_start.get("input") != "original":
-                raise ValueError(f"{config.init_from} was not trained on the crops (input original): no warm start")
-            face_codec.warm_start(model, source)
+        warm_start = resume.warm_start(
+            config.init_from, latest, _end_to_end_meta, lambda source: _warm_start_face_codec(model, source)
+        )
     done = int(model.optimizer.iterations.numpy())
+    resume.check_unfinished(done, config.steps, out)
     saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
-    if done < config.steps:
-        model.fit(
-            batches(config.seed + done),
-            epochs=1,
-            steps_per_epoch=config.steps - done,
-            callbacks=callbacks,
-            verbose=config.verbose,
-        )
-    steps = int(model.optimizer.iterations.numpy())
-    wall_total = saver.wall_time()
+    model.fit(
+        batches(config.seed + done),
+        epochs=1,
+        steps_per_epoch=config.steps - done,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    run = saver.record(config, warm_start, num_images / config.batch_size)
     model.enable_coding()  # once: the held-out evaluation and the saved tables share it
     held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
     with distribute.output_dir(out, strategy) as target:
@@ -282,15 +260,23 @@ def train_face_codec(
             coding_enabled=True,
             **meta,
             kind=config.kind,
-            training=dataclasses.asdict(config),
-            warm_start=warm_start,
-            steps=steps,
             train_images=num_images,
-            epochs_done=round(steps * config.batch_size / num_images, 3),
-            wall_time_s=round(wall_total, 1),
-            images_per_second=round(steps * config.batch_size / wall_total, 2) if wall_total > 0 else None,
+            **run,
             held_out=held_out,
         )
+
+
+def _end_to_end_meta(source: str) -> dict:
+    meta = learned.load_model(source)[1]
+    if meta.get("input") != "original":
+        raise ValueError(f"{source} was not trained on the crops (input original): no warm start")
+    return meta
+
+
+def _warm_start_face_codec(model, source: str):
+    from sfc_tf.enhancement import face_codec
+
+    face_codec.warm_start(model, learned.load_model(source)[0])
 
 
 def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
