@@ -21,13 +21,18 @@ flags.DEFINE_integer("steps", 4, "Timed steps per configuration (after one warm-
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_string("output_json", "eval/results/train_throughput.json", "Result JSON.")
 
-CONFIGS = {
-    "fp32, VGG on 160x160": {},
-    "fp32, VGG on 80x80 (--perceptual_downsample 2)": {"perceptual_downsample": 2},
-    "bf16 (--mixed_precision), VGG on 80x80": {"perceptual_downsample": 2, "mixed_precision": True},
-    "XLA (--jit_compile), VGG on 80x80": {"perceptual_downsample": 2, "jit_compile": True},
-    "MAE only (lambda 0)": {"perceptual_weight": 0.0},
+CONFIGS = {  # key: (label, TrainConfig options)
+    "fp32": ("fp32, VGG on 160x160", {}),
+    "vgg80": ("fp32, VGG on 80x80 (--perceptual_downsample 2)", {"perceptual_downsample": 2}),
+    "bf16": ("bf16 (--mixed_precision), VGG on 80x80", {"perceptual_downsample": 2, "mixed_precision": True}),
+    "xla": ("XLA (--jit_compile), VGG on 80x80", {"perceptual_downsample": 2, "jit_compile": True}),
+    "mae": ("MAE only (lambda 0)", {"perceptual_weight": 0.0}),
+    "identity": (
+        "MAE + identity term (lambda 0, --identity_weight 0.1, frozen FaceNet)",
+        {"perceptual_weight": 0.0, "identity_weight": 0.1},
+    ),
 }
+flags.DEFINE_list("configs", list(CONFIGS), f"Configurations to time, of {', '.join(CONFIGS)}.")
 
 
 def main(_):
@@ -36,7 +41,10 @@ def main(_):
     faces = data.load_faces(FLAGS.lfw_dir, paths, "mtcnn", facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed")
     crops, views = faces.crops[: FLAGS.images], faces.features[None, : FLAGS.images]
     rows = []
-    for name, options in CONFIGS.items():
+    unknown = set(FLAGS.configs) - set(CONFIGS)
+    if unknown:
+        raise app.UsageError(f"unknown --configs {sorted(unknown)}; known: {', '.join(CONFIGS)}")
+    for name, options in (CONFIGS[key] for key in FLAGS.configs):
         config = training.TrainConfig(
             "/tmp/unused", batch_size=FLAGS.batch_size, vgg_weights=FLAGS.vgg_weights, **options
         )
