@@ -8,6 +8,7 @@ float32 product (the dequantisation now runs in float64, so that decoding no lon
 unit-norm features move by < 1e-7), i.e. at most one pixel in a hundred thousand one level apart.
 """
 
+import json
 import pathlib
 import sys
 
@@ -19,7 +20,7 @@ from sfc_tf.codec import ScalableCodec
 
 VECTORS = pathlib.Path(__file__).resolve().parent / "fixtures" / "conformance"
 sys.path.insert(0, str(VECTORS))
-from make_vectors import STREAMS, fixture_crops  # noqa: E402
+from make_vectors import STREAMS, fixture_crops, learned_checkpoint_ids  # noqa: E402
 
 
 def stored(name: str) -> list[bytes]:
@@ -103,3 +104,10 @@ def test_base_and_paper_mode_decode_as_in_bitstream_v2(expected, v2, name):
     image, before = expected[f"{name}/image"].astype(int), v2[f"{name}/image"].astype(int)
     assert np.abs(image - before).max() <= 1
     assert np.count_nonzero(image != before) <= image.size // 100_000
+
+
+def test_every_registered_learned_checkpoint_is_the_one_the_vectors_were_made_with(shipped_checkpoints):
+    """Each learned checkpoint loads (its weights and tables match its meta.json) and is the one pinned beside the
+    vectors; a retrained model fails here until make_vectors.py is rerun on purpose."""
+    pinned = json.loads((VECTORS / "learned_checkpoints.json").read_text())
+    assert learned_checkpoint_ids() == pinned and len(pinned) >= 10
