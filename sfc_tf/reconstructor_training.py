@@ -15,12 +15,30 @@ from sfc_tf import distribute, facenet, losses, reconstructor, resume
 from sfc_tf.time_limit import TimeLimit
 
 
-def learning_rate_schedule(
-    initial: float, final: float, total_steps: int
-) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+class WarmupThenDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
     """Exponential decay from ``initial`` at step 0 to ``final`` at ``total_steps`` (the paper: 0.01 -> 0.0001
-    over 50 epochs)."""
-    return tf.keras.optimizers.schedules.ExponentialDecay(initial, max(total_steps, 1), final / initial)
+    over 50 epochs), scaled by a linear ramp from 0 over the first ``warmup_steps`` (ours; 0: the paper's)."""
+
+    def __init__(self, initial: float, final: float, total_steps: int, warmup_steps: int = 0):
+        self.initial, self.final, self.total_steps, self.warmup_steps = initial, final, total_steps, warmup_steps
+        self.decay = tf.keras.optimizers.schedules.ExponentialDecay(initial, max(total_steps, 1), final / initial)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        ramp = tf.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1)) if self.warmup_steps else 1.0
+        return self.decay(step) * ramp
+
+    def get_config(self):
+        return dict(
+            initial=self.initial, final=self.final, total_steps=self.total_steps, warmup_steps=self.warmup_steps
+        )
+
+
+def learning_rate_schedule(
+    initial: float, final: float, total_steps: int, warmup_steps: int = 0
+) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+    """The paper's exponential decay, after an optional linear warm-up (``WarmupThenDecay``)."""
+    return WarmupThenDecay(initial, final, total_steps, warmup_steps)
 
 
 def noisy_features(features: np.ndarray, steps: Sequence[float], rng: np.random.Generator) -> np.ndarray:
@@ -73,6 +91,7 @@ class TrainConfig:
     batch_size: int = 64
     initial_lr: float = 0.01
     final_lr: float = 0.0001
+    warmup_steps: int = 0  # ours: linear learning-rate ramp; 0 is the paper's schedule
     perceptual_weight: float = 1e-6
     pixel_loss: str = "mae"
     layers: tuple = reconstructor.DEFAULT_LAYERS
@@ -108,7 +127,9 @@ def build_model(config: TrainConfig, feature_dim: int, steps_per_epoch: int):
         facenet_model,
         config.identity_weight,
     )
-    schedule = learning_rate_schedule(config.initial_lr, config.final_lr, config.epochs * steps_per_epoch)
+    schedule = learning_rate_schedule(
+        config.initial_lr, config.final_lr, config.epochs * steps_per_epoch, config.warmup_steps
+    )
     model.compile(
         optimizer=tf.keras.optimizers.Adam(schedule),
         loss=loss,

@@ -65,6 +65,12 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_float("initial_lr", 0.01, "Initial learning rate (paper: 0.01).")
 flags.DEFINE_float("final_lr", 0.0001, "Learning rate at the last step (paper: 0.0001).")
+flags.DEFINE_integer(
+    "warmup_steps",
+    0,
+    "Ours: ramp the learning rate linearly from 0 over this many first steps (0: the paper's schedule; a cold start "
+    "at 0.01 can kill the ReLUs, README).",
+)
 flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perceptual term (1e-6: our sweep, README).")
 flags.DEFINE_string("perceptual_layer", losses.DEFAULT_LAYER, "VGG-19 layer of the perceptual loss.")
 flags.DEFINE_integer("perceptual_downsample", 1, "Average-pool images by this factor before VGG (CPU speed).")
@@ -158,6 +164,7 @@ def main(_):
         batch_size=FLAGS.batch_size,
         initial_lr=FLAGS.initial_lr,
         final_lr=FLAGS.final_lr,
+        warmup_steps=FLAGS.warmup_steps,
         perceptual_weight=0.0 if mmse else FLAGS.perceptual_weight,
         pixel_loss="mse" if mmse else "mae",
         layers=reconstructor.PREDICTOR_LAYERS if mmse else reconstructor.DEFAULT_LAYERS,
