@@ -93,6 +93,18 @@ def test_training_dataset_draws_a_new_rate_each_time_an_image_comes_round():
     assert len(set(rates_per_pass)) > 1
 
 
+def test_training_dataset_keeps_each_feature_with_its_own_crop_and_mask():
+    num_images = 6
+    views = np.stack([np.stack([[r, i] for i in range(num_images)]) for r in range(2)]).astype(np.float32)
+    crops = np.stack([np.full((160, 160, 3), 10 * i, np.uint8) for i in range(num_images)])
+    masks = np.stack([np.full((160, 160), i % 2, np.uint8) for i in range(num_images)])
+    for features, targets in training.training_dataset(views, crops, 4, masks=masks).take(6):
+        index = features.numpy()[:, 1].astype(int)
+        np.testing.assert_allclose(targets.numpy()[:, 0, 0, 0], (10 * index) / 127.5 - 1.0, atol=1e-6)
+        np.testing.assert_array_equal(targets.numpy()[:, 0, 0, 3], index % 2)
+        assert targets.shape == (4, 160, 160, 4)
+
+
 def test_train_writes_checkpoint_with_validation_metrics(tmp_path, fixture_crops):
     features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
