@@ -31,6 +31,11 @@ CONFIGS = {  # key: (label, TrainConfig options)
         "MAE + identity term (lambda 0, --identity_weight 0.1, frozen FaceNet)",
         {"perceptual_weight": 0.0, "identity_weight": 0.1},
     ),
+    "mae_bf16": ("MAE only, bf16 (--mixed_precision)", {"perceptual_weight": 0.0, "mixed_precision": True}),
+    "identity_bf16": (
+        "MAE + identity term, bf16 (--mixed_precision)",
+        {"perceptual_weight": 0.0, "identity_weight": 0.1, "mixed_precision": True},
+    ),
 }
 flags.DEFINE_list("configs", list(CONFIGS), f"Configurations to time, of {', '.join(CONFIGS)}.")
 
