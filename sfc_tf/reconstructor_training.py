@@ -101,7 +101,7 @@ class TrainConfig:
     batch_size: int = 64
     initial_lr: float = 0.01
     final_lr: float = 0.0001
-    warmup_steps: int = 0  # ours: linear learning-rate ramp; 0 is the paper's schedule
+    warmup_steps: int = 90  # ours: linear learning-rate ramp (a cold start at 0.01 can kill the ReLUs); 0: the paper
     perceptual_weight: float = 1e-6
     pixel_loss: str = "mae"
     layers: tuple = reconstructor.DEFAULT_LAYERS

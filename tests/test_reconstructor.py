@@ -33,6 +33,17 @@ def test_schedule_hits_both_ends():
     assert float(schedule(1000)) == pytest.approx(0.0001)
 
 
+def test_warmup_ramps_up_to_the_decay_then_follows_it():
+    warm, paper = (
+        training.learning_rate_schedule(0.01, 0.0001, 1000, 100),
+        training.learning_rate_schedule(0.01, 0.0001, 1000),
+    )
+    assert float(warm(0)) == pytest.approx(float(paper(0)) / 100)
+    assert float(warm(49)) == pytest.approx(float(paper(49)) / 2)
+    for step in (99, 500, 1000):
+        assert float(warm(step)) == pytest.approx(float(paper(step)))
+
+
 def test_one_training_step_lowers_the_loss(fixture_crops):
     tf.keras.utils.set_random_seed(0)
     features = np.random.default_rng(0).normal(size=(len(fixture_crops), 128)).astype(np.float32)

@@ -67,9 +67,9 @@ flags.DEFINE_float("initial_lr", 0.01, "Initial learning rate (paper: 0.01).")
 flags.DEFINE_float("final_lr", 0.0001, "Learning rate at the last step (paper: 0.0001).")
 flags.DEFINE_integer(
     "warmup_steps",
-    0,
-    "Ours: ramp the learning rate linearly from 0 over this many first steps (0: the paper's schedule; a cold start "
-    "at 0.01 can kill the ReLUs, README).",
+    90,
+    "Ours: ramp the learning rate linearly from 0 over this many first steps; 0 is the paper's schedule, whose cold "
+    "start at 0.01 can kill the ReLUs (README).",
 )
 flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perceptual term (1e-6: our sweep, README).")
 flags.DEFINE_string("perceptual_layer", losses.DEFAULT_LAYER, "VGG-19 layer of the perceptual loss.")
