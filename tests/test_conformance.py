@@ -111,3 +111,26 @@ def test_every_registered_learned_checkpoint_is_the_one_the_vectors_were_made_wi
     vectors; a retrained model fails here until make_vectors.py is rerun on purpose."""
     pinned = json.loads((VECTORS / "learned_checkpoints.json").read_text())
     assert learned_checkpoint_ids() == pinned and len(pinned) >= 10
+
+
+def test_every_registered_model_set_loads_its_own_models(shipped_checkpoints):
+    """Each set's reconstructor and predictor carry the ids the registry gives them (a swapped file fails here)."""
+    from sfc_tf import zoo
+
+    for model_set in zoo.model_sets().values():
+        models = ScalableCodec(model_set, align="center").models
+        assert models.reconstructor and models.predictor and models.base_layer  # loading checks the ids
+
+
+def test_a_file_of_the_faces_set_decodes_with_its_own_reconstructor(shipped_checkpoints):
+    from sfc_tf import residuals
+
+    faces = ScalableCodec.from_pretrained("step0.08-faces", align="center")
+    paper = ScalableCodec.from_pretrained("step0.08", align="center")
+    data = faces.encode_crops(fixture_crops()[:2])
+    decoded = faces.decode_many(data, "reconstruction")
+    assert bitstream.unpack(data[0]).model_set == faces.model_set.id != paper.model_set.id
+    features = np.stack([d.feature for d in decoded])
+    expected = residuals.reconstruct(faces.models.reconstructor, features)
+    np.testing.assert_array_equal(np.stack([d.image for d in decoded]), expected)
+    assert not np.array_equal(expected, residuals.reconstruct(paper.models.reconstructor, features))
