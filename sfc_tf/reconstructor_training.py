@@ -25,7 +25,7 @@ class WarmupThenDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        ramp = tf.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1)) if self.warmup_steps else 1.0
+        ramp = tf.minimum(1.0, (step + 1.0) / self.warmup_steps) if self.warmup_steps else 1.0
         return self.decay(step) * ramp
 
     def get_config(self):

@@ -70,6 +70,7 @@ flags.DEFINE_integer(
     90,
     "Ours: ramp the learning rate linearly from 0 over this many first steps; 0 is the paper's schedule, whose cold "
     "start at 0.01 can kill the ReLUs (README).",
+    lower_bound=0,
 )
 flags.DEFINE_float("perceptual_weight", 1e-6, "lambda: weight of the VGG-19 perceptual term (1e-6: our sweep, README).")
 flags.DEFINE_string("perceptual_layer", losses.DEFAULT_LAYER, "VGG-19 layer of the perceptual loss.")
