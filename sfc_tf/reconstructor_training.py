@@ -71,7 +71,7 @@ def training_dataset(
 
     def gather(indices, rates):
         picked = [views[rates, indices], crops[indices]]
-        return picked if masks is None else [*picked, masks[indices].astype(np.uint8)]
+        return picked if masks is None else [*picked, masks[indices].astype(np.uint8, copy=False)]
 
     def batch(positions, indices):  # the rate is drawn afresh each time an image comes round
         rates = tf.random.stateless_uniform(tf.shape(indices), (seed, positions[0]), 0, num_rates, tf.int64)
