@@ -37,8 +37,9 @@ flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "
 flags.DEFINE_list("jpeg2000_ratios", ["200", "100", "50", "25", "12", "6"], "JPEG2000 compression ratios.")
 flags.DEFINE_list(
     "learned_families",
-    ["bls2017-residual"],
-    "Residual-kind learned families: paper and auto curves (their direct partner is the anchor).",
+    None,
+    "Residual-kind learned families: paper and auto curves (their direct partner is the anchor); default: the "
+    "registry's default residual family; empty: none.",
 )
 flags.DEFINE_list(
     "learned_checkpoints",
@@ -114,7 +115,12 @@ def main(_):
     bd_pairs = [(f"base+{name} ({mode})", name) for mode in FLAGS.modes for name in ("jpeg", "jpeg2000")]
     # what the base layer's information buys in texture: its MMSE prediction against the fixed mean face
     bd_pairs += [(f"base+{name} (mmse)", f"base+{name} (mean_face)") for name in ("jpeg", "jpeg2000")]
-    for kind, names in (("learned", FLAGS.learned_families), ("conditional", FLAGS.conditional_families)):
+    residual_families = (
+        FLAGS.learned_families
+        if FLAGS.learned_families is not None
+        else [zoo.learned_family(kind="residual", for_set=codec.model_set).name]
+    )
+    for kind, names in (("learned", residual_families), ("conditional", FLAGS.conditional_families)):
         for name in names:
             family = zoo.learned_family(name)
             direct = zoo.learned_family(family.direct)
@@ -135,7 +141,7 @@ def main(_):
             (FLAGS.learned_curve, anchor_name)
             for anchor_name in [
                 "jpeg2000",
-                *filter(None, (zoo.learned_family(name).direct for name in FLAGS.learned_families)),
+                *filter(None, (zoo.learned_family(name).direct for name in residual_families)),
             ]
         ]
     base_files = codec.encode_analysis(analysis).files
@@ -148,6 +154,7 @@ def main(_):
         "align": FLAGS.align,
         "folds": FLAGS.folds,
         "model_set": codec.model_set.name,
+        "learned_families": residual_families + FLAGS.conditional_families,
         "base_file_bits_per_face": float(np.mean([8 * len(f) for f in base_files])),
         "base_record_bits_per_face": float(np.mean([8 * (len(p) + 2) for p in analysis.base_payloads])),
         "psnr_ceiling_db": metrics.PSNR_CEILING_DB,

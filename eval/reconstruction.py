@@ -18,15 +18,15 @@ opinion that a reconstructor trained against FaceNet (the identity term) cannot 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, independent_verifier, metrics, reconstructor, residuals
+from sfc_tf import base_layer, data, evaluation, facenet, independent_verifier, metrics, reconstructor, residuals, zoo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base-layer model to decode through.")
-flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor checkpoint.")
+flags.DEFINE_string("base_layer", None, "Base-layer model to decode through; default: the default model set's.")
+flags.DEFINE_string("reconstructor", None, "Reconstructor checkpoint; default: the default model set's.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("grid_png", None, "PNG grid: originals over reconstructions.")
 flags.DEFINE_integer("grid_faces", 8, "Faces in the grid.")
@@ -66,10 +66,12 @@ def main(_):
         extractor,
         f"{facenet.DEFAULT_KEY}-fixed",
     )
-    model = base_layer.load(FLAGS.base_layer)
+    base_path = FLAGS.base_layer or str(zoo.model_set().path("base_layer"))
+    reconstructor_path = FLAGS.reconstructor or str(zoo.model_set().path("reconstructor"))
+    model = base_layer.load(base_path)
     records = model.encode(faces.features)
     decoded = model.decode(records)
-    rebuilt = residuals.reconstruct(reconstructor.load(FLAGS.reconstructor), decoded)
+    rebuilt = residuals.reconstruct(reconstructor.load(reconstructor_path), decoded)
     index = faces.index()
     result = {
         **evaluation.reconstruction_quality(faces.crops, rebuilt),
@@ -83,9 +85,9 @@ def main(_):
         )
         result.update({f"dlib_{k}": v for k, v in scores.items()}, dlib_landmark_fallbacks=fallbacks)
     result.update(
-        base_layer=FLAGS.base_layer,
+        base_layer=base_path,
         base_bits_per_face=float(8 * np.mean([len(r) for r in records])),
-        reconstructor=FLAGS.reconstructor,
+        reconstructor=reconstructor_path,
         num_images=len(faces.paths),
         num_pairs=len(pairs),
     )

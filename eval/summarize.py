@@ -73,7 +73,9 @@ def rate_distortion(result: dict) -> str:
     ]
     stride = result.get("ms_ssim_stride", 1)
     return (
-        f"{result['num_images']} crops (MS-SSIM on every {stride}-th); base layer alone: "
+        f"{result['num_images']} crops, model set {result['model_set']}"
+        + "".join(f", learned family {name}" for name in result.get("learned_families", []))
+        + f" (MS-SSIM on every {stride}-th); base layer alone: "
         f"{result['base_file_bits_per_face']:.1f} bits/face as a file, {result['base_record_bits_per_face']:.1f} "
         "as a record\n\n"
         + table(["prediction alone (base layer only)", "PSNR (dB)", "MS-SSIM"], alone)
@@ -115,6 +117,8 @@ SUMMARIES = {
     "rate_accuracy_mtcnn.json": rate_accuracy,
     "rate_distortion.json": rate_distortion,
     "rate_distortion_learned.json": rate_distortion,
+    "rate_distortion_paper_set.json": rate_distortion,
+    "rate_distortion_learned_paper_set.json": rate_distortion,
     "benchmark.json": benchmark,
     "lambda_sweep.json": lambda_sweep,
 }

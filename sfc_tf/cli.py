@@ -299,6 +299,7 @@ def _models(args) -> None:
         print(
             f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
             f"{entry.reconstructor}, predictor {entry.predictor}"
+            + "".join(f", {kind} family {name}" for kind, name in entry.learned.items())
         )
     for family in zoo.learned_families().values():
         print(f"learned {family.name} ({family.kind}, qualities 1..{len(family.rates)}): {family.description}")

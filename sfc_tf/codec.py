@@ -230,7 +230,7 @@ class ScalableCodec:
 
         if name in ("jpeg", "jpeg2000"):
             return make_codec(name, quality)
-        chosen = zoo.learned_family(family, "residual" if name == "learned" else name)
+        chosen = zoo.learned_family(family, "residual" if name == "learned" else name, self.model_set)
         if direct:
             chosen = zoo.learned_family(chosen.direct)
         path, rate = chosen.checkpoint(_quality_index(quality))
@@ -311,7 +311,8 @@ class ScalableCodec:
         if enhancement not in ("learned", "conditional"):
             return [(self.enhancement_codec(enhancement, quality, family), m) for m in modes]
         trained_on = mode_id(
-            zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement).mode or "reconstruction"
+            zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement, self.model_set).mode
+            or "reconstruction"
         )
         if mode == AUTO and trained_on not in modes:
             modes.append(trained_on)

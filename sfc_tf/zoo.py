@@ -8,7 +8,8 @@ The registry lives in ``zoo.json`` inside the checkpoints directory (``settings.
   learned     family name -> kind (``residual``: codes min-max(x - p); ``original``: codes x; ``conditional``:
               codes x given p) and its rate ladder, quality 1..N from the lowest rate up (a checkpoint
               directory, or a checkpoint and the rate index of a variable-rate model).
-  defaults    the model set, and the learned families ``sfc`` uses when none is named.
+  defaults    the model set, and the learned families ``sfc`` uses when none is named (a model set may name its
+              own, under ``learned``: the families trained on its predictions).
   verification  the squared-L2 threshold on mean-centred base-layer features that ``sfc compare`` applies.
 
 A model set built from files outside the registry (a user's own training) gets an id of 128..255: the top bit and
@@ -41,6 +42,7 @@ class ModelSet:
     predictor: str | None = None
     facenet: str = "20180408-102900"
     ids: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)  # model -> expected sha256
+    learned: dict = dataclasses.field(default_factory=dict, compare=False, hash=False)  # kind -> family name
 
     def path(self, model: str) -> pathlib.Path:
         value = getattr(self, model)
@@ -127,11 +129,12 @@ def learned_families() -> dict[str, LearnedFamily]:
     }
 
 
-def learned_family(name: str | None = None, kind: str | None = None) -> LearnedFamily:
-    """A learned family by name, or the default family of ``kind``."""
+def learned_family(name: str | None = None, kind: str | None = None, for_set: ModelSet | None = None) -> LearnedFamily:
+    """A learned family by name, or the default family of ``kind`` for model set ``for_set`` (its own if it names
+    one, else the registry's; ``None``: the default model set)."""
     families = learned_families()
     if name is None:
-        name = registry()["defaults"]["learned"][kind]
+        name = (for_set or model_set()).learned.get(kind) or registry()["defaults"]["learned"][kind]
     if name not in families:
         raise ValueError(f"no learned family {name!r}; registered: {', '.join(families)}")
     return families[name]

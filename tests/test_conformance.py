@@ -20,7 +20,7 @@ from sfc_tf.codec import ScalableCodec
 
 VECTORS = pathlib.Path(__file__).resolve().parent / "fixtures" / "conformance"
 sys.path.insert(0, str(VECTORS))
-from make_vectors import STREAMS, fixture_crops, learned_checkpoint_ids  # noqa: E402
+from make_vectors import MODEL_SETS, VECTOR_STREAMS, fixture_crops, learned_checkpoint_ids  # noqa: E402
 
 
 def stored(name: str) -> list[bytes]:
@@ -49,8 +49,13 @@ def v2():
 
 
 @pytest.fixture(scope="module")
-def analysis(codec, expected):
-    return codec.analyse(fixture_crops(), expected["facenet_features"])
+def codecs(shipped_checkpoints):
+    return {name: ScalableCodec.from_pretrained(name, align="center") for name in MODEL_SETS.values()}
+
+
+@pytest.fixture(scope="module")
+def analyses(codecs, expected):
+    return {name: codec.analyse(fixture_crops(), expected["facenet_features"]) for name, codec in codecs.items()}
 
 
 def assert_same_faces(actual: np.ndarray, expected: np.ndarray) -> None:
@@ -60,12 +65,12 @@ def assert_same_faces(actual: np.ndarray, expected: np.ndarray) -> None:
     assert diff.max() <= 2 and np.count_nonzero(diff) <= diff.size // 1000
 
 
-@pytest.mark.parametrize("name", STREAMS)
-def test_encoding_gives_the_stored_files(codec, analysis, name):
+@pytest.mark.parametrize("name", VECTOR_STREAMS)
+def test_encoding_gives_the_stored_files(codecs, analyses, name):
     """Base layers byte for byte (numpy and the range coder only); enhancement layers with the same codec, model
     and size within 2 % (their bytes depend on the networks' float rounding, identical on the writing CPU)."""
-    enhancement, quality, mode = STREAMS[name]
-    files = codec.encode_analysis(analysis, enhancement, quality, mode).files
+    model_set, (enhancement, quality, mode) = VECTOR_STREAMS[name]
+    files = codecs[model_set].encode_analysis(analyses[model_set], enhancement, quality, mode).files
     if enhancement == "none":
         assert files == stored(name)
         return
@@ -77,8 +82,9 @@ def test_encoding_gives_the_stored_files(codec, analysis, name):
         assert abs(len(new) - len(old)) <= 0.02 * len(old)
 
 
-@pytest.mark.parametrize("name", STREAMS)
+@pytest.mark.parametrize("name", VECTOR_STREAMS)
 def test_decoding_gives_the_stored_faces(codec, expected, name):
+    """The default codec decodes the files of every registered model set with that set's models."""
     decoded = codec.decode_many(stored(name), "full")
     np.testing.assert_array_equal(np.stack([d.feature for d in decoded]), expected["features"])
     assert_same_faces(np.stack([d.image for d in decoded]), expected[f"{name}/image"])
@@ -134,3 +140,14 @@ def test_a_file_of_the_faces_set_decodes_with_its_own_reconstructor(shipped_chec
     expected = residuals.reconstruct(faces.models.reconstructor, features)
     np.testing.assert_array_equal(np.stack([d.image for d in decoded]), expected)
     assert not np.array_equal(expected, residuals.reconstruct(paper.models.reconstructor, features))
+
+
+def test_each_model_set_codes_with_the_residual_family_trained_on_its_reconstructions(codecs, analyses):
+    """The paper's set keeps the paper's learned family; ours defaults to the family trained on its residuals."""
+    from sfc_tf import zoo
+    from sfc_tf.codec import learned_model_id
+
+    for model_set, family in (("step0.08", "bls2017-residual"), ("step0.08-faces", "bls2017-residual-faces")):
+        files = codecs[model_set].encode_analysis(analyses[model_set], "learned", 3, "reconstruction").files
+        sha256 = json.loads((zoo.learned_family(family).checkpoint(3)[0] / "meta.json").read_text())["sha256"]
+        assert {bitstream.unpack(f).enhancement.model_id for f in files} == {learned_model_id(sha256, 0)}

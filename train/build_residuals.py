@@ -2,27 +2,35 @@
 their reconstructions from base-layer-decoded features (the real bytes decoded, exactly as the decoder sees them).
 
   python train/build_residuals.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --reconstructor checkpoints/reconstructor
+      --identities ../shared/data/lfw/train_identities.txt --output residuals.npz
 
-Writes ``<cache>/residuals/<name>.npz`` (residuals uint8 (N,160,160,3), low/high float32, paths, ids of the models).
+``--base_layer`` and ``--reconstructor`` default to the registry's default model set (``sfc models``).
+
+Writes ``--output`` (residuals uint8 (N,160,160,3), low/high float32, paths, ids of the models); by default a
+file in ``<cache>/residuals/`` named after the crop, the base layer's step and the reconstructor.
 ``--reconstructor`` also takes a training checkpoint prefix (work in progress; see residuals.load_reconstructor).
 """
 
+import hashlib
 import pathlib
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, facenet, residuals, settings
+from sfc_tf import base_layer, data, facenet, residuals, settings, zoo
 from sfc_tf.enhancement import layer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Identity list (training identities only).", required=True)
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base-layer model.")
-flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor directory or checkpoint prefix.")
-flags.DEFINE_string("output", None, "Output .npz; default <cache>/residuals/train_<align>_<base step>.npz.")
+flags.DEFINE_string("base_layer", None, "Base-layer model; default: the default model set's.")
+flags.DEFINE_string(
+    "reconstructor", None, "Reconstructor directory or checkpoint prefix; default: the default model set's."
+)
+flags.DEFINE_string(
+    "output", None, "Output .npz; default: a file in <cache>/residuals/ named after crop, base step and reconstructor."
+)
 
 
 def main(_):
@@ -30,11 +38,12 @@ def main(_):
     faces = data.load_faces(
         FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
     )
-    base = base_layer.load(FLAGS.base_layer)
+    base = base_layer.load(FLAGS.base_layer or zoo.model_set().path("base_layer"))
     decoded = base.decode(base.encode(faces.features))
-    model = residuals.load_reconstructor(FLAGS.reconstructor)
+    model = residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
     images, spans = layer.normalised_residuals(faces.crops, residuals.reconstruct(model, decoded, progress=True))
-    out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / f"train_{FLAGS.align}_{base.step}.npz")
+    default_name = f"train_{FLAGS.align}_{base.step}_{hashlib.sha256(model.model_id.encode()).hexdigest()[:12]}.npz"
+    out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / default_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         out,

@@ -1,8 +1,9 @@
 """Export the codec's networks as SavedModels in TF Serving's layout ``<export_dir>/<model>/<version>/``.
 
   python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \
-      --reconstructor checkpoints/reconstructor --predictor checkpoints/predictor \
       --enhancement checkpoints/enhancement/face_conditional --enhancement_quality 3
+
+``--reconstructor``, ``--predictor`` and ``--enhancement`` default to the registry's defaults (``sfc models``).
 
 Models: facenet (offline FaceNet weights), reconstructor, predictor (the coding predictor of prediction mode
 ``mmse``), enhancement (one rate of a learned codec: encode/decode), decoder (the paper's full decode:
@@ -13,7 +14,8 @@ import functools
 
 from absl import app, flags
 
-from sfc_tf import residuals, serving
+from sfc_tf import residuals, serving, zoo
+from sfc_tf.codec import DEFAULT_QUALITY
 from sfc_tf.enhancement import learned, prediction
 from sfc_tf.errors import SfcError
 
@@ -26,23 +28,30 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("version", 1, "Version folder to write (must not exist).")
 flags.DEFINE_string("facenet_weights", None, "Keras FaceNet weights; default: the converted offline weights.")
-flags.DEFINE_string("reconstructor", "checkpoints/reconstructor", "Reconstructor directory or checkpoint prefix.")
-flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor directory.")
-flags.DEFINE_string("enhancement", "checkpoints/enhancement/residual_l0.01", "Learned enhancement checkpoint.")
+flags.DEFINE_string(
+    "reconstructor", None, "Reconstructor directory or checkpoint prefix; default: the default model set's."
+)
+flags.DEFINE_string("predictor", None, "Coding predictor directory; default: the default model set's.")
+flags.DEFINE_string(
+    "enhancement", None, "Learned enhancement checkpoint; default: the default residual family, sfc's default quality."
+)
 flags.DEFINE_integer("enhancement_quality", 1, "Quality index 1..N of a variable-rate checkpoint (as sfc --quality).")
 
 
 def main(_):
     # Each checkpoint loads once (building the learned codec's range-coding tables takes a while).
-    reconstructor = functools.cache(lambda: residuals.load_reconstructor(FLAGS.reconstructor))
-    predictor = functools.cache(lambda: prediction.load_network(FLAGS.predictor))
+    reconstructor = functools.cache(
+        lambda: residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
+    )
+    predictor = functools.cache(lambda: prediction.load_network(FLAGS.predictor or zoo.model_set().path("predictor")))
 
     @functools.cache
     def coder():
-        model, meta = learned.load_model(FLAGS.enhancement)
+        path = FLAGS.enhancement or zoo.learned_family(kind="residual").checkpoint(DEFAULT_QUALITY["learned"])[0]
+        model, meta = learned.load_model(path)
         rates = len(meta.get("lmbdas", [meta.get("lmbda")]))
         if not 1 <= FLAGS.enhancement_quality <= rates:
-            raise SfcError(f"{FLAGS.enhancement} has qualities 1..{rates}, not {FLAGS.enhancement_quality}")
+            raise SfcError(f"{path} has qualities 1..{rates}, not {FLAGS.enhancement_quality}")
         return learned.RateCoder(model, FLAGS.enhancement_quality - 1)
 
     loaders = {

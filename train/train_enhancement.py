@@ -47,7 +47,8 @@ def training_images() -> tuple[np.ndarray, dict]:
         if not FLAGS.residuals:
             raise app.UsageError("--input residual needs --residuals (train/build_residuals.py)")
         with np.load(FLAGS.residuals) as archive:
-            return archive["residuals"], {"residuals": FLAGS.residuals}
+            models = {k: str(archive[k]) for k in ("base_layer", "reconstructor") if k in archive}  # their ids
+            return archive["residuals"], {"residuals": FLAGS.residuals, **models}
     if not (FLAGS.data_dir and FLAGS.identities):
         raise app.UsageError("--input original needs --data_dir and --identities")
     paths = [p for p, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
