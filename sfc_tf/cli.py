@@ -192,7 +192,30 @@ def _decompress(args) -> None:
 def _info(args) -> None:
     from sfc_tf import bitstream
 
-    print(json.dumps(bitstream.info(pathlib.Path(args.input).read_bytes()), indent=2))
+    info = bitstream.info(pathlib.Path(args.input).read_bytes())
+    print(json.dumps({**info, **_registered_names(info)}, indent=2))
+
+
+def _registered_names(info: dict) -> dict:
+    """The registry's names of a file's model set and learned model (none without a registry)."""
+    from sfc_tf import zoo
+    from sfc_tf.codec import learned_model_id
+    from sfc_tf.errors import WeightsError
+
+    try:
+        sets = zoo.model_sets()
+        families = zoo.learned_families().values()
+    except WeightsError:
+        return {}
+    names = {"model_set_name": sets[info["model_set"]].name} if info["model_set"] in sets else {}
+    if "enhancement_model_id" in info:
+        for family in families:
+            for quality in range(1, len(family.rates) + 1):
+                path, rate = family.checkpoint(quality)
+                sha256 = json.loads((path / "meta.json").read_text())["sha256"]
+                if f"{learned_model_id(sha256, rate or 0):04x}" == info["enhancement_model_id"]:
+                    return {**names, "enhancement_model": f"{family.name} quality {quality}"}
+    return names
 
 
 def _strip(args) -> None:
@@ -298,8 +321,8 @@ def _models(args) -> None:
         mark = " (default)" if entry.id == default.id else ""
         print(
             f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
-            f"{entry.reconstructor}, predictor {entry.predictor}"
-            + "".join(f", {kind} family {name}" for kind, name in entry.learned.items())
+            f"{entry.reconstructor}, predictor {entry.predictor}, learned family "
+            f"{zoo.learned_family(kind='residual', for_set=entry).name}"
         )
     for family in zoo.learned_families().values():
         print(f"learned {family.name} ({family.kind}, qualities 1..{len(family.rates)}): {family.description}")

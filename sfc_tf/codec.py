@@ -83,12 +83,27 @@ class Encoded:
 
 
 class ModelSetModels:
-    """The models of one model set, each loaded on first use and checked against the registry."""
+    """The models of one model set, each loaded on first use and checked against the registry. A model server
+    (``remote``) serves the models of one set, ``served`` (default: this one); another set's reconstructor or
+    predictor is refused there rather than silently replaced by the served one."""
 
     def __init__(
-        self, model_set: zoo.ModelSet, remote: Models | None = None, facenet_weights: str | os.PathLike | None = None
+        self,
+        model_set: zoo.ModelSet,
+        remote: Models | None = None,
+        facenet_weights: str | os.PathLike | None = None,
+        served: zoo.ModelSet | None = None,
     ) -> None:
         self.model_set, self.remote, self.facenet_weights = model_set, remote, facenet_weights
+        self.served = served or model_set
+
+    def _served(self, kind: str) -> Models:
+        if self.served.ids.get(kind) != self.model_set.ids.get(kind):
+            raise ModelMismatchError(
+                f"this file needs the {kind} of model set {self.model_set.id} ({self.model_set.name}); the model "
+                f"server runs model set {self.served.id}'s ({self.served.name}): decode it without the server"
+            )
+        return self.remote
 
     def _checked(self, kind: str) -> BaseLayerModel | Reconstructor | CodingPredictor:
         model = _load_shared(kind, self.model_set.path(kind))
@@ -117,14 +132,14 @@ class ModelSetModels:
 
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:
-            return self.remote.reconstruct(features)
+            return self._served("reconstructor").reconstruct(features)
         from sfc_tf import residuals
 
         return residuals.reconstruct(self.reconstructor, features)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:
-            return self.remote.predict_faces(features)
+            return self._served("predictor").predict_faces(features)
         from sfc_tf import residuals
 
         return residuals.reconstruct(self.predictor.network, features)
@@ -208,7 +223,9 @@ class ScalableCodec:
                     f"this file was made with an unregistered model set ({set_id}); this "
                     f"codec has model set {self.model_set.id} ({self.model_set.name})"
                 )
-            self._sets[set_id] = ModelSetModels(zoo.model_set(set_id), self.remote, self.facenet_weights)
+            self._sets[set_id] = ModelSetModels(
+                zoo.model_set(set_id), self.remote, self.facenet_weights, served=self.model_set
+            )
         return self._sets[set_id]
 
     @property
@@ -224,7 +241,7 @@ class ScalableCodec:
         self, name: str, quality: Quality, family: str | None = None, direct: bool = False
     ) -> ImageCodec:
         """The codec of ``name`` at ``quality``: JPEG quality, JPEG2000 ratio, or a learned family's quality
-        index 1..N (``family``: a registered family of that kind; default: the registry's). ``direct``: the
+        index 1..N (``family``: a registered family of that kind; default: the model set's). ``direct``: the
         learned family's partner that codes the face itself (prediction mode none)."""
         from sfc_tf.enhancement import make_codec
 

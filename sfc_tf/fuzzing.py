@@ -138,7 +138,7 @@ def build_corpus(
     codec, crops: np.ndarray, features: np.ndarray | None = None, conditional_dir: str | pathlib.Path | None = None
 ) -> Corpus:
     """Real files of ``crops``: base only, JPEG, JPEG2000 and learned in the paper's and the auto mode; one face
-    at every other quality of the default learned family and its direct partner (so that every registered learned
+    at every quality of every residual learned family and its direct partner (so that every registered learned
     checkpoint has a file); and (with ``conditional_dir``, a checkpoint the codec was given in ``learned_dirs``)
     conditional learned files."""
     from sfc_tf import zoo
@@ -153,10 +153,11 @@ def build_corpus(
             files += coded
             names += [f"{enhancement}-{mode}-{i}" for i in range(len(coded))]
     one = codec.analyse(crops[:1], None if features is None else features[:1])
-    for quality in range(2, len(zoo.learned_family(None, "residual").rates) + 1):
-        for mode in ("reconstruction", "none"):
-            files += codec.encode_analysis(one, "learned", quality, mode).files
-            names.append(f"learned{quality}-{mode}-0")
+    for family in [name for name, entry in zoo.learned_families().items() if entry.kind == "residual"]:
+        for quality in range(1, len(zoo.learned_family(family).rates) + 1):
+            for mode in ("reconstruction", "none"):
+                files += codec.encode_analysis(one, "learned", quality, mode, family).files
+                names.append(f"{family}{quality}-{mode}-0")
     if conditional_dir is not None:
         conditional = make_codec("conditional", (conditional_dir, 0))
         predictions = analysis.predictions(bitstream.MMSE)

@@ -84,7 +84,7 @@ def test_encoding_gives_the_stored_files(codecs, analyses, name):
 
 @pytest.mark.parametrize("name", VECTOR_STREAMS)
 def test_decoding_gives_the_stored_faces(codec, expected, name):
-    """The default codec decodes the files of every registered model set with that set's models."""
+    """The default codec decodes the files of both model sets with that set's models."""
     decoded = codec.decode_many(stored(name), "full")
     np.testing.assert_array_equal(np.stack([d.feature for d in decoded]), expected["features"])
     assert_same_faces(np.stack([d.image for d in decoded]), expected[f"{name}/image"])
@@ -151,3 +151,30 @@ def test_each_model_set_codes_with_the_residual_family_trained_on_its_reconstruc
         files = codecs[model_set].encode_analysis(analyses[model_set], "learned", 3, "reconstruction").files
         sha256 = json.loads((zoo.learned_family(family).checkpoint(3)[0] / "meta.json").read_text())["sha256"]
         assert {bitstream.unpack(f).enhancement.model_id for f in files} == {learned_model_id(sha256, 0)}
+
+
+def test_a_served_codec_refuses_the_reconstruction_of_a_set_it_does_not_serve(shipped_checkpoints):
+    """A model server runs one set's reconstructor: another set's files are refused, not decoded with it."""
+    from sfc_tf.errors import ModelMismatchError
+
+    class PaperSetServer:  # stands in for a server exporting set step0.08's models; must not be asked here
+        def reconstruct(self, features):
+            raise AssertionError("the server was asked for another set's reconstruction")
+
+    codec = ScalableCodec.from_pretrained("step0.08", align="center", models=PaperSetServer())
+    faces_file = stored("faces-base")[0]
+    assert codec.decode(faces_file, "base").feature.shape == (512,)  # the base layer needs no server
+    with pytest.raises(ModelMismatchError, match="step0.08-faces"):
+        codec.decode(faces_file, "reconstruction")
+
+
+@pytest.mark.parametrize("prefix", MODEL_SETS)
+def test_info_names_the_model_set_and_learned_model_of_a_file(shipped_checkpoints, capsys, prefix):
+    from sfc_tf import cli, zoo
+
+    model_set = zoo.model_set(MODEL_SETS[prefix])
+    assert cli.run(["info", str(VECTORS / f"{prefix}paper-learned3-0.sfc")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    family = zoo.learned_family(kind="residual", for_set=model_set).name
+    assert (info["model_set"], info["model_set_name"]) == (model_set.id, model_set.name)
+    assert info["enhancement_model"] == f"{family} quality 3"

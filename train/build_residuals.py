@@ -13,6 +13,7 @@ file in ``<cache>/residuals/`` named after the crop, the base layer's step and t
 
 import hashlib
 import pathlib
+import re
 
 import numpy as np
 from absl import app, flags
@@ -42,7 +43,9 @@ def main(_):
     decoded = base.decode(base.encode(faces.features))
     model = residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
     images, spans = layer.normalised_residuals(faces.crops, residuals.reconstruct(model, decoded, progress=True))
-    default_name = f"train_{FLAGS.align}_{base.step}_{hashlib.sha256(model.model_id.encode()).hexdigest()[:12]}.npz"
+    shipped = re.fullmatch("[0-9a-f]{64}", model.model_id)  # a shipped model's id is its sha256, as in zoo.json
+    tag = model.model_id if shipped else hashlib.sha256(model.model_id.encode()).hexdigest()
+    default_name = f"train_{FLAGS.align}_{base.step}_{tag[:12]}.npz"
     out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / default_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(

@@ -3,7 +3,8 @@
   python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \
       --enhancement checkpoints/enhancement/face_conditional --enhancement_quality 3
 
-``--reconstructor``, ``--predictor`` and ``--enhancement`` default to the registry's defaults (``sfc models``).
+``--reconstructor``, ``--predictor`` and ``--enhancement`` default to the models of ``--model_set`` (default: the
+registry's default set, ``sfc models``): serve the set the clients code with (``sfc --model_set``).
 
 Models: facenet (offline FaceNet weights), reconstructor, predictor (the coding predictor of prediction mode
 ``mmse``), enhancement (one rate of a learned codec: encode/decode), decoder (the paper's full decode:
@@ -28,26 +29,29 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("version", 1, "Version folder to write (must not exist).")
 flags.DEFINE_string("facenet_weights", None, "Keras FaceNet weights; default: the converted offline weights.")
+flags.DEFINE_string("model_set", None, "Registered model set giving the defaults below (default: the default set).")
+flags.DEFINE_string("reconstructor", None, "Reconstructor directory or checkpoint prefix; default: the model set's.")
+flags.DEFINE_string("predictor", None, "Coding predictor directory; default: the model set's.")
 flags.DEFINE_string(
-    "reconstructor", None, "Reconstructor directory or checkpoint prefix; default: the default model set's."
-)
-flags.DEFINE_string("predictor", None, "Coding predictor directory; default: the default model set's.")
-flags.DEFINE_string(
-    "enhancement", None, "Learned enhancement checkpoint; default: the default residual family, sfc's default quality."
+    "enhancement", None, "Learned checkpoint; default: the model set's residual family at sfc's default quality."
 )
 flags.DEFINE_integer("enhancement_quality", 1, "Quality index 1..N of a variable-rate checkpoint (as sfc --quality).")
 
 
 def main(_):
     # Each checkpoint loads once (building the learned codec's range-coding tables takes a while).
+    model_set = functools.cache(lambda: zoo.model_set(FLAGS.model_set))  # the registry only if a default is used
     reconstructor = functools.cache(
-        lambda: residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
+        lambda: residuals.load_reconstructor(FLAGS.reconstructor or model_set().path("reconstructor"))
     )
-    predictor = functools.cache(lambda: prediction.load_network(FLAGS.predictor or zoo.model_set().path("predictor")))
+    predictor = functools.cache(lambda: prediction.load_network(FLAGS.predictor or model_set().path("predictor")))
 
     @functools.cache
     def coder():
-        path = FLAGS.enhancement or zoo.learned_family(kind="residual").checkpoint(DEFAULT_QUALITY["learned"])[0]
+        path = (
+            FLAGS.enhancement
+            or (zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(DEFAULT_QUALITY["learned"])[0])
+        )
         model, meta = learned.load_model(path)
         rates = len(meta.get("lmbdas", [meta.get("lmbda")]))
         if not 1 <= FLAGS.enhancement_quality <= rates:
