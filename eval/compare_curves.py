@@ -1,0 +1,47 @@
+"""BD-rate / BD-PSNR between curves of two rate-distortion JSONs (eval/rate_distortion.py), e.g. the default model
+set's stream against the paper set's, measured in separate runs on the same crops.
+
+  python eval/compare_curves.py \
+      --test "eval/results/rate_distortion_learned.json:base+bls2017-residual-faces (auto)" \
+      --anchor "eval/results/rate_distortion_learned_paper_set.json:base+bls2017-residual (auto)" \
+      --output_json eval/results/compare_learned_auto.json
+"""
+
+import json
+
+from absl import app, flags
+
+from sfc_tf import evaluation
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("test", None, "JSON:CURVE of a proposed curve (repeatable, paired with --anchor).")
+flags.DEFINE_multi_string("anchor", None, "JSON:CURVE of its anchor.")
+flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+
+
+def curve(spec: str) -> tuple[str, list[dict], int]:
+    """(label, points, images) of ``path:curve``; the label names the file so equal curve names stay apart."""
+    path, _, name = spec.partition(":")
+    result = json.loads(open(path).read())
+    points = [p for p in result["points"] if p["curve"] == name]
+    if not points:
+        raise app.UsageError(f"no curve {name!r} in {path}")
+    return spec, [{**p, "curve": spec} for p in points], result["num_images"]
+
+
+def main(_):
+    if not FLAGS.test or len(FLAGS.test) != len(FLAGS.anchor or []):
+        raise app.UsageError("give --test and --anchor in pairs")
+    rows = []
+    for test, anchor in zip(FLAGS.test, FLAGS.anchor):
+        (a, a_points, a_images), (b, b_points, b_images) = curve(test), curve(anchor)
+        if a_images != b_images:
+            raise app.UsageError(f"{test} is on {a_images} images, {anchor} on {b_images}")
+        rows += evaluation.bd_rows(a_points + b_points, [(a, b)])
+    evaluation.write_json(FLAGS.output_json, {"bd_method": "bjontegaard package, akima", "bd": rows})
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    app.run(main)
