@@ -12,7 +12,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet
+from sfc_tf import base_layer, evaluation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -26,14 +26,7 @@ flags.DEFINE_string("output_json", "eval/results/base_layer_speed.json", "Result
 
 
 def main(_):
-    _, faces = data.load_pair_faces(
-        FLAGS.lfw_dir,
-        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-        [int(f) for f in FLAGS.folds],
-        FLAGS.align,
-        facenet.FeatureExtractor(),
-        f"{facenet.DEFAULT_KEY}-fixed",
-    )
+    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs)
     features = np.resize(faces.features, (FLAGS.num_faces, faces.features.shape[1]))
     result = evaluation.base_layer_speed(base_layer.load(FLAGS.base_layer), features, FLAGS.repeats)
     result.update(model=FLAGS.base_layer, align=FLAGS.align, cpu_count=os.cpu_count(), load_average=os.getloadavg()[0])

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
 from absl import app, flags
 
-from sfc_tf import data, facenet, metrics, zoo
+from sfc_tf import evaluation, metrics, zoo
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.search import SearchIndex
 
@@ -136,14 +136,7 @@ def plot(rows: list[dict], path: str) -> None:
 
 def main(_):
     start = time.time()
-    _, faces = data.load_pair_faces(
-        FLAGS.lfw_dir,
-        f"{FLAGS.lfw_dir}/pairs.txt",
-        [int(f) for f in FLAGS.folds],
-        "mtcnn",
-        facenet.FeatureExtractor(),
-        f"{facenet.DEFAULT_KEY}-fixed",
-    )
+    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     model_sets = (
         [zoo.model_set(m if not m.isdigit() else int(m)) for m in FLAGS.model_sets]
         if FLAGS.model_sets

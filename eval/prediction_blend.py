@@ -11,7 +11,7 @@ identity feature does not describe), so no mix of them moves far past either.
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, evaluation, facenet, metrics
+from sfc_tf import evaluation, metrics
 from sfc_tf.bitstream import MMSE
 from sfc_tf.codec import ScalableCodec
 
@@ -25,15 +25,7 @@ flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 
 
 def main(_):
-    extractor = facenet.FeatureExtractor()
-    _, faces = data.load_pair_faces(
-        FLAGS.lfw_dir,
-        f"{FLAGS.lfw_dir}/pairs.txt",
-        [int(f) for f in FLAGS.folds],
-        "mtcnn",
-        extractor,
-        f"{facenet.DEFAULT_KEY}-fixed",
-    )
+    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     count = FLAGS.max_images or len(faces.paths)
     crops = faces.crops[:count]
     codec = ScalableCodec.from_pretrained(FLAGS.model_set)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, evaluation, facenet, metrics, zoo
+from sfc_tf import evaluation, facenet, metrics, zoo
 from sfc_tf.bitstream import MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import make_codec
@@ -92,13 +92,8 @@ def stream_points(codec, analysis, enhancement: str, qualities, family: str | No
 def main(_):
     start = time.time()
     extractor = facenet.FeatureExtractor()
-    pairs, faces = data.load_pair_faces(
-        FLAGS.lfw_dir,
-        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-        [int(f) for f in FLAGS.folds],
-        FLAGS.align,
-        extractor,
-        f"{facenet.DEFAULT_KEY}-fixed",
+    pairs, faces = evaluation.lfw_pair_faces(
+        FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs, extractor
     )
     count = FLAGS.max_images or len(faces.paths)
     crops = faces.crops[:count]

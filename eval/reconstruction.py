@@ -18,7 +18,7 @@ opinion that a reconstructor trained against FaceNet (the identity term) cannot 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, independent_verifier, metrics, reconstructor, residuals, zoo
+from sfc_tf import base_layer, evaluation, facenet, independent_verifier, metrics, reconstructor, residuals, zoo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -58,13 +58,8 @@ def identity_scores(pairs, index, identities, rebuilt_features, original_feature
 
 def main(_):
     extractor = facenet.FeatureExtractor()
-    pairs, faces = data.load_pair_faces(
-        FLAGS.lfw_dir,
-        FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
-        [int(f) for f in FLAGS.folds] if FLAGS.folds else None,
-        FLAGS.align,
-        extractor,
-        f"{facenet.DEFAULT_KEY}-fixed",
+    pairs, faces = evaluation.lfw_pair_faces(
+        FLAGS.lfw_dir, [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align, FLAGS.pairs, extractor
     )
     base_path = FLAGS.base_layer or str(zoo.model_set().path("base_layer"))
     reconstructor_path = FLAGS.reconstructor or str(zoo.model_set().path("reconstructor"))

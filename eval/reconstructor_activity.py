@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, reconstructor
+from sfc_tf import base_layer, evaluation, reconstructor
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -38,14 +38,7 @@ def activity(model: reconstructor.Reconstructor, features: np.ndarray) -> dict:
 
 
 def main(_):
-    _, faces = data.load_pair_faces(
-        FLAGS.lfw_dir,
-        f"{FLAGS.lfw_dir}/pairs.txt",
-        [int(f) for f in FLAGS.folds],
-        "mtcnn",
-        facenet.FeatureExtractor(),
-        f"{facenet.DEFAULT_KEY}-fixed",
-    )
+    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     model = base_layer.load(FLAGS.base_layer)
     decoded = model.decode(model.encode(faces.features[: FLAGS.max_images]))
     rows = [{"reconstructor": path, **activity(reconstructor.load(path), decoded)} for path in FLAGS.reconstructors]

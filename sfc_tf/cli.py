@@ -199,22 +199,18 @@ def _info(args) -> None:
 def _registered_names(info: dict) -> dict:
     """The registry's names of a file's model set and learned model (none without a registry)."""
     from sfc_tf import zoo
-    from sfc_tf.codec import learned_model_id
+    from sfc_tf.codec import registered_learned_models
     from sfc_tf.errors import WeightsError
 
     try:
         sets = zoo.model_sets()
-        families = zoo.learned_families().values()
     except WeightsError:
         return {}
     names = {"model_set_name": sets[info["model_set"]].name} if info["model_set"] in sets else {}
     if "enhancement_model_id" in info:
-        for family in families:
-            for quality in range(1, len(family.rates) + 1):
-                path, rate = family.checkpoint(quality)
-                sha256 = json.loads((path / "meta.json").read_text())["sha256"]
-                if f"{learned_model_id(sha256, rate or 0):04x}" == info["enhancement_model_id"]:
-                    return {**names, "enhancement_model": f"{family.name} quality {quality}"}
+        for model_id, family, quality in registered_learned_models():
+            if f"{model_id:04x}" == info["enhancement_model_id"]:
+                return {**names, "enhancement_model": f"{family.name} quality {quality}"}
     return names
 
 

@@ -20,7 +20,7 @@ import functools
 import json
 import os
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -257,10 +257,8 @@ class ScalableCodec:
     def _learned_by_id(self) -> dict[int, tuple[str, LearnedParameter]]:
         """Two-byte model id -> (kind, parameter) of every registered learned checkpoint and rate."""
         found = {}
-        for family in zoo.learned_families().values():
-            for quality in range(1, len(family.rates) + 1):
-                path, rate = family.checkpoint(quality)
-                found.setdefault(learned_model_id(_sha256(path), rate or 0), (family.kind, (path, rate)))
+        for model_id, family, quality in registered_learned_models():
+            found.setdefault(model_id, (family.kind, family.checkpoint(quality)))
         for path in self.learned_dirs:
             meta = json.loads((path / "meta.json").read_text())
             for rate in range(len(meta.get("lmbdas", [0]))):
@@ -422,6 +420,14 @@ def _quality_index(quality: Quality) -> int:
         return int(quality)
     except (TypeError, ValueError):
         raise ValueError(f"a learned codec's quality is an index 1..N, not {quality!r}") from None
+
+
+def registered_learned_models() -> Iterator[tuple[int, zoo.LearnedFamily, int]]:
+    """(two-byte model id, family, quality) of every registered learned checkpoint and rate, in registry order."""
+    for family in zoo.learned_families().values():
+        for quality in range(1, len(family.rates) + 1):
+            path, rate = family.checkpoint(quality)
+            yield learned_model_id(_sha256(path), rate or 0), family, quality
 
 
 def learned_model_id(sha256: str, rate: int) -> int:

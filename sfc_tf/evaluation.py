@@ -13,13 +13,34 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from sfc_tf import metrics
+from sfc_tf import data, facenet, metrics  # facenet before absl's app.run(): see facenet.py
 
 
 def _chunks(count: int, size: int, desc: str, progress: bool):
     from tqdm import tqdm
 
     return tqdm(range(0, count, size), desc=desc, disable=not progress, leave=False)
+
+
+def lfw_pair_faces(
+    lfw_dir: str,
+    folds: Sequence[int] | None,
+    align: str = "mtcnn",
+    pairs_file: str | None = None,
+    extractor=None,
+    progress: bool = True,
+):
+    """The LFW pairs of ``folds`` (``None``: all; ``pairs_file`` default ``<lfw_dir>/pairs.txt``) and the crops and
+    shipped FaceNet features of every image they use, cached under the one key all evaluations share."""
+    return data.load_pair_faces(
+        lfw_dir,
+        pairs_file or f"{lfw_dir}/pairs.txt",
+        folds,
+        align,
+        extractor or facenet.FeatureExtractor(),
+        f"{facenet.DEFAULT_KEY}-fixed",
+        progress,
+    )
 
 
 def code_images(codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
