@@ -15,7 +15,7 @@ Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_m
 
 from absl import app, flags
 
-from sfc_tf import training_data
+from sfc_tf import training_data, zoo
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
 
@@ -39,12 +39,22 @@ flags.DEFINE_enum(
     ["original", "residual", "conditional"],
     "original: code the face; residual: min-max(face - prediction); conditional: face given prediction.",
 )
-flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor (residual and conditional kinds).")
+flags.DEFINE_enum(
+    "prediction_mode",
+    "mmse",
+    ["mmse", "reconstruction"],
+    "The prediction (residual and conditional kinds): the coding predictor's, or the reconstruction.",
+)
+flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor (--prediction_mode mmse).")
+flags.DEFINE_string(
+    "reconstructor", None, "Reconstructor (--prediction_mode reconstruction); default: the default model set's."
+)
 flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base layer the predictions decode through.")
 flags.DEFINE_list("lmbdas", ["0.001", "0.002", "0.004", "0.008", "0.016"], "Rate points (loss = bpp + lambda MSE).")
 flags.DEFINE_enum("prior", "position", ["position", "channel"], "Factorized prior per latent position or per channel.")
 flags.DEFINE_integer("steps", 12000, "Training steps (one rate drawn per batch).")
-flags.DEFINE_integer("batch_size", 8, "Batch size of whole 160x160 crops.")
+flags.DEFINE_integer("batch_size", 8, "Batch size.")
+flags.DEFINE_integer("patch_size", 0, "Random square patches of this size (prior channel only); 0: whole crops.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_float("final_learning_rate", 1e-5, "Learning rate reached at the end (decay over the last 20 %).")
 flags.DEFINE_float("max_minutes", None, "Stop this session after the step in which this many minutes have passed.")
@@ -54,9 +64,17 @@ flags.DEFINE_string(
     "End-to-end learned checkpoint (BLS2017, e.g. checkpoints/enhancement/"
     "original_l0.01) to start from: the model first codes like it (conditional inputs at zero).",
 )
+flags.DEFINE_float("validation_fraction", 0.05, "Fraction of the training identities held out (0: train on all).")
 flags.DEFINE_integer("held_out", 256, "Held-out-identity faces on which meta.json records rate and PSNR per rate.")
 flags.DEFINE_string("checkpoint_dir", None, "Final weights + meta.json; train_state/ for resume.", required=True)
 flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def prediction_network() -> str:
+    """The network whose output the codec is trained against: the coding predictor or the reconstructor."""
+    if FLAGS.prediction_mode == "mmse":
+        return FLAGS.predictor
+    return FLAGS.reconstructor or str(zoo.model_set().path("reconstructor"))
 
 
 def pair_maker():
@@ -64,7 +82,7 @@ def pair_maker():
     of codecs that use none)."""
     if FLAGS.kind == "original":
         return lambda crops, features: (crops, crops)
-    predict = prediction.training_predictor(FLAGS.predictor, FLAGS.base_layer)
+    predict = prediction.training_predictor(prediction_network(), FLAGS.base_layer)
     if FLAGS.kind == "conditional":
         return lambda crops, features: (crops, predict(features))
 
@@ -87,11 +105,11 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
     """(batches(seed), training images, held-out images, held-out predictions) for ``--kind``, in memory."""
     images, predictions = faces.crops, None
     if FLAGS.kind != "original":
-        predictions = prediction.training_predictions(FLAGS.predictor, FLAGS.base_layer, faces.features)
+        predictions = prediction.training_predictions(prediction_network(), FLAGS.base_layer, faces.features)
     if FLAGS.kind == "residual":
         images, predictions = layer.normalised_residuals(faces.crops, predictions)[0], None
     return (
-        lambda seed: training.face_codec_dataset(images, predictions, FLAGS.batch_size, seed),
+        lambda seed: training.face_codec_dataset(images, predictions, FLAGS.batch_size, seed, FLAGS.patch_size or None),
         len(images),
         *held_out_pairs(faces, pair_maker()),
     )
@@ -99,6 +117,8 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
 
 def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
     """The same from a record stream: each batch's pair made as it comes; the held-out pairs in memory."""
+    if FLAGS.patch_size:
+        raise SfcError("--patch_size needs the faces in memory (--data_dir)")
     pair = pair_maker()
     return (
         lambda seed: training.face_codec_stream(faces.examples, FLAGS.batch_size, pair),
@@ -118,6 +138,7 @@ def main(_):
             FLAGS.align,
             FLAGS.flip,
             FLAGS.extra_faces,
+            FLAGS.validation_fraction,
             seed=FLAGS.seed,
         )
         streamed = isinstance(faces, training_data.TrainingStream)
@@ -129,6 +150,7 @@ def main(_):
         lmbdas=tuple(float(v) for v in FLAGS.lmbdas),
         kind=FLAGS.kind,
         prior=FLAGS.prior,
+        patch_size=FLAGS.patch_size or None,
         steps=FLAGS.steps,
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
@@ -145,7 +167,7 @@ def main(_):
             "data": faces.description,
             "prediction": None
             if FLAGS.kind == "original"
-            else {"predictor": FLAGS.predictor, "base_layer": FLAGS.base_layer},
+            else {"mode": FLAGS.prediction_mode, "network": prediction_network(), "base_layer": FLAGS.base_layer},
         },
         None if held is None else (held, held_p),
     )

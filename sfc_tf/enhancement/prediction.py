@@ -68,7 +68,8 @@ class CodingPredictor:
 
 
 def load_network(directory: str | os.PathLike):
-    """The coding predictor's network (linear or de-convolutional, as its meta.json says), checksum-verified."""
+    """A prediction network (the coding predictor's, linear or de-convolutional as its meta.json says, or a
+    reconstructor), checksum-verified."""
     from sfc_tf import checkpoint, linear_predictor, reconstructor
 
     meta = checkpoint.read_meta(directory, (reconstructor.WEIGHTS_FILE,), "coding predictor")
@@ -135,33 +136,33 @@ class _Slice(Predictions):
         return None if out is None else out[self.start : self.stop]
 
 
-def training_predictor(predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike):
-    """features -> MMSE predictions (uint8) of the faces, through the real base layer (encode, decode) as the
-    decoder will see them."""
+def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os.PathLike):
+    """features -> predictions (uint8) of the faces by the network in ``network_dir`` (the coding predictor for
+    ``mmse``, a reconstructor for ``reconstruction``), through the real base layer (encode, decode) as the decoder
+    will see them."""
     from sfc_tf import base_layer, residuals
 
-    predictor = CodingPredictor(predictor_dir)
+    network = load_network(network_dir)
+    network_id = json.loads((pathlib.Path(network_dir) / "meta.json").read_text())["sha256"]
     base = base_layer.load(base_layer_path)
 
     def predict(features: np.ndarray, progress: bool = False) -> np.ndarray:
-        return residuals.reconstruct(
-            predictor.network, base.decode_payloads(base.encode_payloads(features)), progress=progress
-        )
+        return residuals.reconstruct(network, base.decode_payloads(base.encode_payloads(features)), progress=progress)
 
-    predict.key = f"{predictor.model_id}{base.model_id}"
+    predict.key = f"{network_id}{base.model_id}"
     return predict
 
 
 def training_predictions(
-    predictor_dir: str | os.PathLike, base_layer_path: str | os.PathLike, features: np.ndarray, progress: bool = True
+    network_dir: str | os.PathLike, base_layer_path: str | os.PathLike, features: np.ndarray, progress: bool = True
 ) -> np.ndarray:
-    """``training_predictor``'s predictions of all ``features`` at once, cached by predictor, base layer and
+    """``training_predictor``'s predictions of all ``features`` at once, cached by network, base layer and
     features."""
     import hashlib
 
     from sfc_tf import settings
 
-    predict = training_predictor(predictor_dir, base_layer_path)
+    predict = training_predictor(network_dir, base_layer_path)
     key = hashlib.sha1(predict.key.encode() + np.ascontiguousarray(features).tobytes())
     cache = settings.cache_dir() / "predictions" / f"{key.hexdigest()[:20]}.npy"
     if cache.is_file():

@@ -139,6 +139,7 @@ class FaceCodecTrainConfig:
     lmbdas: tuple = (0.001, 0.002, 0.004, 0.008, 0.016)
     kind: str = "original"  # original (codes x) | residual (codes min-max(x - p)) | conditional (x given p)
     prior: str = "position"
+    patch_size: int | None = None  # random square patches of the crops (channel prior only); None: whole crops
     steps: int = 20000
     batch_size: int = 8
     learning_rate: float = 1e-4
@@ -153,14 +154,18 @@ class FaceCodecTrainConfig:
 
 
 def face_codec_dataset(
-    images: np.ndarray, predictions: np.ndarray | None, batch_size: int, seed: int = 0
+    images: np.ndarray, predictions: np.ndarray | None, batch_size: int, seed: int = 0, patch_size: int | None = None
 ) -> tf.data.Dataset:
-    """Shuffled batches of (image, prediction) pairs, each pair mirrored together half of the time (the prediction
-    is the image itself for codecs that do not use one, so the pair stays one tensor). Batches are gathered from
-    the arrays in place: no copy of the training set (it is the largest thing in memory)."""
+    """Shuffled batches of (image, prediction) pairs, each pair mirrored together half of the time and, with
+    ``patch_size``, cut to the same random square of both (the prediction is the image itself for codecs that do
+    not use one, so the pair stays one tensor). Batches are gathered from the arrays in place: no copy of the
+    training set (it is the largest thing in memory)."""
     predictions = images if predictions is None else predictions
     if len(predictions) != len(images) or len(images) < batch_size:
         raise ValueError(f"need at least {batch_size} images with one prediction each")
+    patch = patch_size or images.shape[1]
+    if patch % learned.DOWNSCALE or patch > min(images.shape[1:3]):
+        raise ValueError(f"patch size {patch} must be a multiple of {learned.DOWNSCALE} within the images")
 
     def batches():
         rng = np.random.default_rng(seed)
@@ -171,9 +176,14 @@ def face_codec_dataset(
                 x, p = images[index], predictions[index]
                 flip = rng.random(batch_size) < 0.5
                 x[flip], p[flip] = x[flip, :, ::-1], p[flip, :, ::-1]
+                if patch < max(images.shape[1:3]):
+                    rows = rng.integers(0, images.shape[1] - patch + 1, batch_size)
+                    cols = rng.integers(0, images.shape[2] - patch + 1, batch_size)
+                    x = np.stack([a[r : r + patch, c : c + patch] for a, r, c in zip(x, rows, cols)])
+                    p = np.stack([a[r : r + patch, c : c + patch] for a, r, c in zip(p, rows, cols)])
                 yield x, p
 
-    spec = tf.TensorSpec((batch_size, *images.shape[1:]), tf.uint8)
+    spec = tf.TensorSpec((batch_size, patch, patch, images.shape[3]), tf.uint8)
     return tf.data.Dataset.from_generator(batches, output_signature=(spec, spec)).prefetch(2)
 
 
@@ -195,6 +205,8 @@ def face_codec_stream(
 def build_face_codec(config: FaceCodecTrainConfig):
     from sfc_tf.enhancement import face_codec
 
+    if config.patch_size and config.prior == "position":
+        raise ValueError("a positional prior needs whole crops (its latent grid is the crop's): use prior channel")
     model = face_codec.FaceCodec(
         config.lmbdas, conditional=config.kind == "conditional", prior=config.prior, num_filters=config.num_filters
     )
