@@ -65,28 +65,37 @@ flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per f
 flags.DEFINE_integer("ms_ssim_stride", 1, "MS-SSIM on every n-th face (PSNR always on all; MS-SSIM is slow here).")
 
 
-def stream_points(codec, analysis, enhancement: str, qualities, family: str | None, name: str) -> list[dict]:
-    points = []
+def curve_modes(enhancement: str, family: str | None) -> list[tuple[str, str]]:
+    """(curve label, mode) per --modes entry for one stream. ``paper`` is the paper's residual of the reconstruction
+    (for residual families trained against it); for a conditional family, conditional coding on its own prediction
+    for every face, labelled by that prediction."""
+    own = None if family is None else zoo.learned_family(family).mode
+    out = []
     for mode in FLAGS.modes:
         if mode == "paper" and enhancement == "conditional":
+            out.append((own, own))
+        elif mode == "paper" and family is not None and own != "reconstruction":
             continue
-        fixed = {"paper": "reconstruction"}.get(mode, mode)
-        if mode == "paper" and family is not None and zoo.learned_family(family).mode != "reconstruction":
-            continue
-        for quality in qualities:
-            points.append(
-                evaluation.stream_rd_point(
-                    codec,
-                    analysis,
-                    enhancement,
-                    quality,
-                    fixed,
-                    family,
-                    f"base+{name} ({mode})",
-                    ms_ssim_stride=FLAGS.ms_ssim_stride,
-                )
-            )
-    return points
+        else:
+            out.append((mode, {"paper": "reconstruction"}.get(mode, mode)))
+    return out
+
+
+def stream_points(codec, analysis, enhancement: str, qualities, family: str | None, name: str) -> list[dict]:
+    return [
+        evaluation.stream_rd_point(
+            codec,
+            analysis,
+            enhancement,
+            quality,
+            mode,
+            family,
+            f"base+{name} ({label})",
+            ms_ssim_stride=FLAGS.ms_ssim_stride,
+        )
+        for label, mode in curve_modes(enhancement, family)
+        for quality in qualities
+    ]
 
 
 def main(_):
@@ -125,8 +134,8 @@ def main(_):
                 points.append({**point, "curve": direct.name})
             points += stream_points(codec, analysis, kind, qualities, name, name)
             bd_pairs += [
-                (f"base+{name} ({mode})", anchor_name)
-                for mode in FLAGS.modes
+                (f"base+{name} ({label})", anchor_name)
+                for label, _ in curve_modes(kind, name)
                 for anchor_name in (direct.name, "jpeg2000")
             ] + [(direct.name, "jpeg2000")]
     for directory in FLAGS.learned_checkpoints:

@@ -384,3 +384,34 @@ def test_face_codec_batches_keep_image_and_prediction_together():
     assert 0 < sum(mirrored) < len(seen)  # some faces mirrored, not all
     with pytest.raises(ValueError):
         training.face_codec_dataset(images, predictions[:5], batch_size=4)
+
+
+def test_face_codec_patches_cut_the_same_square_of_image_and_prediction():
+    from sfc_tf.enhancement import training
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 48, 48, 3), dtype=np.uint8)
+    predictions = 255 - images
+    dataset = training.face_codec_dataset(images, predictions, batch_size=3, seed=2, patch_size=16)
+    batches = list(dataset.take(8).as_numpy_iterator())
+    assert all(x.shape == p.shape == (3, 16, 16, 3) for x, p in batches)
+    np.testing.assert_array_equal(
+        np.concatenate([p for _, p in batches]), 255 - np.concatenate([x for x, _ in batches])
+    )
+    corners = set()
+    for x in np.concatenate([x for x, _ in batches]):
+        found = [
+            (r, c)
+            for image in images
+            for view in (image, image[:, ::-1])
+            for r in range(33)
+            for c in range(33)
+            if np.array_equal(view[r : r + 16, c : c + 16], x)
+        ]
+        assert found  # a square of a face (or of its mirror), never a blend of two
+        corners.add(found[0])
+    assert len(corners) > 1  # at different places
+    for bad in (20, 64):
+        with pytest.raises(ValueError, match="patch size"):
+            training.face_codec_dataset(images, predictions, batch_size=3, patch_size=bad)
+    with pytest.raises(ValueError, match="positional prior"):
+        training.build_face_codec(training.FaceCodecTrainConfig("unused", prior="position", patch_size=64))

@@ -201,6 +201,48 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     assert meta["steps"] == 2 and meta["data"]["streamed"] and meta["train_images"] == 6
     shipped = json.loads((shipped_checkpoints / "enhancement" / "original_l0.01" / "meta.json").read_text())
     assert meta["warm_start"]["sha256"] == shipped["sha256"]
+    # in memory, on patches, conditional on the reconstruction of the reconstructor just trained, every identity
+    run(
+        [
+            "train/train_face_codec.py",
+            "--data_dir",
+            str(fixture_lfw_dir),
+            "--align",
+            "center",
+            "--kind",
+            "conditional",
+            "--prediction_mode",
+            "reconstruction",
+            "--reconstructor",
+            str(tmp_path / "reconstructor"),
+            "--base_layer",
+            str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
+            "--validation_fraction",
+            "0",
+            "--noflip",
+            "--prior",
+            "channel",
+            "--patch_size",
+            "64",
+            "--steps",
+            "2",
+            "--batch_size",
+            "2",
+            "--lmbdas",
+            "0.01",
+            "--checkpoint_dir",
+            str(tmp_path / "conditional_patches"),
+        ],
+        environment,
+    )
+    meta = json.loads((tmp_path / "conditional_patches" / "meta.json").read_text())
+    assert meta["prediction"]["mode"] == "reconstruction" and meta["prediction"]["network"] == str(
+        tmp_path / "reconstructor"
+    )
+    assert meta["data"]["held_out_images"] == 0 and meta["train_images"] == meta["data"]["images"]
+    assert meta["training"]["patch_size"] == 64 and meta["held_out"] is None
+    reconstructor_meta = json.loads((tmp_path / "reconstructor" / "meta.json").read_text())
+    assert meta["prediction"]["network_sha256"] == reconstructor_meta["sha256"]
 
 
 def test_reconstructor_trains_from_a_tfds_dataset(fixture_lfw_dir, tmp_path, environment):

@@ -15,7 +15,7 @@ Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_m
 
 from absl import app, flags
 
-from sfc_tf import training_data, zoo
+from sfc_tf import checkpoint, training_data, zoo
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
 
@@ -167,7 +167,12 @@ def main(_):
             "data": faces.description,
             "prediction": None
             if FLAGS.kind == "original"
-            else {"mode": FLAGS.prediction_mode, "network": prediction_network(), "base_layer": FLAGS.base_layer},
+            else {
+                "mode": FLAGS.prediction_mode,
+                "network": prediction_network(),
+                "network_sha256": checkpoint.read_meta(prediction_network(), (), "prediction network")["sha256"],
+                "base_layer": FLAGS.base_layer,
+            },
         },
         None if held is None else (held, held_p),
     )

@@ -163,9 +163,9 @@ def face_codec_dataset(
     predictions = images if predictions is None else predictions
     if len(predictions) != len(images) or len(images) < batch_size:
         raise ValueError(f"need at least {batch_size} images with one prediction each")
+    if patch_size and (patch_size % learned.DOWNSCALE or patch_size > min(images.shape[1:3])):
+        raise ValueError(f"patch size {patch_size} must be a multiple of {learned.DOWNSCALE} within the images")
     patch = patch_size or images.shape[1]
-    if patch % learned.DOWNSCALE or patch > min(images.shape[1:3]):
-        raise ValueError(f"patch size {patch} must be a multiple of {learned.DOWNSCALE} within the images")
 
     def batches():
         rng = np.random.default_rng(seed)
