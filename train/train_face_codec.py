@@ -8,7 +8,14 @@ Every kind gets the same data, steps, batch and schedule unless told otherwise, 
       --checkpoint_dir checkpoints/enhancement/face_conditional
 
 ``--init_from`` starts from an end-to-end learned checkpoint instead of from scratch (the fair way to compare kinds
-on a CPU budget: every kind starts from the same model and gets the same steps).
+on a CPU budget: every kind starts from the same model and gets the same steps). One rate conditional on the
+default model set's reconstruction, with the end-to-end family's stage-3 recipe (64x64 patches, batch 16, lr 2e-4):
+
+  python train/train_face_codec.py --data_dir ../shared/data/lfw \
+      --identities ../shared/data/lfw/train_identities.txt --noflip --validation_fraction 0 \
+      --kind conditional --prediction_mode reconstruction --lmbdas 0.01 --prior channel --patch_size 64 \
+      --batch_size 16 --learning_rate 2e-4 --final_learning_rate 2e-4 --steps 3004 \
+      --init_from START/original_l0.01 --checkpoint_dir checkpoints/enhancement/conditional_faces_l0.01
 
 Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_minutes`` ends a session early.
 """
@@ -128,6 +135,8 @@ def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
 
 
 def main(_):
+    if FLAGS.patch_size and FLAGS.prior == "position":
+        raise app.UsageError("--patch_size needs --prior channel (a positional prior's latent grid is the crop's)")
     try:
         faces = training_data.load(
             FLAGS.data_dir,
