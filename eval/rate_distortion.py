@@ -5,6 +5,7 @@ The scalable stream: ``ScalableCodec.encode_analysis`` writes the .sfc files, ev
   base+<codec> (paper)   the paper's enhancement layer: min-max(x - x_hat) of the reconstruction
   base+<codec> (auto)    the default: per face, the best of the codec's prediction modes (none, mean face,
                          MMSE prediction; for learned families their direct partner and their own mode)
+  base+<family> (<mode>) a conditional family coding every face given its own prediction (``--conditional_families``)
 Anchors code the crop directly with the same codec (their own file: a JPEG file, a J2K codestream, a learned
 payload). Per point: bits per face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each
 capped at 60 dB), MS-SSIM, and the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
@@ -70,15 +71,15 @@ def curve_modes(enhancement: str, family: str | None) -> list[tuple[str, str]]:
     (for residual families trained against it); for a conditional family, conditional coding on its own prediction
     for every face, labelled by that prediction."""
     own = None if family is None else zoo.learned_family(family).mode
-    out = []
+    if enhancement == "conditional" and own is None:
+        raise app.UsageError(f"conditional family {family!r} names no prediction mode in the registry")
+    out = {}
     for mode in FLAGS.modes:
         if mode == "paper" and enhancement == "conditional":
-            out.append((own, own))
-        elif mode == "paper" and family is not None and own != "reconstruction":
-            continue
-        else:
-            out.append((mode, {"paper": "reconstruction"}.get(mode, mode)))
-    return out
+            out.setdefault(own, own)
+        elif not (mode == "paper" and family is not None and own != "reconstruction"):
+            out.setdefault(mode, {"paper": "reconstruction"}.get(mode, mode))
+    return list(out.items())
 
 
 def stream_points(codec, analysis, enhancement: str, qualities, family: str | None, name: str) -> list[dict]:

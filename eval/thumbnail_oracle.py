@@ -1,7 +1,8 @@
 """How much of the reconstruction's PSNR deficit is coarse layout (colour, lighting, background) that an identity
 feature does not describe: the reconstruction x_hat with its g x g low-pass replaced by the crop's own, as if the
-base layer also carried a g x g colour thumbnail of the face (3 g^2 values; at 8 bits each, 24 g^2 bits before any
-entropy coding). An oracle, not a codec: it bounds what such side information could buy.
+base layer also carried a g x g colour thumbnail of the face (3 g^2 values rounded to 8 bits: 24 g^2 bits before
+any entropy coding). Not a codec: what such side information buys with this simplest decoder (a learned one that
+fused thumbnail and feature would do better).
 
   python eval/thumbnail_oracle.py --lfw_dir ../shared/data/lfw --max_images 1024 \
       --output_json eval/results/thumbnail_oracle.json
@@ -23,11 +24,13 @@ flags.DEFINE_list("grids", ["1", "2", "4", "8"], "Thumbnail sizes g (g x g pixel
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 
 
-def low_pass(images: np.ndarray, grid: int) -> np.ndarray:
-    """Area-average to grid x grid, bilinear back to the image size (float32)."""
-    size = images.shape[1:3]
+def low_pass(images: np.ndarray, grid: int, levels: bool = False) -> np.ndarray:
+    """Area-average to grid x grid (rounded to 8-bit levels if ``levels``: a thumbnail as sent), bilinear back to
+    the image size (float32)."""
     small = tf.image.resize(tf.cast(images, tf.float32), (grid, grid), method="area")
-    return tf.image.resize(small, size, method="bilinear").numpy()
+    if levels:
+        small = tf.round(small)
+    return tf.image.resize(small, images.shape[1:3], method="bilinear").numpy()
 
 
 def main(_):
@@ -38,8 +41,8 @@ def main(_):
     x_hat = codec.analyse(crops, faces.features[:count]).predictions.reconstruction
     rows = []
     for grid in map(int, FLAGS.grids):
-        corrected = x_hat.astype(np.float32) - low_pass(x_hat, grid) + low_pass(crops, grid)
-        thumbnail = low_pass(crops, grid)
+        thumbnail = low_pass(crops, grid, levels=True)
+        corrected = x_hat.astype(np.float32) - low_pass(x_hat, grid) + thumbnail
         rows.append(
             {
                 "grid": grid,

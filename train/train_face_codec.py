@@ -22,7 +22,7 @@ Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_m
 
 from absl import app, flags
 
-from sfc_tf import checkpoint, training_data, zoo
+from sfc_tf import checkpoint, reconstructor, training_data, zoo
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
 
@@ -124,8 +124,6 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
 
 def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
     """The same from a record stream: each batch's pair made as it comes; the held-out pairs in memory."""
-    if FLAGS.patch_size:
-        raise SfcError("--patch_size needs the faces in memory (--data_dir)")
     pair = pair_maker()
     return (
         lambda seed: training.face_codec_stream(faces.examples, FLAGS.batch_size, pair),
@@ -134,9 +132,22 @@ def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
     )
 
 
-def main(_):
+def check_flags() -> None:
+    """One-line errors for flag values that would otherwise fail after loading, or be ignored."""
     if FLAGS.patch_size and FLAGS.prior == "position":
         raise app.UsageError("--patch_size needs --prior channel (a positional prior's latent grid is the crop's)")
+    if FLAGS.patch_size < 0 or FLAGS.patch_size % 16 or FLAGS.patch_size > 160:
+        raise app.UsageError(f"--patch_size {FLAGS.patch_size}: a multiple of 16 up to 160 (0: whole crops)")
+    if FLAGS.patch_size and not FLAGS.data_dir:
+        raise app.UsageError("--patch_size needs the faces in memory (--data_dir)")
+    if not 0 <= FLAGS.validation_fraction < 1:
+        raise app.UsageError(f"--validation_fraction {FLAGS.validation_fraction}: from 0 up to (not including) 1")
+    if FLAGS.reconstructor and FLAGS.prediction_mode != "reconstruction":
+        raise app.UsageError("--reconstructor goes with --prediction_mode reconstruction")
+
+
+def main(_):
+    check_flags()
     try:
         faces = training_data.load(
             FLAGS.data_dir,
@@ -179,7 +190,9 @@ def main(_):
             else {
                 "mode": FLAGS.prediction_mode,
                 "network": prediction_network(),
-                "network_sha256": checkpoint.read_meta(prediction_network(), (), "prediction network")["sha256"],
+                "network_sha256": checkpoint.read_meta(
+                    prediction_network(), (reconstructor.WEIGHTS_FILE,), "prediction network"
+                )["sha256"],
                 "base_layer": FLAGS.base_layer,
             },
         },

@@ -132,8 +132,8 @@ def throughput(
 
 @dataclasses.dataclass
 class FaceCodecTrainConfig:
-    """Training of a variable-rate ``face_codec.FaceCodec`` on whole aligned crops (its positional prior needs
-    the crop's fixed latent grid); a rate of ``lmbdas`` drawn per batch."""
+    """Training of a (variable-rate) ``face_codec.FaceCodec`` on whole aligned crops (its positional prior needs
+    the crop's fixed latent grid) or, with a per-channel prior, on patches; a rate of ``lmbdas`` drawn per batch."""
 
     checkpoint_dir: str
     lmbdas: tuple = (0.001, 0.002, 0.004, 0.008, 0.016)
@@ -165,7 +165,6 @@ def face_codec_dataset(
         raise ValueError(f"need at least {batch_size} images with one prediction each")
     if patch_size and (patch_size % learned.DOWNSCALE or patch_size > min(images.shape[1:3])):
         raise ValueError(f"patch size {patch_size} must be a multiple of {learned.DOWNSCALE} within the images")
-    patch = patch_size or images.shape[1]
 
     def batches():
         rng = np.random.default_rng(seed)
@@ -176,14 +175,15 @@ def face_codec_dataset(
                 x, p = images[index], predictions[index]
                 flip = rng.random(batch_size) < 0.5
                 x[flip], p[flip] = x[flip, :, ::-1], p[flip, :, ::-1]
-                if patch < max(images.shape[1:3]):
-                    rows = rng.integers(0, images.shape[1] - patch + 1, batch_size)
-                    cols = rng.integers(0, images.shape[2] - patch + 1, batch_size)
-                    x = np.stack([a[r : r + patch, c : c + patch] for a, r, c in zip(x, rows, cols)])
-                    p = np.stack([a[r : r + patch, c : c + patch] for a, r, c in zip(p, rows, cols)])
+                if patch_size:
+                    rows = rng.integers(0, images.shape[1] - patch_size + 1, batch_size)
+                    cols = rng.integers(0, images.shape[2] - patch_size + 1, batch_size)
+                    x = np.stack([a[r : r + patch_size, c : c + patch_size] for a, r, c in zip(x, rows, cols)])
+                    p = np.stack([a[r : r + patch_size, c : c + patch_size] for a, r, c in zip(p, rows, cols)])
                 yield x, p
 
-    spec = tf.TensorSpec((batch_size, patch, patch, images.shape[3]), tf.uint8)
+    shape = (patch_size, patch_size, images.shape[3]) if patch_size else images.shape[1:]
+    spec = tf.TensorSpec((batch_size, *shape), tf.uint8)
     return tf.data.Dataset.from_generator(batches, output_signature=(spec, spec)).prefetch(2)
 
 
