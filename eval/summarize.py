@@ -119,6 +119,7 @@ SUMMARIES = {
     "rate_distortion_learned.json": rate_distortion,
     "rate_distortion_paper_set.json": rate_distortion,
     "rate_distortion_learned_paper_set.json": rate_distortion,
+    "rate_distortion_conditional.json": rate_distortion,
     "benchmark.json": benchmark,
     "lambda_sweep.json": lambda_sweep,
 }
