@@ -312,13 +312,14 @@ def _features(args) -> None:
 def _models(args) -> None:
     from sfc_tf import zoo
 
-    default = zoo.model_set()
+    default, defaults = zoo.model_set(), zoo.registry()["defaults"]["learned"]
     for entry in zoo.model_sets().values():
         mark = " (default)" if entry.id == default.id else ""
+        families = {kind: entry.learned.get(kind) or defaults.get(kind) for kind in ("residual", "conditional")}
         print(
             f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
-            f"{entry.reconstructor}, predictor {entry.predictor}, learned family "
-            f"{zoo.learned_family(kind='residual', for_set=entry).name}"
+            f"{entry.reconstructor}, predictor {entry.predictor}, learned families "
+            + ", ".join(f"{kind} {name}" for kind, name in families.items() if name)
         )
     for family in zoo.learned_families().values():
         print(f"learned {family.name} ({family.kind}, qualities 1..{len(family.rates)}): {family.description}")

@@ -214,7 +214,8 @@ def test_cli_round_trip(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
     assert cli.run(["compare", str(out / "Abel_Pacheco_0001.sfc"), str(out / "AJ_Cook_0001.sfc")]) == 0
     assert capsys.readouterr().out.startswith("different people")
     assert cli.run(["models"]) == 0
-    assert "step0.08 (default)" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "step0.08 (default)" in shown and "conditional face-conditional" in shown
 
 
 def test_cli_bad_input_exits_with_a_reason(tiny_zoo, tmp_path, capsys):
