@@ -312,10 +312,10 @@ def _features(args) -> None:
 def _models(args) -> None:
     from sfc_tf import zoo
 
-    default, defaults = zoo.model_set(), zoo.registry()["defaults"]["learned"]
+    default = zoo.model_set()
     for entry in zoo.model_sets().values():
         mark = " (default)" if entry.id == default.id else ""
-        families = {kind: entry.learned.get(kind) or defaults.get(kind) for kind in ("residual", "conditional")}
+        families = {kind: zoo.default_family_name(kind, entry) for kind in ("residual", "conditional")}
         print(
             f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
             f"{entry.reconstructor}, predictor {entry.predictor}, learned families "

@@ -129,12 +129,18 @@ def learned_families() -> dict[str, LearnedFamily]:
     }
 
 
+def default_family_name(kind: str, for_set: ModelSet | None = None) -> str | None:
+    """The name of model set ``for_set``'s learned family of ``kind`` (its own, else the registry's default; ``None``
+    if neither names one)."""
+    return (for_set or model_set()).learned.get(kind) or registry()["defaults"]["learned"].get(kind)
+
+
 def learned_family(name: str | None = None, kind: str | None = None, for_set: ModelSet | None = None) -> LearnedFamily:
     """A learned family by name, or the default family of ``kind`` for model set ``for_set`` (its own if it names
     one, else the registry's; ``None``: the default model set)."""
     families = learned_families()
     if name is None:
-        name = (for_set or model_set()).learned.get(kind) or registry()["defaults"]["learned"][kind]
+        name = default_family_name(kind, for_set)
     if name not in families:
         raise ValueError(f"no learned family {name!r}; registered: {', '.join(families)}")
     return families[name]

@@ -22,7 +22,7 @@ Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_m
 
 from absl import app, flags
 
-from sfc_tf import checkpoint, reconstructor, training_data, zoo
+from sfc_tf import training_data, zoo
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
 
@@ -190,9 +190,7 @@ def main(_):
             else {
                 "mode": FLAGS.prediction_mode,
                 "network": prediction_network(),
-                "network_sha256": checkpoint.read_meta(
-                    prediction_network(), (reconstructor.WEIGHTS_FILE,), "prediction network"
-                )["sha256"],
+                "network_sha256": prediction.network_id(prediction_network()),
                 "base_layer": FLAGS.base_layer,
             },
         },

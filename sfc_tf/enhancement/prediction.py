@@ -64,7 +64,12 @@ class CodingPredictor:
 
     @property
     def model_id(self) -> str:
-        return json.loads((self.directory / "meta.json").read_text())["sha256"]
+        return network_id(self.directory)
+
+
+def network_id(directory: str | os.PathLike) -> str:
+    """A prediction network's id: the sha256 its meta.json records (``load_network`` checks the files against it)."""
+    return json.loads((pathlib.Path(directory) / "meta.json").read_text())["sha256"]
 
 
 def load_network(directory: str | os.PathLike):
@@ -143,13 +148,12 @@ def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os
     from sfc_tf import base_layer, residuals
 
     network = load_network(network_dir)
-    network_id = json.loads((pathlib.Path(network_dir) / "meta.json").read_text())["sha256"]
     base = base_layer.load(base_layer_path)
 
     def predict(features: np.ndarray, progress: bool = False) -> np.ndarray:
         return residuals.reconstruct(network, base.decode_payloads(base.encode_payloads(features)), progress=progress)
 
-    predict.key = f"{network_id}{base.model_id}"
+    predict.key = f"{network_id(network_dir)}{base.model_id}"
     return predict
 
 

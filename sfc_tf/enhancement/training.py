@@ -44,8 +44,7 @@ class EnhancementTrainConfig:
 
 def patches_dataset(images: np.ndarray, batch_size: int, patch_size: int, seed: int = 0) -> tf.data.Dataset:
     """Shuffled batches of random ``patch_size`` crops (with random horizontal flips) of uint8 images."""
-    if patch_size % learned.DOWNSCALE or patch_size > min(images.shape[1:3]):
-        raise ValueError(f"patch size {patch_size} must be a multiple of {learned.DOWNSCALE} within the images")
+    check_patch_size(patch_size, images)
     dataset = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed).repeat()
     if patch_size < max(images.shape[1:3]):
         dataset = dataset.map(
@@ -54,6 +53,11 @@ def patches_dataset(images: np.ndarray, batch_size: int, patch_size: int, seed: 
         )
     dataset = dataset.map(lambda x: tf.image.random_flip_left_right(x, seed=seed), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def check_patch_size(patch_size: int, images: np.ndarray) -> None:
+    if patch_size % learned.DOWNSCALE or patch_size > min(images.shape[1:3]):
+        raise ValueError(f"patch size {patch_size} must be a multiple of {learned.DOWNSCALE} within the images")
 
 
 def build_model(config: EnhancementTrainConfig) -> learned.BLS2017:
@@ -163,8 +167,8 @@ def face_codec_dataset(
     predictions = images if predictions is None else predictions
     if len(predictions) != len(images) or len(images) < batch_size:
         raise ValueError(f"need at least {batch_size} images with one prediction each")
-    if patch_size and (patch_size % learned.DOWNSCALE or patch_size > min(images.shape[1:3])):
-        raise ValueError(f"patch size {patch_size} must be a multiple of {learned.DOWNSCALE} within the images")
+    if patch_size:
+        check_patch_size(patch_size, images)
 
     def batches():
         rng = np.random.default_rng(seed)
@@ -178,8 +182,10 @@ def face_codec_dataset(
                 if patch_size:
                     rows = rng.integers(0, images.shape[1] - patch_size + 1, batch_size)
                     cols = rng.integers(0, images.shape[2] - patch_size + 1, batch_size)
-                    x = np.stack([a[r : r + patch_size, c : c + patch_size] for a, r, c in zip(x, rows, cols)])
-                    p = np.stack([a[r : r + patch_size, c : c + patch_size] for a, r, c in zip(p, rows, cols)])
+                    x, p = (
+                        np.stack([a[r : r + patch_size, c : c + patch_size] for a, r, c in zip(pair, rows, cols)])
+                        for pair in (x, p)
+                    )
                 yield x, p
 
     shape = (patch_size, patch_size, images.shape[3]) if patch_size else images.shape[1:]
