@@ -152,7 +152,7 @@ def main(_):
     base_files = codec.encode_analysis(analysis).files
     recon = analysis.predictions.reconstruction
     # centred on the training-identity feature mean (the model's PCA mean), as verify_lfw.py and rate_accuracy.py
-    all_features = codec.base_layer.decode_payloads(codec.base_layer.encode_payloads(faces.features))
+    all_features = codec.base_layer.decode_payloads(codec.base_layer.encode_payloads(faces.features, faces.crops))
     base_accuracy = metrics.evaluate_pairs(pairs, faces.index(), all_features, mean=codec.base_layer.mean)
     result = {
         "num_images": count,

@@ -5,6 +5,10 @@ reconstructions (the paper's Fig. 3).
   python eval/reconstruction.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
       --output_json eval/results/reconstruction.json --grid_png eval/results/reconstruction_grid.png
 
+The faces are what users get: base-only .sfc files written by the codec and decoded at the "reconstruction"
+level (a model set whose base layer codes a colour thumbnail uses it), of ``--model_set`` or of the models named
+by ``--base_layer`` / ``--reconstructor`` (the rest from the default set).
+
 Identity, NbNet's two attacks (a reconstruction presented to the verifier that holds the originals):
 - type I, the reconstruction against the original it was made from: ``accuracy_type_i`` in the LFW pair
   protocol (``metrics.evaluate_type_i``) and ``tar_type_i`` at FAR 0.1 %;
@@ -18,15 +22,17 @@ opinion that a reconstructor trained against FaceNet (the identity term) cannot 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, evaluation, facenet, independent_verifier, metrics, reconstructor, residuals, zoo
+from sfc_tf import bitstream, evaluation, facenet, independent_verifier, metrics, zoo
+from sfc_tf.codec import ScalableCodec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_string("base_layer", None, "Base-layer model to decode through; default: the default model set's.")
-flags.DEFINE_string("reconstructor", None, "Reconstructor checkpoint; default: the default model set's.")
+flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
+flags.DEFINE_string("base_layer", None, "Base-layer model to decode through instead of the model set's.")
+flags.DEFINE_string("reconstructor", None, "Reconstructor checkpoint instead of the model set's.")
 flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
 flags.DEFINE_string("grid_png", None, "PNG grid: originals over reconstructions.")
 flags.DEFINE_integer("grid_faces", 8, "Faces in the grid.")
@@ -56,17 +62,26 @@ def identity_scores(pairs, index, identities, rebuilt_features, original_feature
     }
 
 
+def make_codec() -> ScalableCodec:
+    """The --model_set, or the models named by --base_layer / --reconstructor."""
+    chosen = zoo.model_set(FLAGS.model_set)
+    if not (FLAGS.base_layer or FLAGS.reconstructor):
+        return ScalableCodec(chosen, align=FLAGS.align)
+    return ScalableCodec.from_paths(
+        FLAGS.base_layer or chosen.path("base_layer"),
+        FLAGS.reconstructor or chosen.path("reconstructor"),
+        align=FLAGS.align,
+    )
+
+
 def main(_):
     extractor = facenet.FeatureExtractor()
     pairs, faces = evaluation.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align, FLAGS.pairs, extractor
     )
-    base_path = FLAGS.base_layer or str(zoo.model_set().path("base_layer"))
-    reconstructor_path = FLAGS.reconstructor or str(zoo.model_set().path("reconstructor"))
-    model = base_layer.load(base_path)
-    records = model.encode(faces.features)
-    decoded = model.decode(records)
-    rebuilt = residuals.reconstruct(reconstructor.load(reconstructor_path), decoded)
+    codec = make_codec()
+    files = codec.encode_analysis(codec.analyse(faces.crops, faces.features)).files
+    rebuilt = np.stack([d.image for d in codec.decode_many(files, "reconstruction")])
     index = faces.index()
     result = {
         **evaluation.reconstruction_quality(faces.crops, rebuilt),
@@ -79,10 +94,13 @@ def main(_):
             pairs, index, faces.identities(), verifier(rebuilt, landmarks), verifier(faces.crops, landmarks)
         )
         result.update({f"dlib_{k}": v for k, v in scores.items()}, dlib_landmark_fallbacks=fallbacks)
+    payloads = [bitstream.unpack_base(f).base_payload for f in files]
     result.update(
-        base_layer=base_path,
-        base_bits_per_face=float(8 * np.mean([len(r) for r in records])),
-        reconstructor=reconstructor_path,
+        model_set=codec.model_set.name,
+        base_layer=str(codec.model_set.path("base_layer")),
+        base_bits_per_face=float(8 * np.mean([len(p) + bitstream.BASE_CRC_BYTES for p in payloads])),
+        base_file_bits_per_face=float(8 * np.mean([len(f) for f in files])),
+        reconstructor=str(codec.model_set.path("reconstructor")),
         num_images=len(faces.paths),
         num_pairs=len(pairs),
     )

@@ -12,6 +12,9 @@ Model (fitted on training-identity features only, stored in one ``.npz`` with ev
                                      D symbols, each escaped value in dimension order under a uniform
                                      distribution over [-max_symbol, max_symbol]
   f^ = normalise(mean + (q * step) @ rotation.T)   decoded feature, unit L2 norm as FaceNet's distance expects
+  thumbnail                          optional (ours): a g x g colour thumbnail of the crop (``sfc_tf.thumbnail``),
+                                     its symbols coded after the D feature symbols, before the escapes; a model
+                                     with one needs the crops to encode, and its decoder returns the thumbnail
 
 Every table is bounded (tfc's own unbounded overflow code is not used: its Elias-gamma decoder loops forever
 on some damaged streams), so decoding any bytes terminates.
@@ -38,14 +41,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sfc_tf import priors
 from sfc_tf.errors import BitstreamError, WeightsError
+from sfc_tf.thumbnail import Thumbnail
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-PRECISION = 16
 MAX_HALF_RANGE = 256  # a dimension's prior covers at most [-256, 256] quantization bins, then escapes
-GAUSSIAN_SHARE = 0.05  # weight of the Gaussian component of each dimension's prior
 ESCAPE_PROBABILITY = 1e-4  # prior probability of the escape symbol in every dimension
 FORMAT_VERSION = 2
 
@@ -60,22 +63,6 @@ def max_symbol_for(step: float) -> int:
     return math.ceil(2.0 / step) + 1
 
 
-def _gaussian_pmf(half_range: int, sigma_bins: float) -> np.ndarray:
-    from scipy.stats import norm
-
-    edges = np.arange(-half_range - 0.5, half_range + 1.5)
-    pmf = np.diff(norm.cdf(edges / max(sigma_bins, 1e-3)))
-    return pmf / pmf.sum()
-
-
-def _cdf_row(pmf: np.ndarray) -> np.ndarray:
-    """tfc table row: precision, then the quantized CDF of ``pmf``."""
-    import tensorflow_compression as tfc
-
-    cdf = tfc.pmf_to_quantized_cdf(np.asarray(pmf, np.float32), precision=PRECISION).numpy()
-    return np.concatenate([[PRECISION], cdf]).astype(np.int32)
-
-
 class BaseLayerModel:
     """Fitted quantizer + prior. Use ``fit`` to create, ``save``/``load`` to persist."""
 
@@ -88,6 +75,7 @@ class BaseLayerModel:
         cdfs: np.ndarray,
         escape_cdf: np.ndarray,
         info: dict | None = None,
+        thumbnail: Thumbnail | None = None,
     ) -> None:
         self.mean = np.asarray(mean, np.float32)
         self.rotation = np.asarray(rotation, np.float32)
@@ -98,6 +86,8 @@ class BaseLayerModel:
         self.escape_cdf = np.asarray(escape_cdf, np.int32)  # precision, uniform CDF of 2*max_symbol+1 values
         self.info = dict(info or {})
         self.dim = len(self.mean)
+        self.thumbnail = thumbnail
+        self.coded_dims = self.dim + (thumbnail.dim if thumbnail else 0)  # symbols before any escape
         self._lookup = None
 
     # -- fitting -----------------------------------------------------------------------------------------
@@ -107,8 +97,8 @@ class BaseLayerModel:
         features = np.asarray(features, np.float64)
         if features.ndim != 2 or len(features) < 2:
             raise ValueError("fit needs an (N, D) array of at least two features")
-        if not step > 0 or 2 * max_symbol_for(step) + 1 > 1 << PRECISION:
-            raise ValueError(f"step {step} out of range: need 2 * (ceil(2 / step) + 1) + 1 <= {1 << PRECISION}")
+        if not step > 0 or 2 * max_symbol_for(step) + 1 > 1 << priors.PRECISION:
+            raise ValueError(f"step {step} out of range: need 2 * (ceil(2 / step) + 1) + 1 <= {1 << priors.PRECISION}")
         max_symbol = max_symbol_for(step)
         mean = features.mean(axis=0)
         if pca:
@@ -118,16 +108,8 @@ class BaseLayerModel:
             rotation = np.eye(features.shape[1])
         symbols = np.clip(np.rint((features - mean) @ rotation / step), -max_symbol, max_symbol).astype(np.int64)
         half_ranges = np.clip(np.abs(symbols).max(axis=0), 0, MAX_HALF_RANGE).astype(np.int32)
-        sigmas = symbols.std(axis=0) + 0.5
-        rows = []
-        for dim, half in enumerate(half_ranges):
-            counts = np.bincount(np.clip(symbols[:, dim], -half, half) + half, minlength=2 * half + 1) + 0.5
-            pmf = (1 - GAUSSIAN_SHARE) * counts / counts.sum() + GAUSSIAN_SHARE * _gaussian_pmf(half, sigmas[dim])
-            rows.append(_cdf_row(np.append(pmf * (1 - ESCAPE_PROBABILITY), ESCAPE_PROBABILITY)))
-        cdfs = np.full((len(rows), max(len(r) for r in rows)), 1 << PRECISION, np.int32)
-        for dim, row in enumerate(rows):
-            cdfs[dim, : len(row)] = row
-        escape_cdf = _cdf_row(np.full(2 * max_symbol + 1, 1.0 / (2 * max_symbol + 1)))
+        cdfs = priors.histogram_cdfs(symbols, half_ranges, ESCAPE_PROBABILITY)
+        escape_cdf = priors.cdf_row(np.full(2 * max_symbol + 1, 1.0 / (2 * max_symbol + 1)))
         return cls(
             mean,
             rotation,
@@ -137,6 +119,11 @@ class BaseLayerModel:
             escape_cdf,
             {**(info or {}), "pca": pca, "fit_samples": len(features)},
         )
+
+    def with_thumbnail(self, thumbnail: Thumbnail, info: dict | None = None) -> "BaseLayerModel":
+        """This model with a colour thumbnail coded beside the feature (the feature's bits are unchanged)."""
+        arrays = (self.mean, self.rotation, self.step, self.half_ranges, self.cdfs, self.escape_cdf)
+        return BaseLayerModel(*arrays, {**self.info, "thumbnail": info or {}}, thumbnail)
 
     # -- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -153,6 +140,7 @@ class BaseLayerModel:
             escape_cdf=self.escape_cdf,
             info=np.array(json.dumps(self.info)),
             version=np.int32(FORMAT_VERSION),
+            **self._thumbnail_arrays(),
         )
         path.write_bytes(buffer.getvalue())
 
@@ -162,6 +150,9 @@ class BaseLayerModel:
             with np.load(path, allow_pickle=False) as archive:
                 if int(archive["version"]) != FORMAT_VERSION:
                     raise WeightsError(f"{path}: base-layer model version {int(archive['version'])} unsupported")
+                thumbnail = None
+                if "thumbnail_grid" in archive:
+                    thumbnail = Thumbnail(*(archive[f"thumbnail_{name}"] for name in Thumbnail.ARRAYS))
                 return cls(
                     archive["mean"],
                     archive["rotation"],
@@ -170,6 +161,7 @@ class BaseLayerModel:
                     archive["cdfs"],
                     archive["escape_cdf"],
                     json.loads(str(archive["info"])),
+                    thumbnail,
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise WeightsError(f"cannot load base-layer model {path}: {exc}") from exc
@@ -181,7 +173,12 @@ class BaseLayerModel:
         digest = hashlib.sha256(f"base_layer v{FORMAT_VERSION}".encode())
         for array in (self.mean, self.rotation, np.float64(self.step), self.half_ranges, self.cdfs, self.escape_cdf):
             digest.update(np.ascontiguousarray(array).tobytes())
+        for name, array in self._thumbnail_arrays().items():  # none for a feature-only model: its id is unchanged
+            digest.update(name.encode() + np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
+
+    def _thumbnail_arrays(self) -> dict[str, np.ndarray]:
+        return {f"thumbnail_{k}": v for k, v in self.thumbnail.arrays().items()} if self.thumbnail else {}
 
     # -- quantization ------------------------------------------------------------------------------------
     def quantize(self, features: np.ndarray) -> np.ndarray:
@@ -214,8 +211,8 @@ class BaseLayerModel:
     def entropy_bits(self, features: np.ndarray) -> np.ndarray:
         """Ideal code length (bits) of each feature's symbols under the prior, escapes included."""
         symbols = self.quantize(features)
-        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0**PRECISION
-        escape_pmf = np.diff(self.escape_cdf[1:].astype(np.float64)) / 2.0**PRECISION
+        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0**priors.PRECISION
+        escape_pmf = np.diff(self.escape_cdf[1:].astype(np.float64)) / 2.0**priors.PRECISION
         bits = np.zeros(len(symbols))
         for dim, half in enumerate(self.half_ranges):
             values = symbols[:, dim] + half
@@ -227,37 +224,44 @@ class BaseLayerModel:
 
     # -- coding ------------------------------------------------------------------------------------------
     def _tables(self) -> tf.Tensor:
-        """Ragged tfc lookup: rows 0..D-1 the dimensions' CDFs, row D the escape CDF."""
+        """Ragged tfc lookup: rows 0..D-1 the dimensions' CDFs, then the thumbnail's T rows, then the escape CDF
+        (row ``coded_dims``)."""
         import tensorflow as tf
 
         if self._lookup is None:
-            self._lookup = tf.constant(np.concatenate([self.cdfs.ravel(), self.escape_cdf]))
+            cdfs = self.cdfs if self.thumbnail is None else priors.pad_rows([*self.cdfs, *self.thumbnail.cdfs])
+            self._lookup = tf.constant(np.concatenate([cdfs.ravel(), self.escape_cdf]))
         return self._lookup
 
     def _layout(self, escapes: int) -> np.ndarray:
         """Table index of each coded symbol of a face with ``escapes`` escaped values."""
-        return np.concatenate([np.arange(self.dim), np.full(escapes, self.dim)]).astype(np.int32)
+        return np.concatenate([np.arange(self.coded_dims), np.full(escapes, self.coded_dims)]).astype(np.int32)
 
-    def encode(self, features: np.ndarray) -> list[bytes]:
+    def encode(self, features: np.ndarray, crops: np.ndarray | None = None) -> list[bytes]:
         """(N, D) features -> N records: CRC-16 + range-coded payload (the unit the rate tables count)."""
-        return [crc16(p).to_bytes(2, "big") + p for p in self.encode_payloads(features)]
+        return [crc16(p).to_bytes(2, "big") + p for p in self.encode_payloads(features, crops)]
 
-    def encode_payloads(self, features: np.ndarray) -> list[bytes]:
-        """(N, D) features -> N independent range-coded payloads (the .sfc container adds its own CRC), one op
-        call per distinct number of escaped values in the batch (usually one)."""
+    def encode_payloads(self, features: np.ndarray, crops: np.ndarray | None = None) -> list[bytes]:
+        """(N, D) features (and, for a model with a thumbnail, the (N, S, S, 3) uint8 crops they come from) -> N
+        independent range-coded payloads (the .sfc container adds its own CRC), one op call per distinct number
+        of escaped values in the batch (usually one)."""
         import tensorflow as tf
         import tensorflow_compression as tfc
 
         symbols = self.quantize(features)
         outside = np.abs(symbols) > self.half_ranges
         values = np.where(outside, 2 * self.half_ranges + 1, symbols + self.half_ranges).astype(np.int32)
+        if self.thumbnail is not None:
+            if crops is None or len(crops) != len(symbols):
+                raise ValueError("this base layer codes a colour thumbnail: pass the crops beside their features")
+            values = np.concatenate([values, self.thumbnail.quantize(crops) + self.thumbnail.half_ranges], axis=1)
         counts = outside.sum(axis=1)
         payloads = [b""] * len(symbols)
         for escapes in np.unique(counts):
             rows = np.flatnonzero(counts == escapes)
             escaped = symbols[rows][outside[rows]].reshape(len(rows), escapes) + self.max_symbol
             handle = tfc.create_range_encoder([len(rows)], self._tables())
-            index = np.broadcast_to(self._layout(escapes), (len(rows), self.dim + escapes))
+            index = np.broadcast_to(self._layout(escapes), (len(rows), self.coded_dims + escapes))
             handle = tfc.entropy_encode_index(
                 handle, tf.constant(index), tf.constant(np.concatenate([values[rows], escaped], axis=1))
             )
@@ -266,11 +270,11 @@ class BaseLayerModel:
         return payloads
 
     def _decode_symbols(self, payloads: list[bytes], escapes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Range-decode D + ``escapes`` symbols of each payload: (values, end-of-stream check passed)."""
+        """Range-decode D + T + ``escapes`` symbols of each payload: (values, end-of-stream check passed)."""
         import tensorflow as tf
         import tensorflow_compression as tfc
 
-        length = self.dim + escapes
+        length = self.coded_dims + escapes
         try:
             handle = tfc.create_range_decoder(tf.constant(payloads), self._tables())
             index = tf.constant(np.broadcast_to(self._layout(escapes), (len(payloads), length)))
@@ -294,26 +298,36 @@ class BaseLayerModel:
     def decode_payloads(self, payloads: list[bytes]) -> np.ndarray:
         """N range-coded payloads -> (N, D) unit-norm features. Raises ``BitstreamError`` when the range decoder
         or the escape check rejects a payload."""
+        return self.decode_layers(payloads)[0]
+
+    def decode_layers(self, payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+        """N range-coded payloads -> ((N, D) unit-norm features, (N, 3 g^2) thumbnails, or None for a model
+        without one). Raises ``BitstreamError`` when the range decoder or the escape check rejects a payload."""
         payloads = [bytes(p) for p in payloads]
         if any(not p for p in payloads):
             raise BitstreamError("empty base-layer payload")
         if not payloads:
-            return np.zeros((0, self.dim), np.float32)
+            thumbnails = None if self.thumbnail is None else np.zeros((0, self.thumbnail.dim))
+            return np.zeros((0, self.dim), np.float32), thumbnails
         values, ok = self._decode_symbols(payloads, 0)
+        thumbnails = None
+        if self.thumbnail is not None:
+            thumbnails = self.thumbnail.dequantize(values[:, self.dim :] - self.thumbnail.half_ranges)
+            values = values[:, : self.dim]
         escaped = values == 2 * self.half_ranges + 1
         symbols = values - self.half_ranges
         counts = escaped.sum(axis=1)
         for escapes in np.unique(counts[counts > 0]):  # faces with escapes: decode again, with their values
             rows = np.flatnonzero(counts == escapes)
             more, ok[rows] = self._decode_symbols([payloads[r] for r in rows], escapes)
-            extra = more[:, self.dim :] - self.max_symbol
+            extra = more[:, self.coded_dims :] - self.max_symbol
             dims = np.nonzero(escaped[rows])[1].reshape(len(rows), escapes)
             if np.any(np.abs(extra) <= self.half_ranges[dims]):
                 raise BitstreamError(f"base-layer records {rows.tolist()}: escaped value inside the prior's range")
             symbols[rows[:, None], dims] = extra
         if not np.all(ok):
             raise BitstreamError(f"base-layer records {np.flatnonzero(~ok).tolist()}: range decoder end check failed")
-        return self.dequantize(symbols)
+        return self.dequantize(symbols), thumbnails
 
 
 def load(path: str | os.PathLike) -> BaseLayerModel:

@@ -144,8 +144,17 @@ class ModelSetModels:
 
         return residuals.reconstruct(self.predictor.network, features)
 
-    def predictions(self, features: np.ndarray) -> Predictions:
-        return Predictions(features, self.reconstruct, self.predict, lambda: self.predictor.mean_face)
+    def predictions(self, features: np.ndarray, thumbnails: np.ndarray | None = None) -> Predictions:
+        """The predictions of decoded features; with a base layer that codes a colour thumbnail, the
+        reconstruction takes its coarse image from the decoded ``thumbnails``."""
+        reconstruct = self.reconstruct
+        if thumbnails is not None:
+            thumbnail = self.base_layer.thumbnail
+
+            def reconstruct(f: np.ndarray) -> np.ndarray:
+                return thumbnail.apply(self.reconstruct(f), thumbnails)
+
+        return Predictions(features, reconstruct, self.predict, lambda: self.predictor.mean_face)
 
 
 @functools.lru_cache(maxsize=16)
@@ -297,8 +306,8 @@ class ScalableCodec:
         """FaceNet features, base-layer payloads and (on demand) predictions of aligned crops (``features``: their
         FaceNet features if already computed, e.g. cached by an evaluation)."""
         crops = np.asarray(crops, np.uint8)
-        payloads = self.base_layer.encode_payloads(self.extractor(crops) if features is None else features)
-        return Analysis(crops, payloads, self.models.predictions(self.base_layer.decode_payloads(payloads)))
+        payloads = self.base_layer.encode_payloads(self.extractor(crops) if features is None else features, crops)
+        return Analysis(crops, payloads, self.models.predictions(*self.base_layer.decode_layers(payloads)))
 
     def encode(
         self, image: ImageSource, enhancement: str = "none", quality: Quality | None = None, mode: str = AUTO
@@ -390,10 +399,10 @@ class ScalableCodec:
 
     def _decode_set(self, set_id: int, parsed: list[bitstream.SfcFile], layers: str) -> list[Decoded]:
         models = self.models_for(set_id)
-        features = models.base_layer.decode_payloads([s.base_payload for s in parsed])
+        features, thumbnails = models.base_layer.decode_layers([s.base_payload for s in parsed])
         if layers == "base":
             return [Decoded(f, None) for f in features]
-        predictions = models.predictions(features)
+        predictions = models.predictions(features, thumbnails)
         if layers == "reconstruction":
             return [Decoded(f, face) for f, face in zip(features, predictions.reconstruction)]
         faces = [None] * len(parsed)

@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import checkpoint, inference
+from sfc_tf import checkpoint, coarse, inference
 
 WEIGHTS_FILE = "weights.h5"
 ARCHITECTURE = "linear"
@@ -33,8 +33,8 @@ class LinearPredictor(inference.GraphInference, tf.keras.Model):
         self.linear = tf.keras.layers.Dense(self.grid * self.grid * 3, name="linear")
 
     def call(self, features, training=False):
-        coarse = tf.reshape(self.linear(features), (-1, self.grid, self.grid, 3))
-        return tf.image.resize(coarse, (self.image_size, self.image_size), method="bilinear")
+        small = tf.reshape(self.linear(features), (-1, self.grid, self.grid, 3))
+        return tf.image.resize(small, (self.image_size, self.image_size), method="bilinear")
 
     def get_config(self):
         return {
@@ -49,22 +49,9 @@ class LinearPredictor(inference.GraphInference, tf.keras.Model):
         return self
 
 
-def upsampling_matrix(grid: int, size: int) -> np.ndarray:
-    """(size, grid) matrix of the bilinear resize ``LinearPredictor`` applies along one axis."""
-    basis = np.eye(grid, dtype=np.float32)[:, :, None, None]  # grid one-hot "images" of height grid
-    columns = tf.image.resize(basis, (size, 1), method="bilinear").numpy()[:, :, 0, 0]
-    return columns.T
-
-
-def coarse_targets(crops: np.ndarray, grid: int, batch: int = 512) -> np.ndarray:
+def coarse_targets(crops: np.ndarray, grid: int) -> np.ndarray:
     """Least-squares coarse images (N, grid*grid*3) whose bilinear upsampling is closest to ``crops`` ([-1, 1])."""
-    size = crops.shape[1]
-    project = np.linalg.pinv(upsampling_matrix(grid, size))  # (grid, size)
-    out = np.empty((len(crops), grid, grid, 3), np.float32)
-    for i in range(0, len(crops), batch):
-        y = crops[i : i + batch].astype(np.float32) / 127.5 - 1.0
-        out[i : i + batch] = np.einsum("ah,nhwc,bw->nabc", project, y, project, optimize=True)
-    return out.reshape(len(crops), -1)
+    return (coarse.coarse_images(crops, grid) / 127.5 - 1.0).astype(np.float32).reshape(len(crops), -1)
 
 
 class RidgeFit:

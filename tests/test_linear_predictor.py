@@ -5,26 +5,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import linear_predictor, reconstructor
+from sfc_tf import coarse, linear_predictor, reconstructor
 from sfc_tf.enhancement import prediction
 from sfc_tf.errors import WeightsError
 
 
 def test_upsampling_matrix_is_the_models_bilinear_resize():
     grid, size = 5, 40
-    coarse = np.random.default_rng(0).normal(size=(2, grid, grid, 3)).astype(np.float32)
-    upsample = linear_predictor.upsampling_matrix(grid, size)
-    expected = tf.image.resize(coarse, (size, size), method="bilinear").numpy()
-    np.testing.assert_allclose(np.einsum("ha,nabc,wb->nhwc", upsample, coarse, upsample), expected, atol=1e-5)
+    small = np.random.default_rng(0).normal(size=(2, grid, grid, 3)).astype(np.float32)
+    upsample = coarse.upsampling_matrix(grid, size)
+    expected = tf.image.resize(small, (size, size), method="bilinear").numpy()
+    np.testing.assert_allclose(np.einsum("ha,nabc,wb->nhwc", upsample, small, upsample), expected, atol=1e-5)
 
 
 def test_coarse_targets_invert_the_upsampling():
     grid, size = 5, 40
     rng = np.random.default_rng(1)
-    coarse = rng.uniform(-0.9, 0.9, size=(3, grid, grid, 3)).astype(np.float32)
-    images = reconstructor.to_uint8(tf.image.resize(coarse, (size, size), method="bilinear"))
-    recovered = linear_predictor.coarse_targets(images, grid).reshape(coarse.shape)
-    np.testing.assert_allclose(recovered, coarse, atol=2 / 127.5)  # within pixel rounding
+    small = rng.uniform(-0.9, 0.9, size=(3, grid, grid, 3)).astype(np.float32)
+    images = reconstructor.to_uint8(tf.image.resize(small, (size, size), method="bilinear"))
+    recovered = linear_predictor.coarse_targets(images, grid).reshape(small.shape)
+    np.testing.assert_allclose(recovered, small, atol=2 / 127.5)  # within pixel rounding
 
 
 def test_ridge_fit_recovers_a_linear_map_in_batches():

@@ -3,6 +3,12 @@
   python train/fit_base_layer.py --lfw_dir ../shared/data/lfw \
       --identities ../shared/data/lfw/train_identities.txt --align mtcnn --output_dir checkpoints/base_layer
   python train/fit_base_layer.py ... --align center --output_dir checkpoints/base_layer/center
+  python train/fit_base_layer.py ... --feature_models checkpoints/base_layer/step_0.08.npz \
+      --thumbnail_grid 2 --thumbnail_step 16 --output_dir checkpoints/base_layer/thumbnail2
+
+With ``--thumbnail_grid G`` every model also codes a G x G colour thumbnail of the crop (``sfc_tf.thumbnail``),
+fitted on the same training crops. ``--feature_models`` takes the feature part from existing models (bit for bit:
+a refit on another machine's BLAS may rotate differently) instead of fitting one per step.
 
 One model per quantizer step, written as <output_dir>/step_<step>.npz, and an index.json holding the fitted-on
 data and, per model, its step, dims, model id and the mean coded and ideal bits per face on the training
@@ -17,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from sfc_tf import base_layer, data, facenet
+from sfc_tf.thumbnail import Thumbnail
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "Root of identity folders.", required=True)
@@ -31,14 +38,28 @@ flags.DEFINE_bool("pca", True, "Decorrelate with a PCA rotation before quantizat
 flags.DEFINE_string("pairs", None, "pairs.txt for the reported evaluation rates; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("eval_folds", ["1", "2", "3", "4"], "Folds whose images give the reported evaluation rates.")
 flags.DEFINE_string("output_dir", "checkpoints/base_layer", "Where the models go.")
+flags.DEFINE_integer("thumbnail_grid", 0, "Also code a G x G colour thumbnail of the crop (0: none, the paper's).")
+flags.DEFINE_float("thumbnail_step", 16.0, "The thumbnail's quantizer step, in 8-bit levels.")
+flags.DEFINE_list("feature_models", [], "Existing base-layer models whose feature part to keep (instead of --steps).")
 
 
-def coded_and_ideal_bits(model: base_layer.BaseLayerModel, features: np.ndarray) -> dict:
-    coded = 8 * np.mean([len(r) for r in model.encode(features)])
+def coded_and_ideal_bits(model: base_layer.BaseLayerModel, faces: data.FaceSet) -> dict:
+    """Coded bits per face (record: CRC-16 + payload, the thumbnail included) and the feature's ideal bits."""
+    coded = 8 * np.mean([len(r) for r in model.encode(faces.features, faces.crops)])
     return {
         "coded_bits_per_face": round(float(coded), 1),
-        "entropy_bits_per_face": round(float(model.entropy_bits(features).mean()), 1),
+        "entropy_bits_per_face": round(float(model.entropy_bits(faces.features).mean()), 1),
     }
+
+
+def feature_models(features: np.ndarray):
+    """The --feature_models as loaded, or one model fitted per --steps."""
+    if FLAGS.feature_models:
+        yield from (base_layer.load(path) for path in FLAGS.feature_models)
+        return
+    for step in sorted(float(s) for s in FLAGS.steps):
+        info = {"facenet": facenet.DEFAULT_KEY, "align": FLAGS.align, "identities": FLAGS.identities}
+        yield base_layer.BaseLayerModel.fit(features, step, FLAGS.pca, info)
 
 
 def main(_):
@@ -54,23 +75,26 @@ def main(_):
         tag,
     )
     out = pathlib.Path(FLAGS.output_dir)
+    thumbnail = None
+    if FLAGS.thumbnail_grid:
+        thumbnail = Thumbnail.fit(train.crops, FLAGS.thumbnail_grid, FLAGS.thumbnail_step)
     index = []
-    for step in sorted(float(s) for s in FLAGS.steps):
-        info = {"facenet": facenet.DEFAULT_KEY, "align": FLAGS.align, "identities": FLAGS.identities}
-        model = base_layer.BaseLayerModel.fit(train.features, step, FLAGS.pca, info)
-        name = f"step_{step:g}.npz"
+    for model in feature_models(train.features):
+        if thumbnail is not None:
+            model = model.with_thumbnail(thumbnail, {"grid": thumbnail.grid, "step": thumbnail.step})
+        name = f"step_{model.step:g}.npz"
         model.save(out / name)
         entry = {
             "file": name,
-            "step": step,
+            "step": model.step,
             "dims": model.dim,
             "model_id": model.model_id,
-            "train": coded_and_ideal_bits(model, train.features),
-            "eval": coded_and_ideal_bits(model, eval_faces.features),
+            "train": coded_and_ideal_bits(model, train),
+            "eval": coded_and_ideal_bits(model, eval_faces),
         }
         index.append(entry)
         print(
-            f"step {step:g}: {entry['train']['coded_bits_per_face']} coded bits per face on train, "
+            f"step {model.step:g}: {entry['train']['coded_bits_per_face']} coded bits per face on train, "
             f"{entry['eval']['coded_bits_per_face']} on eval"
         )
     (out / "index.json").write_text(
@@ -90,6 +114,8 @@ def main(_):
                 },
                 "align": FLAGS.align,
                 "pca": FLAGS.pca,
+                "feature_models": FLAGS.feature_models,
+                "thumbnail": thumbnail and {"grid": thumbnail.grid, "step": thumbnail.step},
                 "models": index,
             },
             indent=2,
