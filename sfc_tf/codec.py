@@ -145,16 +145,12 @@ class ModelSetModels:
         return residuals.reconstruct(self.predictor.network, features)
 
     def predictions(self, features: np.ndarray, thumbnails: np.ndarray | None = None) -> Predictions:
-        """The predictions of decoded features; with a base layer that codes a colour thumbnail, the
-        reconstruction takes its coarse image from the decoded ``thumbnails``."""
-        reconstruct = self.reconstruct
+        """The predictions of decoded features; with a base layer that codes a colour thumbnail, each takes its
+        coarse image from the decoded ``thumbnails``."""
+        correct = None
         if thumbnails is not None:
-            thumbnail = self.base_layer.thumbnail
-
-            def reconstruct(f: np.ndarray) -> np.ndarray:
-                return thumbnail.apply(self.reconstruct(f), thumbnails)
-
-        return Predictions(features, reconstruct, self.predict, lambda: self.predictor.mean_face)
+            correct = functools.partial(self.base_layer.thumbnail.apply, coefficients=thumbnails)
+        return Predictions(features, self.reconstruct, self.predict, lambda: self.predictor.mean_face, correct)
 
 
 @functools.lru_cache(maxsize=16)

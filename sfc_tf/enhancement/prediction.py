@@ -85,7 +85,9 @@ def load_network(directory: str | os.PathLike):
 
 class Predictions:
     """The predictions of one batch of decoded features, computed on demand. ``reconstruct`` maps features to
-    the uint8 perceptual reconstruction; ``predict`` maps features to the uint8 MMSE prediction."""
+    the uint8 perceptual reconstruction; ``predict`` maps features to the uint8 MMSE prediction. ``correct``
+    (a base layer with a colour thumbnail): uint8 predictions of the batch -> the same with the decoded coarse
+    image, applied to every prediction."""
 
     def __init__(
         self,
@@ -93,14 +95,16 @@ class Predictions:
         reconstruct: Callable[[np.ndarray], np.ndarray],
         predict: Callable[[np.ndarray], np.ndarray],
         mean_face: Callable[[], np.ndarray],
+        correct: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.features = features
         self._reconstruct, self._predict, self._mean_face = reconstruct, predict, mean_face
+        self._correct = correct or (lambda images: images)
         self._cache: dict[int, np.ndarray | None] = {}
 
     @functools.cached_property
     def reconstruction(self) -> np.ndarray:
-        return self._reconstruct(self.features)
+        return self._correct(self._reconstruct(self.features))
 
     def __call__(self, mode: int, rows: np.ndarray | None = None) -> np.ndarray | None:
         """The prediction of ``mode`` (uint8 (N, H, W, 3), or None for ``none``), for ``rows`` of the batch."""
@@ -119,11 +123,11 @@ class Predictions:
         if mode == NO_PREDICTION:
             return None
         if mode == MEAN_FACE:
-            return np.broadcast_to(self._mean_face(), (len(self.features), *self._mean_face().shape))
+            return self._correct(np.broadcast_to(self._mean_face(), (len(self.features), *self._mean_face().shape)))
         if mode == SMOOTHED:
             return smooth(self.reconstruction)
         if mode == MMSE:
-            return self._predict(self.features)
+            return self._correct(self._predict(self.features))
         raise ValueError(f"unknown prediction mode {mode}")
 
 
