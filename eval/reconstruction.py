@@ -97,10 +97,10 @@ def main(_):
     payloads = [bitstream.unpack_base(f).base_payload for f in files]
     result.update(
         model_set=codec.model_set.name,
-        base_layer=str(codec.model_set.path("base_layer")),
+        base_layer=codec.model_set.base_layer,
         base_bits_per_face=float(8 * np.mean([len(p) + bitstream.BASE_CRC_BYTES for p in payloads])),
         base_file_bits_per_face=float(8 * np.mean([len(f) for f in files])),
-        reconstructor=str(codec.model_set.path("reconstructor")),
+        reconstructor=codec.model_set.reconstructor,
         num_images=len(faces.paths),
         num_pairs=len(pairs),
     )
