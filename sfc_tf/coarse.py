@@ -30,11 +30,12 @@ def coarse_images(images: np.ndarray, grid: int, batch: int = 512) -> np.ndarray
     project = projection_matrix(grid, images.shape[1])
     out = np.empty((len(images), grid, grid, images.shape[-1]))
     for i in range(0, len(images), batch):
-        out[i : i + batch] = np.einsum("ah,nhwc,bw->nabc", project, images[i : i + batch].astype(np.float64), project)
+        rows = np.einsum("ah,nhwc->nawc", project, images[i : i + batch].astype(np.float64), optimize=True)
+        out[i : i + batch] = np.einsum("nawc,bw->nabc", rows, project, optimize=True)
     return out
 
 
 def upsample(coarse: np.ndarray, size: int) -> np.ndarray:
     """(N, g, g, C) -> (N, size, size, C) float64, bilinear."""
     up = upsampling_matrix(coarse.shape[1], size)
-    return np.einsum("ha,nabc,wb->nhwc", up, coarse, up)
+    return np.einsum("nhbc,wb->nhwc", np.einsum("ha,nabc->nhbc", up, coarse, optimize=True), up, optimize=True)

@@ -65,6 +65,11 @@ class Thumbnail:
         z = (coarse.coarse_images(crops, self.grid).reshape(len(crops), -1) - self.mean) @ self.rotation / self.step
         return np.clip(np.rint(z), -self.half_ranges, self.half_ranges).astype(np.int32)
 
+    def entropy_bits(self, crops: np.ndarray) -> np.ndarray:
+        """Ideal code length (bits) of each crop's thumbnail under the prior."""
+        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0**priors.PRECISION
+        return -np.log2(pmf[np.arange(self.dim), self.quantize(crops) + self.half_ranges]).sum(axis=1)
+
     def dequantize(self, symbols: np.ndarray) -> np.ndarray:
         """Symbols -> (N, 3 g^2) coarse images (8-bit levels, float64)."""
         return self.mean + (np.asarray(symbols, np.float64) * self.step) @ self.rotation.T
