@@ -17,6 +17,10 @@ default model set's reconstruction, with the end-to-end family's stage-3 recipe 
       --batch_size 16 --learning_rate 2e-4 --final_learning_rate 2e-4 --steps 3004 \
       --init_from START/original_l0.01 --checkpoint_dir checkpoints/enhancement/conditional_faces_l0.01
 
+``--init_from`` may also name a FaceCodec of the same configuration: a fine-tune, e.g. of that family on the
+predictions of a model set whose base layer codes a colour thumbnail (``--base_layer
+checkpoints/base_layer/thumbnail2/step_0.08.npz``: the predictions are corrected by each crop's decoded thumbnail).
+
 Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_minutes`` ends a session early.
 """
 
@@ -91,10 +95,10 @@ def pair_maker():
         return lambda crops, features: (crops, crops)
     predict = prediction.training_predictor(prediction_network(), FLAGS.base_layer)
     if FLAGS.kind == "conditional":
-        return lambda crops, features: (crops, predict(features))
+        return lambda crops, features: (crops, predict(features, crops))
 
     def residual(crops, features):
-        images = layer.normalised_residuals(crops, predict(features))[0]
+        images = layer.normalised_residuals(crops, predict(features, crops))[0]
         return images, images
 
     return residual
@@ -112,7 +116,9 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
     """(batches(seed), training images, held-out images, held-out predictions) for ``--kind``, in memory."""
     images, predictions = faces.crops, None
     if FLAGS.kind != "original":
-        predictions = prediction.training_predictions(prediction_network(), FLAGS.base_layer, faces.features)
+        predictions = prediction.training_predictions(
+            prediction_network(), FLAGS.base_layer, faces.features, faces.crops
+        )
     if FLAGS.kind == "residual":
         images, predictions = layer.normalised_residuals(faces.crops, predictions)[0], None
     return (

@@ -146,36 +146,46 @@ class _Slice(Predictions):
 
 
 def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os.PathLike):
-    """features -> predictions (uint8) of the faces by the network in ``network_dir`` (the coding predictor for
-    ``mmse``, a reconstructor for ``reconstruction``), through the real base layer (encode, decode) as the decoder
-    will see them."""
+    """(features, crops) -> predictions (uint8) of the faces by the network in ``network_dir`` (the coding
+    predictor for ``mmse``, a reconstructor for ``reconstruction``), through the real base layer (encode, decode)
+    as the decoder will see them: with a base layer that codes a colour thumbnail, corrected by the crops' decoded
+    thumbnails (the crops are needed then, and only then)."""
     from sfc_tf import base_layer, residuals
 
     network = load_network(network_dir)
     base = base_layer.load(base_layer_path)
 
-    def predict(features: np.ndarray, progress: bool = False) -> np.ndarray:
-        return residuals.reconstruct(network, base.decode_payloads(base.encode_payloads(features)), progress=progress)
+    def predict(features: np.ndarray, crops: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+        decoded, thumbnails = base.decode_layers(base.encode_payloads(features, crops))
+        out = residuals.reconstruct(network, decoded, progress=progress)
+        return out if thumbnails is None else base.thumbnail.apply(out, thumbnails)
 
     predict.key = f"{network_id(network_dir)}{base.model_id}"
+    predict.needs_crops = base.thumbnail is not None
     return predict
 
 
 def training_predictions(
-    network_dir: str | os.PathLike, base_layer_path: str | os.PathLike, features: np.ndarray, progress: bool = True
+    network_dir: str | os.PathLike,
+    base_layer_path: str | os.PathLike,
+    features: np.ndarray,
+    crops: np.ndarray | None = None,
+    progress: bool = True,
 ) -> np.ndarray:
-    """``training_predictor``'s predictions of all ``features`` at once, cached by network, base layer and
-    features."""
+    """``training_predictor``'s predictions of all ``features`` (and ``crops``) at once, cached by network, base
+    layer, features and (when the base layer uses them) crops."""
     import hashlib
 
     from sfc_tf import settings
 
     predict = training_predictor(network_dir, base_layer_path)
     key = hashlib.sha1(predict.key.encode() + np.ascontiguousarray(features).tobytes())
+    if predict.needs_crops:
+        key.update(np.ascontiguousarray(crops).tobytes())
     cache = settings.cache_dir() / "predictions" / f"{key.hexdigest()[:20]}.npy"
     if cache.is_file():
         return np.load(cache)
-    out = predict(features, progress)
+    out = predict(features, crops, progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache.with_suffix(".tmp.npy"), out)
     os.replace(cache.with_suffix(".tmp.npy"), cache)

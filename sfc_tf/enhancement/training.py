@@ -11,6 +11,7 @@ the anchor of the same lambda) when there is no saved state yet; that checkpoint
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import time
 from typing import Callable
@@ -286,15 +287,23 @@ def train_face_codec(
 
 def _end_to_end_meta(source: str) -> dict:
     meta = learned.load_model(source)[1]
-    if meta.get("input") != "original":
-        raise ValueError(f"{source} was not trained on the crops (input original): no warm start")
+    if meta.get("input") != "original" and meta.get("architecture") != "face_codec":
+        raise ValueError(f"{source} is neither an end-to-end model (input original) nor a FaceCodec: no warm start")
     return meta
 
 
 def _warm_start_face_codec(model, source: str):
+    """From an end-to-end model (``face_codec.warm_start``), or from a FaceCodec of the same configuration (a
+    fine-tune, e.g. on another model set's predictions: every weight copied)."""
     from sfc_tf.enhancement import face_codec
 
-    face_codec.warm_start(model, learned.load_model(source)[0])
+    loaded = learned.load_model(source)[0]
+    if not isinstance(loaded, face_codec.FaceCodec):
+        face_codec.warm_start(model, loaded)
+    elif json.dumps(loaded.get_config(), sort_keys=True) != json.dumps(model.get_config(), sort_keys=True):
+        raise ValueError(f"{source} is a FaceCodec of another configuration: {loaded.get_config()}")
+    else:
+        learned.restore_weights(model, source)
 
 
 def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
