@@ -327,6 +327,22 @@ def test_face_codec_warm_started_from_bls2017_codes_like_it(conditional, prior, 
         face_codec.warm_start(face_codec.FaceCodec([0.01], conditional, prior, 2 * TINY_FILTERS), source)
 
 
+def test_face_codec_warm_starts_from_a_face_codec_of_its_configuration_only(tiny_conditional, fixture_crops):
+    """A fine-tune: every weight of the source FaceCodec copied (it codes as the source does); another
+    configuration is refused."""
+    from sfc_tf.enhancement import face_codec, learned, training
+
+    config = {"lmbdas": [0.001, 0.01], "conditional": True, "prior": "position", "num_filters": TINY_FILTERS}
+    model = face_codec.FaceCodec(**config)
+    training._warm_start_face_codec(model, str(tiny_conditional))
+    source = learned.load_model(tiny_conditional)[0]
+    predictions = fixture_crops[::-1].copy()
+    for rate in (0, 1):
+        np.testing.assert_allclose(model(fixture_crops, predictions, rate), source(fixture_crops, predictions, rate))
+    with pytest.raises(ValueError, match="another configuration"):
+        training._warm_start_face_codec(face_codec.FaceCodec(**{**config, "prior": "channel"}), str(tiny_conditional))
+
+
 DECODE_SCRIPT = """
 import hashlib, sys
 import numpy as np

@@ -188,8 +188,8 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
             "0.001,0.01",
             "--predictor",
             str(shipped_checkpoints / "predictor"),
-            "--base_layer",
-            str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
+            "--base_layer",  # with a colour thumbnail: each streamed batch's predictions take it from its crops
+            str(shipped_checkpoints / "base_layer" / "thumbnail2" / "step_0.08.npz"),
             "--init_from",
             str(shipped_checkpoints / "enhancement" / "original_l0.01"),
             "--checkpoint_dir",
@@ -202,39 +202,37 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     shipped = json.loads((shipped_checkpoints / "enhancement" / "original_l0.01" / "meta.json").read_text())
     assert meta["warm_start"]["sha256"] == shipped["sha256"]
     # in memory, on patches, conditional on the reconstruction of the reconstructor just trained, every identity
-    run(
-        [
-            "train/train_face_codec.py",
-            "--data_dir",
-            str(fixture_lfw_dir),
-            "--align",
-            "center",
-            "--kind",
-            "conditional",
-            "--prediction_mode",
-            "reconstruction",
-            "--reconstructor",
-            str(tmp_path / "reconstructor"),
-            "--base_layer",
-            str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
-            "--validation_fraction",
-            "0",
-            "--noflip",
-            "--prior",
-            "channel",
-            "--patch_size",
-            "64",
-            "--steps",
-            "2",
-            "--batch_size",
-            "2",
-            "--lmbdas",
-            "0.01",
-            "--checkpoint_dir",
-            str(tmp_path / "conditional_patches"),
-        ],
-        environment,
-    )
+    args = [
+        "train/train_face_codec.py",
+        "--data_dir",
+        str(fixture_lfw_dir),
+        "--align",
+        "center",
+        "--kind",
+        "conditional",
+        "--prediction_mode",
+        "reconstruction",
+        "--reconstructor",
+        str(tmp_path / "reconstructor"),
+        "--base_layer",
+        str(shipped_checkpoints / "base_layer" / "step_0.08.npz"),
+        "--validation_fraction",
+        "0",
+        "--noflip",
+        "--prior",
+        "channel",
+        "--patch_size",
+        "64",
+        "--steps",
+        "2",
+        "--batch_size",
+        "2",
+        "--lmbdas",
+        "0.01",
+        "--checkpoint_dir",
+        str(tmp_path / "conditional_patches"),
+    ]
+    run(args, environment)
     meta = json.loads((tmp_path / "conditional_patches" / "meta.json").read_text())
     assert meta["prediction"]["mode"] == "reconstruction" and meta["prediction"]["network"] == str(
         tmp_path / "reconstructor"
@@ -243,6 +241,14 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     assert meta["training"]["patch_size"] == 64 and meta["held_out"] is None
     reconstructor_meta = json.loads((tmp_path / "reconstructor" / "meta.json").read_text())
     assert meta["prediction"]["network_sha256"] == reconstructor_meta["sha256"]
+    # a fine-tune of that codec on the predictions of a base layer with a colour thumbnail
+    thumbnail_base = str(shipped_checkpoints / "base_layer" / "thumbnail2" / "step_0.08.npz")
+    fine_tune = [a if a != str(shipped_checkpoints / "base_layer" / "step_0.08.npz") else thumbnail_base for a in args]
+    fine_tune[fine_tune.index("--checkpoint_dir") + 1] = str(tmp_path / "conditional_thumbnail")
+    run([*fine_tune, "--init_from", str(tmp_path / "conditional_patches")], environment)
+    meta = json.loads((tmp_path / "conditional_thumbnail" / "meta.json").read_text())
+    source = json.loads((tmp_path / "conditional_patches" / "meta.json").read_text())
+    assert meta["warm_start"]["sha256"] == source["sha256"] and meta["prediction"]["base_layer"] == thumbnail_base
 
 
 def test_reconstructor_trains_from_a_tfds_dataset(fixture_lfw_dir, tmp_path, environment):

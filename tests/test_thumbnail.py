@@ -165,5 +165,8 @@ def test_the_codec_corrects_every_prediction_with_the_decoded_thumbnail(tiny_zoo
             predictions(mode), codec.base_layer.thumbnail.apply(plain_predictions(mode), thumbnails)
         )
     assert predictions(prediction.mode_id("none")) is None
+    # training sees the predictions the decoder makes
+    train_predict = prediction.training_predictor(tiny_zoo / "reconstructor", thumbnail_base)
+    np.testing.assert_array_equal(train_predict(features, fixture_crops), predictions.reconstruction)
     decoded = codec.decode_many(codec.encode_crops(fixture_crops, "jpeg", 50, mode="mean_face"), "full")
     assert all(d.image.shape == (160, 160, 3) for d in decoded)
