@@ -281,6 +281,22 @@ def test_the_decoder_export_refuses_a_conditional_codec(checkpoints, tmp_path):
     assert not (tmp_path / "decoder").exists()
 
 
+def test_the_decoder_export_refuses_a_model_set_with_a_thumbnail(tmp_path):
+    """The decoder graph computes from the feature alone; set 15's faces also need the file's colour thumbnail."""
+    args = [
+        "train/export.py",
+        "--export_dir",
+        str(tmp_path),
+        "--models",
+        "decoder",
+        "--model_set",
+        "step0.08-faces-thumb2",
+    ]
+    result = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True)
+    assert result.returncode != 0 and "colour thumbnail" in result.stderr
+    assert not (tmp_path / "decoder").exists()
+
+
 # -- (b) saved_model_cli --------------------------------------------------------------------------------------
 def parse_saved_model_cli(text: str) -> tuple[dict, set]:
     """``saved_model_cli show --all`` output -> {signature: (inputs, outputs)} and the set of graph ops."""

@@ -15,7 +15,7 @@ import functools
 
 from absl import app, flags
 
-from sfc_tf import residuals, serving, zoo
+from sfc_tf import base_layer, residuals, serving, zoo
 from sfc_tf.codec import DEFAULT_QUALITY
 from sfc_tf.enhancement import learned, prediction
 from sfc_tf.errors import SfcError
@@ -68,6 +68,12 @@ def main(_):
     unknown = set(FLAGS.models) - set(loaders)
     if unknown:
         raise app.UsageError(f"unknown models {sorted(unknown)}; choose from {list(serving.MODEL_NAMES)}")
+    if serving.DECODER in FLAGS.models and not FLAGS.reconstructor:
+        if base_layer.load(model_set().path("base_layer")).thumbnail is not None:
+            raise app.UsageError(
+                f"model set {model_set().name!r} codes a colour thumbnail, which the decoder graph does not apply: "
+                "export its reconstructor and enhancement instead (the client applies the thumbnail)"
+            )
     for name in FLAGS.models:
         try:
             print(f"{name} -> {serving.export(loaders[name](), FLAGS.export_dir, FLAGS.version)}")
