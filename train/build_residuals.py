@@ -40,12 +40,16 @@ def main(_):
         FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
     )
     base = base_layer.load(FLAGS.base_layer or zoo.model_set().path("base_layer"))
-    decoded = base.decode(base.encode(faces.features))
+    decoded, thumbnails = base.decode_layers(base.encode_payloads(faces.features, faces.crops))
     model = residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
-    images, spans = layer.normalised_residuals(faces.crops, residuals.reconstruct(model, decoded, progress=True))
+    rebuilt = residuals.reconstruct(model, decoded, progress=True)
+    if thumbnails is not None:  # a base layer with a colour thumbnail: the decoder's reconstruction uses it
+        rebuilt = base.thumbnail.apply(rebuilt, thumbnails)
+    images, spans = layer.normalised_residuals(faces.crops, rebuilt)
     shipped = re.fullmatch("[0-9a-f]{64}", model.model_id)  # a shipped model's id is its sha256, as in zoo.json
     tag = model.model_id if shipped else hashlib.sha256(model.model_id.encode()).hexdigest()
-    default_name = f"train_{FLAGS.align}_{base.step}_{tag[:12]}.npz"
+    thumbnail = "" if thumbnails is None else f"_thumbnail{base.thumbnail.grid}"
+    default_name = f"train_{FLAGS.align}_{base.step}{thumbnail}_{tag[:12]}.npz"
     out = pathlib.Path(FLAGS.output or settings.cache_dir() / "residuals" / default_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
