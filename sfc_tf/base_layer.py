@@ -9,8 +9,8 @@ Model (fitted on training-identity features only, stored in one ``.npz`` with ev
                                      a discretised Gaussian of the dimension's spread, plus an escape symbol;
                                      16-bit CDFs
   escape                             a value outside [-h_i, h_i] is coded as the escape symbol, and after the
-                                     D symbols, each escaped value in dimension order under a uniform
-                                     distribution over [-max_symbol, max_symbol]
+                                     D symbols (and the thumbnail's), each escaped value in dimension order
+                                     under a uniform distribution over [-max_symbol, max_symbol]
   f^ = normalise(mean + (q * step) @ rotation.T)   decoded feature, unit L2 norm as FaceNet's distance expects
   thumbnail                          optional (ours): a g x g colour thumbnail of the crop (``sfc_tf.thumbnail``),
                                      its symbols coded after the D feature symbols, before the escapes; a model
@@ -177,6 +177,11 @@ class BaseLayerModel:
             digest.update(name.encode() + np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
+    def correct(self, images: np.ndarray, thumbnails: np.ndarray | None) -> np.ndarray:
+        """uint8 predictions of decoded faces with the coarse image of their decoded ``thumbnails`` (as
+        ``decode_layers`` returns them; None: a model without a thumbnail, the images unchanged)."""
+        return images if thumbnails is None else self.thumbnail.apply(images, thumbnails)
+
     def _thumbnail_arrays(self) -> dict[str, np.ndarray]:
         return {f"thumbnail_{k}": v for k, v in self.thumbnail.arrays().items()} if self.thumbnail else {}
 
@@ -238,7 +243,8 @@ class BaseLayerModel:
         return np.concatenate([np.arange(self.coded_dims), np.full(escapes, self.coded_dims)]).astype(np.int32)
 
     def encode(self, features: np.ndarray, crops: np.ndarray | None = None) -> list[bytes]:
-        """(N, D) features -> N records: CRC-16 + range-coded payload (the unit the rate tables count)."""
+        """(N, D) features (and their crops, for a model with a thumbnail) -> N records: CRC-16 + range-coded
+        payload (the unit the rate tables count)."""
         return [crc16(p).to_bytes(2, "big") + p for p in self.encode_payloads(features, crops)]
 
     def encode_payloads(self, features: np.ndarray, crops: np.ndarray | None = None) -> list[bytes]:
@@ -252,8 +258,10 @@ class BaseLayerModel:
         outside = np.abs(symbols) > self.half_ranges
         values = np.where(outside, 2 * self.half_ranges + 1, symbols + self.half_ranges).astype(np.int32)
         if self.thumbnail is not None:
-            if crops is None or len(crops) != len(symbols):
+            if crops is None:
                 raise ValueError("this base layer codes a colour thumbnail: pass the crops beside their features")
+            if len(crops) != len(symbols):
+                raise ValueError(f"{len(crops)} crops for {len(symbols)} features: one crop per feature")
             values = np.concatenate([values, self.thumbnail.quantize(crops) + self.thumbnail.half_ranges], axis=1)
         counts = outside.sum(axis=1)
         payloads = [b""] * len(symbols)
@@ -296,8 +304,8 @@ class BaseLayerModel:
         return self.decode_payloads(payloads)
 
     def decode_payloads(self, payloads: list[bytes]) -> np.ndarray:
-        """N range-coded payloads -> (N, D) unit-norm features. Raises ``BitstreamError`` when the range decoder
-        or the escape check rejects a payload."""
+        """N range-coded payloads -> (N, D) unit-norm features (a thumbnail is decoded and dropped: analysis).
+        Raises ``BitstreamError`` when the range decoder or the escape check rejects a payload."""
         return self.decode_layers(payloads)[0]
 
     def decode_layers(self, payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:

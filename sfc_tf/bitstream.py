@@ -6,7 +6,7 @@ Version 3, byte by byte (full description and the reasons for each field in docs
     0   1  format tag: bits 7..2 = 0b111101 (version 3), bits 1..0 = alignment (0 mtcnn, 1 center, 2 crop)
     1   1  model set (1..127: a registered set of sfc_tf.zoo; 128..255: an unregistered set, by a 7-bit hash)
     2   v  base payload length L (unsigned LEB128, 1..2 bytes, 1..MAX_BASE_PAYLOAD)
-    .   L  base payload (the range-coded feature, see base_layer.py)
+    .   L  base payload (the range-coded feature, and a colour thumbnail if the model set has one; base_layer.py)
     .   2  CRC-16/CCITT-FALSE of every byte of the base part before it
   enhancement part (present iff bytes remain after the base part)
     0   1  codec (bits 7..4: 1 jpeg, 2 jpeg2000, 3 learned, 4 conditional learned) | prediction mode (bits 3..0)

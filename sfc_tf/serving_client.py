@@ -130,7 +130,8 @@ class Models:
         low: npt.ArrayLike,
         high: npt.ArrayLike,
     ) -> np.ndarray:
-        """Decoded features + enhancement strings + per-face residual range (float16 values) -> uint8 faces."""
+        """Decoded features + enhancement strings + per-face residual range (float16 values) -> uint8 faces, the
+        served decoder graph: from the feature alone (no colour thumbnail: not for files of a set that has one)."""
         return self._call(
             serving.DECODER,
             serving.DEFAULT_SIGNATURE,

@@ -34,7 +34,8 @@ class Thumbnail:
         self.half_ranges = np.asarray(half_ranges, np.int32)
         self.cdfs = np.asarray(cdfs, np.int32)
         self.dim = 3 * self.grid * self.grid
-        if self.mean.shape != (self.dim,) or self.rotation.shape != (self.dim, self.dim):
+        shapes = (self.mean.shape, self.rotation.shape, self.half_ranges.shape, self.cdfs.shape[:1])
+        if shapes != ((self.dim,), (self.dim, self.dim), (self.dim,), (self.dim,)):
             raise ValueError(f"thumbnail arrays do not match a {self.grid}x{self.grid}x3 thumbnail")
 
     @classmethod
@@ -74,9 +75,14 @@ class Thumbnail:
         """Symbols -> (N, 3 g^2) coarse images (8-bit levels, float64)."""
         return self.mean + (np.asarray(symbols, np.float64) * self.step) @ self.rotation.T
 
-    def apply(self, images: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-        """uint8 images with their coarse image replaced by ``coefficients`` (N, 3 g^2), rounded to uint8."""
+    def apply(self, images: np.ndarray, coefficients: np.ndarray, batch: int = 256) -> np.ndarray:
+        """uint8 images with their coarse image replaced by ``coefficients`` (N, 3 g^2), rounded to uint8 (in
+        batches: the float64 intermediates take about 2 MB per face)."""
         images = np.asarray(images)
         wanted = np.asarray(coefficients, np.float64).reshape(-1, self.grid, self.grid, 3)
-        change = wanted - coarse.coarse_images(images, self.grid)
-        return np.clip(np.rint(images + coarse.upsample(change, images.shape[1])), 0, 255).astype(np.uint8)
+        out = np.empty(images.shape, np.uint8)
+        for i in range(0, len(images), batch):
+            change = wanted[i : i + batch] - coarse.coarse_images(images[i : i + batch], self.grid)
+            corrected = images[i : i + batch] + coarse.upsample(change, images.shape[1])
+            out[i : i + batch] = np.clip(np.rint(corrected), 0, 255)
+        return out

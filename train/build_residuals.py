@@ -42,9 +42,7 @@ def main(_):
     base = base_layer.load(FLAGS.base_layer or zoo.model_set().path("base_layer"))
     decoded, thumbnails = base.decode_layers(base.encode_payloads(faces.features, faces.crops))
     model = residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
-    rebuilt = residuals.reconstruct(model, decoded, progress=True)
-    if thumbnails is not None:  # a base layer with a colour thumbnail: the decoder's reconstruction uses it
-        rebuilt = base.thumbnail.apply(rebuilt, thumbnails)
+    rebuilt = base.correct(residuals.reconstruct(model, decoded, progress=True), thumbnails)  # as the decoder does
     images, spans = layer.normalised_residuals(faces.crops, rebuilt)
     shipped = re.fullmatch("[0-9a-f]{64}", model.model_id)  # a shipped model's id is its sha256, as in zoo.json
     tag = model.model_id if shipped else hashlib.sha256(model.model_id.encode()).hexdigest()

@@ -68,12 +68,11 @@ def main(_):
     unknown = set(FLAGS.models) - set(loaders)
     if unknown:
         raise app.UsageError(f"unknown models {sorted(unknown)}; choose from {list(serving.MODEL_NAMES)}")
-    if serving.DECODER in FLAGS.models and not FLAGS.reconstructor:
-        if base_layer.load(model_set().path("base_layer")).thumbnail is not None:
-            raise app.UsageError(
-                f"model set {model_set().name!r} codes a colour thumbnail, which the decoder graph does not apply: "
-                "export its reconstructor and enhancement instead (the client applies the thumbnail)"
-            )
+    if serving.DECODER in FLAGS.models and base_layer.load(model_set().path("base_layer")).thumbnail is not None:
+        raise app.UsageError(
+            f"model set {model_set().name!r} codes a colour thumbnail, which the decoder graph does not apply: "
+            "export its reconstructor and enhancement instead (the client applies the thumbnail)"
+        )
     for name in FLAGS.models:
         try:
             print(f"{name} -> {serving.export(loaders[name](), FLAGS.export_dir, FLAGS.version)}")

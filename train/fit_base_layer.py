@@ -40,16 +40,22 @@ flags.DEFINE_list("eval_folds", ["1", "2", "3", "4"], "Folds whose images give t
 flags.DEFINE_string("output_dir", "checkpoints/base_layer", "Where the models go.")
 flags.DEFINE_integer("thumbnail_grid", 0, "Also code a G x G colour thumbnail of the crop (0: none, the paper's).")
 flags.DEFINE_float("thumbnail_step", 16.0, "The thumbnail's quantizer step, in 8-bit levels.")
-flags.DEFINE_list("feature_models", [], "Existing base-layer models whose feature part to keep (instead of --steps).")
+flags.DEFINE_list(
+    "feature_models", [], "Existing base-layer models whose feature part to keep (--steps and --pca then unused)."
+)
 
 
 def coded_and_ideal_bits(model: base_layer.BaseLayerModel, faces: data.FaceSet) -> dict:
-    """Coded bits per face (record: CRC-16 + payload, the thumbnail included) and the feature's ideal bits."""
+    """Coded bits per face (record: CRC-16 + payload, the thumbnail included), the feature's ideal bits and the
+    thumbnail's."""
     coded = 8 * np.mean([len(r) for r in model.encode(faces.features, faces.crops)])
-    return {
+    bits = {
         "coded_bits_per_face": round(float(coded), 1),
         "entropy_bits_per_face": round(float(model.entropy_bits(faces.features).mean()), 1),
     }
+    if model.thumbnail is not None:
+        bits["thumbnail_entropy_bits_per_face"] = round(float(model.thumbnail.entropy_bits(faces.crops).mean()), 1)
+    return bits
 
 
 def feature_models(features: np.ndarray):
@@ -113,7 +119,7 @@ def main(_):
                     "images": len(eval_faces.paths),
                 },
                 "align": FLAGS.align,
-                "pca": FLAGS.pca,
+                "pca": None if FLAGS.feature_models else FLAGS.pca,
                 "feature_models": FLAGS.feature_models,
                 "thumbnail": thumbnail and {"grid": thumbnail.grid, "step": thumbnail.step},
                 "models": index,

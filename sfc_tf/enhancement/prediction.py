@@ -157,8 +157,7 @@ def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os
 
     def predict(features: np.ndarray, crops: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
         decoded, thumbnails = base.decode_layers(base.encode_payloads(features, crops))
-        out = residuals.reconstruct(network, decoded, progress=progress)
-        return out if thumbnails is None else base.thumbnail.apply(out, thumbnails)
+        return base.correct(residuals.reconstruct(network, decoded, progress=progress), thumbnails)
 
     predict.key = f"{network_id(network_dir)}{base.model_id}"
     predict.needs_crops = base.thumbnail is not None
