@@ -39,6 +39,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("timeout_s", 20, "libFuzzer's per-input timeout: exceeding it is a failure (a hang).")
 flags.DEFINE_integer("seed", 1, "libFuzzer seed.")
+flags.DEFINE_string("model_set", None, "Registered model set whose files seed the corpus (default: the default).")
 flags.DEFINE_integer(
     "keep_recent",
     0,
@@ -59,6 +60,10 @@ flags.DEFINE_enum(
 FIXTURE_FACES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "lfw"
 
 
+def model_set_flag() -> list[str]:
+    return [f"--model_set={FLAGS.model_set}"] if FLAGS.model_set else []
+
+
 def build_seed_corpus(work: pathlib.Path) -> None:
     import numpy as np
 
@@ -66,7 +71,7 @@ def build_seed_corpus(work: pathlib.Path) -> None:
     from sfc_tf.codec import ScalableCodec
 
     conditional = fuzzing.conditional_stand_in(work / "conditional")
-    codec = ScalableCodec.from_pretrained(align="center", learned_dirs=(conditional,))
+    codec = ScalableCodec.from_pretrained(FLAGS.model_set, align="center", learned_dirs=(conditional,))
     crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FIXTURE_FACES.glob("*/*.jpg"))])
     corpus = fuzzing.build_corpus(codec, crops, conditional_dir=conditional)
     (work / "corpus").mkdir(parents=True, exist_ok=True)
@@ -100,7 +105,7 @@ def run_child(work: pathlib.Path) -> None:
         from sfc_tf import bitstream, fuzzing, zoo
         from sfc_tf.codec import ScalableCodec
 
-    codec = ScalableCodec.from_pretrained(align="center", learned_dirs=(work / "conditional",))
+    codec = ScalableCodec.from_pretrained(FLAGS.model_set, align="center", learned_dirs=(work / "conditional",))
     seeds = [p.read_bytes() for p in sorted((work / "corpus").glob("*.sfc"))]
     grafts = [s for s in seeds if bitstream.base_part_bytes(s) < len(s)]
     counts = {
@@ -189,7 +194,7 @@ def main(_):
     # The corpus is built in a process of its own: Linux carries a process's peak RSS across fork and exec, so
     # a fuzzer started from a parent that had loaded every model would report (and be limited by) the parent's.
     subprocess.run(
-        [sys.executable, __file__, "--stage=corpus", f"--work_dir={work}", "--output_json=-"],
+        [sys.executable, __file__, "--stage=corpus", f"--work_dir={work}", *model_set_flag(), "--output_json=-"],
         check=True,
         capture_output=True,
     )
@@ -207,6 +212,7 @@ def main(_):
             f"--timeout_s={FLAGS.timeout_s}",
             f"--trim_every={FLAGS.trim_every}",
             f"--seed={FLAGS.seed}",
+            *model_set_flag(),
             "--output_json=-",
         ],
         capture_output=True,
@@ -241,8 +247,10 @@ def main(_):
                 f"--runs {FLAGS.runs}",
                 f"--seed {FLAGS.seed}",
                 f"--trim_every {FLAGS.trim_every}",
+                *([f"--model_set {FLAGS.model_set}"] if FLAGS.model_set else []),
             ]
         ),
+        "model_set": FLAGS.model_set or "default",
         "malloc_arena_max": int(os.environ.get("MALLOC_ARENA_MAX", "2")),
         "seed_files": seeds,
         "runs": int(done.group(1)) if done else stats.get("runs", 0),
