@@ -216,8 +216,7 @@ class BaseLayerModel:
     def entropy_bits(self, features: np.ndarray) -> np.ndarray:
         """Ideal code length (bits) of each feature's symbols under the prior, escapes included."""
         symbols = self.quantize(features)
-        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0**priors.PRECISION
-        escape_pmf = np.diff(self.escape_cdf[1:].astype(np.float64)) / 2.0**priors.PRECISION
+        pmf, escape_pmf = priors.pmfs(self.cdfs), priors.pmfs(self.escape_cdf)
         bits = np.zeros(len(symbols))
         for dim, half in enumerate(self.half_ranges):
             values = symbols[:, dim] + half

@@ -147,7 +147,7 @@ class ModelSetModels:
     def predictions(self, features: np.ndarray, thumbnails: np.ndarray | None = None) -> Predictions:
         """The predictions of decoded features; with a base layer that codes a colour thumbnail, each takes its
         coarse image from the decoded ``thumbnails``."""
-        correct = None if thumbnails is None else functools.partial(self.base_layer.correct, thumbnails=thumbnails)
+        correct = functools.partial(self.base_layer.correct, thumbnails=thumbnails)  # unchanged when None
         return Predictions(features, self.reconstruct, self.predict, lambda: self.predictor.mean_face, correct)
 
 

@@ -40,6 +40,12 @@ def histogram_cdfs(symbols: np.ndarray, half_ranges: np.ndarray, escape_probabil
     return pad_rows(rows)
 
 
+def pmfs(cdfs: np.ndarray) -> np.ndarray:
+    """CDF table rows (precision first, as ``cdf_row`` makes them) -> the probability of each symbol (float64;
+    padding after a row's end gives 0)."""
+    return np.diff(np.asarray(cdfs)[..., 1:].astype(np.float64), axis=-1) / 2.0**PRECISION
+
+
 def pad_rows(rows) -> np.ndarray:
     """CDF rows of different lengths -> one (R, L) table padded with 2**16 (the range coder reads each row up to
     its final 2**16)."""

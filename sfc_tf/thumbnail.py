@@ -43,7 +43,7 @@ class Thumbnail:
         """Fit mean, PCA rotation and priors on (N, S, S, 3) uint8 training crops."""
         if grid < 1 or not step > 0:
             raise ValueError(f"thumbnail grid must be >= 1 and step > 0, got {grid} and {step}")
-        coefficients = coarse.coarse_images(crops, grid).reshape(len(crops), -1)
+        coefficients = _coefficients(crops, grid)
         mean = coefficients.mean(axis=0)
         _, _, vt = np.linalg.svd(coefficients - mean, full_matrices=False)
         symbols = np.rint((coefficients - mean) @ vt.T / step).astype(np.int64)
@@ -63,12 +63,12 @@ class Thumbnail:
 
     def quantize(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops -> (N, 3 g^2) int32 symbols in [-h_d, h_d]."""
-        z = (coarse.coarse_images(crops, self.grid).reshape(len(crops), -1) - self.mean) @ self.rotation / self.step
+        z = (_coefficients(crops, self.grid) - self.mean) @ self.rotation / self.step
         return np.clip(np.rint(z), -self.half_ranges, self.half_ranges).astype(np.int32)
 
     def entropy_bits(self, crops: np.ndarray) -> np.ndarray:
         """Ideal code length (bits) of each crop's thumbnail under the prior."""
-        pmf = np.diff(self.cdfs[:, 1:].astype(np.float64), axis=1) / 2.0**priors.PRECISION
+        pmf = priors.pmfs(self.cdfs)
         return -np.log2(pmf[np.arange(self.dim), self.quantize(crops) + self.half_ranges]).sum(axis=1)
 
     def dequantize(self, symbols: np.ndarray) -> np.ndarray:
@@ -86,3 +86,8 @@ class Thumbnail:
             corrected = images[i : i + batch] + coarse.upsample(change, images.shape[1])
             out[i : i + batch] = np.clip(np.rint(corrected), 0, 255)
         return out
+
+
+def _coefficients(crops: np.ndarray, grid: int) -> np.ndarray:
+    """(N, S, S, 3) crops -> (N, 3 g^2) least-squares coarse images, the thumbnail's values before quantization."""
+    return coarse.coarse_images(crops, grid).reshape(len(crops), -1)
