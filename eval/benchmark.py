@@ -70,13 +70,15 @@ def main(_):
     models = codec.models
     base = models.base_layer
     features = models.extractor(crops)
-    payloads = base.encode_payloads(features)
-    decoded = base.decode_payloads(payloads)
+    payloads = base.encode_payloads(features, crops)
+    decoded, thumbnails = base.decode_layers(payloads)
     files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality, FLAGS.mode)
     base_files = [bitstream.strip_enhancement(f) for f in files]
     jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
-    reconstructions, predicted = models.reconstruct(decoded), models.predict(decoded)
+    # the decoder's predictions: with the colour thumbnail of a set that codes one
+    reconstructions = base.correct(models.reconstruct(decoded), thumbnails)
+    predicted = base.correct(models.predict(decoded), thumbnails)
     enhancement_codecs = [
         ("JPEG q50 (paper residual)", jpeg, "reconstruction", reconstructions),
         ("JPEG q50 (mmse residual)", jpeg, "mmse", predicted),
@@ -101,7 +103,7 @@ def main(_):
         )
     stages = {
         "feature extraction": (lambda x: models.extractor(x if x.ndim == 4 else x[None]), crops),
-        "base encode": (lambda f: base.encode_payloads(f if f.ndim == 2 else f[None]), features),
+        "base encode": (lambda i: base.encode_payloads(features[np.r_[i]], crops[np.r_[i]]), np.arange(len(crops))),
         "base decode (bytes -> feature)": (lambda r: base.decode_payloads(r if isinstance(r, list) else [r]), payloads),
         "reconstruction": (lambda f: models.reconstruct(f if f.ndim == 2 else f[None]), decoded),
         "coding prediction (mmse)": (lambda f: models.predict(f if f.ndim == 2 else f[None]), decoded),

@@ -431,3 +431,57 @@ def test_face_codec_patches_cut_the_same_square_of_image_and_prediction():
             training.face_codec_dataset(images, predictions, batch_size=3, patch_size=bad)
     with pytest.raises(ValueError, match="positional prior"):
         training.build_face_codec(training.FaceCodecTrainConfig("unused", prior="position", patch_size=64))
+
+
+@pytest.mark.parametrize("kind", ["bls2017", "conditional"])
+def test_float16_storage_round_trips_the_rounded_model(kind, tiny_learned_checkpoint, tiny_conditional, tmp_path):
+    import tensorflow as tf
+
+    from sfc_tf.enhancement import learned
+
+    source = tiny_learned_checkpoint if kind == "bls2017" else tiny_conditional
+    tf.random.set_seed(2)
+    model = learned.restore_weights(learned.build(learned.load_model(source)[1]), source)
+    for variable in model.trainable_variables:  # values float16 cannot hold exactly
+        variable.assign_add(tf.random.normal(variable.shape, stddev=1e-3))
+    meta = learned.save(model, tmp_path / "half", weights_dtype="float16", input="test")
+    assert meta["files"] == [learned.HALF_WEIGHTS_FILE] and meta["weights_dtype"] == "float16"
+    loaded, loaded_meta = learned.load_model(tmp_path / "half")
+    assert loaded_meta["sha256"] == meta["sha256"]
+    stored, restored = learned._variables(model), learned._variables(loaded)
+    assert stored.keys() == restored.keys()
+    for key, variable in stored.items():  # the saved model was rounded in place: loading gives it back exactly
+        np.testing.assert_array_equal(restored[key].numpy(), variable.numpy())
+        np.testing.assert_array_equal(variable.numpy(), variable.numpy().astype(np.float16).astype(np.float32))
+    assert learned.table_sha256(loaded) == meta["cdf_table_sha256"]
+
+
+def test_convert_to_float16_halves_the_weights_and_refuses_to_overwrite(tiny_conditional, fixture_crops, tmp_path):
+    from sfc_tf.enhancement import learned
+
+    target = tmp_path / "half"
+    meta = learned.convert(tiny_conditional, target, "float16")
+    source_meta = learned.load_model(tiny_conditional)[1]
+    assert meta["converted_from"] == {"weights_dtype": "float32", "sha256": source_meta["sha256"]}
+    assert meta["lmbdas"] == source_meta["lmbdas"] and meta["input"] == "test"
+    source_bytes = sum((tiny_conditional / name).stat().st_size for name in source_meta["files"])
+    assert (target / learned.HALF_WEIGHTS_FILE).stat().st_size < 0.6 * source_bytes
+    codec = make_codec("conditional", (target, 1))
+    predictions = fixture_crops[::-1].copy()
+    decoded = codec.decode_many(codec.encode_many(fixture_crops, predictions), predictions)
+    assert decoded.shape == fixture_crops.shape
+    with pytest.raises(FileExistsError):
+        learned.convert(tiny_conditional, target, "float16")
+    with pytest.raises(ValueError, match="float16"):
+        learned.convert(tiny_conditional, tmp_path / "other", "int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half"]  # nothing half-written
+
+
+def test_float16_weights_of_another_architecture_are_refused(tiny_conditional, tmp_path):
+    from sfc_tf.enhancement import face_codec, learned
+    from sfc_tf.errors import WeightsError
+
+    learned.convert(tiny_conditional, tmp_path / "half", "float16")
+    other = face_codec.FaceCodec([0.001, 0.01], conditional=False, prior="position", num_filters=TINY_FILTERS)
+    with pytest.raises(WeightsError, match="other variables"):
+        learned.restore_weights(other, tmp_path / "half")

@@ -269,6 +269,8 @@ def test_the_decoder_export_refuses_a_conditional_codec(checkpoints, tmp_path):
             str(tmp_path),
             "--models",
             "decoder",
+            "--reconstructor",
+            str(checkpoints["reconstructor"]),
             "--enhancement",
             str(checkpoints["conditional"]),
         ],
@@ -295,6 +297,22 @@ def test_the_decoder_export_refuses_a_model_set_with_a_thumbnail(tmp_path):
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert result.returncode != 0 and "colour thumbnail" in result.stderr
     assert not (tmp_path / "decoder").exists()
+
+
+def test_the_default_export_of_a_thumbnail_set_leaves_the_decoder_out(checkpoints, tmp_path):
+    """Without --models, a set with a thumbnail exports the default models but the decoder, and says why."""
+    args = ["--model_set", "step0.08-faces-thumb2", "--reconstructor", checkpoints["reconstructor"]]
+    args += ["--enhancement", checkpoints["residual"]]
+    result = subprocess.run(
+        [sys.executable, "train/export.py", "--export_dir", str(tmp_path), *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "decoder: not exported" in result.stdout and "colour thumbnail" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enhancement", "facenet", "reconstructor"]
 
 
 # -- (b) saved_model_cli --------------------------------------------------------------------------------------

@@ -68,12 +68,18 @@ def main(_):
     unknown = set(FLAGS.models) - set(loaders)
     if unknown:
         raise app.UsageError(f"unknown models {sorted(unknown)}; choose from {list(serving.MODEL_NAMES)}")
-    if serving.DECODER in FLAGS.models and base_layer.load(model_set().path("base_layer")).thumbnail is not None:
-        raise app.UsageError(
+    models = list(FLAGS.models)
+    uses_set = FLAGS.model_set is not None or FLAGS.reconstructor is None  # a given reconstructor names no set
+    if serving.DECODER in models and uses_set and base_layer.load(model_set().path("base_layer")).thumbnail is not None:
+        reason = (
             f"model set {model_set().name!r} codes a colour thumbnail, which the decoder graph does not apply: "
             "export its reconstructor and enhancement instead (the client applies the thumbnail)"
         )
-    for name in FLAGS.models:
+        if FLAGS["models"].present:
+            raise app.UsageError(reason)
+        print(f"decoder: not exported ({reason})")
+        models.remove(serving.DECODER)
+    for name in models:
         try:
             print(f"{name} -> {serving.export(loaders[name](), FLAGS.export_dir, FLAGS.version)}")
         except (SfcError, FileExistsError, ValueError) as exc:

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,8 @@ NUM_FILTERS = 128
 DOWNSCALE = 16
 WEIGHTS = "weights"  # TF checkpoint prefix (object-based: transforms + prior, no optimizer state)
 WEIGHT_FILES = ("weights.index", "weights.data-00000-of-00001")
+HALF_WEIGHTS_FILE = "weights16.npz"  # the same variables stored as float16 (half the bytes of a shipped model)
+WEIGHT_DTYPES = ("float32", "float16")
 META_FILE = checkpoint.META_FILE
 
 
@@ -117,10 +120,10 @@ class BLS2017(RateDistortionMetrics, tf.keras.Model):
         return bits.numpy()
 
 
-def _weights(model) -> tf.train.Checkpoint:
-    """The trained variables of a model, without optimizer state (BLS2017: the layout of the shipped checkpoints)."""
+def _weight_parts(model) -> dict:
+    """The trained parts of a model, without optimizer state (BLS2017: the layout of the shipped checkpoints)."""
     if isinstance(model, BLS2017):
-        return tf.train.Checkpoint(
+        return dict(
             analysis_transform=model.analysis_transform,
             synthesis_transform=model.synthesis_transform,
             prior=model.prior,
@@ -134,13 +137,61 @@ def _weights(model) -> tf.train.Checkpoint:
     )
     if model.context_transform is not None:
         parts["context_transform"] = model.context_transform
-    return tf.train.Checkpoint(**parts)
+    return parts
+
+
+def _weights(model) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(**_weight_parts(model))
+
+
+def _variables(model) -> dict[str, tf.Variable]:
+    """The variables of the trained parts under stable keys: part / index in the part's own order."""
+    found = {}
+    for part, value in _weight_parts(model).items():
+        if isinstance(value, tf.Variable):
+            variables = [value]
+        elif isinstance(value, list):
+            variables = [v for module in value for v in module.variables]
+        else:
+            variables = value.variables
+        found.update({f"{part}/{i:03d}": variable for i, variable in enumerate(variables)})
+    return found
 
 
 def restore_weights(model, directory: str | os.PathLike):
-    """Reads the weights saved by ``save`` into ``model`` (same architecture)."""
-    _weights(model).read(str(pathlib.Path(directory) / WEIGHTS)).assert_existing_objects_matched()
+    """Reads the weights saved by ``save`` into ``model`` (same architecture), in either storage dtype."""
+    directory = pathlib.Path(directory)
+    if not (directory / HALF_WEIGHTS_FILE).is_file():
+        _weights(model).read(str(directory / WEIGHTS)).assert_existing_objects_matched()
+        return model
+    variables = _variables(model)
+    with np.load(directory / HALF_WEIGHTS_FILE, allow_pickle=False) as stored:
+        if sorted(stored.files) != sorted(variables):
+            raise WeightsError(f"{directory}: {HALF_WEIGHTS_FILE} holds other variables than this architecture's")
+        for key, variable in variables.items():
+            value = stored[key]
+            if value.shape != tuple(variable.shape):
+                raise WeightsError(f"{directory}: {key} has shape {value.shape}, the model {tuple(variable.shape)}")
+            variable.assign(value.astype(variable.dtype.as_numpy_dtype))
     return model
+
+
+def round_weights(model, dtype: str):
+    """Rounds every float variable of ``model`` to ``dtype`` in place (what storing it in that dtype keeps), so the
+    range-coding tables built afterwards are the loaded model's own."""
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {dtype}")
+    for key, variable in _variables(model).items():
+        value = variable.numpy()
+        if dtype == "float16" and np.issubdtype(value.dtype, np.floating):
+            if np.max(np.abs(value), initial=0.0) > np.finfo(np.float16).max:
+                raise ValueError(f"{key} exceeds the float16 range; store this model as float32")
+            variable.assign(_half(value).astype(value.dtype))
+    return model
+
+
+def _half(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.float16) if np.issubdtype(value.dtype, np.floating) else value
 
 
 def table_sha256(model) -> str:
@@ -152,15 +203,30 @@ def table_sha256(model) -> str:
     return digest.hexdigest()
 
 
-def save(model, directory: str | os.PathLike, coding_enabled: bool = False, **meta) -> dict:
+def save(
+    model, directory: str | os.PathLike, coding_enabled: bool = False, weights_dtype: str = "float32", **meta
+) -> dict:
     """Weights, range-coding tables and meta.json (architecture, configuration, sha256 of the weights, hashes of
     the tables). ``coding_enabled``: the caller has just built the tables from the final weights (building them
-    again costs minutes for a variable-rate model on a CPU)."""
+    again costs minutes for a variable-rate model on a CPU). ``weights_dtype="float16"`` rounds the model's
+    weights to float16 first (in place) and stores them so: half the bytes, tables built from the rounded model."""
     from sfc_tf.enhancement import face_codec
 
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {weights_dtype}")
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _weights(model).write(str(directory / WEIGHTS))
+    if weights_dtype == "float32":
+        files = WEIGHT_FILES
+        _weights(model).write(str(directory / WEIGHTS))
+    else:
+        files = (HALF_WEIGHTS_FILE,)
+        round_weights(model, weights_dtype)
+        coding_enabled = False
+        values = {k: _half(v.numpy()) for k, v in _variables(model).items()}
+        tmp = directory / (HALF_WEIGHTS_FILE + ".tmp.npz")
+        np.savez(tmp, **values)
+        os.replace(tmp, directory / HALF_WEIGHTS_FILE)
     if not coding_enabled:
         model.enable_coding()
     if isinstance(model, face_codec.FaceCodec):
@@ -168,9 +234,31 @@ def save(model, directory: str | os.PathLike, coding_enabled: bool = False, **me
     else:
         config = {"lmbda": model.lmbda, "num_filters": model.num_filters}
     tables = coding_tables.write(directory, model.entropy_models)
+    record = {**meta, **config, "weights_dtype": weights_dtype}
     return checkpoint.write_meta(
-        directory, WEIGHT_FILES, {**meta, **config, "cdf_table_sha256": table_sha256(model), "tables_sha256": tables}
+        directory, files, {**record, "cdf_table_sha256": table_sha256(model), "tables_sha256": tables}
     )
+
+
+def convert(source: str | os.PathLike, target: str | os.PathLike, weights_dtype: str) -> dict:
+    """Stores a saved learned codec's weights in another dtype (``save(weights_dtype=...)``): a new folder, with
+    the source's meta.json and where it came from; its range-coding tables are rebuilt from the stored weights."""
+    source, target = pathlib.Path(source), pathlib.Path(target)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; converting never overwrites a checkpoint")
+    meta = checkpoint.read_meta(source, WEIGHT_FILES, "learned enhancement")
+    model = restore_weights(build(meta), source)  # its own instance: rounding must not touch load_model's cache
+    kept = {k: v for k, v in meta.items() if k not in ("files", "sha256", "cdf_table_sha256", "tables_sha256")}
+    kept["converted_from"] = {"weights_dtype": meta.get("weights_dtype", "float32"), "sha256": meta["sha256"]}
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        record = save(model, partial, **{**kept, "weights_dtype": weights_dtype})
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.replace(partial, target)
+    return record
 
 
 def build(meta: dict):
