@@ -3,6 +3,7 @@ training resume, decoding determinism across processes."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ from sfc_tf import metrics
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
 from sfc_tf.enhancement import CONDITIONAL, LEARNED, layer, make_codec, minmax
 from sfc_tf.errors import BitstreamError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def smooth_residual(seed: int = 0, scale: float = 30.0) -> np.ndarray:
@@ -454,6 +457,8 @@ def test_float16_storage_round_trips_the_rounded_model(kind, tiny_learned_checkp
         np.testing.assert_array_equal(restored[key].numpy(), variable.numpy())
         np.testing.assert_array_equal(variable.numpy(), variable.numpy().astype(np.float16).astype(np.float32))
     assert learned.table_sha256(loaded) == meta["cdf_table_sha256"]
+    learned.save(loaded, tmp_path / "half", weights_dtype="float32", input="test")  # saved again as float32
+    assert not (tmp_path / "half" / learned.HALF_WEIGHTS_FILE).exists()
 
 
 def test_convert_to_float16_halves_the_weights_and_refuses_to_overwrite(tiny_conditional, fixture_crops, tmp_path):
@@ -475,6 +480,36 @@ def test_convert_to_float16_halves_the_weights_and_refuses_to_overwrite(tiny_con
     with pytest.raises(ValueError, match="float16"):
         learned.convert(tiny_conditional, tmp_path / "other", "int8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half"]  # nothing half-written
+
+
+def test_a_stray_float16_file_beside_float32_weights_is_never_loaded(tiny_learned_checkpoint, tmp_path):
+    """The storage a folder's meta.json lists (and hashes) is the one loaded, whatever else lies beside it."""
+    import shutil
+
+    import tensorflow as tf
+
+    from sfc_tf.enhancement import learned
+
+    other = learned.restore_weights(
+        learned.build(learned.load_model(tiny_learned_checkpoint)[1]), tiny_learned_checkpoint
+    )
+    for variable in other.trainable_variables:
+        variable.assign_add(tf.ones_like(variable))
+    learned.save(other, tmp_path / "other", weights_dtype="float16", input="test")
+    folder = tmp_path / "float32"
+    shutil.copytree(tiny_learned_checkpoint, folder)
+    shutil.copy(tmp_path / "other" / learned.HALF_WEIGHTS_FILE, folder)
+    loaded = learned.load_model(folder)[0]
+    reference = learned.load_model(tiny_learned_checkpoint)[0]
+    for a, b in zip(learned._variables(loaded).values(), learned._variables(reference).values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_the_convert_binary_says_why_in_one_line(tiny_conditional, tmp_path):
+    args = ["train/convert_weights.py", "--checkpoint", str(tiny_conditional), "--output", str(tiny_conditional)]
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("convert_weights:")
 
 
 def test_float16_weights_of_another_architecture_are_refused(tiny_conditional, tmp_path):

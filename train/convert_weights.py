@@ -11,6 +11,7 @@ the source's record plus its sha256 (``converted_from``). Measure the converted 
 from absl import app, flags
 
 from sfc_tf.enhancement import learned
+from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "A saved learned codec (BLS2017 or FaceCodec folder).", required=True)
@@ -19,7 +20,10 @@ flags.DEFINE_enum("weights_dtype", "float16", list(learned.WEIGHT_DTYPES), "Stor
 
 
 def main(_):
-    meta = learned.convert(FLAGS.checkpoint, FLAGS.output, FLAGS.weights_dtype)
+    try:
+        meta = learned.convert(FLAGS.checkpoint, FLAGS.output, FLAGS.weights_dtype)
+    except (SfcError, FileExistsError, ValueError) as exc:
+        raise SystemExit(f"convert_weights: {exc}") from exc
     print(f"{FLAGS.output}: {', '.join(meta['files'])} ({meta['weights_dtype']}), sha256 {meta['sha256'][:16]}")
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import pathlib
 import shutil
+import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +39,7 @@ DOWNSCALE = 16
 WEIGHTS = "weights"  # TF checkpoint prefix (object-based: transforms + prior, no optimizer state)
 WEIGHT_FILES = ("weights.index", "weights.data-00000-of-00001")
 HALF_WEIGHTS_FILE = "weights16.npz"  # the same variables stored as float16 (half the bytes of a shipped model)
+MANIFEST = "manifest"  # in HALF_WEIGHTS_FILE: each stored variable's stable name, in key order, checked at load
 WEIGHT_DTYPES = ("float32", "float16")
 META_FILE = checkpoint.META_FILE
 
@@ -158,16 +161,28 @@ def _variables(model) -> dict[str, tf.Variable]:
     return found
 
 
+def _stable_name(variable: tf.Variable) -> str:
+    """A variable's name without the instance-dependent outer scopes (``face_codec_1/...``): its layer and own name."""
+    return "/".join(variable.name.split("/")[-2:])
+
+
 def restore_weights(model, directory: str | os.PathLike):
-    """Reads the weights saved by ``save`` into ``model`` (same architecture), in either storage dtype."""
+    """Reads the weights saved by ``save`` into ``model`` (same architecture), in the storage its meta.json lists."""
     directory = pathlib.Path(directory)
-    if not (directory / HALF_WEIGHTS_FILE).is_file():
+    meta_file = directory / META_FILE
+    files = json.loads(meta_file.read_text()).get("files", WEIGHT_FILES) if meta_file.is_file() else WEIGHT_FILES
+    if HALF_WEIGHTS_FILE not in files:
         _weights(model).read(str(directory / WEIGHTS)).assert_existing_objects_matched()
         return model
     variables = _variables(model)
     with np.load(directory / HALF_WEIGHTS_FILE, allow_pickle=False) as stored:
-        if sorted(stored.files) != sorted(variables):
+        keys = sorted(k for k in stored.files if k != MANIFEST)
+        if keys != sorted(variables) or MANIFEST not in stored.files:
             raise WeightsError(f"{directory}: {HALF_WEIGHTS_FILE} holds other variables than this architecture's")
+        manifest = [str(name) for name in stored[MANIFEST]]
+        expected = [_stable_name(v) for v in variables.values()]
+        if manifest != expected:
+            raise WeightsError(f"{directory}: {HALF_WEIGHTS_FILE} lists its variables in another order or naming")
         for key, variable in variables.items():
             value = stored[key]
             if value.shape != tuple(variable.shape):
@@ -223,10 +238,14 @@ def save(
         files = (HALF_WEIGHTS_FILE,)
         round_weights(model, weights_dtype)
         coding_enabled = False
-        values = {k: _half(v.numpy()) for k, v in _variables(model).items()}
+        variables = _variables(model)
+        values = {k: _half(v.numpy()) for k, v in variables.items()}
+        values[MANIFEST] = np.array([_stable_name(v) for v in variables.values()])
         tmp = directory / (HALF_WEIGHTS_FILE + ".tmp.npz")
         np.savez(tmp, **values)
         os.replace(tmp, directory / HALF_WEIGHTS_FILE)
+    for stale in set(WEIGHT_FILES + (HALF_WEIGHTS_FILE,)) - set(files):  # restore_weights must not find another
+        (directory / stale).unlink(missing_ok=True)
     if not coding_enabled:
         model.enable_coding()
     if isinstance(model, face_codec.FaceCodec):
@@ -243,6 +262,8 @@ def save(
 def convert(source: str | os.PathLike, target: str | os.PathLike, weights_dtype: str) -> dict:
     """Stores a saved learned codec's weights in another dtype (``save(weights_dtype=...)``): a new folder, with
     the source's meta.json and where it came from; its range-coding tables are rebuilt from the stored weights."""
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {weights_dtype}")
     source, target = pathlib.Path(source), pathlib.Path(target)
     if target.exists():
         raise FileExistsError(f"{target} exists; converting never overwrites a checkpoint")
@@ -250,14 +271,16 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, weights_dtype:
     model = restore_weights(build(meta), source)  # its own instance: rounding must not touch load_model's cache
     kept = {k: v for k, v in meta.items() if k not in ("files", "sha256", "cdf_table_sha256", "tables_sha256")}
     kept["converted_from"] = {"weights_dtype": meta.get("weights_dtype", "float32"), "sha256": meta["sha256"]}
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"  # mkdir: the usual permissions
+    partial.mkdir()
     try:
         record = save(model, partial, **{**kept, "weights_dtype": weights_dtype})
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    os.replace(partial, target)
+        if target.exists():
+            raise FileExistsError(f"{target} appeared while converting; nothing written")
+        os.replace(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already after the rename
     return record
 
 
