@@ -240,6 +240,8 @@ def main(_):
     )
     interrupted = "run interrupted" in log  # Ctrl-C or a SIGINT to the fuzzer: stats so far
     clean = child.returncode == 0 or (interrupted and failure is None)
+    from sfc_tf import zoo  # the registry alone: the name of the set the corpus was made with
+
     report = {
         "command": " ".join(
             [
@@ -250,7 +252,7 @@ def main(_):
                 *([f"--model_set {FLAGS.model_set}"] if FLAGS.model_set else []),
             ]
         ),
-        "model_set": FLAGS.model_set or "default",
+        "model_set": zoo.model_set(FLAGS.model_set).name,
         "malloc_arena_max": int(os.environ.get("MALLOC_ARENA_MAX", "2")),
         "seed_files": seeds,
         "runs": int(done.group(1)) if done else stats.get("runs", 0),

@@ -3,7 +3,8 @@ against the aligned originals, identity preservation as NbNet measures it, and a
 reconstructions (the paper's Fig. 3).
 
   python eval/reconstruction.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
-      --output_json eval/results/reconstruction.json --grid_png eval/results/reconstruction_grid.png
+      --model_set step0.08-faces-thumb2 --output_json eval/results/reconstruction_thumbnail2.json \
+      --grid_png eval/results/reconstruction_thumbnail2.png
 
 The faces are what users get: base-only .sfc files written by the codec and decoded at the "reconstruction"
 level (a model set whose base layer codes a colour thumbnail uses it), of ``--model_set`` or of the models named

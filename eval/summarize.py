@@ -120,6 +120,8 @@ SUMMARIES = {
     "rate_distortion_paper_set.json": rate_distortion,
     "rate_distortion_learned_paper_set.json": rate_distortion,
     "rate_distortion_conditional.json": rate_distortion,
+    "rate_distortion_thumb2.json": rate_distortion,
+    "rate_distortion_conditional_thumb2.json": rate_distortion,
     "benchmark.json": benchmark,
     "lambda_sweep.json": lambda_sweep,
 }
