@@ -198,7 +198,7 @@ def _info(args) -> None:
 
 def _registered_names(info: dict) -> dict:
     """The registry's names of a file's model set and learned model (none without a registry)."""
-    from sfc_tf import zoo
+    from sfc_tf import bitstream, zoo
     from sfc_tf.codec import registered_learned_models
     from sfc_tf.errors import WeightsError
 
@@ -208,8 +208,11 @@ def _registered_names(info: dict) -> dict:
         return {}
     names = {"model_set_name": sets[info["model_set"]].name} if info["model_set"] in sets else {}
     if "enhancement_model_id" in info:
-        for model_id, family, quality in registered_learned_models():
-            if f"{model_id:04x}" == info["enhancement_model_id"]:
+        for codec_id, model_id, family, quality in registered_learned_models():
+            if (bitstream.CODECS[codec_id], f"{model_id:04x}") == (
+                info["enhancement_codec"],
+                info["enhancement_model_id"],
+            ):
                 return {**names, "enhancement_model": f"{family.name} quality {quality}"}
     return names
 

@@ -257,18 +257,18 @@ class ScalableCodec:
         return make_codec(name if not direct else "learned", (path, rate))
 
     @functools.cached_property
-    def _learned_by_id(self) -> dict[int, tuple[str, LearnedParameter]]:
-        """Two-byte model id -> (kind, parameter) of every registered learned checkpoint and rate."""
+    def _learned_by_id(self) -> dict[tuple[int, int], LearnedParameter]:
+        """(codec id, two-byte model id) -> parameter of every registered learned checkpoint and rate. The id holds
+        12 bits of a checkpoint's hash, so a residual and a conditional model may share it: the codec id tells them
+        apart (``tests/test_conformance.py`` checks that no two registered models of one codec share an id)."""
         found = {}
-        for model_id, family, quality in registered_learned_models():
-            found.setdefault(model_id, (family.kind, family.checkpoint(quality)))
+        for codec_id, model_id, family, quality in registered_learned_models():
+            found.setdefault((codec_id, model_id), family.checkpoint(quality))
         for path in self.learned_dirs:
             meta = json.loads((path / "meta.json").read_text())
+            codec_id = bitstream.CONDITIONAL if meta.get("conditional") else bitstream.LEARNED
             for rate in range(len(meta.get("lmbdas", [0]))):
-                found[learned_model_id(meta["sha256"], rate)] = (
-                    "conditional" if meta.get("conditional") else "residual",
-                    (path, rate),
-                )
+                found[codec_id, learned_model_id(meta["sha256"], rate)] = (path, rate)
         return found
 
     def _codec_for(self, enhancement: bitstream.Enhancement) -> ImageCodec:
@@ -276,13 +276,13 @@ class ScalableCodec:
 
         if enhancement.codec not in bitstream.LEARNED_CODECS:
             return make_codec(enhancement.codec_name, 1)  # JPEG/JPEG2000 decoding needs no parameter
-        if enhancement.model_id not in self._learned_by_id:
+        key = (enhancement.codec, enhancement.model_id)
+        if key not in self._learned_by_id:
             raise ModelMismatchError(
-                f"this file needs learned enhancement model {enhancement.model_id:04x}, "
+                f"this file needs {enhancement.codec_name} enhancement model {enhancement.model_id:04x}, "
                 f"which is not registered (pass its checkpoint in learned_dirs)"
             )
-        kind, parameter = self._learned_by_id[enhancement.model_id]
-        return make_codec("conditional" if kind == "conditional" else "learned", parameter)
+        return make_codec(enhancement.codec_name, self._learned_by_id[key])
 
     # -- encoding -----------------------------------------------------------------------------------------
     def crop(self, image: ImageSource) -> np.ndarray:
@@ -425,12 +425,14 @@ def _quality_index(quality: Quality) -> int:
         raise ValueError(f"a learned codec's quality is an index 1..N, not {quality!r}") from None
 
 
-def registered_learned_models() -> Iterator[tuple[int, zoo.LearnedFamily, int]]:
-    """(two-byte model id, family, quality) of every registered learned checkpoint and rate, in registry order."""
+def registered_learned_models() -> Iterator[tuple[int, int, zoo.LearnedFamily, int]]:
+    """(codec id in files, two-byte model id, family, quality) of every registered learned checkpoint and rate, in
+    registry order."""
     for family in zoo.learned_families().values():
+        codec_id = bitstream.CONDITIONAL if family.kind == "conditional" else bitstream.LEARNED
         for quality in range(1, len(family.rates) + 1):
             path, rate = family.checkpoint(quality)
-            yield learned_model_id(_sha256(path), rate or 0), family, quality
+            yield codec_id, learned_model_id(_sha256(path), rate or 0), family, quality
 
 
 def learned_model_id(sha256: str, rate: int) -> int:

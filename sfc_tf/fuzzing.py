@@ -121,7 +121,8 @@ class Corpus:
 
 
 def conditional_stand_in(directory: str | pathlib.Path) -> pathlib.Path:
-    """An untrained, narrow conditional FaceCodec (no conditional codec is shipped yet): exercises its parser."""
+    """An untrained, narrow conditional FaceCodec: conditional files in a mode the shipped families are not used in
+    by the corpus (MMSE), with a model of another shape."""
     from sfc_tf.enhancement import face_codec, learned
 
     directory = pathlib.Path(directory)
@@ -139,8 +140,8 @@ def build_corpus(
 ) -> Corpus:
     """Real files of ``crops``: base only, JPEG, JPEG2000 and learned in the paper's and the auto mode; one face
     at every quality of every residual learned family and its direct partner (so that every registered learned
-    checkpoint has a file); and (with ``conditional_dir``, a checkpoint the codec was given in ``learned_dirs``)
-    conditional learned files."""
+    checkpoint has a file) and of the model set's own conditional family; and (with ``conditional_dir``, a
+    checkpoint the codec was given in ``learned_dirs``) conditional files of that model in the MMSE mode."""
     from sfc_tf import zoo
     from sfc_tf.codec import enhancement_layer
     from sfc_tf.enhancement import layer, make_codec
@@ -158,6 +159,11 @@ def build_corpus(
             for mode in ("reconstruction", "none"):
                 files += codec.encode_analysis(one, "learned", quality, mode, family).files
                 names.append(f"{family}{quality}-{mode}-0")
+    shipped = zoo.default_family_name("conditional", codec.model_set)
+    if shipped is not None:
+        for quality in range(1, len(zoo.learned_family(shipped).rates) + 1):
+            files += codec.encode_analysis(one, "conditional", quality, "reconstruction").files
+            names.append(f"{shipped}{quality}-reconstruction-0")
     if conditional_dir is not None:
         conditional = make_codec("conditional", (conditional_dir, 0))
         predictions = analysis.predictions(bitstream.MMSE)

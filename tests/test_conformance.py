@@ -119,6 +119,32 @@ def test_every_registered_learned_checkpoint_is_the_one_the_vectors_were_made_wi
     assert learned_checkpoint_ids() == pinned and len(pinned) >= 10
 
 
+def test_no_two_registered_learned_models_of_one_codec_share_a_file_id(shipped_checkpoints):
+    """A file names its learned model by codec and 12 bits of the checkpoint's hash plus the rate: a decoder could
+    not tell two models of one codec with the same id apart (a residual and a conditional model may share one)."""
+    from sfc_tf.codec import registered_learned_models
+
+    owners = {}
+    for codec_id, model_id, family, quality in registered_learned_models():
+        owner = owners.setdefault((codec_id, model_id), (family.checkpoint(quality)))
+        assert owner == family.checkpoint(quality), f"{family.name} quality {quality} shares id {model_id:04x}"
+
+
+def test_every_rate_of_the_default_conditional_family_decodes(codec, expected):
+    """Each quality of the default set's conditional family, coded and decoded in full (quality 2's id equals a
+    residual model's: the decoder must pick the model by codec and id)."""
+    from sfc_tf import zoo
+
+    family = zoo.learned_family(kind="conditional", for_set=codec.model_set)
+    analysis = codec.analyse(fixture_crops()[:2], expected["facenet_features"][:2])
+    for quality in range(1, len(family.rates) + 1):
+        files = codec.encode_analysis(analysis, "conditional", quality, "reconstruction").files
+        faces = np.stack([d.image for d in codec.decode_many(files, "full")])
+        assert faces.shape == (2, 160, 160, 3) and {bitstream.unpack(f).enhancement.codec_name for f in files} == {
+            "conditional"
+        }
+
+
 def test_every_registered_model_set_loads_its_own_models(shipped_checkpoints):
     """Each set's reconstructor and predictor carry the ids the registry gives them (a swapped file fails here)."""
     from sfc_tf import zoo
