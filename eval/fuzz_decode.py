@@ -3,18 +3,17 @@
   python eval/fuzz_decode.py --runs 100000 --output_json eval/results/fuzz_decode.json
 
 The parent process codes the six fixture faces into a seed corpus (base only; JPEG, JPEG2000 and learned in the
-paper's and the auto mode; one face at every registered learned rate; conditional with an untrained stand-in: the
-shipped conditional families are not seeded yet) and starts libFuzzer in a child process, which loads every registered model (decoding each seed)
-before fuzzing. libFuzzer then bounds every decode: its RSS limit is the resident size with all models loaded plus
---rss_margin_mb, and a per-input timeout. The child runs with MALLOC_ARENA_MAX=2 (unless set) and returns freed
-heap pages to the system after each model load and every --trim_every inputs, so the peak RSS measures memory in
-use rather than glibc's free lists; the same settings suit a long-running decoding server. Each input is mutated by
-libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs recomputed, so the payload parsers are reached), then
-decoded at one of the three layers; whenever it parses as a file with an enhancement layer, its enhancement part is
-also grafted onto another face's base part and must be refused as a splice. Any exception other than an
-``SfcError`` and any wrong result is a crash (libFuzzer stops and keeps the input under --work_dir). A SIGINT to
-the fuzzer process ends the run early with the counts so far.
-"""
+paper's and the auto mode; one face at every registered learned rate; one face at every quality of the set's own
+conditional family; conditional in the MMSE mode with an untrained stand-in) and starts libFuzzer in a child
+process, which loads every registered model (decoding each seed) before fuzzing. libFuzzer then bounds every decode:
+its RSS limit is the resident size with all models loaded plus --rss_margin_mb, and a per-input timeout. The child
+runs with MALLOC_ARENA_MAX=2 (unless set) and returns freed heap pages to the system after each model load and every
+--trim_every inputs, so the peak RSS measures memory in use rather than glibc's free lists; the same settings suit a
+long-running decoding server. Each input is mutated by libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs
+recomputed, so the payload parsers are reached), then decoded at one of the three layers; whenever it parses as a
+file with an enhancement layer, its enhancement part is also grafted onto another face's base part and must be
+refused as a splice. Any exception other than an ``SfcError`` and any wrong result is a crash (libFuzzer stops and
+keeps the input under --work_dir). A SIGINT to the fuzzer process ends the run early with the counts so far. """
 
 import json
 import os
