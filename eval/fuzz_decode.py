@@ -13,7 +13,8 @@ long-running decoding server. Each input is mutated by libFuzzer or by ``sfc_tf.
 recomputed, so the payload parsers are reached), then decoded at one of the three layers; whenever it parses as a
 file with an enhancement layer, its enhancement part is also grafted onto another face's base part and must be
 refused as a splice. Any exception other than an ``SfcError`` and any wrong result is a crash (libFuzzer stops and
-keeps the input under --work_dir). A SIGINT to the fuzzer process ends the run early with the counts so far. """
+keeps the input under --work_dir). A SIGINT to the fuzzer process ends the run early with the counts so far.
+"""
 
 import json
 import os
