@@ -249,7 +249,7 @@ def main(_):
                 f"--runs {FLAGS.runs}",
                 f"--seed {FLAGS.seed}",
                 f"--trim_every {FLAGS.trim_every}",
-                *([f"--model_set {FLAGS.model_set}"] if FLAGS.model_set else []),
+                *model_set_flag(),
             ]
         ),
         "model_set": zoo.model_set(FLAGS.model_set).name,

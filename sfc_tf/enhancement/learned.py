@@ -194,8 +194,7 @@ def restore_weights(model, directory: str | os.PathLike):
 def round_weights(model, dtype: str):
     """Rounds every float variable of ``model`` to ``dtype`` in place (what storing it in that dtype keeps), so the
     range-coding tables built afterwards are the loaded model's own."""
-    if dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {dtype}")
+    _check_dtype(dtype)
     for key, variable in _variables(model).items():
         value = variable.numpy()
         if dtype == "float16" and np.issubdtype(value.dtype, np.floating):
@@ -203,6 +202,11 @@ def round_weights(model, dtype: str):
                 raise ValueError(f"{key} exceeds the float16 range; store this model as float32")
             variable.assign(_half(value).astype(value.dtype))
     return model
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {dtype}")
 
 
 def _half(value: np.ndarray) -> np.ndarray:
@@ -227,8 +231,7 @@ def save(
     weights to float16 first (in place) and stores them so: half the bytes, tables built from the rounded model."""
     from sfc_tf.enhancement import face_codec
 
-    if weights_dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {weights_dtype}")
+    _check_dtype(weights_dtype)
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if weights_dtype == "float32":
@@ -262,8 +265,7 @@ def save(
 def convert(source: str | os.PathLike, target: str | os.PathLike, weights_dtype: str) -> dict:
     """Stores a saved learned codec's weights in another dtype (``save(weights_dtype=...)``): a new folder, with
     the source's meta.json and where it came from; its range-coding tables are rebuilt from the stored weights."""
-    if weights_dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"weights are stored as one of {WEIGHT_DTYPES}, not {weights_dtype}")
+    _check_dtype(weights_dtype)
     source, target = pathlib.Path(source), pathlib.Path(target)
     if target.exists():
         raise FileExistsError(f"{target} exists; converting never overwrites a checkpoint")
