@@ -104,6 +104,7 @@ def run_child(work: pathlib.Path) -> None:
     with atheris.instrument_imports(include=["sfc_tf"]):
         from sfc_tf import bitstream, fuzzing, zoo
         from sfc_tf.codec import ScalableCodec
+        from sfc_tf.enhancement import learned
 
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align="center", learned_dirs=(work / "conditional",))
     seeds = [p.read_bytes() for p in sorted((work / "corpus").glob("*.sfc"))]
@@ -159,6 +160,7 @@ def run_child(work: pathlib.Path) -> None:
             release_freed_memory()
     for set_id in zoo.model_sets():  # and every registered model set's base layer (a mutated set id names one)
         codec.models_for(set_id).base_layer  # noqa: B018 (loads it)
+    counts["learned_checkpoints_loaded"] = learned.loaded_checkpoints()
     write_stats()
     counts["models_loaded_rss_mb"] = round(counts["peak_rss_mb"])
     counts["rss_limit_mb"] = counts["models_loaded_rss_mb"] + FLAGS.rss_margin_mb

@@ -139,8 +139,8 @@ def build_corpus(
     codec, crops: np.ndarray, features: np.ndarray | None = None, conditional_dir: str | pathlib.Path | None = None
 ) -> Corpus:
     """Real files of ``crops``: base only, JPEG, JPEG2000 and learned in the paper's and the auto mode; one face
-    at every quality of every residual learned family and its direct partner (so that every registered learned
-    checkpoint has a file) and of the model set's own conditional family; and (with ``conditional_dir``, a
+    at every quality of every residual learned family and its direct partner and of every conditional family (so
+    that every registered learned checkpoint has a file); and (with ``conditional_dir``, a
     checkpoint the codec was given in ``learned_dirs``) conditional files of that model in the MMSE mode."""
     from sfc_tf import zoo
     from sfc_tf.codec import enhancement_layer
@@ -154,16 +154,18 @@ def build_corpus(
             files += coded
             names += [f"{enhancement}-{mode}-{i}" for i in range(len(coded))]
     one = codec.analyse(crops[:1], None if features is None else features[:1])
-    for family in [name for name, entry in zoo.learned_families().items() if entry.kind == "residual"]:
-        for quality in range(1, len(zoo.learned_family(family).rates) + 1):
-            for mode in ("reconstruction", "none"):
-                files += codec.encode_analysis(one, "learned", quality, mode, family).files
+    coded_as = {
+        "residual": ("learned", ("reconstruction", "none")),
+        "conditional": ("conditional", ("reconstruction",)),
+    }
+    for family, entry in zoo.learned_families().items():
+        if entry.kind not in coded_as:
+            continue  # an original family is coded as its residual partner's mode none
+        enhancement, modes = coded_as[entry.kind]
+        for quality in range(1, len(entry.rates) + 1):
+            for mode in modes:
+                files += codec.encode_analysis(one, enhancement, quality, mode, family).files
                 names.append(f"{family}{quality}-{mode}-0")
-    shipped = zoo.default_family_name("conditional", codec.model_set)
-    if shipped is not None:
-        for quality in range(1, len(zoo.learned_family(shipped).rates) + 1):
-            files += codec.encode_analysis(one, "conditional", quality, "reconstruction").files
-            names.append(f"{shipped}{quality}-reconstruction-0")
     if conditional_dir is not None:
         conditional = make_codec("conditional", (conditional_dir, 0))
         predictions = analysis.predictions(bitstream.MMSE)

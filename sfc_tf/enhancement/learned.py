@@ -316,6 +316,11 @@ def load_model(directory: str | os.PathLike) -> tuple:
     return _load_cached(str(pathlib.Path(directory).resolve()))
 
 
+def loaded_checkpoints() -> int:
+    """How many learned checkpoints this process holds (each is loaded once)."""
+    return _load_cached.cache_info().currsize
+
+
 class RateCoder:
     """One rate of a trained learned codec as two graph functions: ``compress(images, predictions)`` -> strings and
     ``decompress(strings, latent_shape, predictions)`` -> uint8 images (``predictions``: conditional models only).
