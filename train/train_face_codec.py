@@ -18,8 +18,8 @@ default model set's reconstruction, with the end-to-end family's stage-3 recipe 
       --init_from START/original_l0.01 --checkpoint_dir checkpoints/enhancement/conditional_faces_l0.01
 
 ``--init_from`` may also name a FaceCodec of the same configuration: a fine-tune, e.g. of that family on the
-predictions of a model set whose base layer codes a colour thumbnail (``--base_layer
-checkpoints/base_layer/thumbnail2/step_0.08.npz``: the predictions are corrected by each crop's decoded thumbnail).
+predictions of the default model set, whose base layer codes a colour thumbnail (the predictions are corrected by
+each crop's decoded thumbnail; ``--base_layer checkpoints/base_layer/step_0.08.npz`` for set 14's, without one).
 
 Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_minutes`` ends a session early.
 """
@@ -60,7 +60,7 @@ flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor (--p
 flags.DEFINE_string(
     "reconstructor", None, "Reconstructor (--prediction_mode reconstruction); default: the default model set's."
 )
-flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base layer the predictions decode through.")
+flags.DEFINE_string("base_layer", None, "Base layer the predictions decode through; default: the default model set's.")
 flags.DEFINE_list("lmbdas", ["0.001", "0.002", "0.004", "0.008", "0.016"], "Rate points (loss = bpp + lambda MSE).")
 flags.DEFINE_enum("prior", "position", ["position", "channel"], "Factorized prior per latent position or per channel.")
 flags.DEFINE_integer("steps", 12000, "Training steps (one rate drawn per batch).")
@@ -88,12 +88,16 @@ def prediction_network() -> str:
     return FLAGS.reconstructor or str(zoo.model_set().path("reconstructor"))
 
 
+def base_layer_path() -> str:
+    return FLAGS.base_layer or str(zoo.model_set().path("base_layer"))
+
+
 def pair_maker():
     """(crops, features) -> the (image, prediction) pair ``--kind`` trains on (the image itself as the prediction
     of codecs that use none)."""
     if FLAGS.kind == "original":
         return lambda crops, features: (crops, crops)
-    predict = prediction.training_predictor(prediction_network(), FLAGS.base_layer)
+    predict = prediction.training_predictor(prediction_network(), base_layer_path())
     if FLAGS.kind == "conditional":
         return lambda crops, features: (crops, predict(features, crops))
 
@@ -117,7 +121,7 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
     images, predictions = faces.crops, None
     if FLAGS.kind != "original":
         predictions = prediction.training_predictions(
-            prediction_network(), FLAGS.base_layer, faces.features, faces.crops
+            prediction_network(), base_layer_path(), faces.features, faces.crops
         )
     if FLAGS.kind == "residual":
         images, predictions = layer.normalised_residuals(faces.crops, predictions)[0], None
@@ -197,7 +201,7 @@ def main(_):
                 "mode": FLAGS.prediction_mode,
                 "network": prediction_network(),
                 "network_sha256": prediction.network_id(prediction_network()),
-                "base_layer": FLAGS.base_layer,
+                "base_layer": base_layer_path(),
             },
         },
         None if held is None else (held, held_p),
