@@ -121,6 +121,7 @@ SUMMARIES = {
     "rate_distortion_learned_paper_set.json": rate_distortion,
     "rate_distortion_conditional.json": rate_distortion,
     "rate_distortion_thumb2.json": rate_distortion,
+    "rate_distortion_learned_thumb2.json": rate_distortion,
     "rate_distortion_conditional_thumb2.json": rate_distortion,
     "benchmark.json": benchmark,
     "lambda_sweep.json": lambda_sweep,
