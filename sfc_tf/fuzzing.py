@@ -161,10 +161,10 @@ def build_corpus(
     for family, entry in zoo.learned_families().items():
         if entry.kind not in coded_as:
             continue  # an original family is coded as its residual partner's mode none
-        enhancement, modes = coded_as[entry.kind]
+        kind, modes = coded_as[entry.kind]
         for quality in range(1, len(entry.rates) + 1):
             for mode in modes:
-                files += codec.encode_analysis(one, enhancement, quality, mode, family).files
+                files += codec.encode_analysis(one, kind, quality, mode, family).files
                 names.append(f"{family}{quality}-{mode}-0")
     if conditional_dir is not None:
         conditional = make_codec("conditional", (conditional_dir, 0))
