@@ -129,11 +129,10 @@ def main(_):
         for name in names:
             family = zoo.learned_family(name)
             direct = zoo.learned_family(family.direct)
-            qualities = range(1, len(family.rates) + 1)
-            for quality in qualities:
+            for quality in family.qualities:
                 point = anchor(make_codec("learned", direct.checkpoint(quality)))
                 points.append({**point, "curve": direct.name})
-            points += stream_points(codec, analysis, kind, qualities, name, name)
+            points += stream_points(codec, analysis, kind, family.qualities, name, name)
             bd_pairs += [
                 (f"base+{name} ({label})", anchor_name)
                 for label, _ in curve_modes(kind, name)

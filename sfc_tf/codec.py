@@ -266,9 +266,8 @@ class ScalableCodec:
             found.setdefault((codec_id, model_id), family.checkpoint(quality))
         for path in self.learned_dirs:
             meta = json.loads((path / "meta.json").read_text())
-            codec_id = bitstream.CONDITIONAL if meta.get("conditional") else bitstream.LEARNED
             for rate in range(len(meta.get("lmbdas", [0]))):
-                found[codec_id, learned_model_id(meta["sha256"], rate)] = (path, rate)
+                found[learned_codec_id(meta.get("conditional")), learned_model_id(meta["sha256"], rate)] = (path, rate)
         return found
 
     def _codec_for(self, enhancement: bitstream.Enhancement) -> ImageCodec:
@@ -429,10 +428,15 @@ def registered_learned_models() -> Iterator[tuple[int, int, zoo.LearnedFamily, i
     """(codec id in files, two-byte model id, family, quality) of every registered learned checkpoint and rate, in
     registry order."""
     for family in zoo.learned_families().values():
-        codec_id = bitstream.CONDITIONAL if family.kind == "conditional" else bitstream.LEARNED
-        for quality in range(1, len(family.rates) + 1):
+        codec_id = learned_codec_id(family.kind == "conditional")
+        for quality in family.qualities:
             path, rate = family.checkpoint(quality)
             yield codec_id, learned_model_id(_sha256(path), rate or 0), family, quality
+
+
+def learned_codec_id(conditional: bool) -> int:
+    """The codec id a learned model's files carry: conditional, or learned (residual and end-to-end models)."""
+    return bitstream.CONDITIONAL if conditional else bitstream.LEARNED
 
 
 def learned_model_id(sha256: str, rate: int) -> int:

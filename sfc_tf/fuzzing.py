@@ -162,7 +162,7 @@ def build_corpus(
         if entry.kind not in coded_as:
             continue  # an original family is coded as its residual partner's mode none
         kind, modes = coded_as[entry.kind]
-        for quality in range(1, len(entry.rates) + 1):
+        for quality in entry.qualities:
             for mode in modes:
                 files += codec.encode_analysis(one, kind, quality, mode, family).files
                 names.append(f"{family}{quality}-{mode}-0")

@@ -69,6 +69,11 @@ class LearnedFamily:
     mode: str | None = None  # the prediction it was trained against (residual and conditional kinds)
     description: str = ""
 
+    @property
+    def qualities(self) -> range:
+        """The family's qualities, 1..N."""
+        return range(1, len(self.rates) + 1)
+
     def checkpoint(self, quality: int) -> tuple[pathlib.Path, int | None]:
         if not 1 <= quality <= len(self.rates):
             raise ValueError(f"learned family {self.name!r} has qualities 1..{len(self.rates)}, not {quality}")

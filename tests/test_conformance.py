@@ -126,7 +126,7 @@ def test_no_two_registered_learned_models_of_one_codec_share_a_file_id(shipped_c
 
     owners = {}
     for codec_id, model_id, family, quality in registered_learned_models():
-        owner = owners.setdefault((codec_id, model_id), (family.checkpoint(quality)))
+        owner = owners.setdefault((codec_id, model_id), family.checkpoint(quality))
         assert owner == family.checkpoint(quality), f"{family.name} quality {quality} shares id {model_id:04x}"
 
 
@@ -137,7 +137,7 @@ def test_every_rate_of_the_default_conditional_family_decodes(codec, expected):
 
     family = zoo.learned_family(kind="conditional", for_set=codec.model_set)
     analysis = codec.analyse(fixture_crops()[:2], expected["facenet_features"][:2])
-    for quality in range(1, len(family.rates) + 1):
+    for quality in family.qualities:
         files = codec.encode_analysis(analysis, "conditional", quality, "reconstruction").files
         faces = np.stack([d.image for d in codec.decode_many(files, "full")])
         assert faces.shape == (2, 160, 160, 3) and {bitstream.unpack(f).enhancement.codec_name for f in files} == {

@@ -104,7 +104,7 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     registered = {
         family.checkpoint(quality)[0].resolve()
         for family in zoo.learned_families().values()
-        for quality in range(1, len(family.rates) + 1)
+        for quality in family.qualities
     }
     assert report["learned_checkpoints_loaded"] == len(registered) + 1, (  # and the untrained conditional stand-in
         "not every registered checkpoint was loaded, or more than learned._load_cached's bound (32) are registered"
