@@ -63,6 +63,16 @@ flags.DEFINE_string(
 flags.DEFINE_string("base_layer", None, "Base layer the predictions decode through; default: the default model set's.")
 flags.DEFINE_list("lmbdas", ["0.001", "0.002", "0.004", "0.008", "0.016"], "Rate points (loss = bpp + lambda MSE).")
 flags.DEFINE_enum("prior", "position", ["position", "channel"], "Factorized prior per latent position or per channel.")
+flags.DEFINE_enum(
+    "entropy_model",
+    "factorized",
+    ["factorized", "hyperprior"],
+    "factorized: face_codec.FaceCodec (--prior); hyperprior: hyperprior.HyperpriorFaceCodec (mean-scale, slices).",
+)
+flags.DEFINE_integer("snapshot_every", 0, "Save the weights to snapshots/step_N every this many steps (0: never).")
+flags.DEFINE_integer(
+    "entropy_warmup", 0, "Hyperprior: first steps in which only the entropy model learns (after --init_from)."
+)
 flags.DEFINE_integer("steps", 12000, "Training steps (one rate drawn per batch).")
 flags.DEFINE_integer("batch_size", 8, "Batch size.")
 flags.DEFINE_integer("patch_size", 0, "Random square patches of this size (prior channel only); 0: whole crops.")
@@ -180,6 +190,9 @@ def main(_):
         lmbdas=tuple(float(v) for v in FLAGS.lmbdas),
         kind=FLAGS.kind,
         prior=FLAGS.prior,
+        entropy_model=FLAGS.entropy_model,
+        snapshot_every=FLAGS.snapshot_every,
+        entropy_warmup=FLAGS.entropy_warmup,
         patch_size=FLAGS.patch_size or None,
         steps=FLAGS.steps,
         batch_size=FLAGS.batch_size,

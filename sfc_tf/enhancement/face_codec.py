@@ -36,11 +36,11 @@ CONTEXT_FILTERS = 64
 
 
 class Analysis(tf.keras.Sequential):
-    def __init__(self, num_filters: int):
+    def __init__(self, num_filters: int, latent_depth: int | None = None):
         super().__init__(name="analysis")
         self.add(signal_conv(num_filters, 9, down=4, activation=tfc.GDN(name="gdn_0"), name="layer_0"))
         self.add(signal_conv(num_filters, 5, down=2, activation=tfc.GDN(name="gdn_1"), name="layer_1"))
-        self.add(signal_conv(num_filters, 5, down=2, bias=False, name="layer_2"))
+        self.add(signal_conv(latent_depth or num_filters, 5, down=2, bias=False, name="layer_2"))
 
 
 class Context(tf.keras.layers.Layer):

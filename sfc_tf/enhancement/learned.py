@@ -131,6 +131,8 @@ def _weight_parts(model) -> dict:
             synthesis_transform=model.synthesis_transform,
             prior=model.prior,
         )
+    if hasattr(model, "weight_parts"):
+        return model.weight_parts()
     parts = dict(
         analysis_transform=model.analysis_transform,
         synthesis_transform=model.synthesis_transform,
@@ -145,6 +147,11 @@ def _weight_parts(model) -> dict:
 
 def _weights(model) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(**_weight_parts(model))
+
+
+def write_weights(model, directory: str | os.PathLike) -> None:
+    """The trained parts' float32 values in ``directory/weights.*`` (no tables, no meta.json): a snapshot."""
+    _weights(model).write(str(pathlib.Path(directory) / WEIGHTS))
 
 
 def _variables(model) -> dict[str, tf.Variable]:
@@ -229,7 +236,7 @@ def save(
     the tables). ``coding_enabled``: the caller has just built the tables from the final weights (building them
     again costs minutes for a variable-rate model on a CPU). ``weights_dtype="float16"`` rounds the model's
     weights to float16 first (in place) and stores them so: half the bytes, tables built from the rounded model."""
-    from sfc_tf.enhancement import face_codec
+    from sfc_tf.enhancement import face_codec, hyperprior
 
     _check_dtype(weights_dtype)
     directory = pathlib.Path(directory)
@@ -253,6 +260,8 @@ def save(
         model.enable_coding()
     if isinstance(model, face_codec.FaceCodec):
         config = {"architecture": "face_codec", **model.get_config()}
+    elif isinstance(model, hyperprior.HyperpriorFaceCodec):
+        config = {"architecture": "hyperprior", **model.get_config()}
     else:
         config = {"lmbda": model.lmbda, "num_filters": model.num_filters}
     tables = coding_tables.write(directory, model.entropy_models)
@@ -290,6 +299,10 @@ def build(meta: dict):
     """An untrained model of the architecture a meta.json describes."""
     if meta.get("architecture", "bls2017") == "bls2017":
         return BLS2017(meta["lmbda"], meta["num_filters"])
+    if meta["architecture"] == "hyperprior":
+        from sfc_tf.enhancement import hyperprior
+
+        return hyperprior.HyperpriorFaceCodec(**{k: meta[k] for k in hyperprior.CONFIG_KEYS})
     from sfc_tf.enhancement import face_codec
 
     return face_codec.FaceCodec(

@@ -143,6 +143,9 @@ class FaceCodecTrainConfig:
     checkpoint_dir: str
     lmbdas: tuple = (0.001, 0.002, 0.004, 0.008, 0.016)
     kind: str = "original"  # original (codes x) | residual (codes min-max(x - p)) | conditional (x given p)
+    entropy_model: str = "factorized"  # factorized (face_codec.FaceCodec) | hyperprior (hyperprior.HyperpriorFaceCodec)
+    snapshot_every: int = 0  # weights (no optimizer state) into snapshots/step_N every this many steps (0: never)
+    entropy_warmup: int = 0  # hyperprior: steps in which only the entropy model learns (after a warm start)
     prior: str = "position"
     patch_size: int | None = None  # random square patches of the crops (channel prior only); None: whole crops
     steps: int = 20000
@@ -210,32 +213,64 @@ def face_codec_stream(
 
 
 def build_face_codec(config: FaceCodecTrainConfig):
-    from sfc_tf.enhancement import face_codec
+    from sfc_tf.enhancement import face_codec, hyperprior
 
-    if config.patch_size and config.prior == "position":
+    if config.entropy_model == "hyperprior":
+        if config.kind == "residual":
+            raise ValueError("the hyperprior codec codes the face (kind original) or the face given p (conditional)")
+        model = hyperprior.HyperpriorFaceCodec(
+            config.lmbdas, conditional=config.kind == "conditional", num_filters=config.num_filters
+        )
+    elif config.patch_size and config.prior == "position":
         raise ValueError("a positional prior needs whole crops (its latent grid is the crop's): use prior channel")
-    model = face_codec.FaceCodec(
-        config.lmbdas, conditional=config.kind == "conditional", prior=config.prior, num_filters=config.num_filters
-    )
+    else:
+        model = face_codec.FaceCodec(
+            config.lmbdas, conditional=config.kind == "conditional", prior=config.prior, num_filters=config.num_filters
+        )
     decay_steps = max(1, config.steps // 5)
     schedule = LateDecay(config.learning_rate, config.final_learning_rate, config.steps - decay_steps, decay_steps)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule))
+    if config.entropy_model == "hyperprior":
+        # the transforms' learning rate is 0 for the warm-up (Adam's moments fill meanwhile), then ramps up
+        held = LateDecay(
+            config.learning_rate,
+            config.final_learning_rate,
+            config.steps - decay_steps,
+            decay_steps,
+            hold=config.entropy_warmup,
+            ramp=config.entropy_warmup,
+        )
+        model.transform_optimizer = tf.keras.optimizers.Adam(held)
+        model.transform_optimizer.build(model.transform_variables())
     model.optimizer.build(model.trainable_variables)
     return model
 
 
 class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """Constant, then exponential decay to ``final`` over the last ``decay_steps``."""
+    """Constant, then exponential decay to ``final`` over the last ``decay_steps``; with ``hold``, 0 for the first
+    ``hold`` steps, then a linear ramp over ``ramp`` steps."""
 
-    def __init__(self, initial: float, final: float, start: int, decay_steps: int):
+    def __init__(self, initial: float, final: float, start: int, decay_steps: int, hold: int = 0, ramp: int = 0):
         self.initial, self.final, self.start, self.decay_steps = initial, final, start, decay_steps
+        self.hold, self.ramp = hold, ramp
 
     def __call__(self, step):
-        progress = tf.clip_by_value((tf.cast(step, tf.float32) - self.start) / self.decay_steps, 0.0, 1.0)
-        return self.initial * (self.final / self.initial) ** progress
+        step = tf.cast(step, tf.float32)
+        progress = tf.clip_by_value((step - self.start) / self.decay_steps, 0.0, 1.0)
+        rate = self.initial * (self.final / self.initial) ** progress
+        if self.hold or self.ramp:
+            rate *= tf.clip_by_value((step - self.hold + 1.0) / max(self.ramp, 1), 0.0, 1.0)
+        return rate
 
     def get_config(self):
-        return {"initial": self.initial, "final": self.final, "start": self.start, "decay_steps": self.decay_steps}
+        return {
+            "initial": self.initial,
+            "final": self.final,
+            "start": self.start,
+            "decay_steps": self.decay_steps,
+            "hold": self.hold,
+            "ramp": self.ramp,
+        }
 
 
 def train_face_codec(
@@ -260,6 +295,8 @@ def train_face_codec(
     resume.check_unfinished(done, config.steps, out)
     saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
+    if config.snapshot_every:
+        callbacks.append(Snapshots(model, out / "snapshots", config.snapshot_every))
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes, per="step"))
     model.fit(
@@ -285,20 +322,36 @@ def train_face_codec(
         )
 
 
+class Snapshots(tf.keras.callbacks.Callback):
+    """The model's weights every ``every`` optimizer steps in ``directory/step_<N>`` (a learning curve's points)."""
+
+    def __init__(self, model, directory: pathlib.Path, every: int):
+        super().__init__()
+        self.codec, self.directory, self.every = model, directory, int(every)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.codec.optimizer.iterations.numpy())
+        if step % self.every == 0:
+            learned.write_weights(self.codec, self.directory / f"step_{step:06d}")
+
+
 def _end_to_end_meta(source: str) -> dict:
     meta = learned.load_model(source)[1]
-    if meta.get("input") != "original" and meta.get("architecture") != "face_codec":
+    if meta.get("input") != "original" and meta.get("architecture") not in ("face_codec", "hyperprior"):
         raise ValueError(f"{source} is neither an end-to-end model (input original) nor a FaceCodec: no warm start")
     return meta
 
 
 def _warm_start_face_codec(model, source: str):
     """From an end-to-end model (``face_codec.warm_start``), or from a FaceCodec of the same configuration (a
-    fine-tune, e.g. on another model set's predictions: every weight copied)."""
-    from sfc_tf.enhancement import face_codec
+    fine-tune, e.g. on another model set's predictions: every weight copied). A hyperprior codec starts from a
+    single-rate model of its kind (``hyperprior.warm_start``) or from a hyperprior codec of its configuration."""
+    from sfc_tf.enhancement import face_codec, hyperprior
 
     loaded = learned.load_model(source)[0]
-    if not isinstance(loaded, face_codec.FaceCodec):
+    if isinstance(model, hyperprior.HyperpriorFaceCodec) and not isinstance(loaded, hyperprior.HyperpriorFaceCodec):
+        hyperprior.warm_start(model, loaded)
+    elif not isinstance(loaded, (face_codec.FaceCodec, hyperprior.HyperpriorFaceCodec)):
         face_codec.warm_start(model, loaded)
     elif json.dumps(loaded.get_config(), sort_keys=True) != json.dumps(model.get_config(), sort_keys=True):
         raise ValueError(f"{source} is a FaceCodec of another configuration: {loaded.get_config()}")
@@ -313,12 +366,13 @@ def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | Non
 
     rows = []
     for rate, lmbda in enumerate(model.lmbdas):
+        quality = 2 * rate if hasattr(model, "num_qualities") else rate  # hyperprior: every other quality is trained
         bits, decoded = [], []
         for i in range(0, len(images), batch_size):
             p = None if predictions is None else predictions[i : i + batch_size]
-            strings = model.compress(images[i : i + batch_size], p, rate).numpy()
+            strings = model.compress(images[i : i + batch_size], p, quality).numpy()
             bits += [8 * len(s) for s in strings]
-            decoded.append(model.decompress(strings, p, rate).numpy())
+            decoded.append(model.decompress(strings, p, quality).numpy())
         psnr = np.minimum(metrics.psnr(images, np.concatenate(decoded)), metrics.PSNR_CEILING_DB)
         rows.append(
             {"rate": rate, "lmbda": lmbda, "bits_per_image": float(np.mean(bits)), "psnr": float(np.mean(psnr))}

@@ -1,0 +1,500 @@
+"""The face codec with a mean-scale hyperprior and channel-wise context: one model for every rate, end to end or
+conditional on the decoder's prediction (ours; Balle et al. 2018, Minnen et al. 2018, Minnen & Singh 2020).
+
+Transforms: ``face_codec``'s Balle-2016 analysis and synthesis (and, conditional, its context pyramid of p and
+gated skip of p), with ``latent_depth`` latent channels.
+  y = g_a(x [, p]) * gain_q                                   analysis, scaled for quality q
+  z = h_a(y);  z^ = round(z)                                  hyper-latent, a factorized prior per channel
+  f = h_s(z^)                                                 mean and scale features at the latent's size
+  for each slice k of y:  mu_k, s_k = m_k(f, y^_<k), s_k(f, y^_<k)
+                          y^_k = round(y_k - mu_k) + mu_k + lrp_k(f, y^_<=k)
+  x^ = g_s(y^ / gain_q [, c(p)]) [+ gate * p]
+
+Rates: a gain and an inverse gain per trained rate on the latent (Cui et al. 2021); the qualities between two
+trained rates interpolate their gains geometrically, so ``2 * len(lmbdas) - 1`` qualities come from one model.
+
+Entropy coding never depends on p, and every number it depends on is computed in float64 (``ParamConv`` layers
+run in the dtype of their input): the hyper-synthesis and slice networks see only decoded integers, so encoder
+and decoder derive the same scale indexes on any CPU and at any batch size (a float32 network may differ in its
+last bit between batch sizes, and one flipped index would derail the range decoder). All symbols of a face (z,
+then each slice) go into one range-coded string, with tables whose every symbol is regular (no escape code):
+the encoder clamps the rare value beyond a table's tails, so a damaged payload can never send the decoder into an
+unbounded escape loop.
+
+Training: loss = (bpp + lambda_q * MSE) / lambda_q ** RATE_BALANCE, a trained rate drawn per batch; the division
+gives every rate a comparable share of the shared weights' updates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from sfc_tf.enhancement.face_codec import Analysis, Context, Synthesis
+from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
+
+DOWNSCALE = 16
+NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, 0.11, 256.0
+RATE_BALANCE = 0.4
+PRECISION = 12  # range coder precision (bits)
+CONFIG_KEYS = (
+    "lmbdas",
+    "conditional",
+    "num_filters",
+    "latent_depth",
+    "hyper_filters",
+    "hyper_depth",
+    "num_slices",
+    "slice_hidden",
+    "image_size",
+)
+HYPER_FEATURES = 64  # mean and scale feature channels of the hyper-synthesis
+
+
+class ParamConv(tf.keras.layers.Layer):
+    """A ``kernel`` x ``kernel`` convolution that runs in its input's dtype: float32 in training, float64 when
+    coding. ``up=2`` first repeats every input pixel 2x2 (nearest-neighbour upsampling)."""
+
+    def __init__(self, filters: int, kernel: int = 3, up: int = 1, activation=None, zero: bool = False, name=None):
+        super().__init__(name=name, autocast=False)
+        self.filters, self.kernel_size, self.up = filters, kernel, up
+        self.activation, self.zero = activation, zero
+
+    def build(self, input_shape):
+        shape = (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
+        self.kernel = self.add_weight("kernel", shape, initializer="zeros" if self.zero else "glorot_uniform")
+        self.bias = self.add_weight("bias", (self.filters,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        if self.up > 1:
+            x = tf.repeat(tf.repeat(x, self.up, axis=1), self.up, axis=2)
+        y = tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), 1, "SAME")
+        y = y + tf.cast(self.bias, x.dtype)
+        return self.activation(y) if self.activation is not None else y
+
+
+class HyperAnalysis(tf.keras.Sequential):
+    def __init__(self, filters: int, depth: int):
+        super().__init__(name="hyper_analysis")
+        self.add(tfc.SignalConv2D(filters, (3, 3), corr=True, padding="same_zeros", activation=tf.nn.relu))
+        self.add(
+            tfc.SignalConv2D(filters, (3, 3), corr=True, strides_down=2, padding="same_zeros", activation=tf.nn.relu)
+        )
+        self.add(tfc.SignalConv2D(depth, (3, 3), corr=True, padding="same_zeros", use_bias=False))
+
+
+class HyperSynthesis(tf.keras.layers.Layer):
+    """z^ -> (mean features, scale features), each ``features`` channels at twice z's size."""
+
+    def __init__(self, filters: int, features: int):
+        super().__init__(name="hyper_synthesis", autocast=False)
+        self.features = features
+        self.stages = [
+            ParamConv(filters, activation=tf.nn.relu, name="hs_0"),
+            ParamConv(filters, up=2, activation=tf.nn.relu, name="hs_1"),
+            ParamConv(2 * features, activation=tf.nn.relu, name="hs_2"),
+        ]
+
+    def call(self, z_hat):
+        out = z_hat
+        for stage in self.stages:
+            out = stage(out)
+        return out[..., : self.features], out[..., self.features :]
+
+
+class SliceTransform(tf.keras.layers.Layer):
+    """A slice's mean, scale index or latent residual from its support: a ``kernel`` x ``kernel`` convolution
+    to ``hidden`` channels, then a 1x1 one to the slice's ``depth`` (``zero``: starting at zero, so that a
+    warm-started model first rounds its latent as its source did)."""
+
+    def __init__(self, depth: int, hidden: int, kernel: int, name: str, zero: bool = False):
+        super().__init__(name=name, autocast=False)
+        self.stages = [
+            ParamConv(hidden, kernel, activation=tf.nn.relu, name="st_0"),
+            ParamConv(depth, 1, zero=zero, name="st_1"),
+        ]
+
+    def call(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def scale_fn(index):
+    """Scale of each integer (or, in training, continuous) scale index: log-spaced from SCALE_MIN to SCALE_MAX."""
+    offset = tf.math.log(tf.constant(SCALE_MIN, index.dtype))
+    factor = (tf.math.log(tf.constant(SCALE_MAX, index.dtype)) - offset) / (NUM_SCALES - 1.0)
+    return tf.math.exp(offset + factor * index)
+
+
+class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
+    """``call(x, p, rate)`` returns (loss, bpp, mse); ``compress`` / ``decompress`` code real strings."""
+
+    def __init__(
+        self,
+        lmbdas,
+        conditional: bool = False,
+        num_filters: int = 128,
+        latent_depth: int = 192,
+        hyper_filters: int = 96,
+        hyper_depth: int = 64,
+        num_slices: int = 4,
+        slice_hidden: int = 48,
+        image_size: int = 160,
+    ):
+        super().__init__()
+        if latent_depth % num_slices:
+            raise ValueError(f"{num_slices} slices do not divide {latent_depth} latent channels")
+        self.lmbdas = [float(v) for v in lmbdas]
+        self.conditional = bool(conditional)
+        self.num_filters, self.latent_depth = int(num_filters), int(latent_depth)
+        self.hyper_filters, self.hyper_depth = int(hyper_filters), int(hyper_depth)
+        self.num_slices, self.slice_hidden, self.image_size = int(num_slices), int(slice_hidden), int(image_size)
+        self.slice_depth = self.latent_depth // self.num_slices
+        self.analysis_transform = Analysis(num_filters, latent_depth)
+        self.synthesis_transform = Synthesis(num_filters)
+        self.context_transform = Context() if self.conditional else None
+        self.hyper_analysis = HyperAnalysis(hyper_filters, hyper_depth)
+        self.hyper_synthesis = HyperSynthesis(hyper_filters, HYPER_FEATURES)
+        self.mean_transforms = [
+            SliceTransform(self.slice_depth, slice_hidden, 3, f"mean_{k}", zero=True) for k in range(num_slices)
+        ]
+        self.scale_transforms = [
+            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}") for k in range(num_slices)
+        ]
+        self.lrp_transforms = [
+            SliceTransform(self.slice_depth, 64, 1, f"lrp_{k}", zero=True) for k in range(num_slices)
+        ]
+        start = np.sqrt(np.array(self.lmbdas) / 0.01)[:, None] * np.ones((1, latent_depth))
+        self.gains = tf.Variable(start.astype(np.float32), name="gains")
+        self.inverse_gains = tf.Variable((1.0 / start).astype(np.float32), name="inverse_gains")
+        self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(hyper_depth,), name="hyperprior")
+        self.rate_weights = tf.constant(np.array(self.lmbdas) ** -RATE_BALANCE, tf.float32)
+        self.coder = None
+        self.transform_optimizer = None  # training: the transforms' own Adam (a warm start holds them still first)
+        x = tf.zeros((1, self.image_size, self.image_size, 3))
+        self(x, x, 0)
+
+    @property
+    def num_rates(self) -> int:
+        return len(self.lmbdas)
+
+    @property
+    def num_qualities(self) -> int:
+        """Trained rates and the geometric midpoints between neighbours."""
+        return 2 * self.num_rates - 1
+
+    def get_config(self):
+        return {key: getattr(self, key) for key in CONFIG_KEYS}
+
+    def weight_parts(self) -> dict:
+        """The trained parts, under the names their checkpoints use (no optimizer state)."""
+        parts = dict(
+            analysis_transform=self.analysis_transform,
+            synthesis_transform=self.synthesis_transform,
+            hyper_analysis=self.hyper_analysis,
+            hyper_synthesis=self.hyper_synthesis,
+            mean_transforms=self.mean_transforms,
+            scale_transforms=self.scale_transforms,
+            lrp_transforms=self.lrp_transforms,
+            gains=self.gains,
+            inverse_gains=self.inverse_gains,
+            hyperprior=self.hyperprior,
+        )
+        if self.context_transform is not None:
+            parts["context_transform"] = self.context_transform
+        return parts
+
+    # -- transforms -----------------------------------------------------------------------------------------
+    def gain_pair(self, quality: int):
+        """(gain, inverse gain) of quality index 0..num_qualities-1: even indexes are trained rates, odd ones the
+        geometric mean of their neighbours."""
+        low, high = quality // 2, (quality + 1) // 2
+        gain = tf.sqrt(self.gains[low] * self.gains[high])
+        inverse = tf.sqrt(self.inverse_gains[low] * self.inverse_gains[high])
+        return gain, inverse
+
+    def analyse(self, x, p, gain):
+        x = tf.cast(x, tf.float32) / 255.0
+        if self.conditional:
+            x = tf.concat([x, tf.cast(p, tf.float32) / 255.0], -1)
+        return self.analysis_transform(x) * gain
+
+    def synthesise(self, y_hat, p, inverse_gain):
+        y_hat = tf.cast(y_hat, tf.float32) * inverse_gain
+        if not self.conditional:
+            return self.synthesis_transform(y_hat) * 255.0
+        skip, pyramid = self.context_transform(tf.cast(p, tf.float32) / 255.0)
+        return (skip + self.synthesis_transform(y_hat, pyramid)) * 255.0
+
+    def slice_parameters(self, k: int, features, previous):
+        """(mean, scale index, support for the slice's latent residual prediction) of slice ``k``."""
+        means, scales = features
+        mean_support = tf.concat([means] + previous, -1)
+        scale_support = tf.concat([scales] + previous, -1)
+        mu = self.mean_transforms[k](mean_support)
+        index = self.scale_transforms[k](scale_support)
+        return mu, index, mean_support
+
+    def latent_residual(self, k: int, mean_support, y_hat_slice):
+        return 0.5 * tf.math.tanh(self.lrp_transforms[k](tf.concat([mean_support, y_hat_slice], -1)))
+
+    def hyper_features(self, z_hat, latent_shape):
+        """Mean and scale features cropped to the latent's (height, width)."""
+        means, scales = self.hyper_synthesis(z_hat)
+        return means[:, : latent_shape[0], : latent_shape[1]], scales[:, : latent_shape[0], : latent_shape[1]]
+
+    # -- training -------------------------------------------------------------------------------------------
+    def call(self, x, p=None, rate=0, training=False):
+        x = tf.cast(x, tf.float32)
+        y = self.analyse(x, p, tf.gather(self.gains, rate))
+        z = self.hyper_analysis(y)
+        em_z = tfc.ContinuousBatchedEntropyModel(
+            self.hyperprior, coding_rank=3, compression=False, offset_heuristic=False
+        )
+        _, z_bits = em_z(z, training=training)
+        z_hat = em_z.quantize(z)
+        features = self.hyper_features(z_hat, tf.shape(y)[1:3])
+        em_y = tfc.LocationScaleIndexedEntropyModel(
+            tfc.NoisyNormal, num_scales=NUM_SCALES, scale_fn=scale_fn, coding_rank=3, compression=False
+        )
+        bits, y_hat_slices = [z_bits], []
+        for k, y_slice in enumerate(tf.split(y, self.num_slices, -1)):
+            mu, index, mean_support = self.slice_parameters(k, features, y_hat_slices)
+            _, slice_bits = em_y(y_slice, index, loc=mu, training=training)
+            bits.append(slice_bits)
+            y_hat_slice = em_y.quantize(y_slice, loc=mu)
+            y_hat_slices.append(y_hat_slice + self.latent_residual(k, mean_support, y_hat_slice))
+        x_hat = self.synthesise(tf.concat(y_hat_slices, -1), p, tf.gather(self.inverse_gains, rate))
+        num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        bpp = tf.add_n([tf.reduce_sum(b) for b in bits]) / num_pixels
+        mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat))
+        loss = (bpp + tf.gather(tf.constant(self.lmbdas), rate) * mse) * tf.gather(self.rate_weights, rate)
+        return loss, bpp, mse
+
+    def train_step(self, data):
+        x, p = data
+        rate = tf.random.uniform((), 0, self.num_rates, tf.int32)
+        with tf.GradientTape() as tape:
+            loss, bpp, mse = self(x, p, rate, training=True)
+        transforms = self.transform_variables()
+        moved = {v.ref() for v in transforms}
+        entropy = [v for v in self.trainable_variables if v.ref() not in moved]
+        gradients = tape.gradient(loss, transforms + entropy)
+        self.optimizer.apply_gradients(zip(gradients[len(transforms) :], entropy))
+        self.transform_optimizer.apply_gradients(zip(gradients[: len(transforms)], transforms))
+        return self._update(loss, bpp, mse)
+
+    def transform_variables(self) -> list:
+        """The image transforms' variables (analysis, synthesis, context, gains): what a warm start brings."""
+        parts = [self.analysis_transform, self.synthesis_transform] + [self.context_transform] * self.conditional
+        return [v for part in parts for v in part.trainable_variables] + [self.gains, self.inverse_gains]
+
+    def test_step(self, data):
+        x, p = data
+        results = [self(x, p, r, training=False) for r in range(self.num_rates)]
+        return self._update(*(tf.reduce_mean(v) for v in zip(*results)))
+
+    # -- coding ---------------------------------------------------------------------------------------------
+    def enable_coding(self, tables: dict | None = None):
+        """The range-coding tables: from stored ``tables`` (``coding_tables.read``), or built from the trained
+        hyperprior and the fixed Gaussian scale table."""
+        self.coder = RangeTables.from_model(self) if tables is None else RangeTables.from_stored(tables)
+        return self
+
+    @property
+    def entropy_models(self) -> list:
+        """What ``coding_tables.write`` and ``learned.table_sha256`` store and hash: the one combined table."""
+        return [self.coder]
+
+    def latent_shape(self, image_shape) -> tuple[int, int]:
+        return -(-int(image_shape[0]) // DOWNSCALE), -(-int(image_shape[1]) // DOWNSCALE)
+
+    def compress(self, x, p, quality: int):
+        """uint8 (N, H, W, 3) crops (and predictions) -> N strings, each one range-coded stream (z, then y)."""
+        gain, _ = self.gain_pair(quality)
+        y = self.analyse(x, p, gain)
+        z = self.hyper_analysis(y)
+        coder = self.coder
+        z_symbols = coder.symbols(tf.cast(tf.round(z), tf.int32) - coder.z_offsets(), coder.z_rows(tf.shape(z)))
+        z_hat = tf.cast(z_symbols + coder.z_offsets(), tf.float64)
+        rows, symbols = [coder.z_rows(tf.shape(z))], [z_symbols]
+        y_slices = tf.split(tf.cast(y, tf.float64), self.num_slices, -1)
+
+        def code_slice(k, mu, slice_rows):
+            integers = tf.cast(tf.round(y_slices[k] - mu), tf.int32)
+            slice_symbols = coder.symbols(integers - coder.offsets(slice_rows), slice_rows)
+            rows.append(slice_rows)
+            symbols.append(slice_symbols)
+            return slice_symbols
+
+        self._slices(z_hat, tf.shape(y)[1:3], code_slice)
+        handle = tfc.create_range_encoder(tf.shape(x)[:1], coder.cdf)
+        for r, s in zip(rows, symbols):
+            handle = tfc.entropy_encode_index(handle, r, s)
+        return tfc.entropy_encode_finalize(handle)
+
+    def decompress(self, strings, p, quality: int):
+        """N strings (and predictions) of ``image_size`` crops -> uint8 (N, S, S, 3) images."""
+        size = self.image_size // DOWNSCALE
+        return self.decode(strings, p, quality, tf.constant([size, size]))[0]
+
+    def decode(self, strings, p, quality: int, latent_shape):
+        """N strings (and predictions) -> (uint8 (N, 16 h, 16 w, 3) images, per string whether the range decoder
+        finished cleanly: False for most damaged strings, though not for every truncated one)."""
+        _, inverse_gain = self.gain_pair(quality)
+        coder = self.coder
+        count = tf.shape(strings)[:1]
+        z_shape = tf.concat([count, (latent_shape + 1) // 2, [self.hyper_depth]], 0)
+        handle = tfc.create_range_decoder(strings, coder.cdf)
+        handle, z_symbols = tfc.entropy_decode_index(handle, coder.z_rows(z_shape), z_shape[1:], tf.int32)
+        z_hat = tf.cast(z_symbols + coder.z_offsets(), tf.float64)
+
+        def decode_slice(k, mu, slice_rows):
+            nonlocal handle
+            handle, slice_symbols = tfc.entropy_decode_index(handle, slice_rows, tf.shape(slice_rows)[1:], tf.int32)
+            return slice_symbols
+
+        y_hat = self._slices(z_hat, latent_shape, decode_slice)
+        ended = tfc.entropy_decode_finalize(handle)
+        x_hat = self.synthesise(y_hat, p, inverse_gain)
+        return tf.saturate_cast(tf.round(x_hat), tf.uint8), ended
+
+    def _slices(self, z_hat, latent_shape, code):
+        """The slices' decoded latent, in float64: ``code(k, mean, table rows)`` codes slice ``k`` and returns its
+        symbols (the encoder's from y, the decoder's from the string), so both sides compute the same numbers."""
+        coder = self.coder
+        features = self.hyper_features(z_hat, latent_shape)
+        y_hat_slices = []
+        for k in range(self.num_slices):
+            mu, index, mean_support = self.slice_parameters(k, features, y_hat_slices)
+            slice_rows = coder.y_rows(index)
+            y_hat_slice = tf.cast(code(k, mu, slice_rows) + coder.offsets(slice_rows), tf.float64) + mu
+            y_hat_slices.append(y_hat_slice + self.latent_residual(k, mean_support, y_hat_slice))
+        return tf.concat(y_hat_slices, -1)
+
+
+class RangeTables:
+    """One table for every symbol of a face: the hyperprior's rows (one per z channel), then the Gaussian rows
+    (one per scale index). Every row codes the symbols 0..maximum (the tails folded into its last symbol, no
+    escape code); a value is its symbol + the row's offset."""
+
+    def __init__(self, cdf: np.ndarray, offsets: np.ndarray, z_channels: int):
+        self.cdf = tf.constant(cdf, tf.int32)
+        self.cdf_offset = tf.constant(offsets, tf.int32)
+        self.quantization_offset = None
+        self.num_z = int(z_channels)
+        self.maxima = tf.constant(_row_maxima(cdf), tf.int32)
+
+    @classmethod
+    def from_model(cls, model: HyperpriorFaceCodec) -> "RangeTables":
+        em_z = tfc.ContinuousBatchedEntropyModel(
+            model.hyperprior, coding_rank=3, compression=True, offset_heuristic=False, range_coder_precision=PRECISION
+        )
+        em_y = tfc.LocationScaleIndexedEntropyModel(
+            tfc.NoisyNormal, NUM_SCALES, scale_fn, coding_rank=3, compression=True, range_coder_precision=PRECISION
+        )
+        cdf = np.concatenate([np.asarray(em_z.cdf), np.asarray(em_y.cdf)])
+        offsets = np.concatenate([np.asarray(em_z.cdf_offset), np.asarray(em_y.cdf_offset)])
+        return cls(_without_escapes(cdf), offsets, model.hyper_depth)
+
+    @classmethod
+    def from_stored(cls, tables: dict) -> "RangeTables":
+        cdf, offsets = tables["cdf_0"], tables["cdf_offset_0"]
+        return cls(cdf, offsets, len(offsets) - NUM_SCALES)
+
+    def z_rows(self, shape):
+        return tf.broadcast_to(tf.range(self.num_z), shape)
+
+    def z_offsets(self):
+        return self.cdf_offset[: self.num_z]
+
+    def y_rows(self, index):
+        """Table rows of scale indexes (float64, continuous in training): rounded, clipped, after the z rows."""
+        return self.num_z + tf.cast(tf.clip_by_value(tf.round(index), 0, NUM_SCALES - 1), tf.int32)
+
+    def offsets(self, rows):
+        return tf.gather(self.cdf_offset, rows)
+
+    def symbols(self, values, rows):
+        """Values (already minus their row's offset for y) clamped to their row's symbols."""
+        return tf.clip_by_value(values, 0, tf.gather(self.maxima, rows))
+
+
+def _rows(cdf: np.ndarray):
+    """(start of the row's CDF values, number of values) of each row of a flat tfc CDF table."""
+    rows, i = [], 0
+    while i < len(cdf):
+        last = 1 << abs(int(cdf[i]))
+        j = i + 1
+        while cdf[j] != last:
+            j += 1
+        rows.append((i, j - i))
+        i = j + 1
+    return rows
+
+
+def _without_escapes(cdf: np.ndarray) -> np.ndarray:
+    """tfc's tables with every row's escape (overflow) symbol turned into a regular last symbol."""
+    cdf = np.array(cdf, np.int32)
+    for start, _ in _rows(cdf):
+        cdf[start] = abs(cdf[start])
+    return cdf
+
+
+def _row_maxima(cdf: np.ndarray) -> np.ndarray:
+    """The largest symbol of each row: a row of n CDF values codes symbols 0..n-2."""
+    return np.array([count - 2 for _, count in _rows(cdf)], np.int32)
+
+
+def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
+    """Starts ``model``'s transforms from a trained single-rate model of the same kind and filters: a conditional
+    ``face_codec.FaceCodec`` (transforms, context pyramid and gate on p) for a conditional model, an end-to-end
+    ``learned.BLS2017`` for an end-to-end one. Latent channels the source lacks keep their random analysis
+    weights and enter the synthesis with zero weights, so the model first decodes what the source decoded; the
+    hyperprior and the slice networks start untrained."""
+    conditional = bool(getattr(source, "conditional", False))
+    if conditional != model.conditional or source.num_filters != model.num_filters:
+        raise ValueError("a hyperprior codec warm-starts from a model of its own kind and number of filters")
+    own = [model.analysis_transform.layers, _synthesis_layers(model.synthesis_transform)]
+    theirs = [
+        [layer for layer in source.analysis_transform.layers if layer.trainable_variables],
+        [layer for layer in source.synthesis_transform.layers if layer.trainable_variables]
+        if not hasattr(source.synthesis_transform, "layer_0")
+        else _synthesis_layers(source.synthesis_transform),
+    ]
+    source_latent = source.num_filters
+    for stage, (layers, source_layers) in enumerate(zip(own, theirs)):
+        for i, (layer, source_layer) in enumerate(zip(layers, source_layers)):
+            latent_input = stage == 1 and i == 0
+            for target, value in zip(layer.trainable_variables, source_layer.trainable_variables):
+                value = value.numpy()
+                if latent_input and value.ndim == 4:  # synthesis input channels: [latent | context]
+                    extra = model.latent_depth - source_latent
+                    pad = np.zeros((extra,) + value.shape[1:], value.dtype)
+                    value = np.concatenate([value[:source_latent], pad, value[source_latent:]])
+                target.assign(_embedded(value, target.numpy()))
+    if model.context_transform is not None:
+        for target, value in zip(model.context_transform.variables, source.context_transform.variables):
+            target.assign(value)
+    if hasattr(source, "gains"):  # a FaceCodec's latent scale: its only rate's gain and inverse gain
+        for own_gains, their_gains in ((model.gains, source.gains), (model.inverse_gains, source.inverse_gains)):
+            theirs = their_gains.numpy()[0]
+            theirs = np.concatenate([theirs, np.full(model.latent_depth - len(theirs), np.mean(theirs))])
+            own_gains.assign(own_gains.numpy() * theirs)
+    return model
+
+
+def _synthesis_layers(synthesis) -> list:
+    return [synthesis.layer_0, synthesis.layer_1, synthesis.layer_2]
+
+
+def _embedded(value: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """``value`` in the leading corner of ``current`` (which keeps its own values elsewhere)."""
+    if value.ndim != current.ndim or any(a > b for a, b in zip(value.shape, current.shape)):
+        raise ValueError(f"cannot warm-start a variable of shape {current.shape} from {value.shape}")
+    out = current.copy()
+    out[tuple(slice(0, n) for n in value.shape)] = value
+    return out
