@@ -79,6 +79,7 @@ flags.DEFINE_integer("patch_size", 0, "Random square patches of this size (prior
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_float("final_learning_rate", 1e-5, "Learning rate reached at the end (decay over the last 20 %).")
 flags.DEFINE_float("max_minutes", None, "Stop this session after the step in which this many minutes have passed.")
+flags.DEFINE_integer("until_step", None, "Stop this session at this step (re-run to continue the run).")
 flags.DEFINE_string(
     "init_from",
     None,
@@ -193,6 +194,7 @@ def main(_):
         entropy_model=FLAGS.entropy_model,
         snapshot_every=FLAGS.snapshot_every,
         entropy_warmup=FLAGS.entropy_warmup,
+        until_step=FLAGS.until_step,
         patch_size=FLAGS.patch_size or None,
         steps=FLAGS.steps,
         batch_size=FLAGS.batch_size,
@@ -219,6 +221,9 @@ def main(_):
         },
         None if held is None else (held, held_p),
     )
+    if meta is None:
+        print(f"stopped before step {config.steps} in {FLAGS.checkpoint_dir}: re-run the same command to continue")
+        return
     print(
         f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps, {meta['images_per_second']} images/s, "
         f"held out {meta['held_out']}"

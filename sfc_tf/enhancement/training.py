@@ -146,6 +146,7 @@ class FaceCodecTrainConfig:
     entropy_model: str = "factorized"  # factorized (face_codec.FaceCodec) | hyperprior (hyperprior.HyperpriorFaceCodec)
     snapshot_every: int = 0  # weights (no optimizer state) into snapshots/step_N every this many steps (0: never)
     entropy_warmup: int = 0  # hyperprior: steps in which only the entropy model learns (after a warm start)
+    until_step: int | None = None  # end this session at this step (the run's state saved; re-run to continue)
     prior: str = "position"
     patch_size: int | None = None  # random square patches of the crops (channel prior only); None: whole crops
     steps: int = 20000
@@ -282,7 +283,8 @@ def train_face_codec(
 ) -> dict:
     """Train (or resume) a FaceCodec on ``batches(seed)`` (``face_codec_dataset`` of arrays in memory, or
     ``face_codec_stream``) of a training set of ``num_images``; final weights + meta.json (with wall time,
-    images/s and the held-out rate and PSNR of every rate) in ``checkpoint_dir``."""
+    images/s and the held-out rate and PSNR of every rate) in ``checkpoint_dir``, returned. ``None`` when this
+    session stopped before the run's last step (its state saved in ``checkpoint_dir``)."""
     out = pathlib.Path(config.checkpoint_dir)
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
@@ -293,6 +295,9 @@ def train_face_codec(
         )
     done = int(model.optimizer.iterations.numpy())
     resume.check_unfinished(done, config.steps, out)
+    last = min(config.steps, config.until_step or config.steps)
+    if done >= last:
+        return None
     saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
     if config.snapshot_every:
@@ -302,10 +307,12 @@ def train_face_codec(
     model.fit(
         batches(config.seed + done),
         epochs=1,
-        steps_per_epoch=config.steps - done,
+        steps_per_epoch=last - done,
         callbacks=callbacks,
         verbose=config.verbose,
     )
+    if int(model.optimizer.iterations.numpy()) < config.steps:
+        return None  # stopped early (time limit or until_step): the state is saved, the run goes on next time
     run = saver.record(config, warm_start, num_images / config.batch_size)
     model.enable_coding()  # once: the held-out evaluation and the saved tables share it
     held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
