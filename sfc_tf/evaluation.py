@@ -394,3 +394,27 @@ def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: st
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_learning_curve(result: dict, path: str | pathlib.Path) -> None:
+    """BD-rate of each snapshot of a learning-curve result against each of its anchors, by training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = sorted(result["bd"], key=int)
+    for anchor in sorted({row["anchor"] for rows in result["bd"].values() for row in rows}):
+        found = [(int(s), r.get("bd_rate_percent")) for s in steps for r in result["bd"][s] if r["anchor"] == anchor]
+        found = [(s, v) for s, v in found if v is not None]
+        if found:
+            ax.plot(*zip(*found), marker="o", label=f"vs {anchor}")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("BD-rate (%)")
+    ax.set_title(f"{result['kind']} codec, {result['num_images']} LFW crops")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

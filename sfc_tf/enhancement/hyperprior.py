@@ -78,11 +78,10 @@ class ParamConv(tf.keras.layers.Layer):
 class HyperAnalysis(tf.keras.Sequential):
     def __init__(self, filters: int, depth: int):
         super().__init__(name="hyper_analysis")
-        self.add(tfc.SignalConv2D(filters, (3, 3), corr=True, padding="same_zeros", activation=tf.nn.relu))
-        self.add(
-            tfc.SignalConv2D(filters, (3, 3), corr=True, strides_down=2, padding="same_zeros", activation=tf.nn.relu)
-        )
-        self.add(tfc.SignalConv2D(depth, (3, 3), corr=True, padding="same_zeros", use_bias=False))
+        conv = lambda *args, **kwargs: tfc.SignalConv2D(*args, corr=True, padding="same_zeros", **kwargs)  # noqa: E731
+        self.add(conv(filters, (3, 3), activation=tf.nn.relu, name="ha_0"))
+        self.add(conv(filters, (3, 3), strides_down=2, activation=tf.nn.relu, name="ha_1"))
+        self.add(conv(depth, (3, 3), use_bias=False, name="ha_2"))
 
 
 class HyperSynthesis(tf.keras.layers.Layer):
@@ -314,13 +313,30 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
 
     def compress(self, x, p, quality: int):
         """uint8 (N, H, W, 3) crops (and predictions) -> N strings, each one range-coded stream (z, then y)."""
+        return self._range_code(*self._quantize(x, p, quality)[:2], tf.shape(x)[:1])
+
+    def encode(self, x, p, quality: int):
+        """(``compress``'s strings, the uint8 images their decoder gets), in one pass of the encoder."""
+        rows, symbols, y_hat = self._quantize(x, p, quality)
+        images = tf.saturate_cast(tf.round(self.synthesise(y_hat, p, self.gain_pair(quality)[1])), tf.uint8)
+        return self._range_code(rows, symbols, tf.shape(x)[:1]), images
+
+    def _range_code(self, rows, symbols, count):
+        handle = tfc.create_range_encoder(count, self.coder.cdf)
+        for r, s in zip(rows, symbols):
+            handle = tfc.entropy_encode_index(handle, r, s)
+        return tfc.entropy_encode_finalize(handle)
+
+    def _quantize(self, x, p, quality: int):
+        """(table rows, symbols) of z and of each slice, in coding order, and the decoded latent (float64)."""
         gain, _ = self.gain_pair(quality)
         y = self.analyse(x, p, gain)
         z = self.hyper_analysis(y)
         coder = self.coder
-        z_symbols = coder.symbols(tf.cast(tf.round(z), tf.int32) - coder.z_offsets(), coder.z_rows(tf.shape(z)))
+        z_rows = coder.z_rows(tf.shape(z))
+        z_symbols = coder.symbols(tf.cast(tf.round(z), tf.int32) - coder.z_offsets(), z_rows)
         z_hat = tf.cast(z_symbols + coder.z_offsets(), tf.float64)
-        rows, symbols = [coder.z_rows(tf.shape(z))], [z_symbols]
+        rows, symbols = [z_rows], [z_symbols]
         y_slices = tf.split(tf.cast(y, tf.float64), self.num_slices, -1)
 
         def code_slice(k, mu, slice_rows):
@@ -330,11 +346,8 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
             symbols.append(slice_symbols)
             return slice_symbols
 
-        self._slices(z_hat, tf.shape(y)[1:3], code_slice)
-        handle = tfc.create_range_encoder(tf.shape(x)[:1], coder.cdf)
-        for r, s in zip(rows, symbols):
-            handle = tfc.entropy_encode_index(handle, r, s)
-        return tfc.entropy_encode_finalize(handle)
+        y_hat = self._slices(z_hat, tf.shape(y)[1:3], code_slice)
+        return rows, symbols, y_hat
 
     def decompress(self, strings, p, quality: int):
         """N strings (and predictions) of ``image_size`` crops -> uint8 (N, S, S, 3) images."""
@@ -469,8 +482,11 @@ def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
     for stage, (layers, source_layers) in enumerate(zip(own, theirs)):
         for i, (layer, source_layer) in enumerate(zip(layers, source_layers)):
             latent_input = stage == 1 and i == 0
-            for target, value in zip(layer.trainable_variables, source_layer.trainable_variables):
-                value = value.numpy()
+            values = {_within(v, source_layer): v for v in source_layer.trainable_variables}
+            if sorted(values) != sorted(_within(v, layer) for v in layer.trainable_variables):
+                raise ValueError(f"cannot warm-start {layer.name}: the source's layer has other variables")
+            for target in layer.trainable_variables:
+                value = values[_within(target, layer)].numpy()
                 if latent_input and value.ndim == 4:  # synthesis input channels: [latent | context]
                     extra = model.latent_depth - source_latent
                     pad = np.zeros((extra,) + value.shape[1:], value.dtype)
@@ -479,12 +495,21 @@ def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
     if model.context_transform is not None:
         for target, value in zip(model.context_transform.variables, source.context_transform.variables):
             target.assign(value)
-    if hasattr(source, "gains"):  # a FaceCodec's latent scale: its only rate's gain and inverse gain
-        for own_gains, their_gains in ((model.gains, source.gains), (model.inverse_gains, source.inverse_gains)):
-            theirs = their_gains.numpy()[0]
-            theirs = np.concatenate([theirs, np.full(model.latent_depth - len(theirs), np.mean(theirs))])
-            own_gains.assign(own_gains.numpy() * theirs)
+    # each rate's gain: the source's (a FaceCodec's only rate's; 1 for BLS2017) times sqrt(lambda / the source's)
+    source_lmbda = source.lmbdas[0] if hasattr(source, "lmbdas") else source.lmbda
+    scale = np.sqrt(np.array(model.lmbdas) / source_lmbda)[:, None]
+    for own_gains, their_gains, power in ((model.gains, "gains", 1), (model.inverse_gains, "inverse_gains", -1)):
+        theirs = getattr(source, their_gains).numpy()[0] if hasattr(source, their_gains) else np.ones(0)
+        theirs = np.concatenate(
+            [theirs, np.full(model.latent_depth - len(theirs), np.mean(theirs) if len(theirs) else 1)]
+        )
+        own_gains.assign((scale**power * theirs).astype(np.float32))
     return model
+
+
+def _within(variable: tf.Variable, layer) -> str:
+    """A variable's name inside its layer (``bias:0``, ``gdn_0/reparam_beta:0``): how two models' layers match."""
+    return variable.name.rsplit(layer.name + "/", 1)[-1]
 
 
 def _synthesis_layers(synthesis) -> list:
