@@ -38,6 +38,7 @@ DOWNSCALE = 16
 NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, 0.11, 256.0
 RATE_BALANCE = 0.4
 PRECISION = 12  # range coder precision (bits)
+INITIAL_SCALE_INDEX = 24.0  # scale_fn(24) is about 2
 CONFIG_KEYS = (
     "lmbdas",
     "conditional",
@@ -56,15 +57,24 @@ class ParamConv(tf.keras.layers.Layer):
     """A ``kernel`` x ``kernel`` convolution that runs in its input's dtype: float32 in training, float64 when
     coding. ``up=2`` first repeats every input pixel 2x2 (nearest-neighbour upsampling)."""
 
-    def __init__(self, filters: int, kernel: int = 3, up: int = 1, activation=None, zero: bool = False, name=None):
+    def __init__(
+        self,
+        filters: int,
+        kernel: int = 3,
+        up: int = 1,
+        activation=None,
+        zero: bool = False,
+        bias: float = 0,
+        name=None,
+    ):
         super().__init__(name=name, autocast=False)
         self.filters, self.kernel_size, self.up = filters, kernel, up
-        self.activation, self.zero = activation, zero
+        self.activation, self.zero, self.initial_bias = activation, zero, bias
 
     def build(self, input_shape):
         shape = (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
         self.kernel = self.add_weight("kernel", shape, initializer="zeros" if self.zero else "glorot_uniform")
-        self.bias = self.add_weight("bias", (self.filters,), initializer="zeros")
+        self.bias = self.add_weight("bias", (self.filters,), initializer=tf.constant_initializer(self.initial_bias))
         super().build(input_shape)
 
     def call(self, x):
@@ -106,13 +116,13 @@ class HyperSynthesis(tf.keras.layers.Layer):
 class SliceTransform(tf.keras.layers.Layer):
     """A slice's mean, scale index or latent residual from its support: a ``kernel`` x ``kernel`` convolution
     to ``hidden`` channels, then a 1x1 one to the slice's ``depth`` (``zero``: starting at zero, so that a
-    warm-started model first rounds its latent as its source did)."""
+    warm-started model first rounds its latent as its source did; ``bias``: the output's starting value)."""
 
-    def __init__(self, depth: int, hidden: int, kernel: int, name: str, zero: bool = False):
+    def __init__(self, depth: int, hidden: int, kernel: int, name: str, zero: bool = False, bias: float = 0):
         super().__init__(name=name, autocast=False)
         self.stages = [
             ParamConv(hidden, kernel, activation=tf.nn.relu, name="st_0"),
-            ParamConv(depth, 1, zero=zero, name="st_1"),
+            ParamConv(depth, 1, zero=zero, bias=bias, name="st_1"),
         ]
 
     def call(self, x):
@@ -160,8 +170,9 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         self.mean_transforms = [
             SliceTransform(self.slice_depth, slice_hidden, 3, f"mean_{k}", zero=True) for k in range(num_slices)
         ]
-        self.scale_transforms = [
-            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}") for k in range(num_slices)
+        self.scale_transforms = [  # starting near scale 2, the order of a warm-started latent's spread
+            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}", bias=INITIAL_SCALE_INDEX)
+            for k in range(num_slices)
         ]
         self.lrp_transforms = [
             SliceTransform(self.slice_depth, 64, 1, f"lrp_{k}", zero=True) for k in range(num_slices)
