@@ -251,9 +251,10 @@ class ScalableCodec:
         if name in ("jpeg", "jpeg2000"):
             return make_codec(name, quality)
         chosen = zoo.learned_family(family, "residual" if name == "learned" else name, self.model_set)
-        if direct:
-            chosen = zoo.learned_family(chosen.direct)
-        path, rate = chosen.checkpoint(_quality_index(quality))
+        index = _quality_index(quality)
+        if direct and chosen.direct:
+            chosen, index = zoo.learned_family(chosen.direct), chosen.direct_quality(index)
+        path, rate = chosen.checkpoint(index)
         return make_codec(name if not direct else "learned", (path, rate))
 
     @functools.cached_property
@@ -276,6 +277,9 @@ class ScalableCodec:
         if enhancement.codec not in bitstream.LEARNED_CODECS:
             return make_codec(enhancement.codec_name, 1)  # JPEG/JPEG2000 decoding needs no parameter
         key = (enhancement.codec, enhancement.model_id)
+        retired = zoo.retired_models().get((enhancement.codec_name, enhancement.model_id))
+        if key not in self._learned_by_id and retired is not None:
+            raise ModelMismatchError(retired.message(enhancement.codec_name, enhancement.model_id))
         if key not in self._learned_by_id:
             raise ModelMismatchError(
                 f"this file needs {enhancement.codec_name} enhancement model {enhancement.model_id:04x}, "
