@@ -39,6 +39,7 @@ NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, 0.11, 256.0
 RATE_BALANCE = 0.4
 PRECISION = 12  # range coder precision (bits)
 INITIAL_SCALE_INDEX = 24.0  # scale_fn(24) is about 2
+NEW_CHANNEL_SCALE = 0.1  # warm start: the synthesis weights of latent channels the source lacks, of their init
 CONFIG_KEYS = (
     "lmbdas",
     "conditional",
@@ -476,9 +477,9 @@ def _row_maxima(cdf: np.ndarray) -> np.ndarray:
 def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
     """Starts ``model``'s transforms from a trained single-rate model of the same kind and filters: a conditional
     ``face_codec.FaceCodec`` (transforms, context pyramid and gate on p) for a conditional model, an end-to-end
-    ``learned.BLS2017`` for an end-to-end one. Latent channels the source lacks keep their random analysis
-    weights and enter the synthesis with zero weights, so the model first decodes what the source decoded; the
-    hyperprior and the slice networks start untrained."""
+    ``learned.BLS2017`` for an end-to-end one. Latent channels the source lacks start silent (zero analysis
+    weights: no bits) with small synthesis weights (so that training can open them), and the model first decodes
+    what the source decoded; the hyperprior and the slice networks start untrained."""
     conditional = bool(getattr(source, "conditional", False))
     if conditional != model.conditional or source.num_filters != model.num_filters:
         raise ValueError("a hyperprior codec warm-starts from a model of its own kind and number of filters")
@@ -496,13 +497,15 @@ def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
             values = {_within(v, source_layer): v for v in source_layer.trainable_variables}
             if sorted(values) != sorted(_within(v, layer) for v in layer.trainable_variables):
                 raise ValueError(f"cannot warm-start {layer.name}: the source's layer has other variables")
+            latent_output = stage == 0 and i == len(layers) - 1
             for target in layer.trainable_variables:
-                value = values[_within(target, layer)].numpy()
+                value, current = values[_within(target, layer)].numpy(), target.numpy()
                 if latent_input and value.ndim == 4:  # synthesis input channels: [latent | context]
-                    extra = model.latent_depth - source_latent
-                    pad = np.zeros((extra,) + value.shape[1:], value.dtype)
-                    value = np.concatenate([value[:source_latent], pad, value[source_latent:]])
-                target.assign(_embedded(value, target.numpy()))
+                    new = current[source_latent : model.latent_depth] * NEW_CHANNEL_SCALE
+                    value = np.concatenate([value[:source_latent], new, value[source_latent:]])
+                if latent_output and value.ndim == 4:  # analysis output channels: the new ones start silent
+                    current = np.zeros_like(current)
+                target.assign(_embedded(value, current))
     if model.context_transform is not None:
         for target, value in zip(model.context_transform.variables, source.context_transform.variables):
             target.assign(value)
