@@ -10,8 +10,9 @@ The scalable stream: ``ScalableCodec.encode_analysis`` writes the .sfc files, ev
 Anchors code the crop directly (no base layer) as users store it: a JPEG file (the paper's), a J2K codestream, a
 learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.anchors``): WebP, AVIF (4:4:4 and
 4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a container
-gives a second curve, "<name> payload", whose rate is the codec's bitstream without the container (an AVIF's AV1
-data without its ISOBMFF boxes, a WebP's VP8 frame without RIFF, a HEIC's HEVC NAL units). Per point: bits per
+gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate is
+that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
+without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
 face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each capped at 60 dB), MS-SSIM, and
 the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
 
@@ -49,7 +50,7 @@ flags.DEFINE_list(
     "(heic needs pillow-heif, an evaluation extra; skipped with a note when missing).",
 )
 flags.DEFINE_list("webp_qualities", ["0", "5", "15", "30", "50", "70", "85", "95"], "WebP qualities.")
-flags.DEFINE_list("avif_qualities", ["5", "15", "25", "35", "45", "55", "65", "75"], "AVIF qualities (libavif).")
+flags.DEFINE_list("avif_qualities", ["5", "10", "20", "30", "40", "50", "60", "70"], "AVIF qualities (libavif).")
 flags.DEFINE_list("avif_pixel_formats", ["yuv444", "yuv420"], "AVIF chroma formats at the default speed (6).")
 flags.DEFINE_integer("avif_slow_speed", 2, "libavif speed of the slow AVIF curve (4:4:4); -1: none.")
 flags.DEFINE_list("jpegxl_qualities", ["1", "10", "25", "40", "55", "70", "85", "95"], "JPEG XL qualities (libjxl).")
@@ -123,37 +124,6 @@ def stream_points(codec, analysis, enhancement: str, qualities, family: str | No
     ]
 
 
-def modern_anchors() -> list[tuple[str, list[str], object]]:
-    """(curve name, qualities, anchor of a quality) of each --anchors codec whose library is installed."""
-
-    def avif(pixel_format: str, speed: int = 6):
-        return lambda quality: anchors.avif(quality, pixel_format, speed)
-
-    def chroma(pixel_format: str) -> str:
-        return ":".join(pixel_format[3:])
-
-    kinds = {
-        "webp": [("webp", FLAGS.webp_qualities, anchors.webp_file)],
-        "avif": [(f"avif {chroma(f)}", FLAGS.avif_qualities, avif(f)) for f in FLAGS.avif_pixel_formats],
-        "jpegxl": [("jpegxl", FLAGS.jpegxl_qualities, anchors.jpegxl_file)],
-        "heic": [("heic", FLAGS.heic_qualities, anchors.heic)],
-    }
-    if FLAGS.avif_slow_speed >= 0:
-        slow = (
-            f"avif 4:4:4 speed {FLAGS.avif_slow_speed}",
-            FLAGS.avif_qualities,
-            avif("yuv444", FLAGS.avif_slow_speed),
-        )
-        kinds["avif"].append(slow)
-    out = []
-    for kind in FLAGS.anchors:
-        if anchors.available(kind):
-            out += kinds[kind]
-        else:
-            print(f"anchor {kind}: its library is not installed (pip install .[eval]); skipped")
-    return out
-
-
 def stream_qualities(name: str) -> list[str]:
     """The --*_qualities (or ratios) flag of an enhancement codec."""
     return {
@@ -170,19 +140,51 @@ def own_anchors(name: str, modern: list[str]) -> list[str]:
     """The anchor curves of an enhancement codec's own format: files, and payloads where there is a container."""
     if name in ("jpeg-file", "jpeg"):
         return ["jpeg-file"]
-    return [curve for curve in modern if curve.split()[0] == name]
+    payloads = {"avif": "av1", "webp": "vp8"}
+    return [curve for curve in modern if curve.split()[0] in (name, payloads.get(name))]
+
+
+def modern_anchors() -> list[tuple[str, str | None, list[str], object]]:
+    """(file curve, payload curve or None, qualities, anchor of a quality) of each --anchors codec whose library is
+    installed. The payload curves are named by the codec inside the container: AV1, VP8, HEVC."""
+
+    def avif(pixel_format: str, speed: int = 6):
+        return lambda quality: anchors.avif(quality, pixel_format, speed)
+
+    kinds = {
+        "webp": [("webp", "vp8 (payload)", FLAGS.webp_qualities, anchors.webp_file)],
+        "avif": [
+            (f"avif{suffix}", f"av1{suffix} (payload)", FLAGS.avif_qualities, avif(pixel_format))
+            for pixel_format, suffix in (("yuv444", ""), ("yuv420", " 4:2:0"))
+            if pixel_format in FLAGS.avif_pixel_formats
+        ],
+        "jpegxl": [("jpegxl", None, FLAGS.jpegxl_qualities, anchors.jpegxl_file)],
+        "heic": [("heic", "hevc (payload)", FLAGS.heic_qualities, anchors.heic)],
+    }
+    if FLAGS.avif_slow_speed >= 0:
+        suffix = f" speed {FLAGS.avif_slow_speed}"
+        kinds["avif"].append(
+            (f"avif{suffix}", f"av1{suffix} (payload)", FLAGS.avif_qualities, avif("yuv444", FLAGS.avif_slow_speed))
+        )
+    out = []
+    for kind in FLAGS.anchors:
+        if anchors.available(kind):
+            out += kinds[kind]
+        else:
+            print(f"anchor {kind}: its library is not installed (pip install .[eval]); skipped")
+    return out
 
 
 def anchor_curves(anchor) -> list[dict]:
     """Points of the --anchors codecs: files, and payloads where the format has a container. ``anchor``: an anchor
     codec -> its point on this run's crops."""
     points = []
-    for name, qualities, make in modern_anchors():
+    for name, payload_name, qualities, make in modern_anchors():
         for quality in qualities:
             point = {**anchor(make(int(quality))), "curve": name}
             points.append(point)
-            if point["payload_bits_per_face"] < point["bits_per_face"]:
-                points.append({**point, "curve": f"{name} payload", "bits_per_face": point["payload_bits_per_face"]})
+            if payload_name is not None:
+                points.append({**point, "curve": payload_name, "bits_per_face": point["payload_bits_per_face"]})
     return points
 
 

@@ -43,11 +43,16 @@ def lfw_pair_faces(
     )
 
 
-def code_images(
+def code_images(codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Encode and decode every crop with an image codec (an anchor): (decoded uint8 crops, bits per crop)."""
+    return code_files(codec, crops, progress, batch_size)[:2]
+
+
+def code_files(
     codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encode and decode every crop with an image codec (an anchor): (decoded uint8 crops, bits per crop, bits of the
-    codec's payload per crop: the file without its container for a ``sfc_tf.anchors.FileAnchor``, else all)."""
+    """``code_images``, and the bits of the codec's payload in each file: the file without its container for a
+    ``sfc_tf.anchors.FileAnchor``, else all of it."""
     payload_bytes = getattr(codec, "payload_bytes", len)
     decoded, bits, payload_bits = np.empty_like(crops), np.empty(len(crops)), np.empty(len(crops))
     for i in _chunks(len(crops), batch_size, f"{codec.name} {codec.parameter}", progress):
@@ -133,7 +138,7 @@ def anchor_points(
     """Compress-then-analyze: FaceNet features of crops decoded from each image codec."""
     points = []
     for codec in codecs:
-        decoded, bits, _ = code_images(codec, crops, progress)
+        decoded, bits = code_images(codec, crops, progress)
         features = extractor(decoded)
         result = metrics.evaluate_pairs(pairs, index, features, mean=mean)
         points.append(
@@ -268,7 +273,7 @@ def quality_summary(crops: np.ndarray, decoded: np.ndarray, ms_ssim_stride: int 
 
 def anchor_rd_point(codec, crops: np.ndarray, progress: bool = True, ms_ssim_stride: int = 1) -> dict:
     """An image codec coding the crops directly (no base layer): the plain anchor."""
-    decoded, bits, payload_bits = code_images(codec, crops, progress)
+    decoded, bits, payload_bits = code_files(codec, crops, progress)
     return {
         "curve": codec.name,
         "parameter": _parameter(codec.parameter),
