@@ -133,9 +133,13 @@ def test_candidate_modes(codec):
     assert codec_of_mean_face is direct[0][0]
 
 
-def test_every_mode_round_trips(codec, analysis):
+@pytest.mark.parametrize(
+    "enhancement,quality",
+    [("jpeg", 80), ("jpeg-file", 80), ("jpeg2000", 10), ("avif", 70), ("jpegxl", 80), ("webp", 80)],
+)
+def test_every_mode_round_trips(codec, analysis, enhancement, quality):
     for mode in bitstream.MODES.values():
-        files = codec.encode_analysis(analysis, "jpeg", 80, mode).files
+        files = codec.encode_analysis(analysis, enhancement, quality, mode).files
         faces = [d.image for d in codec.decode_many(files)]
         assert all(bitstream.unpack(f).enhancement.mode_name == mode for f in files)
         assert min(metrics.psnr(analysis.crops, np.stack(faces))) > 28
