@@ -202,7 +202,7 @@ def main(_):
     def anchor(image_codec):
         return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
 
-    points = [anchor(make_codec("jpeg-file", q)) for q in FLAGS.jpeg_qualities]
+    points = [anchor(anchors.jpeg_file(int(q))) for q in FLAGS.jpeg_qualities]
     points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
     points += anchor_curves(anchor)
     modern = list(dict.fromkeys(p["curve"] for p in points if p["curve"] not in ("jpeg-file", "jpeg2000")))

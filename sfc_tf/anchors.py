@@ -7,7 +7,8 @@ container). Files of AVIF, WebP, JPEG XL and HEIC as their libraries write them,
             parameter sets of its hvcC, each with its 4-byte length
   WebP      libwebp (imagecodecs): RIFF around a VP8 frame; payload: the VP8 frame
   JPEG XL   libjxl (imagecodecs): a bare codestream, which is a .jxl file: payload = file
-  JPEG      the paper's JPEG file (Pillow, optimised Huffman tables): payload = file
+  JPEG      the paper's JPEG file (Pillow, optimised Huffman tables); payload: its entropy-coded scan, without
+            the markers and tables (which a decoder cannot do without: the headerless JPEG implies them)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import io
 
 import numpy as np
 
-from sfc_tf.enhancement import isobmff, webp
+from sfc_tf.enhancement import isobmff, jpeg, webp
 
 
 class FileAnchor:
@@ -66,6 +67,13 @@ def jpegxl_file(quality: int) -> FileAnchor:
         lambda image: imagecodecs.jpegxl_encode(image, level=quality, usecontainer=False),
         imagecodecs.jpegxl_decode,
     )
+
+
+def jpeg_file(quality: int) -> FileAnchor:
+    from sfc_tf.enhancement.registry import make_codec
+
+    codec = make_codec("jpeg-file", quality)
+    return FileAnchor(codec.name, quality, codec.encode, codec.decode, jpeg.scan_bytes)
 
 
 def hevc_payload_bytes(data: bytes) -> int:

@@ -97,6 +97,12 @@ def header(quality: int, tables: jpeg_scan.TableSet, shape: tuple[int, int, int]
     )
 
 
+def scan_bytes(data: bytes) -> int:
+    """Bytes of the entropy-coded scan of a baseline JPEG file: after the SOS segment, before EOI."""
+    start = data.index(b"\xff\xda")
+    return len(data) - (start + 2 + int.from_bytes(data[start + 2 : start + 4], "big")) - len(EOI)
+
+
 def _without_jfif(data: bytes) -> bytes:
     """A JPEG file without its leading APP0 (JFIF) segment, which only carries a pixel density."""
     if data[2:4] == b"\xff\xe0":
