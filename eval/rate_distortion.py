@@ -206,7 +206,7 @@ def main(_):
     points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
     points += anchor_curves(anchor)
     modern = list(dict.fromkeys(p["curve"] for p in points if p["curve"] not in ("jpeg-file", "jpeg2000")))
-    bd_pairs = [(name, reference) for name in modern for reference in ("jpeg2000", "jpeg-file")]
+    bd_pairs = [("jpeg-file", "jpeg2000")] + [(name, ref) for name in modern for ref in ("jpeg2000", "jpeg-file")]
     for name in FLAGS.streams:
         points += stream_points(codec, analysis, name, stream_qualities(name), None, name)
         bd_pairs += [
