@@ -1,15 +1,15 @@
 """The ``.sfc`` container: one coded face, base layer first, optional enhancement layer after it.
 
-Version 3, byte by byte (full description and the reasons for each field in docs/bitstream.md):
+Version 4, byte by byte (full description and the reasons for each field in docs/bitstream.md):
 
   base part
-    0   1  format tag: bits 7..2 = 0b111101 (version 3), bits 1..0 = alignment (0 mtcnn, 1 center, 2 crop)
+    0   1  format tag: bits 7..2 = 0b111110 (version 4), bits 1..0 = alignment (0 mtcnn, 1 center, 2 crop)
     1   1  model set (1..127: a registered set of sfc_tf.zoo; 128..255: an unregistered set, by a 7-bit hash)
     2   v  base payload length L (unsigned LEB128, 1..2 bytes, 1..MAX_BASE_PAYLOAD)
     .   L  base payload (the range-coded feature, and a colour thumbnail if the model set has one; base_layer.py)
     .   2  CRC-16/CCITT-FALSE of every byte of the base part before it
   enhancement part (present iff bytes remain after the base part)
-    0   1  codec (bits 7..4: 1 jpeg, 2 jpeg2000, 3 learned, 4 conditional learned) | prediction mode (bits 3..0)
+    0   1  codec (bits 7..4, ``CODECS``: 1 jpeg-file .. 8 webp) | prediction mode (bits 3..0)
     1   2  learned model (learned and conditional codecs only: 12 bits of the checkpoint's sha256, 4 bits rate)
     .   4  residual min, max (two float16; only when the payload codes a residual, see ``has_span``)
     .   M  payload (the codec's bytes; everything up to the CRC, 1..MAX_ENHANCEMENT_PAYLOAD bytes)
@@ -20,28 +20,44 @@ enhancement CRC covers the base part too, so an enhancement layer is bound to th
 grafted onto another face's base layer it is refused. The crop geometry (160x160 RGB) and every model are
 fixed by the model set. Stripping the enhancement layer is a truncation after the base part. Every length is
 checked against a hard limit and against the bytes that remain before anything is sliced; every failure
-raises ``BitstreamError`` with the reason.
+raises ``BitstreamError`` with the reason. Version 3 is version 4 with format tag 0b111101 and codecs 1..4 only;
+the decoder reads both, the encoder writes version 4.
 """
 
 from __future__ import annotations
 
 import binascii
 import dataclasses
+import math
+import struct
 import zlib
 
-from sfc_tf.enhancement import CONDITIONAL, JPEG, JPEG2000, LEARNED  # noqa: F401 (codec ids, re-exported)
-from sfc_tf.enhancement import NAMES as CODECS
-from sfc_tf.enhancement.minmax import MinMax
 from sfc_tf.errors import BitstreamError
 
-VERSION = 3
-FORMAT_TAG = 0b111101  # bits 7..2 of byte 0 in version 3
+VERSION = 4
+FORMAT_TAGS = {0b111101: 3, 0b111110: 4}  # bits 7..2 of byte 0 -> format version
+FORMAT_TAG = next(tag for tag, version in FORMAT_TAGS.items() if version == VERSION)
 LEGACY_MAGIC = b"SF"  # versions 1 and 2 started with these two bytes, then the version byte
 ALIGNMENTS = ("mtcnn", "center", "crop")
 MAX_BASE_PAYLOAD = 4096
 MAX_ENHANCEMENT_PAYLOAD = 1 << 20  # 1 MiB: a raw 160x160 RGB crop is 76,800 bytes
 BASE_CRC_BYTES, ENHANCEMENT_CRC_BYTES = 2, 4
+SPAN_BYTES = 4
 
+# Enhancement codecs (bits 7..4 of the enhancement part's first byte) and the one name each goes by, in files,
+# on the command line and in the codec registry (sfc_tf.enhancement.registry).
+JPEG_FILE, JPEG2000, LEARNED, CONDITIONAL, JPEG, AVIF, JPEGXL, WEBP = range(1, 9)
+VERSION_3_CODECS = (JPEG_FILE, JPEG2000, LEARNED, CONDITIONAL)
+CODECS = {
+    JPEG_FILE: "jpeg-file",
+    JPEG2000: "jpeg2000",
+    LEARNED: "learned",
+    CONDITIONAL: "conditional",
+    JPEG: "jpeg",
+    AVIF: "avif",
+    JPEGXL: "jpegxl",
+    WEBP: "webp",
+}
 LEARNED_CODECS = (LEARNED, CONDITIONAL)
 
 # Prediction modes (bits 3..0): what the enhancement layer is coded against (sfc_tf.enhancement.prediction).
@@ -53,6 +69,26 @@ MODES = {
     SMOOTHED: "smoothed",
     MMSE: "mmse",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class MinMax:
+    """The range of a min-max normalised residual (sfc_tf.enhancement.minmax): two IEEE float16, big endian."""
+
+    low: float
+    high: float
+
+    def to_bytes(self) -> bytes:
+        return struct.pack(">ee", self.low, self.high)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "MinMax":
+        if len(data) != SPAN_BYTES:
+            raise BitstreamError(f"min/max field must be {SPAN_BYTES} bytes, got {len(data)}")
+        low, high = struct.unpack(">ee", data)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise BitstreamError(f"invalid residual range [{low}, {high}]")
+        return cls(float(low), float(high))
 
 
 def has_span(codec: int, mode: int) -> bool:
@@ -101,7 +137,8 @@ def crc32(data: bytes) -> bytes:
     return zlib.crc32(data).to_bytes(ENHANCEMENT_CRC_BYTES, "big")
 
 
-def _leb128(value: int) -> bytes:
+def leb128(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set while more follow."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -154,7 +191,7 @@ def _pack_base(sfc: SfcFile) -> bytes:
         raise ValueError(f"base payload must be 1..{MAX_BASE_PAYLOAD} bytes")
     part = (
         bytes([FORMAT_TAG << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set])
-        + _leb128(len(sfc.base_payload))
+        + leb128(len(sfc.base_payload))
         + sfc.base_payload
     )
     return part + crc16(part)
@@ -193,12 +230,13 @@ def _legacy_version(data: bytes) -> int | None:
 def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
     reader = _Reader(data)
     tag = reader.uint(1, "format tag")
-    if tag >> 2 != FORMAT_TAG:
+    if tag >> 2 not in FORMAT_TAGS:
         legacy = _legacy_version(data)
         if legacy is not None:
             raise BitstreamError(
                 f"this is an .sfc file of format version {legacy} (sfc_tf 0.1); this decoder reads "
-                f"version {VERSION}: re-encode the image, or decode it with sfc_tf 0.1"
+                f"versions {', '.join(map(str, sorted(FORMAT_TAGS.values())))}: re-encode the image, or decode it "
+                f"with sfc_tf 0.1"
             )
         raise BitstreamError("not an .sfc file (bad format tag)")
     if tag & 3 >= len(ALIGNMENTS):
@@ -216,16 +254,21 @@ def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
     return SfcFile(ALIGNMENTS[tag & 3], model_set, bytes(payload)), reader.pos
 
 
+def format_version(data: bytes) -> int:
+    """The format version of a file whose base part ``_unpack_base`` accepted."""
+    return FORMAT_TAGS[data[0] >> 2]
+
+
 def _unpack_enhancement(data: bytes, start: int) -> Enhancement:
     reader = _Reader(data, start)
     head = reader.uint(1, "enhancement codec and mode")
     codec, mode = head >> 4, head & 0x0F
-    if codec not in CODECS:
-        raise BitstreamError(f"unknown enhancement codec id {codec}")
+    if codec not in CODECS or (format_version(data) == 3 and codec not in VERSION_3_CODECS):
+        raise BitstreamError(f"unknown enhancement codec id {codec} (format version {format_version(data)})")
     if mode not in MODES:
         raise BitstreamError(f"unknown prediction mode {mode}")
     model_id = reader.uint(2, "enhancement model id") if codec in LEARNED_CODECS else 0
-    span = MinMax.from_bytes(reader.take(4, "residual min/max")) if has_span(codec, mode) else None
+    span = MinMax.from_bytes(reader.take(SPAN_BYTES, "residual min/max")) if has_span(codec, mode) else None
     length = reader.remaining() - ENHANCEMENT_CRC_BYTES
     if length <= 0:
         raise BitstreamError("truncated file: no enhancement payload before the CRC")
@@ -269,7 +312,7 @@ def info(data: bytes) -> dict:
     sfc = unpack(data)
     base_bits = 8 * base_part_bytes(data)
     result = {
-        "format_version": VERSION,
+        "format_version": format_version(data),
         "alignment": sfc.alignment,
         "model_set": sfc.model_set,
         "layers": ["base"] + (["enhancement"] if sfc.enhancement else []),

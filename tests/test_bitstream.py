@@ -1,4 +1,4 @@
-"""The .sfc container (version 3): round trips, scalability by truncation, layer binding, hostile input."""
+"""The .sfc container (versions 3 and 4): round trips, scalability by truncation, layer binding, hostile input."""
 
 import dataclasses
 
@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfc_tf import bitstream
-from sfc_tf.bitstream import CONDITIONAL, JPEG, LEARNED, MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION
-from sfc_tf.enhancement.minmax import MinMax
+from sfc_tf.bitstream import CONDITIONAL, JPEG, LEARNED, MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION, MinMax
 from sfc_tf.errors import BitstreamError
 
 BASE = bitstream.SfcFile("mtcnn", 9, bytes(range(1, 26)))
@@ -40,16 +39,36 @@ def test_golden_bytes():
     """The format byte by byte (docs/bitstream.md): a change to pack or unpack that keeps them symmetric but
     changes the bytes fails here."""
     assert reference_crc16(b"123456789") == 0x29B1
-    header = bytes([0b111101_00, 9, 25])  # version-3 tag + mtcnn, model set 9, length 25
+    header = bytes([0b111110_00, 9, 25])  # version-4 tag + mtcnn, model set 9, length 25
     crc = reference_crc16(header + BASE.base_payload).to_bytes(2, "big")
     assert bitstream.pack(BASE) == header + BASE.base_payload + crc
-    assert bitstream.pack(BASE).hex().endswith("952c")
+    assert bitstream.pack(BASE).hex().endswith("33fd")
     base = bitstream.pack(BASE)
     e = bitstream.pack(LEARNED_FULL)[len(base) :]
     assert e[:3].hex() == "4459c2" and e[3:-4] == b"latent" * 50 and len(e) == 3 + 300 + 4
     import zlib
 
     assert e[-4:] == zlib.crc32(base + e[:-4]).to_bytes(4, "big")
+
+
+def as_version_3(data: bytes) -> bytes:
+    """A version-4 file with the version-3 tag, its CRCs recomputed (version 3 is version 4 with codecs 1..4)."""
+    from sfc_tf import fuzzing
+
+    return fuzzing.reseal(bytes([0b111101_00 | data[0] & 3]) + data[1:])
+
+
+def test_version_3_files_are_read_with_the_codecs_version_3_knows():
+    for sfc in (
+        BASE,
+        LEARNED_FULL,
+        dataclasses.replace(FULL, enhancement=dataclasses.replace(FULL.enhancement, codec=1)),
+    ):
+        data = as_version_3(bitstream.pack(sfc))
+        assert bitstream.unpack(data) == sfc and bitstream.info(data)["format_version"] == 3
+    assert bitstream.info(bitstream.pack(FULL))["format_version"] == 4
+    with pytest.raises(BitstreamError, match="unknown enhancement codec id 5 .format version 3"):
+        bitstream.unpack(as_version_3(bitstream.pack(FULL)))  # codec 5, the headerless JPEG, came with version 4
 
 
 def test_base_only_file_costs_the_record_plus_24_bits():
@@ -89,7 +108,7 @@ def test_spliced_enhancement_layers_are_refused_by_name():
 
 def test_legacy_versions_are_refused_with_their_version():
     for version in (1, 2):
-        with pytest.raises(BitstreamError, match=f"format version {version}.*reads version 3"):
+        with pytest.raises(BitstreamError, match=f"format version {version}.*reads versions 3, 4"):
             bitstream.unpack(b"SF" + bytes([version]) + bytes(20))
 
 

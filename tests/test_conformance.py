@@ -1,4 +1,5 @@
-"""Conformance vectors (tests/fixtures/conformance): the shipped models and bitstream v3 against stored files.
+"""Conformance vectors (tests/fixtures/conformance): the shipped models and bitstream v4 against stored files, and
+files that the last version-3 encoder wrote (``v3/``), which decode as their version-4 twins.
 
 Decoding the stored .sfc files must give the stored features (exactly) and images; encoding the fixture faces
 must give the same base layers byte for byte and equivalent enhancement layers. Against what the last v2 code
@@ -92,24 +93,55 @@ def test_decoding_gives_the_stored_faces(codec, expected, name):
     np.testing.assert_array_equal(np.stack(single), expected["features"])
 
 
-@pytest.mark.parametrize("name", ["base", "paper-jpeg50", "paper-jpeg2000r40", "paper-learned3"])
+# vector name -> its stream's name in v2_reference.npz (the paper's JPEG was "jpeg" before the headerless one)
+V2_STREAMS = {
+    "base": "base",
+    "paper-jpeg-file50": "paper-jpeg50",
+    "paper-jpeg2000r40": "paper-jpeg2000r40",
+    "paper-learned3": "paper-learned3",
+}
+
+
+@pytest.mark.parametrize("name", V2_STREAMS)
 def test_payloads_are_those_of_bitstream_v2(v2, name):
     """v2 records were CRC-16 + payload (v3 moved the CRC to the container); v2 learned payloads began with the
     2-byte latent shape (v3 takes it from the model)."""
     files = [bitstream.unpack(f) for f in stored(name)]
-    assert [b"" + f.base_payload for f in files] == [r[2:] for r in unpacked(v2, f"{name}/base_record")]
+    old = V2_STREAMS[name]
+    assert [b"" + f.base_payload for f in files] == [r[2:] for r in unpacked(v2, f"{old}/base_record")]
     if name != "base":
         skip = 2 if name == "paper-learned3" else 0
-        assert [f.enhancement.payload for f in files] == [p[skip:] for p in unpacked(v2, f"{name}/enhancement_payload")]
+        assert [f.enhancement.payload for f in files] == [p[skip:] for p in unpacked(v2, f"{old}/enhancement_payload")]
 
 
-@pytest.mark.parametrize("name", ["base", "paper-jpeg50", "paper-jpeg2000r40", "paper-learned3"])
+@pytest.mark.parametrize("name", V2_STREAMS)
 def test_base_and_paper_mode_decode_as_in_bitstream_v2(expected, v2, name):
     np.testing.assert_allclose(expected["features"], v2["features"], rtol=0, atol=1e-7)
     assert not np.array_equal(expected["features"], v2["features"])  # the vectors do hold the old decode
-    image, before = expected[f"{name}/image"].astype(int), v2[f"{name}/image"].astype(int)
+    image, before = expected[f"{name}/image"].astype(int), v2[f"{V2_STREAMS[name]}/image"].astype(int)
     assert np.abs(image - before).max() <= 1
     assert np.count_nonzero(image != before) <= image.size // 100_000
+
+
+# version-3 file (written by the last version-3 encoder) -> the version-4 vector with the same payloads
+VERSION_3_FILES = {
+    "thumb2-base-0": "thumb2-base",
+    "thumb2-paper-jpeg50-0": "thumb2-paper-jpeg-file50",
+    "thumb2-paper-learned3-0": "thumb2-paper-learned3",
+    "thumb2-auto-jpeg2000r40-0": "thumb2-auto-jpeg2000r40",
+    "thumb2-auto-conditional3-0": "thumb2-auto-conditional3",
+}
+
+
+@pytest.mark.parametrize("name", VERSION_3_FILES)
+def test_version_3_files_decode_as_their_version_4_twins(codec, expected, name):
+    data = (VECTORS / "v3" / f"{name}.sfc").read_bytes()
+    twin = stored(VERSION_3_FILES[name])[0]
+    assert bitstream.info(data)["format_version"] == 3 and bitstream.info(twin)["format_version"] == 4
+    assert bitstream.unpack(data).base_payload == bitstream.unpack(twin).base_payload
+    decoded = codec.decode(data, "full")
+    np.testing.assert_array_equal(decoded.feature, expected["features"][0])
+    assert_same_faces(decoded.image[None], expected[f"{VERSION_3_FILES[name]}/image"][:1])
 
 
 def test_every_registered_learned_checkpoint_is_the_one_the_vectors_were_made_with(shipped_checkpoints):

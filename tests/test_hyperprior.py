@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf.enhancement import face_codec, hyperprior, learned, make_codec
+from sfc_tf.enhancement import face_codec, hyperprior, learned
+from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.errors import BitstreamError
 
 TINY = dict(num_filters=16, latent_depth=32, hyper_filters=16, hyper_depth=8, num_slices=4, slice_hidden=8)

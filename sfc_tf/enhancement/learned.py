@@ -29,7 +29,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from sfc_tf import checkpoint
-from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec, coding_tables, range_guard
+from sfc_tf.bitstream import CONDITIONAL, LEARNED
+from sfc_tf.enhancement import CROP_SHAPE, ImageCodec, coding_tables, range_guard
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 from sfc_tf.enhancement.signal_conv import signal_conv
 from sfc_tf.errors import BitstreamError, WeightsError
