@@ -81,6 +81,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("conditional_families", [], "Conditional learned families: auto curves against their partner.")
 flags.DEFINE_list(
+    "learned_qualities",
+    [],
+    "Qualities of the learned families to code (default: all; e.g. a variable-rate family's "
+    "trained rates, 1,3,...,15).",
+)
+flags.DEFINE_list(
     "modes",
     ["paper", "auto"],
     "Stream curves: paper (the paper's residual), auto (the per-face "
@@ -225,10 +231,11 @@ def main(_):
         for name in names:
             family = zoo.learned_family(name)
             direct = zoo.learned_family(family.direct)
-            for quality in family.qualities:
-                point = anchor(make_codec("learned", direct.checkpoint(quality)))
+            qualities = [int(q) for q in FLAGS.learned_qualities] or list(family.qualities)
+            for quality in qualities:
+                point = anchor(make_codec("learned", direct.checkpoint(family.direct_quality(quality))))
                 points.append({**point, "curve": direct.name})
-            points += stream_points(codec, analysis, kind, family.qualities, name, name)
+            points += stream_points(codec, analysis, kind, qualities, name, name)
             bd_pairs += [
                 (f"base+{name} ({label})", anchor_name)
                 for label, _ in curve_modes(kind, name)
