@@ -4,6 +4,7 @@ tables, damaged payloads, warm starts and storage."""
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from sfc_tf.enhancement import face_codec, hyperprior, learned
 from sfc_tf.enhancement.registry import make_codec
@@ -62,16 +63,16 @@ def test_interpolated_qualities_lie_between_their_trained_neighbours():
         np.testing.assert_allclose(middle, np.sqrt(below * above), rtol=1e-6)
 
 
-def test_tables_have_no_escape_code_and_clamp_every_value():
-    model = tiny_model(False).enable_coding()
-    coder = model.coder
-    rows = hyperprior._rows(coder.cdf.numpy())
-    assert len(rows) == model.hyper_depth + hyperprior.NUM_SCALES
-    assert all(coder.cdf.numpy()[start] > 0 for start, _ in rows)  # a positive precision: no escape symbol
-    values = tf.constant([[-(10**6), 0, 10**6]])
-    row = tf.fill((1, 3), model.hyper_depth)
-    clamped = coder.symbols(values, row).numpy()[0]
-    assert clamped[0] == 0 and clamped[2] == coder.maxima.numpy()[model.hyper_depth]
+def test_values_far_outside_a_rows_range_are_coded_exactly():
+    """Escape codes carry what a table row does not cover, for the hyperprior's rows and the Gaussian ones."""
+    coder = tiny_model(False).enable_coding().coder
+    rows = tf.constant([[0, 0, 0, coder.num_z, coder.num_z + hyperprior.NUM_SCALES - 1]])
+    symbols = tf.constant([[-(10**4), 0, 10**4, 5000, -3]])
+    handle = tfc.entropy_encode_index(tfc.create_range_encoder((1,), coder.cdf), rows, symbols)
+    strings = tfc.entropy_encode_finalize(handle)
+    handle, decoded = tfc.entropy_decode_index(tfc.create_range_decoder(strings, coder.cdf), rows, (5,), tf.int32)
+    assert bool(tfc.entropy_decode_finalize(handle).numpy().all())
+    np.testing.assert_array_equal(decoded.numpy(), symbols.numpy())
 
 
 def test_damaged_payloads_raise_or_decode_to_a_face(saved, fixture_crops):

@@ -346,14 +346,14 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         z = self.hyper_analysis(y)
         coder = self.coder
         z_rows = coder.z_rows(tf.shape(z))
-        z_symbols = coder.symbols(tf.cast(tf.round(z), tf.int32) - coder.z_offsets(), z_rows)
+        z_symbols = tf.cast(tf.round(z), tf.int32) - coder.z_offsets()
         z_hat = tf.cast(z_symbols + coder.z_offsets(), tf.float64)
         rows, symbols = [z_rows], [z_symbols]
         y_slices = tf.split(tf.cast(y, tf.float64), self.num_slices, -1)
 
         def code_slice(k, mu, slice_rows):
             integers = tf.cast(tf.round(y_slices[k] - mu), tf.int32)
-            slice_symbols = coder.symbols(integers - coder.offsets(slice_rows), slice_rows)
+            slice_symbols = integers - coder.offsets(slice_rows)
             rows.append(slice_rows)
             symbols.append(slice_symbols)
             return slice_symbols
@@ -403,15 +403,15 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
 
 class RangeTables:
     """One table for every symbol of a face: the hyperprior's rows (one per z channel), then the Gaussian rows
-    (one per scale index). Every row codes the symbols 0..maximum (the tails folded into its last symbol, no
-    escape code); a value is its symbol + the row's offset."""
+    (one per scale index), as tfc builds them: a value outside a row's range is coded exactly with its escape
+    code (clamping it instead costs over 2 dB where the predicted scales are too small). A value is its symbol +
+    the row's offset."""
 
     def __init__(self, cdf: np.ndarray, offsets: np.ndarray, z_channels: int):
         self.cdf = tf.constant(cdf, tf.int32)
         self.cdf_offset = tf.constant(offsets, tf.int32)
         self.quantization_offset = None
         self.num_z = int(z_channels)
-        self.maxima = tf.constant(_row_maxima(cdf), tf.int32)
 
     @classmethod
     def from_model(cls, model: HyperpriorFaceCodec) -> "RangeTables":
@@ -423,7 +423,7 @@ class RangeTables:
         )
         cdf = np.concatenate([np.asarray(em_z.cdf), np.asarray(em_y.cdf)])
         offsets = np.concatenate([np.asarray(em_z.cdf_offset), np.asarray(em_y.cdf_offset)])
-        return cls(_without_escapes(cdf), offsets, model.hyper_depth)
+        return cls(cdf, offsets, model.hyper_depth)
 
     @classmethod
     def from_stored(cls, tables: dict) -> "RangeTables":
@@ -442,36 +442,6 @@ class RangeTables:
 
     def offsets(self, rows):
         return tf.gather(self.cdf_offset, rows)
-
-    def symbols(self, values, rows):
-        """Values (already minus their row's offset for y) clamped to their row's symbols."""
-        return tf.clip_by_value(values, 0, tf.gather(self.maxima, rows))
-
-
-def _rows(cdf: np.ndarray):
-    """(start of the row's CDF values, number of values) of each row of a flat tfc CDF table."""
-    rows, i = [], 0
-    while i < len(cdf):
-        last = 1 << abs(int(cdf[i]))
-        j = i + 1
-        while cdf[j] != last:
-            j += 1
-        rows.append((i, j - i))
-        i = j + 1
-    return rows
-
-
-def _without_escapes(cdf: np.ndarray) -> np.ndarray:
-    """tfc's tables with every row's escape (overflow) symbol turned into a regular last symbol."""
-    cdf = np.array(cdf, np.int32)
-    for start, _ in _rows(cdf):
-        cdf[start] = abs(cdf[start])
-    return cdf
-
-
-def _row_maxima(cdf: np.ndarray) -> np.ndarray:
-    """The largest symbol of each row: a row of n CDF values codes symbols 0..n-2."""
-    return np.array([count - 2 for _, count in _rows(cdf)], np.int32)
 
 
 def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
