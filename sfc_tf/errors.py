@@ -21,5 +21,19 @@ class BitstreamError(SfcError):
     """Encoded bytes are corrupt, truncated, of an unknown version, or inconsistent."""
 
 
+class OutputError(SfcError):
+    """An output file cannot be written (no such directory, no permission, disk full)."""
+
+
 class ModelMismatchError(SfcError):
     """Bytes were produced with a model other than the one the decoder has."""
+
+
+class AuthenticationError(BitstreamError):
+    """An authenticated file whose tag does not verify under the key given, or whose key is missing; or a plain
+    file where a key says an authenticated one is expected."""
+
+
+def located(error: SfcError, where: str) -> SfcError:
+    """``error`` again, of its own class, its message prefixed with where it happened (a file's name)."""
+    return type(error)(f"{where}: {error}")
