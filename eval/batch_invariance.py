@@ -1,0 +1,132 @@
+"""Whether a face codes and decodes to the same bytes alone and in batches, and what that costs.
+
+  python eval/batch_invariance.py --output_json eval/results/batch_invariance.json
+
+Decoding: every conformance vector (tests/fixtures/conformance) at the reconstruction and full layers, one file at a
+time and in consecutive batches of each ``--batch_sizes``; the counts of files whose pixels differ from the single
+decode. Encoding: the fixture faces (center crops) coded one at a time and as one batch with every enhancement
+codec, and the count of files whose bytes differ. Cost: a network never runs on one row (``inference.batch_invariant``
+runs it as two); per network, the median time of a one-row call with and without that (interleaved, same process),
+and the decode speed of whole files at batch 1 and 64.
+"""
+
+import pathlib
+import statistics
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from sfc_tf import align, evaluation, facenet
+from sfc_tf.codec import ScalableCodec
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("batch_sizes", ["2", "3", "7", "64", "150"], "Batch sizes compared with decoding alone.")
+flags.DEFINE_integer("repeats", 30, "Timed calls per network and variant.")
+flags.DEFINE_string("output_json", "eval/results/batch_invariance.json", "Result JSON.")
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+VECTORS = REPO / "tests" / "fixtures" / "conformance"
+FACES = REPO / "tests" / "fixtures" / "lfw"
+ENCODINGS = (("none", None), ("jpeg", 50), ("jpeg2000", 40.0), ("learned", 3), ("conditional", 3))
+
+
+def images(decoded) -> list[np.ndarray]:
+    return [d.image for d in decoded]
+
+
+def decoding(codec: ScalableCodec, files: list[bytes], sizes: list[int]) -> dict:
+    result = {}
+    for layers in ("reconstruction", "full"):
+        alone = [codec.decode(f, layers).image for f in files]
+        for size in sizes:
+            batched = [
+                image
+                for i in range(0, len(files), size)
+                for image in images(codec.decode_many(files[i : i + size], layers))
+            ]
+            result[f"{layers}_batch_{size}_files_differing"] = sum(
+                not np.array_equal(a, b) for a, b in zip(alone, batched)
+            )
+    return result
+
+
+def encoding(codec: ScalableCodec, crops: np.ndarray) -> dict:
+    result = {}
+    for enhancement, quality in ENCODINGS:
+        together = codec.encode_crops(crops, enhancement, quality)
+        alone = [codec.encode_crops(crops[i : i + 1], enhancement, quality)[0] for i in range(len(crops))]
+        result[f"{enhancement}_files_differing"] = sum(a != b for a, b in zip(alone, together))
+    return result
+
+
+def median_ms(function, x, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(function(x))
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def one_row_cost(codec: ScalableCodec, crop: np.ndarray, feature: np.ndarray, repeats: int) -> dict:
+    """Median ms of a one-row call of each network: as the codec runs it (two rows) and on one row."""
+    networks = {
+        "facenet": (codec.extractor.model, facenet.standardize(crop[None], "fixed").astype(np.float32)),
+        "reconstructor": (codec.models.reconstructor, feature[None]),
+        "predictor": (codec.models.predictor.network, feature[None]),
+    }
+    result = {}
+    for name, (model, x) in networks.items():
+        padded = tf.function(lambda batch, m=model: m(tf.concat([batch, batch], 0), training=False)[:1])
+        single = tf.function(lambda batch, m=model: m(batch, training=False))
+        padded(x), single(x)  # traced
+        timings = {"one_row_ms": [], "as_two_rows_ms": []}
+        for _ in range(3):  # interleaved, so that load from other processes falls on both alike
+            timings["one_row_ms"].append(median_ms(single, x, repeats // 3))
+            timings["as_two_rows_ms"].append(median_ms(padded, x, repeats // 3))
+        result[name] = {k: round(statistics.median(v), 2) for k, v in timings.items()}
+    return result
+
+
+def decode_speed(codec: ScalableCodec, files: list[bytes], layers: str) -> dict:
+    codec.decode_many(files[:2], layers)  # warm
+    start = time.perf_counter()
+    for f in files[:16]:
+        codec.decode(f, layers)
+    single = 16 / (time.perf_counter() - start)
+    batch = (files * 64)[:64]
+    start = time.perf_counter()
+    codec.decode_many(batch, layers)
+    return {
+        "batch_1_faces_per_s": round(single, 1),
+        "batch_64_faces_per_s": round(64 / (time.perf_counter() - start), 1),
+    }
+
+
+def main(_):
+    files = [p.read_bytes() for p in sorted(VECTORS.glob("*.sfc"))]
+    codec = ScalableCodec.from_pretrained(align="center")
+    crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FACES.glob("*/*.jpg"))])
+    default_files = codec.encode_crops(crops, "jpeg", 50)
+    feature = codec.decode(default_files[0], "base").feature
+    started = time.time()
+    result = {
+        "command": f"python eval/batch_invariance.py --batch_sizes {','.join(FLAGS.batch_sizes)}",
+        "vectors": len(files),
+        "decoding": decoding(codec, files, [int(s) for s in FLAGS.batch_sizes]),
+        "fixture_faces": len(crops),
+        "encoding": encoding(codec, crops),
+        "one_row_call_ms": one_row_cost(codec, crops[0], feature, FLAGS.repeats),
+        "decode_speed": {layers: decode_speed(codec, default_files, layers) for layers in ("reconstruction", "full")},
+        "model_set": codec.model_set.name,
+        "note": "timings on a shared 2-core machine while a training job ran: compare within this file only",
+    }
+    result["wall_time_s"] = round(time.time() - started, 1)
+    evaluation.write_json(FLAGS.output_json, result)
+    print(result)
+
+
+if __name__ == "__main__":
+    app.run(main)
