@@ -1,4 +1,5 @@
-"""Conformance vectors (tests/fixtures/conformance): the shipped models and bitstream v3 against stored files.
+"""Conformance vectors (tests/fixtures/conformance): the shipped models and bitstream v4 against stored files (and
+tests/fixtures/version3: some of the same files as version 3 wrote them, which must decode alike).
 
 Decoding the stored .sfc files must give the stored features (exactly) and images; encoding the fixture faces
 must give the same base layers byte for byte and equivalent enhancement layers. Against what the last v2 code
@@ -90,6 +91,55 @@ def test_decoding_gives_the_stored_faces(codec, expected, name):
     assert_same_faces(np.stack([d.image for d in decoded]), expected[f"{name}/image"])
     single = [codec.decode(f, "base").feature for f in stored(name)]
     np.testing.assert_array_equal(np.stack(single), expected["features"])
+
+
+def test_every_vector_decodes_to_the_same_pixels_alone_and_in_batches(codec):
+    """A file decodes to the same bytes whatever else is in its batch (batches of 1 and 2+ rows ran other kernels:
+    54 of these files differed by a grey level at the reconstruction, 37 in full)."""
+    files = [p.read_bytes() for p in sorted(VECTORS.glob("*.sfc"))]
+    for layers in ("reconstruction", "full"):
+        alone = [codec.decode(f, layers).image for f in files]
+        for size in (4, len(files)):
+            batched = [
+                d.image for i in range(0, len(files), size) for d in codec.decode_many(files[i : i + size], layers)
+            ]
+            differing = [i for i, (a, b) in enumerate(zip(alone, batched)) if not np.array_equal(a, b)]
+            assert not differing, f"{layers}, batches of {size}: {len(differing)} files differ"
+
+
+def test_faces_code_to_the_same_files_alone_and_in_a_batch(codec):
+    """FaceNet, the predictions and the codecs at batch 1 and batch 6 (before batches of one ran other kernels, one
+    JPEG and two JPEG2000 files of the paper's mode differed); mode auto codes every candidate."""
+    crops = fixture_crops()
+    for stream in (("jpeg", 90, "reconstruction"), ("jpeg2000", 10.0, "reconstruction"), ("conditional", 3, "auto")):
+        together = codec.encode_crops(crops, *stream)
+        assert [codec.encode_crops(c[None], *stream)[0] for c in crops] == together, stream
+
+
+def test_a_conditional_layer_whose_mode_says_none_is_refused(codec):
+    """A conditional layer codes the face given a prediction: its mode byte changed to none (codec byte 0x40 ->
+    0x41, CRC-32 recomputed) is a combination the format does not have, refused by the parser."""
+    data = bytearray(stored("thumb2-conditional3")[0])
+    start = bitstream.base_part_bytes(bytes(data))
+    assert data[start] == 0x40
+    data[start] = 0x41
+    data[-4:] = bitstream.crc32(bytes(data[:-4]))
+    with pytest.raises(bitstream.BitstreamError, match="conditional.*cannot be none"):
+        codec.decode(bytes(data), "full")
+    assert codec.decode(bytes(data), "reconstruction").image.shape == (160, 160, 3)  # the base part is intact
+
+
+@pytest.mark.parametrize("path", sorted((VECTORS.parent / "version3").glob("*.sfc")), ids=lambda p: p.stem)
+def test_version_3_files_decode_as_their_version_4_vectors(codec, expected, path):
+    """Version 4 (plain) is version 3's layout under another tag: the same fields, the same faces."""
+    old, new = path.read_bytes(), (VECTORS / path.name).read_bytes()
+    assert old[0] >> 2 == 0b111101 and new[0] >> 2 == 0b111110
+    assert bitstream.unpack(old) == bitstream.unpack(new) and bitstream.info(old)["format_version"] == 3
+    name = path.stem.rsplit("-", 1)[0]
+    decoded = codec.decode(old, "full")
+    np.testing.assert_array_equal(decoded.feature, expected["features"][0])
+    np.testing.assert_array_equal(decoded.image, codec.decode(new, "full").image)
+    assert_same_faces(decoded.image[None], expected[f"{name}/image"][:1])
 
 
 @pytest.mark.parametrize("name", ["base", "paper-jpeg50", "paper-jpeg2000r40", "paper-learned3"])
