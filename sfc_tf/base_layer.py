@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sfc_tf import priors
-from sfc_tf.errors import BitstreamError, WeightsError
+from sfc_tf.errors import BitstreamError, WeightsError, op_error_reason
 from sfc_tf.thumbnail import Thumbnail
 
 if TYPE_CHECKING:
@@ -288,7 +288,7 @@ class BaseLayerModel:
             handle, values = tfc.entropy_decode_index(handle, index, tf.constant([length]), tf.int32)
             return values.numpy(), handle
         except tf.errors.OpError as exc:
-            raise BitstreamError(f"base-layer range decoding failed: {exc.message}") from exc
+            raise BitstreamError(f"base-layer range decoding failed: {op_error_reason(exc.message)}") from exc
 
     @staticmethod
     def _ended(decoders: tf.Tensor) -> np.ndarray:
@@ -299,7 +299,7 @@ class BaseLayerModel:
         try:
             return tfc.entropy_decode_finalize(decoders).numpy()
         except tf.errors.OpError as exc:
-            raise BitstreamError(f"base-layer range decoding failed: {exc.message}") from exc
+            raise BitstreamError(f"base-layer range decoding failed: {op_error_reason(exc.message)}") from exc
 
     def decode(self, records: list[bytes]) -> np.ndarray:
         """N records (CRC-16 + payload) -> (N, D) unit-norm features. Raises ``BitstreamError`` for damaged
