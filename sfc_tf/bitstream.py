@@ -20,12 +20,12 @@ same layout with format tag 0b111101, no authenticated variant and codec ids 1..
     .  16  HMAC-SHA-256 of every byte before it under the user's key, truncated to its first 16 bytes
 
 A base-only file costs the base payload + 5 bytes: the base-layer record (CRC-16 + payload) + 24 bits. The
-enhancement CRC covers the base part too, so an enhancement layer is bound to the base layer it refines:
-grafted onto another face's base layer it is refused. The crop geometry (160x160 RGB) and every model are
-fixed by the model set. Stripping the enhancement layer is a truncation after the base part. Every length is
-checked against a hard limit and against the bytes that remain before anything is sliced; every failure
-raises ``BitstreamError`` with the reason. Given a key, a reader refuses every file whose tag does not verify
-(plain files included) before it parses anything else; without one it refuses authenticated files
+enhancement CRC covers the base part too, so an enhancement layer is bound to the base layer it refines: grafted
+onto another face's base layer it is refused. The crop geometry (160x160 RGB) and every model are fixed by the
+model set. Stripping the enhancement layer is a truncation after the base part (tagged anew in an authenticated
+file). Every length is checked against a hard limit and against the bytes that remain before anything is sliced;
+every failure raises ``BitstreamError`` with the reason. Given a key, a reader refuses every file whose tag does
+not verify (plain files included) before it parses anything else; without one it refuses authenticated files
 (``AuthenticationError``): an authenticated file is only ever decoded checked.
 """
 

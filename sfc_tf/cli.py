@@ -19,8 +19,8 @@ IN may be files, directories or globs (then OUT is a directory). Outputs are nev
 --overwrite and are written whole or not at all (a temporary file renamed into place), with the permissions the
 umask gives new files. Errors exit 1 with a one-line reason; Ctrl-C exits 130 with one line. Arguments are checked
 before any model loads. --key_file KEY: authenticated files (compress writes them; the readers check them).
-TensorFlow's start-up and log lines are silenced unless asked for (--verbose, SFC_TF_VERBOSE=1, or a
-TF_CPP_MIN_LOG_LEVEL of your own).
+TensorFlow's start-up lines and warnings are silenced unless asked for (--verbose or SFC_TF_VERBOSE=1; a
+TF_CPP_MIN_LOG_LEVEL of your own is kept).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import os
 import pathlib
 import sys
 
-from sfc_tf.errors import SfcError
+from sfc_tf.errors import SfcError, located
 from sfc_tf.files import write_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -219,7 +219,7 @@ def _info(args) -> None:
     try:
         info = bitstream.info(pathlib.Path(args.input).read_bytes(), args.key)
     except SfcError as exc:
-        raise SfcError(f"{args.input}: {exc}") from exc
+        raise located(exc, args.input) from exc
     print(json.dumps({**info, **_registered_names(info)}, indent=2))
 
 
@@ -252,7 +252,7 @@ def _strip(args) -> None:
     try:
         stripped = bitstream.strip_enhancement(data, args.key)
     except SfcError as exc:
-        raise SfcError(f"{args.input}: {exc}") from exc
+        raise located(exc, args.input) from exc
     write_atomically(target, stripped)
     print(f"{args.input}: {8 * len(data)} -> {8 * len(stripped)} bits (base layer only)")
 
