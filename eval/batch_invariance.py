@@ -32,11 +32,16 @@ flags.DEFINE_string("output_json", "eval/results/batch_invariance.json", "Result
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VECTORS = REPO / "tests" / "fixtures" / "conformance"
 FACES = REPO / "tests" / "fixtures" / "lfw"
-# (enhancement, quality, mode): the paper's mode codes against the reconstruction, which a batch of one changed
+# (enhancement, quality, mode) of every codec: the paper's mode codes against the reconstruction, which a batch of
+# one changed; mode auto codes every candidate prediction
 ENCODINGS = (
     ("none", None, "auto"),
+    ("jpeg-file", 90, "reconstruction"),
     ("jpeg", 90, "reconstruction"),
     ("jpeg2000", 10.0, "reconstruction"),
+    ("avif", 70, "reconstruction"),
+    ("jpegxl", 80, "reconstruction"),
+    ("webp", 80, "reconstruction"),
     ("learned", 3, "reconstruction"),
     ("conditional", 3, "auto"),
 )
@@ -143,7 +148,7 @@ def main(_):
     files = [p.read_bytes() for p in sorted(pathlib.Path(FLAGS.vectors or VECTORS).glob("*.sfc"))]
     codec = ScalableCodec.from_pretrained(align="center")
     crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FACES.glob("*/*.jpg"))])
-    paper_files = codec.encode_crops(crops, "jpeg", 50, "reconstruction")  # the full decode needs the reconstructor
+    paper_files = codec.encode_crops(crops, "jpeg-file", 50, "reconstruction")  # the full decode needs the reconstructor
     feature = codec.decode(paper_files[0], "base").feature
     started = time.time()
     result = {

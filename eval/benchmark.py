@@ -1,5 +1,6 @@
-"""Speed of every stage in faces/s on this CPU, batch 1 and batched, with Pillow JPEG and glymur JPEG2000 on the
-same crops measured in the same run (ratios in the JSON). The full encode runs the per-face mode decision
+"""Speed of every stage in faces/s on this CPU, batch 1 and batched, with Pillow JPEG, glymur JPEG2000 and every
+other image codec of the registry (the headerless JPEG, AVIF, JPEG XL, WebP: their payloads, header rebuilt) on
+the same crops measured in the same run (ratios in the JSON). The full encode runs the per-face mode decision
 (``--mode auto``: every candidate prediction is coded and the best kept) unless told a fixed mode.
 
   python eval/benchmark.py --lfw_dir ../shared/data/lfw --output_json eval/results/benchmark.json
@@ -11,10 +12,11 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, data, evaluation, facenet
+from sfc_tf import anchors, bitstream, data, evaluation, facenet
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.enhancement import layer, make_codec
+from sfc_tf.enhancement import layer
 from sfc_tf.enhancement.prediction import mode_id
+from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
@@ -25,6 +27,7 @@ flags.DEFINE_string("enhancement", "jpeg", "Enhancement codec of the full encode
 flags.DEFINE_string("quality", "50", "Its quality parameter.")
 flags.DEFINE_string("mode", "auto", "Prediction mode of the full encode (auto: per-face decision).")
 flags.DEFINE_integer("learned_quality", 3, "Quality index of the learned enhancement codecs timed (if shipped).")
+flags.DEFINE_list("image_codecs", ["jpeg", "avif", "jpegxl", "webp"], "Image codecs timed beside Pillow JPEG.")
 flags.DEFINE_string("output_json", "eval/results/benchmark.json", "Result JSON.")
 
 
@@ -54,6 +57,16 @@ def enhancement_stages(label: str, codec, mode: int, crops: np.ndarray, predicti
     return {f"enhancement {label} encode": (encode, crops), f"enhancement {label} decode": (decode, coded)}
 
 
+def image_codec_stages(codec, crops: np.ndarray) -> dict:
+    """Encode and decode of crops with an image codec of the registry."""
+    payloads = codec.encode_many(crops)
+    label = f"{codec.name} q{codec.parameter}"
+    return {
+        f"{label} encode": (lambda c: codec.encode_many(c if c.ndim == 4 else c[None]), crops),
+        f"{label} decode": (lambda b: codec.decode_many(b if isinstance(b, list) else [b]), payloads),
+    }
+
+
 def main(_):
     pairs_file = f"{FLAGS.lfw_dir}/pairs.txt"
     _, faces = data.load_pair_faces(
@@ -74,8 +87,9 @@ def main(_):
     decoded, thumbnails = base.decode_layers(payloads)
     files = codec.encode_crops(crops, FLAGS.enhancement, FLAGS.quality, FLAGS.mode)
     base_files = [bitstream.strip_enhancement(f) for f in files]
-    jpeg, jpeg2000 = make_codec("jpeg", 50), make_codec("jpeg2000", 40)
+    jpeg, jpeg2000 = make_codec("jpeg-file", 50), make_codec("jpeg2000", 40)
     jpeg_bytes, j2k_bytes = jpeg.encode_many(crops), jpeg2000.encode_many(crops)
+    others = {name: make_codec(name) for name in FLAGS.image_codecs}  # each at its default quality
     # the decoder's predictions: with the colour thumbnail of a set that codes one
     reconstructions = base.correct(models.reconstruct(decoded), thumbnails)
     predicted = base.correct(models.predict(decoded), thumbnails)
@@ -125,6 +139,7 @@ def main(_):
         "Pillow JPEG q50 decode": (lambda b: jpeg.decode_many(b if isinstance(b, list) else [b]), jpeg_bytes),
         "glymur JPEG2000 40:1 encode": (lambda c: jpeg2000.encode_many(c if c.ndim == 4 else c[None]), crops),
         "glymur JPEG2000 40:1 decode": (lambda b: jpeg2000.decode_many(b if isinstance(b, list) else [b]), j2k_bytes),
+        **{name: stage for other in others.values() for name, stage in image_codec_stages(other, crops).items()},
     }
     rows = []
     for name, (function, items) in stages.items():
@@ -147,6 +162,14 @@ def main(_):
         / by_name["glymur JPEG2000 40:1 decode"],
         "base-only decode / Pillow JPEG decode": by_name["base-only decode (.sfc -> feature)"]
         / by_name["Pillow JPEG q50 decode"],
+        **{
+            f"{other.name} q{other.parameter} {step} / Pillow JPEG {step}": by_name[
+                f"{other.name} q{other.parameter} {step}"
+            ]
+            / by_name[f"Pillow JPEG q50 {step}"]
+            for other in others.values()
+            for step in ("encode", "decode")
+        },
     }
     evaluation.write_json(
         FLAGS.output_json,
@@ -157,6 +180,7 @@ def main(_):
             "quality": FLAGS.quality,
             "mode": FLAGS.mode,
             "model_set": codec.model_set.name,
+            "library_versions": anchors.library_versions(),
             "stages": rows,
             "ratios": ratios,
         },

@@ -2,8 +2,9 @@
 
   python eval/fuzz_decode.py --runs 100000 --output_json eval/results/fuzz_decode.json
 
-The parent process codes the six fixture faces into a seed corpus (base only; JPEG, JPEG2000 and learned in the
-paper's and the auto mode; one face at every quality of every registered residual and conditional family;
+The parent process codes the six fixture faces into a seed corpus (base only; every image codec of the registry,
+i.e. the JPEG file and the headerless JPEG, JPEG2000, AVIF, JPEG XL and WebP, and learned, in the paper's and the
+auto mode: ``fuzzing.SEED_STREAMS``; one face at every quality of every registered residual and conditional family;
 conditional in the MMSE mode with an untrained stand-in) and starts libFuzzer in a child
 process, which loads every registered model (decoding each seed) before fuzzing. libFuzzer then bounds every decode:
 its RSS limit is the resident size with all models loaded plus --rss_margin_mb, and a per-input timeout. The child

@@ -24,7 +24,7 @@ import pathlib
 from absl import app, flags
 
 from sfc_tf import base_layer, data, evaluation, facenet, metrics
-from sfc_tf.enhancement import make_codec
+from sfc_tf.enhancement.registry import make_codec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -84,7 +84,7 @@ def main(_):
     mean = models[0].mean if FLAGS.subtract_mean else None  # every model's PCA mean: the training-feature mean
     reference = metrics.evaluate_pairs(pairs, index, faces.features, mean=mean)
     points = evaluation.base_layer_points(models, pairs, index, faces.features, mean)
-    codecs = [make_codec("jpeg", q) for q in FLAGS.jpeg_qualities]
+    codecs = [make_codec("jpeg-file", q) for q in FLAGS.jpeg_qualities]
     codecs += [make_codec("jpeg2000", r) for r in FLAGS.jpeg2000_ratios]
     points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor, mean=mean)
     for extra in FLAGS.extra_points:

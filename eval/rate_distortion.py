@@ -2,13 +2,19 @@
 
 The scalable stream: ``ScalableCodec.encode_analysis`` writes the .sfc files, every byte of each file is counted,
 ``ScalableCodec.decode_many`` decodes them again. Curves of the stream:
-  base+<codec> (paper)   the paper's enhancement layer: min-max(x - x_hat) of the reconstruction
+  base+<codec> (paper)   the paper's enhancement layer: min-max(x - x_hat) of the reconstruction (the paper's JPEG is
+                         ``jpeg-file``; ``jpeg`` is headerless, its tables implied by the quality)
   base+<codec> (auto)    the default: per face, the best of the codec's prediction modes (none, mean face,
                          MMSE prediction; for learned families their direct partner and their own mode)
   base+<family> (<mode>) a conditional family coding every face given its own prediction (``--conditional_families``)
-Anchors code the crop directly with the same codec (their own file: a JPEG file, a J2K codestream, a learned
-payload). Per point: bits per face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each
-capped at 60 dB), MS-SSIM, and the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
+Anchors code the crop directly (no base layer) as users store it: a JPEG file (the paper's), a J2K codestream, a
+learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.anchors``): WebP, AVIF (4:4:4 and
+4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a container
+gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate is
+that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
+without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
+face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each capped at 60 dB), MS-SSIM, and
+the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
 
   python eval/rate_distortion.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
       --output_json eval/results/rate_distortion.json --plot eval/results/rate_distortion.png
@@ -17,15 +23,16 @@ The stream's verification accuracy is its base layer's at every enhancement rate
 the JSON's ``rate_accuracy_points`` carry it for eval/rate_accuracy.py.
 """
 
+import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import evaluation, facenet, metrics, zoo
+from sfc_tf import anchors, evaluation, facenet, metrics, zoo
 from sfc_tf.bitstream import MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.enhancement import make_codec
+from sfc_tf.enhancement.registry import make_codec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -36,6 +43,24 @@ flags.DEFINE_integer("max_images", 0, "Evaluate on the first N images only (0: a
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "JPEG qualities.")
 flags.DEFINE_list("jpeg2000_ratios", ["200", "100", "50", "25", "12", "6"], "JPEG2000 compression ratios.")
+flags.DEFINE_list(
+    "anchors",
+    ["webp", "avif", "jpegxl", "heic"],
+    "Modern codecs coding the crop directly, as files and (with a container) as payloads: webp, avif, jpegxl, heic "
+    "(heic needs pillow-heif, an evaluation extra; skipped with a note when missing).",
+)
+flags.DEFINE_list("webp_qualities", ["0", "5", "15", "30", "50", "70", "85", "95"], "WebP qualities.")
+flags.DEFINE_list("avif_qualities", ["5", "10", "20", "30", "40", "50", "60", "70"], "AVIF qualities (libavif).")
+flags.DEFINE_list("avif_pixel_formats", ["yuv444", "yuv420"], "AVIF chroma formats at the default speed (6).")
+flags.DEFINE_integer("avif_slow_speed", 2, "libavif speed of the slow AVIF curve (4:4:4); -1: none.")
+flags.DEFINE_list("jpegxl_qualities", ["1", "10", "25", "40", "55", "70", "85", "95"], "JPEG XL qualities (libjxl).")
+flags.DEFINE_list("heic_qualities", ["5", "15", "25", "35", "50", "65", "80", "90"], "HEIC qualities (x265).")
+flags.DEFINE_list(
+    "streams",
+    ["jpeg-file", "jpeg", "jpeg2000", "avif", "jpegxl", "webp"],
+    "Enhancement codecs coded as the scalable stream's enhancement layer (--modes curves each), at their "
+    "--*_qualities; jpeg-file: the paper's JPEG files, jpeg: headerless.",
+)
 flags.DEFINE_list(
     "learned_families",
     None,
@@ -99,6 +124,70 @@ def stream_points(codec, analysis, enhancement: str, qualities, family: str | No
     ]
 
 
+def stream_qualities(name: str) -> list[str]:
+    """The --*_qualities (or ratios) flag of an enhancement codec."""
+    return {
+        "jpeg-file": FLAGS.jpeg_qualities,
+        "jpeg": FLAGS.jpeg_qualities,
+        "jpeg2000": FLAGS.jpeg2000_ratios,
+        "avif": FLAGS.avif_qualities,
+        "jpegxl": FLAGS.jpegxl_qualities,
+        "webp": FLAGS.webp_qualities,
+    }[name]
+
+
+def own_anchors(name: str, modern: list[str]) -> list[str]:
+    """The anchor curves of an enhancement codec's own format: files, and payloads where there is a container."""
+    if name in ("jpeg-file", "jpeg"):
+        return ["jpeg-file"]
+    payloads = {"avif": "av1", "webp": "vp8"}
+    return [curve for curve in modern if curve.split()[0] in (name, payloads.get(name))]
+
+
+def modern_anchors() -> list[tuple[str, str | None, list[str], object]]:
+    """(file curve, payload curve or None, qualities, anchor of a quality) of each --anchors codec whose library is
+    installed. The payload curves are named by the codec inside the container: AV1, VP8, HEVC."""
+
+    def avif(pixel_format: str, speed: int = 6):
+        return lambda quality: anchors.avif(quality, pixel_format, speed)
+
+    kinds = {
+        "webp": [("webp", "vp8 (payload)", FLAGS.webp_qualities, anchors.webp_file)],
+        "avif": [
+            (f"avif{suffix}", f"av1{suffix} (payload)", FLAGS.avif_qualities, avif(pixel_format))
+            for pixel_format, suffix in (("yuv444", ""), ("yuv420", " 4:2:0"))
+            if pixel_format in FLAGS.avif_pixel_formats
+        ],
+        "jpegxl": [("jpegxl", None, FLAGS.jpegxl_qualities, anchors.jpegxl_file)],
+        "heic": [("heic", "hevc (payload)", FLAGS.heic_qualities, anchors.heic)],
+    }
+    if FLAGS.avif_slow_speed >= 0:
+        suffix = f" speed {FLAGS.avif_slow_speed}"
+        kinds["avif"].append(
+            (f"avif{suffix}", f"av1{suffix} (payload)", FLAGS.avif_qualities, avif("yuv444", FLAGS.avif_slow_speed))
+        )
+    out = []
+    for kind in FLAGS.anchors:
+        if anchors.available(kind):
+            out += kinds[kind]
+        else:
+            print(f"anchor {kind}: its library is not installed (pip install .[eval]); skipped")
+    return out
+
+
+def anchor_curves(anchor) -> list[dict]:
+    """Points of the --anchors codecs: files, and payloads where the format has a container. ``anchor``: an anchor
+    codec -> its point on this run's crops."""
+    points = []
+    for name, payload_name, qualities, make in modern_anchors():
+        for quality in qualities:
+            point = {**anchor(make(int(quality))), "curve": name}
+            points.append(point)
+            if payload_name is not None:
+                points.append({**point, "curve": payload_name, "bits_per_face": point["payload_bits_per_face"]})
+    return points
+
+
 def main(_):
     start = time.time()
     extractor = facenet.FeatureExtractor()
@@ -113,13 +202,20 @@ def main(_):
     def anchor(image_codec):
         return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
 
-    points = [anchor(make_codec("jpeg", q)) for q in FLAGS.jpeg_qualities]
+    points = [anchor(anchors.jpeg_file(int(q))) for q in FLAGS.jpeg_qualities]
     points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
-    points += stream_points(codec, analysis, "jpeg", FLAGS.jpeg_qualities, None, "jpeg")
-    points += stream_points(codec, analysis, "jpeg2000", FLAGS.jpeg2000_ratios, None, "jpeg2000")
-    bd_pairs = [(f"base+{name} ({mode})", name) for mode in FLAGS.modes for name in ("jpeg", "jpeg2000")]
-    # what the base layer's information buys in texture: its MMSE prediction against the fixed mean face
-    bd_pairs += [(f"base+{name} (mmse)", f"base+{name} (mean_face)") for name in ("jpeg", "jpeg2000")]
+    points += anchor_curves(anchor)
+    modern = list(dict.fromkeys(p["curve"] for p in points if p["curve"] not in ("jpeg-file", "jpeg2000")))
+    bd_pairs = [("jpeg-file", "jpeg2000")] + [(name, ref) for name in modern for ref in ("jpeg2000", "jpeg-file")]
+    for name in FLAGS.streams:
+        points += stream_points(codec, analysis, name, stream_qualities(name), None, name)
+        bd_pairs += [
+            (f"base+{name} ({mode})", reference)
+            for mode in FLAGS.modes
+            for reference in dict.fromkeys([*own_anchors(name, modern), "jpeg2000", "jpeg-file"])
+        ]
+        # what the base layer's information buys in texture: its MMSE prediction against the fixed mean face
+        bd_pairs.append((f"base+{name} (mmse)", f"base+{name} (mean_face)"))
     residual_families = (
         FLAGS.learned_families
         if FLAGS.learned_families is not None
@@ -136,7 +232,7 @@ def main(_):
             bd_pairs += [
                 (f"base+{name} ({label})", anchor_name)
                 for label, _ in curve_modes(kind, name)
-                for anchor_name in (direct.name, "jpeg2000")
+                for anchor_name in (direct.name, "jpeg2000", *modern)
             ] + [(direct.name, "jpeg2000")]
     for directory in FLAGS.learned_checkpoints:
         points.append({**anchor(make_codec("learned", directory)), "curve": FLAGS.learned_curve or directory})
@@ -146,6 +242,7 @@ def main(_):
             for anchor_name in [
                 "jpeg2000",
                 *filter(None, (zoo.learned_family(name).direct for name in residual_families)),
+                *modern,
             ]
         ]
     base_files = codec.encode_analysis(analysis).files
@@ -154,6 +251,8 @@ def main(_):
     all_features = codec.base_layer.decode_payloads(codec.base_layer.encode_payloads(faces.features, faces.crops))
     base_accuracy = metrics.evaluate_pairs(pairs, faces.index(), all_features, mean=codec.base_layer.mean)
     result = {
+        "command": " ".join(["python", *sys.argv]),
+        "library_versions": anchors.library_versions(),
         "num_images": count,
         "align": FLAGS.align,
         "folds": FLAGS.folds,

@@ -88,6 +88,36 @@ def rate_distortion(result: dict) -> str:
     )
 
 
+def modern_codecs(result: dict) -> str:
+    """One row per curve of a rate-distortion run with the modern codecs: its rates and PSNRs, and its BD-rate
+    against JPEG2000, against JPEG files and against the other anchors it was compared with (its own format's files
+    and payloads, for the scalable streams)."""
+    bd = {(r["test"], r["anchor"]): r.get("bd_rate_percent") for r in result["bd"]}
+
+    def cell(test: str, anchor: str) -> str:
+        value = bd.get((test, anchor))
+        return "" if value is None else f"{value:+.1f}%"
+
+    rows = []
+    for curve in dict.fromkeys(p["curve"] for p in result["points"]):
+        points = [p for p in result["points"] if p["curve"] == curve]
+        others = [a for t, a in bd if t == curve and a not in ("jpeg2000", "jpeg-file") and bd[t, a] is not None]
+        rows.append(
+            [
+                curve,
+                f"{min(p['bits_per_face'] for p in points):.0f}..{max(p['bits_per_face'] for p in points):.0f}",
+                f"{min(p['psnr'] for p in points):.2f}..{max(p['psnr'] for p in points):.2f}",
+                cell(curve, "jpeg2000"),
+                cell(curve, "jpeg-file"),
+                ", ".join(f"{cell(curve, a)} vs {a}" for a in others),
+            ]
+        )
+    header = ["curve", "bits/face (whole files)", "PSNR (dB)", "vs JPEG2000", "vs JPEG files", "vs its own format"]
+    return f"{result['num_images']} crops, model set {result['model_set']}, BD-rates (bjontegaard, Akima)\n\n" + table(
+        header, rows
+    )
+
+
 def benchmark(result: dict) -> str:
     rows = [
         [r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
@@ -123,6 +153,8 @@ SUMMARIES = {
     "rate_distortion_thumb2.json": rate_distortion,
     "rate_distortion_learned_thumb2.json": rate_distortion,
     "rate_distortion_conditional_thumb2.json": rate_distortion,
+    "rate_distortion_modern_512.json": modern_codecs,
+    "rate_distortion_modern.json": modern_codecs,
     "benchmark.json": benchmark,
     "lambda_sweep.json": lambda_sweep,
 }

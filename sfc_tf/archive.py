@@ -24,7 +24,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 
-from sfc_tf import cli
+from sfc_tf.enhancement import registry
 from sfc_tf.files import write_atomically
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sfc_tf.archive", description=__doc__.splitlines()[0])
     parser.add_argument("--input", action="append", required=True, help="image glob (repeatable)")
     parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--enhancement", default="none", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"])
+    parser.add_argument("--enhancement", default="none", choices=["none", *registry.NAMES])
     parser.add_argument("--quality", default=None)
     parser.add_argument("--mode", default="auto")
     parser.add_argument("--align", default="mtcnn", choices=["mtcnn", "center", "crop"])
@@ -145,7 +145,11 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--skip_existing", action="store_true", help="keep .sfc files already written (resume)")
     args = parser.parse_args(ours)
-    quality = cli.check_quality(args.enhancement, args.quality)
+    quality = (
+        None
+        if args.enhancement == "none"
+        else registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
+    )
     with beam.Pipeline(options=PipelineOptions(beam_args)) as root:
         pipeline(
             root,

@@ -11,7 +11,7 @@ same layout with format tag 0b111101, no authenticated variant and codec ids 1..
     .   L  base payload (the range-coded feature, and a colour thumbnail if the model set has one; base_layer.py)
     .   2  CRC-16/CCITT-FALSE of every byte of the base part before it
   enhancement part (present iff bytes remain after the base part)
-    0   1  codec (bits 7..4: 1 jpeg, 2 jpeg2000, 3 learned, 4 conditional learned) | prediction mode (bits 3..0)
+    0   1  codec (bits 7..4, ``CODECS``: 1 jpeg-file .. 8 webp) | prediction mode (bits 3..0)
     1   2  learned model (learned and conditional codecs only: 12 bits of the checkpoint's sha256, 4 bits rate)
     .   4  residual min, max (two float16; only when the payload codes a residual, see ``has_span``)
     .   M  payload (the codec's bytes; everything up to the CRC, 1..MAX_ENHANCEMENT_PAYLOAD bytes)
@@ -35,11 +35,10 @@ import binascii
 import dataclasses
 import hashlib
 import hmac
+import math
+import struct
 import zlib
 
-from sfc_tf.enhancement import CONDITIONAL, JPEG, JPEG2000, LEARNED  # noqa: F401 (codec ids, re-exported)
-from sfc_tf.enhancement import NAMES as CODECS
-from sfc_tf.enhancement.minmax import MinMax
 from sfc_tf.errors import AuthenticationError, BitstreamError
 
 VERSION = 4
@@ -52,11 +51,26 @@ ALIGNMENTS = ("mtcnn", "center", "crop")
 MAX_BASE_PAYLOAD = 4096
 MAX_ENHANCEMENT_PAYLOAD = 1 << 20  # 1 MiB: a raw 160x160 RGB crop is 76,800 bytes
 BASE_CRC_BYTES, ENHANCEMENT_CRC_BYTES = 2, 4
+SPAN_BYTES = 4
 AUTHENTICATION_TAG_BYTES = 16
 MIN_KEY_BYTES = 16
 
+# Enhancement codecs (bits 7..4 of the enhancement part's first byte) and the one name each goes by, in files,
+# on the command line and in the codec registry (sfc_tf.enhancement.registry).
+JPEG_FILE, JPEG2000, LEARNED, CONDITIONAL, JPEG, AVIF, JPEGXL, WEBP = range(1, 9)
+VERSION_3_CODECS = (JPEG_FILE, JPEG2000, LEARNED, CONDITIONAL)
+CODECS = {
+    JPEG_FILE: "jpeg-file",
+    JPEG2000: "jpeg2000",
+    LEARNED: "learned",
+    CONDITIONAL: "conditional",
+    JPEG: "jpeg",
+    AVIF: "avif",
+    JPEGXL: "jpegxl",
+    WEBP: "webp",
+}
 LEARNED_CODECS = (LEARNED, CONDITIONAL)
-CODECS_OF_VERSION = {3: (JPEG, JPEG2000, LEARNED, CONDITIONAL), 4: tuple(CODECS)}
+CODECS_OF_VERSION = {3: VERSION_3_CODECS, 4: tuple(CODECS)}
 
 # Prediction modes (bits 3..0): what the enhancement layer is coded against (sfc_tf.enhancement.prediction).
 RECONSTRUCTION, NO_PREDICTION, MEAN_FACE, SMOOTHED, MMSE = 0, 1, 2, 3, 4
@@ -67,6 +81,26 @@ MODES = {
     SMOOTHED: "smoothed",
     MMSE: "mmse",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class MinMax:
+    """The range of a min-max normalised residual (sfc_tf.enhancement.minmax): two IEEE float16, big endian."""
+
+    low: float
+    high: float
+
+    def to_bytes(self) -> bytes:
+        return struct.pack(">ee", self.low, self.high)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "MinMax":
+        if len(data) != SPAN_BYTES:
+            raise BitstreamError(f"min/max field must be {SPAN_BYTES} bytes, got {len(data)}")
+        low, high = struct.unpack(">ee", data)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise BitstreamError(f"invalid residual range [{low}, {high}]")
+        return cls(float(low), float(high))
 
 
 def has_span(codec: int, mode: int) -> bool:
@@ -139,7 +173,8 @@ def crc32(data: bytes) -> bytes:
     return zlib.crc32(data).to_bytes(ENHANCEMENT_CRC_BYTES, "big")
 
 
-def _leb128(value: int) -> bytes:
+def leb128(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set while more follow."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -194,7 +229,7 @@ def _pack_base(sfc: SfcFile, authenticated: bool) -> bytes:
         bytes(
             [(AUTHENTICATED_TAG if authenticated else PLAIN_TAG) << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set]
         )
-        + _leb128(len(sfc.base_payload))
+        + leb128(len(sfc.base_payload))
         + sfc.base_payload
     )
     return part + crc16(part)
@@ -304,7 +339,7 @@ def _unpack_enhancement(data: bytes, start: int, version: int) -> Enhancement:
     if (reason := combination_error(codec, mode, version)) is not None:
         raise BitstreamError(reason)
     model_id = reader.uint(2, "enhancement model id") if codec in LEARNED_CODECS else 0
-    span = MinMax.from_bytes(reader.take(4, "residual min/max")) if has_span(codec, mode) else None
+    span = MinMax.from_bytes(reader.take(SPAN_BYTES, "residual min/max")) if has_span(codec, mode) else None
     length = reader.remaining() - ENHANCEMENT_CRC_BYTES
     if length <= 0:
         raise BitstreamError("truncated file: no enhancement payload before the CRC")

@@ -1,6 +1,6 @@
 """The ``sfc`` command line.
 
-  sfc compress IN... OUT [--enhancement none|jpeg|jpeg2000|learned|conditional] [--quality Q] [--mode auto|...]
+  sfc compress IN... OUT [--enhancement none|jpeg|avif|...] [--quality Q] [--mode auto|...]
                          [--align mtcnn|center|crop] [--model_set NAME] [--skip_existing] [--keep_going]
   sfc decompress IN OUT.png [--layers reconstruction|full] [--features OUT.npy]
   compress / decompress --server HOST:PORT [--server_protocol grpc|rest] [--server_timeout S]: FaceNet and the
@@ -132,30 +132,22 @@ def _read_key(path: str) -> bytes:
     return key
 
 
-def check_quality(enhancement: str, quality):
-    """The --quality argument parsed for ``enhancement``, before any model loads."""
-    if quality is None or enhancement == "none":
+def _quality(args):
+    """--quality checked for --enhancement before any model loads (a learned codec's range: the registry file)."""
+    from sfc_tf.enhancement import registry
+
+    if args.enhancement == "none":
         return None
     try:
-        value = {"jpeg": int, "jpeg2000": float}.get(enhancement, int)(quality)
-    except ValueError:
-        kind = {"jpeg": "a JPEG quality 1..100", "jpeg2000": "a JPEG2000 compression ratio >= 1"}.get(
-            enhancement, "a learned quality index 1..N (sfc models lists them)"
-        )
-        raise UsageError(f"--quality {quality!r} is not {kind}") from None
-    if (
-        (enhancement == "jpeg" and not 1 <= value <= 100)
-        or (enhancement == "jpeg2000" and value < 1)
-        or (enhancement in ("learned", "conditional") and value < 1)
-    ):
-        raise UsageError(f"--quality {quality} is out of range for {enhancement}")
-    return value
+        return registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
+    except ValueError as exc:
+        raise UsageError(f"--quality: {exc}") from None
 
 
 def _compress(args) -> None:
     from sfc_tf import bitstream
 
-    quality = check_quality(args.enhancement, args.quality)
+    quality = _quality(args)
     inputs = _inputs(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(args, inputs, ".sfc")
     jobs = []
@@ -374,7 +366,7 @@ def _demo(args) -> None:
 
     from sfc_tf import bitstream, metrics
 
-    quality = check_quality(args.enhancement, args.quality)
+    quality = _quality(args)
     out = pathlib.Path(args.out_dir)
     outputs = [
         _check_output(out / name, args.overwrite) for name in ("crop.png", "face.sfc", "reconstruction.png", "full.png")
@@ -463,13 +455,24 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def coding_flags(sub):
+        from sfc_tf.enhancement import registry
+
         sub.add_argument(
-            "--enhancement", choices=["none", "jpeg", "jpeg2000", "learned", "conditional"], default="jpeg"
+            "--enhancement",
+            choices=["none", *registry.NAMES],
+            default="jpeg",
+            help="jpeg: headerless JPEG; jpeg-file: the paper's (a whole JPEG file); avif: AV1 without the AVIF "
+            "container; jpegxl; webp; jpeg2000; learned, conditional: the model set's learned families",
         )
         sub.add_argument(
             "--quality",
             default=None,
-            help="jpeg: quality 1-100; jpeg2000: compression ratio; learned/conditional: quality index",
+            help="; ".join(f"{name}: {codec.quality.describe()}" for name, codec in registry.CODECS.items())
+            + " (default: "
+            + ", ".join(
+                f"{name} {codec.quality.default or 'the middle quality'}" for name, codec in registry.CODECS.items()
+            )
+            + ")",
         )
         sub.add_argument(
             "--mode",

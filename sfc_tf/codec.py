@@ -27,7 +27,7 @@ import numpy as np
 
 from sfc_tf import bitstream, zoo
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
-from sfc_tf.enhancement import decision, layer
+from sfc_tf.enhancement import decision, layer, registry
 from sfc_tf.enhancement.prediction import Predictions, mode_id
 from sfc_tf.errors import ModelMismatchError, SfcError, located
 
@@ -39,16 +39,15 @@ if TYPE_CHECKING:
     from sfc_tf.reconstructor import Reconstructor
     from sfc_tf.serving_client import Models
 
-# An enhancement codec's rate setting, which means something different per codec: a JPEG quality 1..100 (int), a
-# JPEG2000 compression ratio >= 1 (float), or a learned family's quality index 1..N (int). Numeric strings are
-# accepted too (each codec converts with int() or float(); e.g. eval/benchmark.py passes its --quality flag as is).
+# An enhancement codec's quality, which means something different per codec (sfc_tf.enhancement.registry: a JPEG
+# quality 1..100, a JPEG2000 compression ratio, a learned family's quality index 1..N, ...). Numeric strings are
+# accepted too (e.g. eval/benchmark.py passes its --quality flag as is); the registry checks and converts them.
 Quality = int | float | str
 # A learned checkpoint as ``make_codec`` takes it: (checkpoint directory, rate index or None for a single-rate one).
 LearnedParameter = tuple[pathlib.Path, int | None]
 
 LAYERS = ("base", "reconstruction", "full")
-ENHANCEMENTS = ("none", "jpeg", "jpeg2000", "learned", "conditional")
-DEFAULT_QUALITY = {"jpeg": 50, "jpeg2000": 40.0, "learned": 3, "conditional": 3}
+NO_ENHANCEMENT = "none"
 AUTO = "auto"
 
 
@@ -248,18 +247,18 @@ class ScalableCodec:
     def enhancement_codec(
         self, name: str, quality: Quality, family: str | None = None, direct: bool = False
     ) -> ImageCodec:
-        """The codec of ``name`` at ``quality``: JPEG quality, JPEG2000 ratio, or a learned family's quality
-        index 1..N (``family``: a registered family of that kind; default: the model set's). ``direct``: the
+        """The codec of ``name`` at ``quality`` (``sfc_tf.enhancement.registry``; for a learned codec a quality
+        index 1..N of ``family``, a registered family of its kind, by default the model set's). ``direct``: the
         learned family's partner that codes the face itself (prediction mode none)."""
-        from sfc_tf.enhancement import make_codec
-
-        if name in ("jpeg", "jpeg2000"):
-            return make_codec(name, quality)
-        chosen = zoo.learned_family(family, "residual" if name == "learned" else name, self.model_set)
-        if direct:
-            chosen = zoo.learned_family(chosen.direct)
-        path, rate = chosen.checkpoint(_quality_index(quality))
-        return make_codec(name if not direct else "learned", (path, rate))
+        entry = registry.codec(name)
+        if not entry.learned:
+            return registry.make_codec(name, quality)
+        index = registry.check_quality(name, quality, family, self.model_set)
+        chosen = zoo.learned_family(family, entry.family_kind, self.model_set)
+        if direct and chosen.direct:
+            chosen, index = zoo.learned_family(chosen.direct), chosen.direct_quality(index)
+        path, rate = chosen.checkpoint(index)
+        return registry.make_codec(name if not direct else "learned", (path, rate))
 
     @functools.cached_property
     def _learned_by_id(self) -> dict[tuple[int, int], LearnedParameter]:
@@ -276,17 +275,18 @@ class ScalableCodec:
         return found
 
     def _codec_for(self, enhancement: bitstream.Enhancement) -> ImageCodec:
-        from sfc_tf.enhancement import make_codec
-
         if enhancement.codec not in bitstream.LEARNED_CODECS:
-            return make_codec(enhancement.codec_name, 1)  # JPEG/JPEG2000 decoding needs no parameter
+            return registry.decoder(enhancement.codec)
         key = (enhancement.codec, enhancement.model_id)
+        retired = zoo.retired_models().get((enhancement.codec_name, enhancement.model_id))
+        if key not in self._learned_by_id and retired is not None:
+            raise ModelMismatchError(retired.message(enhancement.codec_name, enhancement.model_id))
         if key not in self._learned_by_id:
             raise ModelMismatchError(
                 f"this file needs {enhancement.codec_name} enhancement model {enhancement.model_id:04x}, "
                 f"which is not registered (pass its checkpoint in learned_dirs)"
             )
-        return make_codec(enhancement.codec_name, self._learned_by_id[key])
+        return registry.make_codec(enhancement.codec_name, self._learned_by_id[key])
 
     # -- encoding -----------------------------------------------------------------------------------------
     def crop(self, image: ImageSource) -> np.ndarray:
@@ -328,14 +328,12 @@ class ScalableCodec:
     ) -> list[tuple[ImageCodec, int]]:
         """(codec, mode) pairs the encoder tries: one for a fixed mode, several for ``auto``. A learned family codes
         its own mode (the one it was trained for) itself, and every other mode through its direct partner."""
-        quality = DEFAULT_QUALITY[enhancement] if quality is None else quality
+        entry = registry.codec(enhancement)
+        quality = registry.check_quality(enhancement, quality, family, self.model_set)
         modes = [mode_id(mode)] if mode != AUTO else [NO_PREDICTION, MEAN_FACE, MMSE]
-        if enhancement not in ("learned", "conditional"):
+        if not entry.learned:
             return [(self.enhancement_codec(enhancement, quality, family), m) for m in modes]
-        trained_on = mode_id(
-            zoo.learned_family(family, "residual" if enhancement == "learned" else enhancement, self.model_set).mode
-            or "reconstruction"
-        )
+        trained_on = mode_id(zoo.learned_family(family, entry.family_kind, self.model_set).mode or "reconstruction")
         if mode == AUTO and trained_on not in modes:
             modes.append(trained_on)
         return [(self.enhancement_codec(enhancement, quality, family, m != trained_on), m) for m in modes]
@@ -349,12 +347,11 @@ class ScalableCodec:
         family: str | None = None,
     ) -> Encoded:
         """Code the enhancement layer of analysed crops: every candidate mode, then the best per face."""
-        if enhancement not in ENHANCEMENTS:
-            raise ValueError(f"enhancement must be one of {', '.join(ENHANCEMENTS)}, not {enhancement!r}")
         n = len(analysis.crops)
         bases = [bitstream.SfcFile(self.align, self.model_set.id, p) for p in analysis.base_payloads]
-        if enhancement == "none":
-            return Encoded([bitstream.pack(b, self.key) for b in bases], np.full(n, -1), ["none"] * n)
+        if enhancement == NO_ENHANCEMENT:
+            return Encoded([bitstream.pack(b, self.key) for b in bases], np.full(n, -1), [NO_ENHANCEMENT] * n)
+        slope = registry.codec(enhancement).rd_slope_db
         tried = []
         for codec, m in self.candidates(enhancement, quality, mode, family):
             prediction = analysis.predictions(m)
@@ -365,11 +362,7 @@ class ScalableCodec:
             ]
             decoded = layer.decode(codec, m, coded, prediction)
             tried.append((codec, decision.Candidate(m, coded, decoded, 8.0 * np.array([len(f) for f in files])), files))
-        best = (
-            decision.choose(analysis.crops, [c for _, c, _ in tried], decision.RD_SLOPE_DB[enhancement])
-            if len(tried) > 1
-            else np.zeros(n, int)
-        )
+        best = decision.choose(analysis.crops, [c for _, c, _ in tried], slope) if len(tried) > 1 else np.zeros(n, int)
         return Encoded(
             [tried[k][2][i] for i, k in enumerate(best)],
             np.array([tried[k][1].mode for k in best]),
@@ -450,13 +443,6 @@ class ScalableCodec:
             for i, image in zip(rows, images):
                 faces[i] = image
         return [Decoded(f, face) for f, face in zip(features, faces)]
-
-
-def _quality_index(quality: Quality) -> int:
-    try:
-        return int(quality)
-    except (TypeError, ValueError):
-        raise ValueError(f"a learned codec's quality is an index 1..N, not {quality!r}") from None
 
 
 def registered_learned_models() -> Iterator[tuple[int, int, zoo.LearnedFamily, int]]:

@@ -45,12 +45,22 @@ def lfw_pair_faces(
 
 def code_images(codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Encode and decode every crop with an image codec (an anchor): (decoded uint8 crops, bits per crop)."""
-    decoded, bits = np.empty_like(crops), np.empty(len(crops))
+    return code_files(codec, crops, progress, batch_size)[:2]
+
+
+def code_files(
+    codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``code_images``, and the bits of the codec's payload in each file: the file without its container for a
+    ``sfc_tf.anchors.FileAnchor``, else all of it."""
+    payload_bytes = getattr(codec, "payload_bytes", len)
+    decoded, bits, payload_bits = np.empty_like(crops), np.empty(len(crops)), np.empty(len(crops))
     for i in _chunks(len(crops), batch_size, f"{codec.name} {codec.parameter}", progress):
-        payloads = codec.encode_many(crops[i : i + batch_size])
-        decoded[i : i + batch_size] = codec.decode_many(payloads)
-        bits[i : i + batch_size] = [8 * len(p) for p in payloads]
-    return decoded, bits
+        files = codec.encode_many(crops[i : i + batch_size])
+        decoded[i : i + batch_size] = codec.decode_many(files)
+        bits[i : i + batch_size] = [8 * len(f) for f in files]
+        payload_bits[i : i + batch_size] = [8 * payload_bytes(f) for f in files]
+    return decoded, bits, payload_bits
 
 
 def point(codec: str, parameter, bits: np.ndarray, result: metrics.VerificationResult, **extra) -> dict:
@@ -263,12 +273,12 @@ def quality_summary(crops: np.ndarray, decoded: np.ndarray, ms_ssim_stride: int 
 
 def anchor_rd_point(codec, crops: np.ndarray, progress: bool = True, ms_ssim_stride: int = 1) -> dict:
     """An image codec coding the crops directly (no base layer): the plain anchor."""
-    decoded, bits = code_images(codec, crops, progress)
+    decoded, bits, payload_bits = code_files(codec, crops, progress)
     return {
         "curve": codec.name,
         "parameter": _parameter(codec.parameter),
         "bits_per_face": float(bits.mean()),
-        "payload_bits_per_face": float(bits.mean()),
+        "payload_bits_per_face": float(payload_bits.mean()),
         **quality_summary(crops, decoded, ms_ssim_stride),
     }
 
@@ -394,3 +404,27 @@ def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: st
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_learning_curve(result: dict, path: str | pathlib.Path) -> None:
+    """BD-rate of each snapshot of a learning-curve result against each of its anchors, by training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = sorted(result["bd"], key=int)
+    for anchor in sorted({row["anchor"] for rows in result["bd"].values() for row in rows}):
+        found = [(int(s), r.get("bd_rate_percent")) for s in steps for r in result["bd"][s] if r["anchor"] == anchor]
+        found = [(s, v) for s, v in found if v is not None]
+        if found:
+            ax.plot(*zip(*found), marker="o", label=f"vs {anchor}")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("BD-rate (%)")
+    ax.set_title(f"{result['kind']} codec, {result['num_images']} LFW crops")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -19,6 +19,17 @@ from sfc_tf.errors import SfcError
 
 LAYERS = ("base", "reconstruction", "full")
 INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
+# (enhancement, quality) of the seed corpus's files of every crop, in the paper's and the auto mode
+SEED_STREAMS = (
+    ("none", None),
+    ("jpeg-file", 50),
+    ("jpeg", 50),
+    ("jpeg2000", 40.0),
+    ("avif", 40),
+    ("jpegxl", 40),
+    ("webp", 40),
+    ("learned", 1),
+)
 
 
 class FuzzFailure(AssertionError):
@@ -138,17 +149,19 @@ def conditional_stand_in(directory: str | pathlib.Path) -> pathlib.Path:
 def build_corpus(
     codec, crops: np.ndarray, features: np.ndarray | None = None, conditional_dir: str | pathlib.Path | None = None
 ) -> Corpus:
-    """Real files of ``crops``: base only, JPEG, JPEG2000 and learned in the paper's and the auto mode; one face
-    at every quality of every residual learned family and its direct partner and of every conditional family (so
-    that every registered learned checkpoint has a file); and (with ``conditional_dir``, a
-    checkpoint the codec was given in ``learned_dirs``) conditional files of that model in the MMSE mode."""
+    """Real files of ``crops``: base only; every image codec of the registry (JPEG file and headerless, JPEG2000,
+    AVIF, JPEG XL, WebP) and learned in the paper's and the auto mode; one face at every quality of every residual
+    learned family and its direct partner and of every conditional family (so that every registered learned
+    checkpoint has a file); and (with ``conditional_dir``, a checkpoint the codec was given in ``learned_dirs``)
+    conditional files of that model in the MMSE mode."""
     from sfc_tf import zoo
     from sfc_tf.codec import enhancement_layer
-    from sfc_tf.enhancement import layer, make_codec
+    from sfc_tf.enhancement import layer
+    from sfc_tf.enhancement.registry import make_codec
 
     analysis = codec.analyse(crops, features)
     files, names = [], []
-    for enhancement, quality in (("none", None), ("jpeg", 50), ("jpeg2000", 40.0), ("learned", 1)):
+    for enhancement, quality in SEED_STREAMS:
         for mode in ("auto",) if enhancement == "none" else ("reconstruction", "auto"):
             coded = codec.encode_analysis(analysis, enhancement, quality, mode).files
             files += coded

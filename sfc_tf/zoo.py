@@ -65,14 +65,19 @@ class LearnedFamily:
     name: str
     kind: str  # residual | original | conditional
     rates: tuple  # per quality 1..N: (checkpoint path, rate index or None)
-    direct: str | None = None  # the family that codes the face itself (mode none) at the same qualities
-    mode: str | None = None  # the prediction it was trained against (residual and conditional kinds)
+    direct: str | None = None  # the family that codes the face itself (mode none) for the other prediction modes
+    mode: str | None = None  # the prediction it was trained against (none for the original kind)
     description: str = ""
+    direct_qualities: tuple | None = None  # the direct family's quality for each of ours (default: the same)
 
     @property
     def qualities(self) -> range:
         """The family's qualities, 1..N."""
         return range(1, len(self.rates) + 1)
+
+    def direct_quality(self, quality: int) -> int:
+        """The quality of the direct family that stands in for our ``quality`` (the nearest lambda)."""
+        return self.direct_qualities[quality - 1] if self.direct_qualities else quality
 
     def checkpoint(self, quality: int) -> tuple[pathlib.Path, int | None]:
         if not 1 <= quality <= len(self.rates):
@@ -129,8 +134,38 @@ def learned_families() -> dict[str, LearnedFamily]:
             entry.get("direct"),
             entry.get("mode"),
             entry.get("description", ""),
+            tuple(entry["direct_qualities"]) if "direct_qualities" in entry else None,
         )
         for entry in registry()["learned"]
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class RetiredModel:
+    """A learned model that files may name but this registry no longer ships."""
+
+    family: str
+    quality: int
+    commit: str  # the last commit of the sfc_tf repository that ships it
+    replaced_by: str | None
+
+    def message(self, codec: str, model_id: int) -> str:
+        return (
+            f"this file needs {codec} model {model_id:04x}, quality {self.quality} of the retired family "
+            f"{self.family}" + (f" (replaced by {self.replaced_by})" if self.replaced_by else "") + ": to decode "
+            f"it, `sfc install-models CHECKOUT/checkpoints --target DIR` from a checkout of sfc_tf at commit "
+            f"{self.commit}, then decode with SFC_TF_CHECKPOINTS=DIR"
+        )
+
+
+def retired_models() -> dict[tuple[str, int], RetiredModel]:
+    """(codec name, two-byte model id) -> the retired model a file may name."""
+    return {
+        (entry["codec"], int(model_id, 16)): RetiredModel(
+            entry["name"], quality, entry["commit"], entry.get("replaced_by")
+        )
+        for entry in registry().get("retired", [])
+        for model_id, quality in entry["models"]
     }
 
 

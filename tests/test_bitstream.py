@@ -12,14 +12,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfc_tf import bitstream
-from sfc_tf.bitstream import CONDITIONAL, JPEG, LEARNED, MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION
-from sfc_tf.enhancement.minmax import MinMax
+from sfc_tf.bitstream import (
+    CONDITIONAL,
+    JPEG,
+    JPEG_FILE,
+    LEARNED,
+    MEAN_FACE,
+    MMSE,
+    NO_PREDICTION,
+    RECONSTRUCTION,
+    MinMax,
+)
 from sfc_tf.errors import AuthenticationError, BitstreamError
 
 BASE = bitstream.SfcFile("mtcnn", 9, bytes(range(1, 26)))
 FULL = dataclasses.replace(
     BASE, enhancement=bitstream.Enhancement(JPEG, MEAN_FACE, b"\xff\xd8" + b"x" * 300, MinMax(-12.0, 40.5))
 )
+FULL_V3 = dataclasses.replace(FULL, enhancement=dataclasses.replace(FULL.enhancement, codec=JPEG_FILE))
 KEY = bytes(range(100, 132))
 LEARNED_FULL = dataclasses.replace(
     BASE, enhancement=bitstream.Enhancement(CONDITIONAL, MMSE, b"latent" * 50, None, 0x59C2)
@@ -66,8 +76,8 @@ def test_golden_bytes():
 
 
 def test_version_3_files_are_read():
-    """Version 3 is version 4's plain layout under tag 0b111101, with codec ids 1..4."""
-    for sfc in (BASE, FULL, LEARNED_FULL):
+    """Version 3 is version 4's plain layout under tag 0b111101, with codec ids 1..4 only."""
+    for sfc in (BASE, FULL_V3, LEARNED_FULL):
         data = golden(sfc, 0b111101)
         assert bitstream.unpack(data) == sfc and bitstream.unpack_base(data) == dataclasses.replace(
             sfc, enhancement=None
@@ -76,6 +86,8 @@ def test_version_3_files_are_read():
             BASE, 0b111101
         )
     assert bitstream.info(bitstream.pack(FULL))["format_version"] == 4
+    with pytest.raises(BitstreamError, match="unknown enhancement codec id 5 in a version-3 file"):
+        bitstream.unpack(golden(FULL, 0b111101))  # codec 5, the headerless JPEG, came with version 4
 
 
 def test_a_conditional_layer_without_prediction_is_refused():

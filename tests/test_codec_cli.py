@@ -15,7 +15,7 @@ import pytest
 from sfc_tf import bitstream, cli, metrics
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.enhancement import decision, minmax
+from sfc_tf.enhancement import decision, minmax, registry
 from sfc_tf.errors import AuthenticationError, BitstreamError, ModelMismatchError
 
 
@@ -29,7 +29,19 @@ def analysis(codec, fixture_crops):
     return codec.analyse(fixture_crops)
 
 
-@pytest.mark.parametrize("enhancement,quality", [("jpeg", 90), ("jpeg2000", 8), ("learned", 2), ("conditional", 2)])
+@pytest.mark.parametrize(
+    "enhancement,quality",
+    [
+        ("jpeg", 90),
+        ("jpeg-file", 90),
+        ("jpeg2000", 8),
+        ("avif", 80),
+        ("jpegxl", 90),
+        ("webp", 90),
+        ("learned", 2),
+        ("conditional", 2),
+    ],
+)
 def test_layers_decode_in_order_of_fidelity(codec, fixture_lfw_dir, enhancement, quality):
     image = fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg"
     crop = codec.crop(image)
@@ -38,7 +50,7 @@ def test_layers_decode_in_order_of_fidelity(codec, fixture_lfw_dir, enhancement,
     assert base.image is None and base.feature.shape == (512,)
     np.testing.assert_array_equal(base.feature, full.feature)
     assert full.image.shape == reconstruction.image.shape == (160, 160, 3)
-    if enhancement in ("jpeg", "jpeg2000"):  # the stand-in learned codecs are untrained
+    if not registry.codec(enhancement).learned:  # the stand-in learned codecs are untrained
         assert metrics.psnr(crop, full.image) > max(30, metrics.psnr(crop, reconstruction.image) + 5)
     stripped = bitstream.strip_enhancement(data)
     np.testing.assert_array_equal(codec.decode(stripped, "full").image, reconstruction.image)
@@ -59,7 +71,7 @@ def test_base_feature_matches_the_original_features(codec, fixture_crops):
 
 def test_paper_mode_decodes_to_reconstruction_plus_residual(codec, analysis):
     """Mode "reconstruction" is the paper's x_hat + decoded min-max residual, computed here independently."""
-    from sfc_tf.enhancement import make_codec
+    from sfc_tf.enhancement.registry import make_codec
 
     files = codec.encode_analysis(analysis, "jpeg", 60, "reconstruction").files
     faces = np.stack([d.image for d in codec.decode_many(files)])
@@ -74,13 +86,25 @@ def test_paper_mode_decodes_to_reconstruction_plus_residual(codec, analysis):
         np.testing.assert_array_equal(face, expected)
 
 
-@pytest.mark.parametrize("enhancement,quality", [("jpeg", 40), ("jpeg2000", 30), ("learned", 1), ("conditional", 1)])
+@pytest.mark.parametrize(
+    "enhancement,quality",
+    [
+        ("jpeg", 40),
+        ("jpeg-file", 40),
+        ("jpeg2000", 30),
+        ("avif", 30),
+        ("jpegxl", 30),
+        ("webp", 30),
+        ("learned", 1),
+        ("conditional", 1),
+    ],
+)
 def test_auto_mode_never_chooses_a_worse_mode(codec, analysis, enhancement, quality):
     """Per face, the chosen file's cost (PSNR - slope ln bits) is the best of every fixed-mode file's."""
     auto = codec.encode_analysis(analysis, enhancement, quality, "auto")
     candidates = codec.candidates(enhancement, quality, "auto")
     assert len(candidates) >= 2
-    slope = decision.RD_SLOPE_DB[enhancement]
+    slope = registry.codec(enhancement).rd_slope_db
 
     def costs(files):
         faces = np.stack([d.image for d in codec.decode_many(files)])
@@ -98,7 +122,11 @@ def test_auto_mode_never_chooses_a_worse_mode(codec, analysis, enhancement, qual
 
 
 def test_candidate_modes(codec):
-    assert [m for _, m in codec.candidates("jpeg", 50, "auto")] == [NO_PREDICTION, MEAN_FACE, MMSE]
+    for name in registry.NAMES:
+        if not registry.codec(name).learned:  # every image codec takes part in the per-face decision
+            auto = codec.candidates(name, None, "auto")
+            assert [m for _, m in auto] == [NO_PREDICTION, MEAN_FACE, MMSE]
+            assert {c.name for c, _ in auto} == {name}
     assert [m for _, m in codec.candidates("jpeg", 50, "reconstruction")] == [RECONSTRUCTION]
     *direct, conditional = codec.candidates("conditional", 1, "auto")
     assert [m for _, m in direct] == [NO_PREDICTION, MEAN_FACE]
@@ -111,9 +139,13 @@ def test_candidate_modes(codec):
     assert codec_of_mean_face is direct[0][0]
 
 
-def test_every_mode_round_trips(codec, analysis):
+@pytest.mark.parametrize(
+    "enhancement,quality",
+    [("jpeg", 80), ("jpeg-file", 80), ("jpeg2000", 10), ("avif", 70), ("jpegxl", 80), ("webp", 80)],
+)
+def test_every_mode_round_trips(codec, analysis, enhancement, quality):
     for mode in bitstream.MODES.values():
-        files = codec.encode_analysis(analysis, "jpeg", 80, mode).files
+        files = codec.encode_analysis(analysis, enhancement, quality, mode).files
         faces = [d.image for d in codec.decode_many(files)]
         assert all(bitstream.unpack(f).enhancement.mode_name == mode for f in files)
         assert min(metrics.psnr(analysis.crops, np.stack(faces))) > 28
@@ -174,6 +206,8 @@ def test_bad_arguments(codec, analysis):
         ("jpeg", "abc", "auto"),
         ("jpeg", 50, "sharpest"),
         ("learned", 9, "auto"),
+        ("jpeg2000", float("inf"), "auto"),
+        ("avif", 100, "auto"),
     ):
         with pytest.raises(ValueError):
             codec.encode_analysis(analysis, enhancement, quality, mode)
@@ -224,6 +258,19 @@ def test_cli_round_trip(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
     assert "step0.08 (default)" in shown and "conditional face-conditional" in shown
 
 
+def test_info_names_the_codec_of_every_enhancement_layer(codec, analysis, tmp_path, capsys):
+    import json
+
+    one = analysis.slice(0, 1)
+    for name in registry.NAMES:
+        mode = "mmse" if name == "conditional" else "mean_face"  # the stand-in conditional family's own mode
+        data = codec.encode_analysis(one, name, None, mode).files[0]
+        (tmp_path / f"{name}.sfc").write_bytes(data)
+        assert cli.run(["info", str(tmp_path / f"{name}.sfc")]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["enhancement_codec"] == name and info["format_version"] == bitstream.VERSION
+
+
 def test_cli_bad_input_exits_with_a_reason(tiny_zoo, tmp_path, capsys):
     (tmp_path / "junk.sfc").write_bytes(b"junk")
     assert cli.run(["info", str(tmp_path / "junk.sfc")]) == 1
@@ -244,12 +291,23 @@ def test_cli_checks_arguments_before_loading_models(tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(cli, "_codec", no_models)
     image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
-    for quality, enhancement in (("abc", "jpeg"), ("0", "jpeg"), ("0.5", "jpeg2000"), ("x", "learned")):
+    refused = (
+        ("abc", "jpeg"),
+        ("0", "jpeg"),
+        ("0.5", "jpeg2000"),
+        ("inf", "jpeg2000"),
+        ("100", "avif"),
+        ("x", "learned"),
+        ("99", "learned"),  # past the last quality of the family (the registry file says how many it has)
+        ("0", "conditional"),
+    )
+    for quality, enhancement in refused:
         assert (
             cli.run(["compress", image, str(tmp_path / "a.sfc"), "--enhancement", enhancement, "--quality", quality])
             == 1
         )
-    assert capsys.readouterr().err.count("--quality") == 4
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == len(refused) and all("--quality" in line for line in errors)
 
 
 def test_cli_batch_keep_going_and_resume(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):

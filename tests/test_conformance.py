@@ -1,5 +1,5 @@
-"""Conformance vectors (tests/fixtures/conformance): the shipped models and bitstream v4 against stored files (and
-tests/fixtures/version3: some of the same files as version 3 wrote them, which must decode alike).
+"""Conformance vectors (tests/fixtures/conformance): the shipped models and bitstream v4 against stored files, and
+files that the last version-3 encoder wrote (``v3/``), which decode as their version-4 twins.
 
 Decoding the stored .sfc files must give the stored features (exactly) and images; encoding the fixture faces
 must give the same base layers byte for byte and equivalent enhancement layers. Against what the last v2 code
@@ -111,7 +111,8 @@ def test_faces_code_to_the_same_files_alone_and_in_a_batch(codec):
     """FaceNet, the predictions and the codecs at batch 1 and batch 6 (before batches of one ran other kernels, one
     JPEG and two JPEG2000 files of the paper's mode differed); mode auto codes every candidate."""
     crops = fixture_crops()
-    for stream in (("jpeg", 90, "reconstruction"), ("jpeg2000", 10.0, "reconstruction"), ("conditional", 3, "auto")):
+    streams = (("jpeg-file", 90, "reconstruction"), ("jpeg2000", 10.0, "reconstruction"), ("conditional", 3, "auto"))
+    for stream in streams:
         together = codec.encode_crops(crops, *stream)
         assert [codec.encode_crops(c[None], *stream)[0] for c in crops] == together, stream
 
@@ -129,37 +130,69 @@ def test_a_conditional_layer_whose_mode_says_none_is_refused(codec):
     assert codec.decode(bytes(data), "reconstruction").image.shape == (160, 160, 3)  # the base part is intact
 
 
-@pytest.mark.parametrize("path", sorted((VECTORS.parent / "version3").glob("*.sfc")), ids=lambda p: p.stem)
-def test_version_3_files_decode_as_their_version_4_vectors(codec, expected, path):
-    """Version 4 (plain) is version 3's layout under another tag: the same fields, the same faces."""
-    old, new = path.read_bytes(), (VECTORS / path.name).read_bytes()
-    assert old[0] >> 2 == 0b111101 and new[0] >> 2 == 0b111110
-    assert bitstream.unpack(old) == bitstream.unpack(new) and bitstream.info(old)["format_version"] == 3
-    name = path.stem.rsplit("-", 1)[0]
-    decoded = codec.decode(old, "full")
-    np.testing.assert_array_equal(decoded.feature, expected["features"][0])
-    np.testing.assert_array_equal(decoded.image, codec.decode(new, "full").image)
-    assert_same_faces(decoded.image[None], expected[f"{name}/image"][:1])
+# vector name -> its stream's name in v2_reference.npz (the paper's JPEG was "jpeg" before the headerless one)
+V2_STREAMS = {
+    "base": "base",
+    "paper-jpeg-file50": "paper-jpeg50",
+    "paper-jpeg2000r40": "paper-jpeg2000r40",
+    "paper-learned3": "paper-learned3",
+}
 
 
-@pytest.mark.parametrize("name", ["base", "paper-jpeg50", "paper-jpeg2000r40", "paper-learned3"])
+@pytest.mark.parametrize("name", V2_STREAMS)
 def test_payloads_are_those_of_bitstream_v2(v2, name):
     """v2 records were CRC-16 + payload (v3 moved the CRC to the container); v2 learned payloads began with the
     2-byte latent shape (v3 takes it from the model)."""
     files = [bitstream.unpack(f) for f in stored(name)]
-    assert [b"" + f.base_payload for f in files] == [r[2:] for r in unpacked(v2, f"{name}/base_record")]
+    old = V2_STREAMS[name]
+    assert [b"" + f.base_payload for f in files] == [r[2:] for r in unpacked(v2, f"{old}/base_record")]
     if name != "base":
         skip = 2 if name == "paper-learned3" else 0
-        assert [f.enhancement.payload for f in files] == [p[skip:] for p in unpacked(v2, f"{name}/enhancement_payload")]
+        assert [f.enhancement.payload for f in files] == [p[skip:] for p in unpacked(v2, f"{old}/enhancement_payload")]
 
 
-@pytest.mark.parametrize("name", ["base", "paper-jpeg50", "paper-jpeg2000r40", "paper-learned3"])
+@pytest.mark.parametrize("name", V2_STREAMS)
 def test_base_and_paper_mode_decode_as_in_bitstream_v2(expected, v2, name):
     np.testing.assert_allclose(expected["features"], v2["features"], rtol=0, atol=1e-7)
     assert not np.array_equal(expected["features"], v2["features"])  # the vectors do hold the old decode
-    image, before = expected[f"{name}/image"].astype(int), v2[f"{name}/image"].astype(int)
+    image, before = expected[f"{name}/image"].astype(int), v2[f"{V2_STREAMS[name]}/image"].astype(int)
     assert np.abs(image - before).max() <= 1
     assert np.count_nonzero(image != before) <= image.size // 100_000
+
+
+# version-3 file (written by the last version-3 encoder) -> the version-4 vector with the same payloads
+VERSION_3_FILES = {
+    "base-0": "base",
+    "paper-jpeg50-0": "paper-jpeg-file50",
+    "paper-learned3-0": "paper-learned3",
+    "auto-jpeg2000r40-0": "auto-jpeg2000r40",
+    "faces-auto-learned3-0": "faces-auto-learned3",
+    "thumb2-base-0": "thumb2-base",
+    "thumb2-paper-jpeg50-0": "thumb2-paper-jpeg-file50",
+    "thumb2-paper-jpeg2000r40-0": "thumb2-paper-jpeg2000r40",
+    "thumb2-paper-learned3-0": "thumb2-paper-learned3",
+    "thumb2-auto-jpeg2000r40-0": "thumb2-auto-jpeg2000r40",
+    "thumb2-auto-learned3-0": "thumb2-auto-learned3",
+    "thumb2-conditional3-0": "thumb2-conditional3",
+    "thumb2-auto-conditional3-0": "thumb2-auto-conditional3",
+}
+
+
+def test_every_version_3_file_has_a_twin():
+    assert sorted(p.stem for p in (VECTORS / "v3").glob("*.sfc")) == sorted(VERSION_3_FILES)
+
+
+@pytest.mark.parametrize("name", VERSION_3_FILES)
+def test_version_3_files_decode_as_their_version_4_twins(codec, expected, name):
+    """Version 4 (plain) is version 3's layout under another tag: the same fields, the same faces."""
+    old, new = (VECTORS / "v3" / f"{name}.sfc").read_bytes(), stored(VERSION_3_FILES[name])[0]
+    assert old[0] >> 2 == 0b111101 and new[0] >> 2 == 0b111110
+    assert bitstream.info(old)["format_version"] == 3 and bitstream.info(new)["format_version"] == 4
+    assert bitstream.unpack(old) == bitstream.unpack(new)
+    decoded = codec.decode(old, "full")
+    np.testing.assert_array_equal(decoded.feature, expected["features"][0])
+    np.testing.assert_array_equal(decoded.image, codec.decode(new, "full").image)
+    assert_same_faces(decoded.image[None], expected[f"{VERSION_3_FILES[name]}/image"][:1])
 
 
 def test_every_registered_learned_checkpoint_is_the_one_the_vectors_were_made_with(shipped_checkpoints):

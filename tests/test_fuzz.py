@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from sfc_tf import bitstream, fuzzing, zoo
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.enhancement import registry
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DECODE_SECONDS = 20.0
@@ -32,11 +33,11 @@ def codec(tiny_zoo):
 def corpus(codec, fixture_crops):
     analysis = codec.analyse(fixture_crops[:2])
     files = codec.encode_analysis(analysis, "none").files
-    for enhancement, quality in (("jpeg", 50), ("jpeg2000", 40.0), ("learned", 1), ("conditional", 1)):
+    for enhancement, quality in [*fuzzing.SEED_STREAMS[1:], ("conditional", 1)]:
         for mode in ("auto", "mmse" if enhancement == "conditional" else "reconstruction"):
             files += codec.encode_analysis(analysis, enhancement, quality, mode).files
     kinds = {bitstream.unpack(f).enhancement.codec_name for f in files if bitstream.unpack(f).enhancement}
-    assert kinds == {"jpeg", "jpeg2000", "learned", "conditional"}
+    assert kinds == set(registry.NAMES)
     return files
 
 

@@ -16,8 +16,7 @@ import functools
 from absl import app, flags
 
 from sfc_tf import base_layer, residuals, serving, zoo
-from sfc_tf.codec import DEFAULT_QUALITY
-from sfc_tf.enhancement import learned, prediction
+from sfc_tf.enhancement import learned, prediction, registry
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
@@ -50,7 +49,9 @@ def main(_):
     def coder():
         path = (
             FLAGS.enhancement
-            or (zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(DEFAULT_QUALITY["learned"])[0])
+            or zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(
+                registry.check_quality("learned", model_set=model_set())
+            )[0]
         )
         model, meta = learned.load_model(path)
         rates = len(meta.get("lmbdas", [meta.get("lmbda")]))

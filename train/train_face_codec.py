@@ -73,6 +73,8 @@ flags.DEFINE_integer("snapshot_every", 0, "Save the weights to snapshots/step_N 
 flags.DEFINE_integer(
     "entropy_warmup", 0, "Hyperprior: first steps in which only the entropy model learns (after --init_from)."
 )
+flags.DEFINE_float("warmup_boost", 1.0, "Hyperprior: the entropy model's learning rate multiplier in the warm-up.")
+flags.DEFINE_float("transform_learning_rate", None, "Hyperprior: the transforms' learning rate (default: the same).")
 flags.DEFINE_integer("steps", 12000, "Training steps (one rate drawn per batch).")
 flags.DEFINE_integer("batch_size", 8, "Batch size.")
 flags.DEFINE_integer("patch_size", 0, "Random square patches of this size (prior channel only); 0: whole crops.")
@@ -194,6 +196,8 @@ def main(_):
         entropy_model=FLAGS.entropy_model,
         snapshot_every=FLAGS.snapshot_every,
         entropy_warmup=FLAGS.entropy_warmup,
+        warmup_boost=FLAGS.warmup_boost,
+        transform_learning_rate=FLAGS.transform_learning_rate,
         until_step=FLAGS.until_step,
         patch_size=FLAGS.patch_size or None,
         steps=FLAGS.steps,

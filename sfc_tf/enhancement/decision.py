@@ -2,9 +2,9 @@
 one with the best rate-distortion trade-off.
 
 The cost of a candidate is J = PSNR - slope * ln(bits), with bits the whole file (base part + enhancement part)
-and ``slope`` the codec's own rate-distortion slope dPSNR / d ln(rate) (``RD_SLOPE_DB``): a mode that costs 10 %
-more bits must buy at least ``slope * ln 1.1`` dB. Using ln(bits) rather than bits makes the trade-off the same
-at every quality, which is what a Bjontegaard comparison (log rate against PSNR) rewards.
+and ``slope`` the codec's own rate-distortion slope dPSNR / d ln(rate) (``registry.Codec.rd_slope_db``): a mode
+that costs 10 % more bits must buy at least ``slope * ln 1.1`` dB. Using ln(bits) rather than bits makes the
+trade-off the same at every quality, which is what a Bjontegaard comparison (log rate against PSNR) rewards.
 """
 
 from __future__ import annotations
@@ -14,12 +14,6 @@ import dataclasses
 import numpy as np
 
 from sfc_tf import metrics
-
-# dPSNR / d ln(bits) of each codec coding LFW crops directly, read off the anchor curves of
-# eval/results/rate_distortion*.json: JPEG 9-11 dB per e-fold between qualities 5 and 60, JPEG2000 7.4-7.6 between
-# ratios 200 and 25, the shipped end-to-end learned family (bls2017-original) 4.7, 4.6, 4.4 between its qualities
-# 1 and 4 (rate_distortion_learned.json; 6.5 until the family was trained on, which over-rewarded PSNR).
-RD_SLOPE_DB = {"jpeg": 10.0, "jpeg2000": 7.5, "learned": 4.5, "conditional": 4.5}
 
 
 @dataclasses.dataclass

@@ -38,6 +38,8 @@ DOWNSCALE = 16
 NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, 0.11, 256.0
 RATE_BALANCE = 0.4
 PRECISION = 12  # range coder precision (bits)
+INITIAL_SCALE_INDEX = 24.0  # scale_fn(24) is about 2
+NEW_CHANNEL_SCALE = 0.1  # warm start: the synthesis weights of latent channels the source lacks, of their init
 CONFIG_KEYS = (
     "lmbdas",
     "conditional",
@@ -56,15 +58,24 @@ class ParamConv(tf.keras.layers.Layer):
     """A ``kernel`` x ``kernel`` convolution that runs in its input's dtype: float32 in training, float64 when
     coding. ``up=2`` first repeats every input pixel 2x2 (nearest-neighbour upsampling)."""
 
-    def __init__(self, filters: int, kernel: int = 3, up: int = 1, activation=None, zero: bool = False, name=None):
+    def __init__(
+        self,
+        filters: int,
+        kernel: int = 3,
+        up: int = 1,
+        activation=None,
+        zero: bool = False,
+        bias: float = 0,
+        name=None,
+    ):
         super().__init__(name=name, autocast=False)
         self.filters, self.kernel_size, self.up = filters, kernel, up
-        self.activation, self.zero = activation, zero
+        self.activation, self.zero, self.initial_bias = activation, zero, bias
 
     def build(self, input_shape):
         shape = (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
         self.kernel = self.add_weight("kernel", shape, initializer="zeros" if self.zero else "glorot_uniform")
-        self.bias = self.add_weight("bias", (self.filters,), initializer="zeros")
+        self.bias = self.add_weight("bias", (self.filters,), initializer=tf.constant_initializer(self.initial_bias))
         super().build(input_shape)
 
     def call(self, x):
@@ -78,11 +89,10 @@ class ParamConv(tf.keras.layers.Layer):
 class HyperAnalysis(tf.keras.Sequential):
     def __init__(self, filters: int, depth: int):
         super().__init__(name="hyper_analysis")
-        self.add(tfc.SignalConv2D(filters, (3, 3), corr=True, padding="same_zeros", activation=tf.nn.relu))
-        self.add(
-            tfc.SignalConv2D(filters, (3, 3), corr=True, strides_down=2, padding="same_zeros", activation=tf.nn.relu)
-        )
-        self.add(tfc.SignalConv2D(depth, (3, 3), corr=True, padding="same_zeros", use_bias=False))
+        conv = lambda *args, **kwargs: tfc.SignalConv2D(*args, corr=True, padding="same_zeros", **kwargs)  # noqa: E731
+        self.add(conv(filters, (3, 3), activation=tf.nn.relu, name="ha_0"))
+        self.add(conv(filters, (3, 3), strides_down=2, activation=tf.nn.relu, name="ha_1"))
+        self.add(conv(depth, (3, 3), use_bias=False, name="ha_2"))
 
 
 class HyperSynthesis(tf.keras.layers.Layer):
@@ -107,13 +117,13 @@ class HyperSynthesis(tf.keras.layers.Layer):
 class SliceTransform(tf.keras.layers.Layer):
     """A slice's mean, scale index or latent residual from its support: a ``kernel`` x ``kernel`` convolution
     to ``hidden`` channels, then a 1x1 one to the slice's ``depth`` (``zero``: starting at zero, so that a
-    warm-started model first rounds its latent as its source did)."""
+    warm-started model first rounds its latent as its source did; ``bias``: the output's starting value)."""
 
-    def __init__(self, depth: int, hidden: int, kernel: int, name: str, zero: bool = False):
+    def __init__(self, depth: int, hidden: int, kernel: int, name: str, zero: bool = False, bias: float = 0):
         super().__init__(name=name, autocast=False)
         self.stages = [
             ParamConv(hidden, kernel, activation=tf.nn.relu, name="st_0"),
-            ParamConv(depth, 1, zero=zero, name="st_1"),
+            ParamConv(depth, 1, zero=zero, bias=bias, name="st_1"),
         ]
 
     def call(self, x):
@@ -161,8 +171,9 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         self.mean_transforms = [
             SliceTransform(self.slice_depth, slice_hidden, 3, f"mean_{k}", zero=True) for k in range(num_slices)
         ]
-        self.scale_transforms = [
-            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}") for k in range(num_slices)
+        self.scale_transforms = [  # starting near scale 2, the order of a warm-started latent's spread
+            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}", bias=INITIAL_SCALE_INDEX)
+            for k in range(num_slices)
         ]
         self.lrp_transforms = [
             SliceTransform(self.slice_depth, 64, 1, f"lrp_{k}", zero=True) for k in range(num_slices)
@@ -314,13 +325,30 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
 
     def compress(self, x, p, quality: int):
         """uint8 (N, H, W, 3) crops (and predictions) -> N strings, each one range-coded stream (z, then y)."""
+        return self._range_code(*self._quantize(x, p, quality)[:2], tf.shape(x)[:1])
+
+    def encode(self, x, p, quality: int):
+        """(``compress``'s strings, the uint8 images their decoder gets), in one pass of the encoder."""
+        rows, symbols, y_hat = self._quantize(x, p, quality)
+        images = tf.saturate_cast(tf.round(self.synthesise(y_hat, p, self.gain_pair(quality)[1])), tf.uint8)
+        return self._range_code(rows, symbols, tf.shape(x)[:1]), images
+
+    def _range_code(self, rows, symbols, count):
+        handle = tfc.create_range_encoder(count, self.coder.cdf)
+        for r, s in zip(rows, symbols):
+            handle = tfc.entropy_encode_index(handle, r, s)
+        return tfc.entropy_encode_finalize(handle)
+
+    def _quantize(self, x, p, quality: int):
+        """(table rows, symbols) of z and of each slice, in coding order, and the decoded latent (float64)."""
         gain, _ = self.gain_pair(quality)
         y = self.analyse(x, p, gain)
         z = self.hyper_analysis(y)
         coder = self.coder
-        z_symbols = coder.symbols(tf.cast(tf.round(z), tf.int32) - coder.z_offsets(), coder.z_rows(tf.shape(z)))
+        z_rows = coder.z_rows(tf.shape(z))
+        z_symbols = coder.symbols(tf.cast(tf.round(z), tf.int32) - coder.z_offsets(), z_rows)
         z_hat = tf.cast(z_symbols + coder.z_offsets(), tf.float64)
-        rows, symbols = [coder.z_rows(tf.shape(z))], [z_symbols]
+        rows, symbols = [z_rows], [z_symbols]
         y_slices = tf.split(tf.cast(y, tf.float64), self.num_slices, -1)
 
         def code_slice(k, mu, slice_rows):
@@ -330,11 +358,8 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
             symbols.append(slice_symbols)
             return slice_symbols
 
-        self._slices(z_hat, tf.shape(y)[1:3], code_slice)
-        handle = tfc.create_range_encoder(tf.shape(x)[:1], coder.cdf)
-        for r, s in zip(rows, symbols):
-            handle = tfc.entropy_encode_index(handle, r, s)
-        return tfc.entropy_encode_finalize(handle)
+        y_hat = self._slices(z_hat, tf.shape(y)[1:3], code_slice)
+        return rows, symbols, y_hat
 
     def decompress(self, strings, p, quality: int):
         """N strings (and predictions) of ``image_size`` crops -> uint8 (N, S, S, 3) images."""
@@ -452,9 +477,9 @@ def _row_maxima(cdf: np.ndarray) -> np.ndarray:
 def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
     """Starts ``model``'s transforms from a trained single-rate model of the same kind and filters: a conditional
     ``face_codec.FaceCodec`` (transforms, context pyramid and gate on p) for a conditional model, an end-to-end
-    ``learned.BLS2017`` for an end-to-end one. Latent channels the source lacks keep their random analysis
-    weights and enter the synthesis with zero weights, so the model first decodes what the source decoded; the
-    hyperprior and the slice networks start untrained."""
+    ``learned.BLS2017`` for an end-to-end one. Latent channels the source lacks start silent (zero analysis
+    weights: no bits) with small synthesis weights (so that training can open them), and the model first decodes
+    what the source decoded; the hyperprior and the slice networks start untrained."""
     conditional = bool(getattr(source, "conditional", False))
     if conditional != model.conditional or source.num_filters != model.num_filters:
         raise ValueError("a hyperprior codec warm-starts from a model of its own kind and number of filters")
@@ -469,22 +494,36 @@ def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
     for stage, (layers, source_layers) in enumerate(zip(own, theirs)):
         for i, (layer, source_layer) in enumerate(zip(layers, source_layers)):
             latent_input = stage == 1 and i == 0
-            for target, value in zip(layer.trainable_variables, source_layer.trainable_variables):
-                value = value.numpy()
+            values = {_within(v, source_layer): v for v in source_layer.trainable_variables}
+            if sorted(values) != sorted(_within(v, layer) for v in layer.trainable_variables):
+                raise ValueError(f"cannot warm-start {layer.name}: the source's layer has other variables")
+            latent_output = stage == 0 and i == len(layers) - 1
+            for target in layer.trainable_variables:
+                value, current = values[_within(target, layer)].numpy(), target.numpy()
                 if latent_input and value.ndim == 4:  # synthesis input channels: [latent | context]
-                    extra = model.latent_depth - source_latent
-                    pad = np.zeros((extra,) + value.shape[1:], value.dtype)
-                    value = np.concatenate([value[:source_latent], pad, value[source_latent:]])
-                target.assign(_embedded(value, target.numpy()))
+                    new = current[source_latent : model.latent_depth] * NEW_CHANNEL_SCALE
+                    value = np.concatenate([value[:source_latent], new, value[source_latent:]])
+                if latent_output and value.ndim == 4:  # analysis output channels: the new ones start silent
+                    current = np.zeros_like(current)
+                target.assign(_embedded(value, current))
     if model.context_transform is not None:
         for target, value in zip(model.context_transform.variables, source.context_transform.variables):
             target.assign(value)
-    if hasattr(source, "gains"):  # a FaceCodec's latent scale: its only rate's gain and inverse gain
-        for own_gains, their_gains in ((model.gains, source.gains), (model.inverse_gains, source.inverse_gains)):
-            theirs = their_gains.numpy()[0]
-            theirs = np.concatenate([theirs, np.full(model.latent_depth - len(theirs), np.mean(theirs))])
-            own_gains.assign(own_gains.numpy() * theirs)
+    # each rate's gain: the source's (a FaceCodec's only rate's; 1 for BLS2017) times sqrt(lambda / the source's)
+    source_lmbda = source.lmbdas[0] if hasattr(source, "lmbdas") else source.lmbda
+    scale = np.sqrt(np.array(model.lmbdas) / source_lmbda)[:, None]
+    for own_gains, their_gains, power in ((model.gains, "gains", 1), (model.inverse_gains, "inverse_gains", -1)):
+        theirs = getattr(source, their_gains).numpy()[0] if hasattr(source, their_gains) else np.ones(0)
+        theirs = np.concatenate(
+            [theirs, np.full(model.latent_depth - len(theirs), np.mean(theirs) if len(theirs) else 1)]
+        )
+        own_gains.assign((scale**power * theirs).astype(np.float32))
     return model
+
+
+def _within(variable: tf.Variable, layer) -> str:
+    """A variable's name inside its layer (``bias:0``, ``gdn_0/reparam_beta:0``): how two models' layers match."""
+    return variable.name.rsplit(layer.name + "/", 1)[-1]
 
 
 def _synthesis_layers(synthesis) -> list:

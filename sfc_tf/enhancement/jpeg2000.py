@@ -8,7 +8,8 @@ import warnings
 
 import numpy as np
 
-from sfc_tf.enhancement import CROP_SHAPE, JPEG2000, ImageCodec, checked_setting
+from sfc_tf import bitstream
+from sfc_tf.enhancement import ImageCodec
 from sfc_tf.errors import BitstreamError
 
 SOC_SIZ = b"\xff\x4f\xff\x51"  # start of codestream + image and tile size markers
@@ -34,10 +35,7 @@ def declared_geometry(data: bytes) -> tuple[int, int, int]:
 
 
 class Jpeg2000Codec(ImageCodec):
-    codec_id = JPEG2000
-
-    def __init__(self, ratio, shape=CROP_SHAPE):
-        super().__init__(checked_setting(ratio, float, 1.0, float("inf"), "JPEG2000 compression ratio"), shape)
+    codec_id = bitstream.JPEG2000
 
     def encode(self, image: np.ndarray) -> bytes:
         import glymur

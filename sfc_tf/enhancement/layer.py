@@ -1,6 +1,6 @@
 """The enhancement layer of one face: the face coded against a prediction, and decoded back.
 
-  residual codecs (JPEG, JPEG2000, learned):  payload = codec(min-max(x - p)), range sent; face = p + residual
+  residual codecs (all but the conditional):  payload = codec(min-max(x - p)), range sent; face = p + residual
   no prediction (mode ``none``):              payload = codec(x); face = decoded image
   conditional codec:                          payload = codec(x | p); face = codec^-1(payload | p)
 

@@ -29,7 +29,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from sfc_tf import checkpoint
-from sfc_tf.enhancement import CONDITIONAL, CROP_SHAPE, LEARNED, ImageCodec, coding_tables, range_guard
+from sfc_tf.bitstream import CONDITIONAL, LEARNED
+from sfc_tf.enhancement import CROP_SHAPE, ImageCodec, coding_tables, range_guard
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 from sfc_tf.enhancement.signal_conv import signal_conv
 from sfc_tf.errors import BitstreamError, WeightsError, op_error_reason
@@ -152,6 +153,12 @@ def _weights(model) -> tf.train.Checkpoint:
 def write_weights(model, directory: str | os.PathLike) -> None:
     """The trained parts' float32 values in ``directory/weights.*`` (no tables, no meta.json): a snapshot."""
     _weights(model).write(str(pathlib.Path(directory) / WEIGHTS))
+
+
+def read_weights(model, directory: str | os.PathLike):
+    """A snapshot written by ``write_weights`` into ``model`` (same architecture)."""
+    _weights(model).read(str(pathlib.Path(directory) / WEIGHTS)).assert_existing_objects_matched()
+    return model
 
 
 def _variables(model) -> dict[str, tf.Variable]:
@@ -334,6 +341,12 @@ def loaded_checkpoints() -> int:
     return _load_cached.cache_info().currsize
 
 
+def unload_all() -> None:
+    """Forget every loaded checkpoint and codec (e.g. before a folder's contents change)."""
+    _codec_cached.cache_clear()
+    _load_cached.cache_clear()
+
+
 class RateCoder:
     """One rate of a trained learned codec as two graph functions: ``compress(images, predictions)`` -> strings and
     ``decompress(strings, latent_shape, predictions)`` -> uint8 images (``predictions``: conditional models only).
@@ -343,7 +356,14 @@ class RateCoder:
     def __init__(self, model, rate: int = 0):
         self.model, self.rate = model, int(rate)
         self.conditional = bool(getattr(model, "conditional", False))
-        if isinstance(model, BLS2017):
+        if hasattr(model, "num_qualities"):  # the hyperprior codec: ``rate`` is a quality index, no escape codes
+            self.entropy_model = None
+            self._compress = tf.function(lambda images, p: model.compress(images, p, self.rate), reduce_retracing=True)
+            self._decompress = tf.function(
+                lambda strings, shape, p: _finished(*model.decode(strings, p, self.rate, shape)),
+                reduce_retracing=True,
+            )
+        elif isinstance(model, BLS2017):
             self.entropy_model = model.entropy_model
             self._compress = lambda images, p: model.compress(images)
             self._decompress = lambda strings, shape, p: model.decompress(strings, shape)
@@ -359,6 +379,13 @@ class RateCoder:
 
     def decompress(self, strings, latent_shape, predictions=None):
         return self._decompress(strings, latent_shape, predictions)
+
+
+def _finished(images, ended):
+    """``images``, once every payload's range decoder has finished cleanly (an op error otherwise)."""
+    check = tf.debugging.Assert(tf.reduce_all(ended), ["a payload's range decoder did not finish at its end"])
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
 
 
 class LearnedCodec(ImageCodec):
@@ -459,7 +486,8 @@ def _codec_cached(directory: str, rate: int | None, shape: tuple) -> LearnedCode
             raise ValueError(f"{directory} is a single-rate model; rate {rate} does not exist")
         return LearnedCodec(RateCoder(model), str(directory), meta["sha256"], shape)
     rate = 0 if rate is None else int(rate)
-    if not 0 <= rate < model.num_rates:
-        raise ValueError(f"{directory} has rates 0..{model.num_rates - 1}, not {rate}")
+    rates = getattr(model, "num_qualities", model.num_rates)
+    if not 0 <= rate < rates:
+        raise ValueError(f"{directory} has rates 0..{rates - 1}, not {rate}")
     cls = ConditionalCodec if model.conditional else LearnedCodec
     return cls(RateCoder(model, rate), (str(directory), rate), meta["sha256"], shape)

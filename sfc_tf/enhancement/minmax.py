@@ -8,32 +8,9 @@ normalises with the rounded values, so encoder and decoder agree exactly. The no
 
 from __future__ import annotations
 
-import dataclasses
-import struct
-
 import numpy as np
 
-from sfc_tf.errors import BitstreamError
-
-NUM_BYTES = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class MinMax:
-    low: float
-    high: float
-
-    def to_bytes(self) -> bytes:
-        return struct.pack(">ee", self.low, self.high)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "MinMax":
-        if len(data) != NUM_BYTES:
-            raise BitstreamError(f"min/max field must be {NUM_BYTES} bytes, got {len(data)}")
-        low, high = struct.unpack(">ee", data)
-        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
-            raise BitstreamError(f"invalid residual range [{low}, {high}]")
-        return cls(float(low), float(high))
+from sfc_tf.bitstream import MinMax
 
 
 def _round16(value: float, direction: str) -> float:

@@ -23,9 +23,11 @@ from typing import Callable
 import numpy as np
 
 from sfc_tf.bitstream import MEAN_FACE, MMSE, MODES, NO_PREDICTION, RECONSTRUCTION, SMOOTHED
+from sfc_tf.enhancement import CROP_SHAPE
 from sfc_tf.errors import WeightsError
 
 SMOOTHING_SIGMA = 2.0
+PREDICTION_CHUNK = 2048  # faces predicted at a time for a training set (a multiple of the network's batch of 64)
 MEAN_FACE_FILE = "mean_face.png"
 MODE_IDS = {name: mode for mode, name in MODES.items()}
 
@@ -156,12 +158,23 @@ def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os
     base = base_layer.load(base_layer_path)
 
     def predict(features: np.ndarray, crops: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
-        decoded, thumbnails = base.decode_layers(base.encode_payloads(features, crops))
-        return base.correct(residuals.reconstruct(network, decoded, progress=progress), thumbnails)
+        from tqdm import tqdm
+
+        out = np.empty((len(features), *CROP_SHAPE), np.uint8)  # filled in chunks: a training set is gigabytes
+        starts = range(0, len(features), PREDICTION_CHUNK)
+        for i in tqdm(starts, desc="predictions", disable=not progress or len(starts) < 2, leave=False):
+            rows = slice(i, i + PREDICTION_CHUNK)
+            decoded, thumbnails = base.decode_layers(base.encode_payloads(features[rows], _rows(crops, rows)))
+            out[rows] = base.correct(residuals.reconstruct(network, decoded), thumbnails)
+        return out
 
     predict.key = f"{network_id(network_dir)}{base.model_id}"
     predict.needs_crops = base.thumbnail is not None
     return predict
+
+
+def _rows(array: np.ndarray | None, rows: slice) -> np.ndarray | None:
+    return None if array is None else array[rows]
 
 
 def training_predictions(

@@ -146,6 +146,8 @@ class FaceCodecTrainConfig:
     entropy_model: str = "factorized"  # factorized (face_codec.FaceCodec) | hyperprior (hyperprior.HyperpriorFaceCodec)
     snapshot_every: int = 0  # weights (no optimizer state) into snapshots/step_N every this many steps (0: never)
     entropy_warmup: int = 0  # hyperprior: steps in which only the entropy model learns (after a warm start)
+    warmup_boost: float = 1.0  # hyperprior: the entropy model's learning rate multiplier during the warm-up
+    transform_learning_rate: float | None = None  # hyperprior: the transforms' rate (None: ``learning_rate``)
     until_step: int | None = None  # end this session at this step (the run's state saved; re-run to continue)
     prior: str = "position"
     patch_size: int | None = None  # random square patches of the crops (channel prior only); None: whole crops
@@ -229,13 +231,23 @@ def build_face_codec(config: FaceCodecTrainConfig):
             config.lmbdas, conditional=config.kind == "conditional", prior=config.prior, num_filters=config.num_filters
         )
     decay_steps = max(1, config.steps // 5)
-    schedule = LateDecay(config.learning_rate, config.final_learning_rate, config.steps - decay_steps, decay_steps)
+    hyper = config.entropy_model == "hyperprior"
+    # a hyperprior codec's entropy model learns alone (faster: ``warmup_boost``) for ``entropy_warmup`` steps, while
+    # its transforms' learning rate is 0 (their Adam moments fill meanwhile) and then ramps up over as many steps
+    schedule = LateDecay(
+        config.learning_rate,
+        config.final_learning_rate,
+        config.steps - decay_steps,
+        decay_steps,
+        boost=config.warmup_boost if hyper else 1.0,
+        boost_steps=config.entropy_warmup if hyper else 0,
+    )
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule))
-    if config.entropy_model == "hyperprior":
-        # the transforms' learning rate is 0 for the warm-up (Adam's moments fill meanwhile), then ramps up
+    if hyper:
+        rate = config.transform_learning_rate or config.learning_rate
         held = LateDecay(
-            config.learning_rate,
-            config.final_learning_rate,
+            rate,
+            rate * config.final_learning_rate / config.learning_rate,
             config.steps - decay_steps,
             decay_steps,
             hold=config.entropy_warmup,
@@ -249,11 +261,22 @@ def build_face_codec(config: FaceCodecTrainConfig):
 
 class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
     """Constant, then exponential decay to ``final`` over the last ``decay_steps``; with ``hold``, 0 for the first
-    ``hold`` steps, then a linear ramp over ``ramp`` steps."""
+    ``hold`` steps, then a linear ramp over ``ramp`` steps; with ``boost``, that many times the rate for the first
+    ``boost_steps`` steps."""
 
-    def __init__(self, initial: float, final: float, start: int, decay_steps: int, hold: int = 0, ramp: int = 0):
+    def __init__(
+        self,
+        initial: float,
+        final: float,
+        start: int,
+        decay_steps: int,
+        hold: int = 0,
+        ramp: int = 0,
+        boost: float = 1.0,
+        boost_steps: int = 0,
+    ):
         self.initial, self.final, self.start, self.decay_steps = initial, final, start, decay_steps
-        self.hold, self.ramp = hold, ramp
+        self.hold, self.ramp, self.boost, self.boost_steps = hold, ramp, boost, boost_steps
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
@@ -261,6 +284,8 @@ class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         rate = self.initial * (self.final / self.initial) ** progress
         if self.hold or self.ramp:
             rate *= tf.clip_by_value((step - self.hold + 1.0) / max(self.ramp, 1), 0.0, 1.0)
+        if self.boost_steps:
+            rate *= tf.where(step < self.boost_steps, self.boost, 1.0)
         return rate
 
     def get_config(self):
@@ -271,6 +296,8 @@ class LateDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
             "decay_steps": self.decay_steps,
             "hold": self.hold,
             "ramp": self.ramp,
+            "boost": self.boost,
+            "boost_steps": self.boost_steps,
         }
 
 

@@ -1,0 +1,114 @@
+"""Learning curve of a learned codec in training: every weight snapshot of a run (``train/train_face_codec.py
+--snapshot_every``) coded on the first LFW folds 1-4 crops through the real codec and container, with its BD-rate
+against anchor curves of rate-distortion JSONs (e.g. AV1 payloads and AVIF files of eval/rate_distortion.py).
+
+A conditional run is scored as the scalable stream (base layer + the snapshot coding every face given the default
+model set's reconstruction: whole .sfc files); an end-to-end run as its own payloads. Snapshots already in the
+output JSON are kept, so the script can be re-run as the training goes on.
+
+  python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \
+      --lmbdas 0.0005,0.00138,0.0038,0.0104,0.0286,0.0786,0.216,0.594 \
+      --anchors "eval/results/rate_distortion_modern_512.json:av1 (payload)" \
+      --output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve.png
+"""
+
+import json
+import pathlib
+import tempfile
+
+import numpy as np
+from absl import app, flags
+
+from sfc_tf import bitstream, evaluation, facenet, metrics
+from sfc_tf.bitstream import RECONSTRUCTION
+from sfc_tf.codec import ScalableCodec, enhancement_layer
+from sfc_tf.enhancement import hyperprior, layer, learned
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
+flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds.")
+flags.DEFINE_integer("max_images", 512, "The first N crops of the folds.")
+flags.DEFINE_string("run", None, "Training run folder (with snapshots/step_N).", required=True)
+flags.DEFINE_enum("kind", "conditional", ["conditional", "original"], "The run's kind.")
+flags.DEFINE_list("lmbdas", None, "The run's --lmbdas.", required=True)
+flags.DEFINE_list("anchors", [], "JSON:curve pairs whose curves each snapshot is compared with (BD-rate).")
+flags.DEFINE_string("output_json", None, "Result JSON (extended on each run).", required=True)
+flags.DEFINE_string("plot", None, "PNG: BD-rate against training step, one line per anchor.")
+
+
+def snapshot_points(model, crops: np.ndarray, analysis, codec: ScalableCodec) -> list[dict]:
+    """Rate and PSNR of every trained quality of ``model`` (its weights loaded), coded as users code."""
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        learned.save(model, tmp)
+        for rate in range(model.num_rates):
+            quality = 2 * rate
+            image_codec = learned.load_codec((tmp, quality))
+            if FLAGS.kind == "conditional":
+                prediction = analysis.predictions(RECONSTRUCTION)
+                coded = layer.encode(image_codec, RECONSTRUCTION, crops, prediction)
+                files = [
+                    bitstream.pack(
+                        bitstream.SfcFile(
+                            codec.align, codec.model_set.id, base, enhancement_layer(image_codec, RECONSTRUCTION, c)
+                        )
+                    )
+                    for base, c in zip(analysis.base_payloads, coded)
+                ]
+                decoded = layer.decode(image_codec, RECONSTRUCTION, coded, prediction)
+                bits = np.array([8.0 * len(f) for f in files])
+            else:
+                decoded, bits = evaluation.code_images(image_codec, crops, progress=False)
+            psnr = np.minimum(metrics.psnr(crops, decoded), metrics.PSNR_CEILING_DB)
+            points.append({"quality": quality + 1, "bits_per_face": float(bits.mean()), "psnr": float(psnr.mean())})
+        learned.unload_all()
+    return points
+
+
+def anchor_points() -> list[dict]:
+    points = []
+    for spec in FLAGS.anchors:
+        path, curve = spec.split(":", 1)
+        found = [p for p in json.loads(pathlib.Path(path).read_text())["points"] if p["curve"] == curve]
+        if not found:
+            raise app.UsageError(f"{path} has no curve {curve!r}")
+        points += found
+    return points
+
+
+def main(_):
+    out = pathlib.Path(FLAGS.output_json)
+    result = json.loads(out.read_text()) if out.is_file() else {"snapshots": {}}
+    pairs, faces = evaluation.lfw_pair_faces(
+        FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], "mtcnn", None, facenet.FeatureExtractor()
+    )
+    crops = faces.crops[: FLAGS.max_images]
+    codec = ScalableCodec.from_pretrained(align="mtcnn")
+    analysis = codec.analyse(crops, faces.features[: FLAGS.max_images])
+    model = hyperprior.HyperpriorFaceCodec([float(v) for v in FLAGS.lmbdas], conditional=FLAGS.kind == "conditional")
+    for snapshot in sorted(pathlib.Path(FLAGS.run, "snapshots").glob("step_*")):
+        step = str(int(snapshot.name.split("_")[1]))
+        if step in result["snapshots"]:
+            continue
+        learned.read_weights(model, snapshot)
+        result["snapshots"][step] = snapshot_points(model, crops, analysis, codec)
+        print(
+            f"step {step}: "
+            + ", ".join(f"{p['bits_per_face']:.0f} b {p['psnr']:.2f} dB" for p in result["snapshots"][step])
+        )
+    anchors = anchor_points()
+    curve = f"{FLAGS.kind} snapshot"
+    for step, points in result["snapshots"].items():
+        rows = evaluation.bd_rows(
+            [{**p, "curve": curve} for p in points] + anchors,
+            [(curve, a.split(":", 1)[1]) for a in FLAGS.anchors],
+        )
+        result.setdefault("bd", {})[step] = rows
+    result.update(run=FLAGS.run, kind=FLAGS.kind, lmbdas=FLAGS.lmbdas, num_images=len(crops), anchors=FLAGS.anchors)
+    evaluation.write_json(out, result)
+    if FLAGS.plot:
+        evaluation.plot_learning_curve(result, FLAGS.plot)
+
+
+if __name__ == "__main__":
+    app.run(main)

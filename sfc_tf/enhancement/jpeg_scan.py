@@ -1,0 +1,313 @@
+"""Baseline JPEG entropy coding (ITU-T T.81, Annexes F and K) of a 4:2:0 colour scan: decoding a scan to its
+quantised DCT coefficients, coding the coefficients again with other Huffman tables, and the optimal tables
+of symbol counts (Annex K.2, as libjpeg builds them). With these the headerless JPEG codec codes libjpeg's
+coefficients with Huffman tables fixed per quality, so that neither the tables nor a per-image optimisation
+pass have to be stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from sfc_tf.errors import BitstreamError
+
+MAX_CODE_LENGTH = 16
+PAST_END_BITS = 64 * 32 + 32  # more than one block can read: 64 codes and extra bits of at most 16 bits each
+ZIGZAG = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14]
+    + [21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53]
+    + [60, 61, 54, 47, 55, 62, 63]
+)
+# Symbols a baseline 8-bit scan can use: DC difference categories 0..11; AC end of block, run of 16 zeros, and
+# (run of zeros 0..15, category 1..10).
+DC_SYMBOLS = tuple(range(12))
+AC_SYMBOLS = (0x00, 0xF0) + tuple(run << 4 | size for run in range(16) for size in range(1, 11))
+# The components of the blocks of one 4:2:0 MCU, in scan order: four luma blocks, Cb, Cr; table set 0 or 1.
+MCU_COMPONENTS = (0, 0, 0, 0, 1, 2)
+TABLE_SET = (0, 1, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class HuffmanTable:
+    """A JPEG Huffman table as DHT stores it: counts of codes of each length 1..16, then the symbols in code
+    order."""
+
+    bits: tuple[int, ...]
+    values: tuple[int, ...]
+
+    def __post_init__(self):
+        if len(self.bits) != MAX_CODE_LENGTH or sum(self.bits) != len(self.values) or not self.values:
+            raise ValueError("a Huffman table needs 16 code counts that add up to its number of symbols")
+
+    @functools.cached_property
+    def codes(self) -> dict[int, tuple[int, int]]:
+        """symbol -> (code, length): canonical codes, shortest first (Annex C)."""
+        out, code, k = {}, 0, 0
+        for length, count in enumerate(self.bits, 1):
+            for _ in range(count):
+                out[self.values[k]] = (code, length)
+                code, k = code + 1, k + 1
+            code <<= 1
+        return out
+
+    @functools.cached_property
+    def lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """(symbol, code length) of every 16-bit window, by the window's value (length 0: no code starts so)."""
+        symbols, lengths = np.zeros(1 << 16, np.int64), np.zeros(1 << 16, np.int64)
+        for symbol, (code, length) in self.codes.items():
+            start = code << (16 - length)
+            symbols[start : start + (1 << (16 - length))] = symbol
+            lengths[start : start + (1 << (16 - length))] = length
+        return symbols, lengths
+
+    def segment_payload(self, table_class: int, index: int) -> bytes:
+        """The table as one DHT entry: class (0 DC, 1 AC) and index, code counts, symbols."""
+        return bytes([table_class << 4 | index, *self.bits, *self.values])
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSet:
+    """The four tables of a colour scan: DC and AC of luma (set 0), DC and AC of chroma (set 1)."""
+
+    dc: tuple[HuffmanTable, HuffmanTable]
+    ac: tuple[HuffmanTable, HuffmanTable]
+
+
+def _table(bits: str, values: str) -> HuffmanTable:
+    return HuffmanTable(tuple(bytes.fromhex(bits)), tuple(bytes.fromhex(values)))
+
+
+# Annex K.3: the tables libjpeg writes unless told to optimise.
+STANDARD_TABLES = TableSet(
+    (
+        _table("00010501010101010100000000000000", "000102030405060708090a0b"),
+        _table("00030101010101010101010000000000", "000102030405060708090a0b"),
+    ),
+    (
+        _table(
+            "0002010303020403050504040000017d",
+            "01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435"
+            "363738393a434445464748494a535455565758595a636465666768696a737475767778797a838485868788898a92939495969798"
+            "999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4"
+            "f5f6f7f8f9fa",
+        ),
+        _table(
+            "00020102040403040705040400010277",
+            "000102031104052131061241510761711322328108144291a1b1c109233352f0156272d10a162434e125f11718191a262728292a"
+            "35363738393a434445464748494a535455565758595a636465666768696a737475767778797a82838485868788898a9293949596"
+            "9798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4"
+            "f5f6f7f8f9fa",
+        ),
+    ),
+)
+
+
+def decode(scan: bytes, tables: TableSet, blocks: int) -> np.ndarray:
+    """(blocks, 64) quantised coefficients in zigzag order of a 4:2:0 colour scan (byte-stuffed, no markers);
+    ``BitstreamError`` for a scan that ends early, holds a bit pattern no code starts with, or runs on past its
+    last block.
+
+    Every bit position is first read as the start of a code of each table (vectorised); the walk through the scan
+    then only follows code lengths."""
+    if blocks % len(MCU_COMPONENTS):
+        raise ValueError("a 4:2:0 scan holds whole MCUs of 6 blocks")
+    data = np.frombuffer(scan.replace(b"\xff\x00", b"\xff"), np.uint8)
+    # ones past the end: no code is all ones, so reading past the end fails at the next code
+    bits = np.concatenate([np.unpackbits(data), np.ones(PAST_END_BITS, np.uint8)])
+    end = len(bits) - PAST_END_BITS
+    window = np.lib.stride_tricks.sliding_window_view(bits, 16) @ (1 << np.arange(15, -1, -1))
+    dc_steps, ac_steps, ac_advance = [], [], []
+    for index in (0, 1):
+        symbols, lengths = (array[window] for array in tables.dc[index].lookup)
+        dc_steps.append(np.where((lengths > 0) & (symbols <= 11), lengths + symbols, 0).tolist())
+        symbols, lengths = (array[window] for array in tables.ac[index].lookup)
+        run, size = symbols >> 4, symbols & 15
+        ac_steps.append(np.where((lengths > 0) & (size <= 10), lengths + size, 0).tolist())
+        # coefficients a code moves past: run + 1, 16 for a run of 16 zeros, 0 for the end of the block
+        ac_advance.append(np.where(size > 0, run + 1, np.where(run == 15, 16, 0)).tolist())
+    dc_at, ac_at, ac_k = [], [], []
+    pos = 0
+    for block in range(blocks):
+        table_set = TABLE_SET[MCU_COMPONENTS[block % len(MCU_COMPONENTS)]]
+        dc_step, ac_step, advance = dc_steps[table_set], ac_steps[table_set], ac_advance[table_set]
+        if pos > end or not dc_step[pos]:
+            raise BitstreamError(f"JPEG scan: no DC code of block {block} at bit {pos}")
+        dc_at.append(pos)
+        pos += dc_step[pos]
+        k = 1
+        while k < 64:
+            step = ac_step[pos]
+            if not step:
+                raise BitstreamError(f"JPEG scan: no AC code in block {block} at bit {pos}")
+            moved = advance[pos]
+            if not moved:
+                pos += step
+                break
+            if k + moved > 64:
+                raise BitstreamError(f"JPEG scan: coefficients past the end of block {block}")
+            ac_at.append(pos)  # a run of 16 zeros has no extra bits: it writes a zero
+            ac_k.append(k + moved - 1)
+            pos += step
+            k += moved
+    if pos > end:
+        raise BitstreamError(f"JPEG scan is {pos - end} bits short")
+    if -(-pos // 8) < len(data):
+        raise BitstreamError(f"JPEG scan has {len(data) - -(-pos // 8)} bytes after its last block")
+    return _coefficients(window, tables, blocks, np.array(dc_at, np.int64), np.array(ac_at, np.int64), ac_k)
+
+
+def _value(window: np.ndarray, at: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """The signed values whose ``size`` extra bits start at bit positions ``at`` (F.2.2.1, EXTEND)."""
+    raw = np.where(size > 0, window[at] >> (16 - size), 0)
+    return np.where(raw >= (1 << np.maximum(size - 1, 0)), raw, raw - (1 << size) + 1) * (size > 0)
+
+
+def _coefficients(window: np.ndarray, tables: TableSet, blocks: int, dc_at, ac_at, ac_k) -> np.ndarray:
+    """The coefficients of a walked scan: DC differences accumulated per component, AC values in place."""
+    coefficients = np.zeros((blocks, 64), np.int64)
+    components = np.array(MCU_COMPONENTS)[np.arange(blocks) % len(MCU_COMPONENTS)]
+    table_sets = np.array(TABLE_SET)[components]
+    ac_block = np.searchsorted(dc_at, ac_at, side="right") - 1
+    ac_k = np.array(ac_k, np.int64)
+    for index in (0, 1):
+        symbols, lengths = tables.dc[index].lookup
+        rows = np.flatnonzero(table_sets == index)
+        codes = window[dc_at[rows]]
+        coefficients[rows, 0] = _value(window, dc_at[rows] + lengths[codes], symbols[codes])
+        symbols, lengths = tables.ac[index].lookup
+        chosen = np.flatnonzero(table_sets[ac_block] == index)
+        codes = window[ac_at[chosen]]
+        size = symbols[codes] & 15
+        coefficients[ac_block[chosen], ac_k[chosen]] = _value(window, ac_at[chosen] + lengths[codes], size)
+    for component in range(3):
+        rows = components == component
+        coefficients[rows, 0] = np.cumsum(coefficients[rows, 0])
+    return coefficients
+
+
+def _category(values: np.ndarray) -> np.ndarray:
+    """Bits needed for each magnitude (0 for 0)."""
+    magnitude = np.abs(np.asarray(values, np.int64))
+    return np.where(magnitude > 0, np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int64) + 1, 0)
+
+
+TABLES = ("DC luma", "DC chroma", "AC luma", "AC chroma")  # table index = 2 * (0 DC | 1 AC) + table set
+
+
+@dataclasses.dataclass(frozen=True)
+class Items:
+    """Every coded item of a scan, in scan order: its table (index into ``TABLES``), symbol and extra bits."""
+
+    table: np.ndarray
+    symbol: np.ndarray
+    extra: np.ndarray  # the extra bits, an unsigned number of ``size`` bits
+    size: np.ndarray
+
+
+def items(coefficients: np.ndarray) -> Items:
+    """The items a baseline scan codes for (blocks, 64) zigzag coefficients (Annex F.1.2)."""
+    c = np.asarray(coefficients, np.int64)
+    blocks = len(c)
+    components = np.array(MCU_COMPONENTS)[np.arange(blocks) % len(MCU_COMPONENTS)]
+    table_sets = np.array(TABLE_SET)[components]
+    differences = np.zeros(blocks, np.int64)
+    for component in range(3):
+        rows = components == component
+        differences[rows] = np.diff(c[rows, 0], prepend=0)
+    block, k = np.nonzero(c[:, 1:])
+    k = k + 1
+    previous = np.where(np.r_[False, block[1:] == block[:-1]], np.r_[0, k[:-1]], 0)
+    run = k - previous - 1
+    values = c[block, k]
+    last = np.zeros(blocks, np.int64)
+    last[block] = k
+    eob = np.flatnonzero(last < 63)
+    zrl_block, zrl_k = np.repeat(block, run // 16), np.repeat(k, run // 16)
+    size, dc_size = _category(values), _category(differences)
+    none = np.zeros(len(zrl_block) + len(eob), np.int64)
+    key = np.concatenate(
+        [np.arange(blocks) * 256, zrl_block * 256 + 2 * zrl_k - 1, block * 256 + 2 * k, eob * 256 + 255]
+    )
+    table = np.concatenate([table_sets, 2 + table_sets[zrl_block], 2 + table_sets[block], 2 + table_sets[eob]])
+    symbol = np.concatenate([dc_size, np.full(len(zrl_block), 0xF0), (run % 16) << 4 | size, np.zeros(len(eob), int)])
+    value = np.concatenate([differences, none[: len(zrl_block)], values, none[len(zrl_block) :]])
+    extra_size = np.concatenate([dc_size, none[: len(zrl_block)], size, none[len(zrl_block) :]])
+    order = np.argsort(key, kind="stable")
+    value, extra_size = value[order], extra_size[order]
+    return Items(table[order], symbol[order], np.where(value >= 0, value, value + (1 << extra_size) - 1), extra_size)
+
+
+def counts(coefficients: np.ndarray) -> np.ndarray:
+    """(4, 256) counts of each symbol of each table (``TABLES``) in the scan of ``coefficients``."""
+    coded = items(coefficients)
+    out = np.zeros((len(TABLES), 256), np.int64)
+    np.add.at(out, (coded.table, coded.symbol), 1)
+    return out
+
+
+def encode(coefficients: np.ndarray, tables: TableSet) -> bytes:
+    """The byte-stuffed scan of (blocks, 64) zigzag coefficients, padded with ones to a whole byte."""
+    code_of, length_of = np.zeros((len(TABLES), 256), np.int64), np.zeros((len(TABLES), 256), np.int64)
+    for index, table in enumerate((tables.dc[0], tables.dc[1], tables.ac[0], tables.ac[1])):
+        for symbol, (code, length) in table.codes.items():
+            code_of[index, symbol], length_of[index, symbol] = code, length
+    coded = items(coefficients)
+    lengths = length_of[coded.table, coded.symbol]
+    if not lengths.all():
+        missing = np.flatnonzero(lengths == 0)[0]
+        raise ValueError(f"the {TABLES[coded.table[missing]]} table has no code for {coded.symbol[missing]:#04x}")
+    codes = code_of[coded.table, coded.symbol] << coded.size | coded.extra
+    lengths = lengths + coded.size
+    total = int(lengths.sum())
+    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    bits = (np.repeat(codes, lengths) >> (np.repeat(lengths, lengths) - 1 - offsets)) & 1
+    bits = np.concatenate([bits, np.ones(-total % 8, np.int64)]).astype(np.uint8)
+    return np.packbits(bits).tobytes().replace(b"\xff", b"\xff\x00")
+
+
+def optimal_table(counts: dict[int, int]) -> HuffmanTable:
+    """The code-length-limited Huffman table of symbol counts (Annex K.2, libjpeg's jpeg_gen_optimal_table): every
+    symbol with a count > 0 gets a code, none is all ones."""
+    frequency = [0] * 257
+    for symbol, count in counts.items():
+        frequency[symbol] = int(count)
+    frequency[256] = 1  # reserves the all-ones code
+    code_size, others = [0] * 257, [-1] * 257
+    while True:
+        live = [(f, -i) for i, f in enumerate(frequency) if f > 0]
+        if len(live) < 2:
+            break
+        live.sort()
+        first, second = -live[0][1], -live[1][1]  # the two least frequent; ties: the larger symbol
+        frequency[first] += frequency[second]
+        frequency[second] = 0
+        for start in (first, second):
+            node = start
+            code_size[node] += 1
+            while others[node] >= 0:
+                node = others[node]
+                code_size[node] += 1
+        node = first
+        while others[node] >= 0:
+            node = others[node]
+        others[node] = second
+    bits = [0] * 33
+    for size in code_size:
+        if size:
+            bits[size] += 1
+    for length in range(32, MAX_CODE_LENGTH, -1):  # Figure K.3: no code longer than 16 bits
+        while bits[length] > 0:
+            j = length - 2
+            while bits[j] == 0:
+                j -= 1
+            bits[length] -= 2
+            bits[length - 1] += 1
+            bits[j + 1] += 2
+            bits[j] -= 1
+    longest = max(i for i in range(MAX_CODE_LENGTH + 1) if bits[i])
+    bits[longest] -= 1  # drop the reserved code
+    values = [s for size in range(1, 33) for s in range(256) if code_size[s] == size]
+    return HuffmanTable(tuple(bits[1 : MAX_CODE_LENGTH + 1]), tuple(values))

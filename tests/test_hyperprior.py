@@ -1,0 +1,124 @@
+"""The hyperprior face codec (sfc_tf/enhancement/hyperprior.py): coding round trips, batch invariance, its range
+tables, damaged payloads, warm starts and storage."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sfc_tf.enhancement import face_codec, hyperprior, learned
+from sfc_tf.enhancement.registry import make_codec
+from sfc_tf.errors import BitstreamError
+
+TINY = dict(num_filters=16, latent_depth=32, hyper_filters=16, hyper_depth=8, num_slices=4, slice_hidden=8)
+
+
+def tiny_model(conditional: bool, lmbdas=(0.001, 0.01, 0.1)) -> hyperprior.HyperpriorFaceCodec:
+    model = hyperprior.HyperpriorFaceCodec(list(lmbdas), conditional=conditional, **TINY)
+    for variable in model.trainable_variables:  # untrained but not degenerate: every network passes something on
+        variable.assign(variable + tf.random.stateless_normal(variable.shape, (1, len(variable.name))) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["end-to-end", "conditional"])
+def saved(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("hyperprior")
+    learned.save(tiny_model(request.param), directory, input="test")
+    return directory, request.param
+
+
+def predictions_for(crops: np.ndarray) -> np.ndarray:
+    return np.clip(crops[::-1].astype(int) + 7, 0, 255).astype(np.uint8)
+
+
+def codec_and_prediction(saved, quality, crops):
+    directory, conditional = saved
+    codec = make_codec("conditional" if conditional else "learned", (directory, quality))
+    return codec, predictions_for(crops) if conditional else None
+
+
+@pytest.mark.parametrize("quality", [0, 1, 4])
+def test_decoding_gives_what_the_encoder_reconstructs(saved, quality, fixture_crops):
+    codec, p = codec_and_prediction(saved, quality, fixture_crops)
+    strings, reconstructed = tf.function(learned.load_model(saved[0])[0].encode)(fixture_crops, p, quality)
+    decoded = codec.decode_many([bytes(s) for s in strings.numpy()], p)
+    difference = np.abs(decoded.astype(int) - reconstructed.numpy())  # two graphs may round the synthesis apart
+    assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3  # a wrongly decoded symbol moves a region
+
+
+def test_decoding_alone_and_in_batches_gives_the_same_pixels(saved, fixture_crops):
+    codec, p = codec_and_prediction(saved, 2, fixture_crops)
+    payloads = codec.encode_many(fixture_crops, p)
+    together = codec.decode_many(payloads, p)
+    for i, payload in enumerate(payloads):
+        alone = codec.decode_many([payload], None if p is None else p[i : i + 1])
+        np.testing.assert_array_equal(alone[0], together[i])
+
+
+def test_interpolated_qualities_lie_between_their_trained_neighbours():
+    model = tiny_model(False)
+    assert model.num_qualities == 5
+    for quality in (1, 3):
+        below, middle, above = (model.gain_pair(q)[0].numpy() for q in (quality - 1, quality, quality + 1))
+        np.testing.assert_allclose(middle, np.sqrt(below * above), rtol=1e-6)
+
+
+def test_tables_have_no_escape_code_and_clamp_every_value():
+    model = tiny_model(False).enable_coding()
+    coder = model.coder
+    rows = hyperprior._rows(coder.cdf.numpy())
+    assert len(rows) == model.hyper_depth + hyperprior.NUM_SCALES
+    assert all(coder.cdf.numpy()[start] > 0 for start, _ in rows)  # a positive precision: no escape symbol
+    values = tf.constant([[-(10**6), 0, 10**6]])
+    row = tf.fill((1, 3), model.hyper_depth)
+    clamped = coder.symbols(values, row).numpy()[0]
+    assert clamped[0] == 0 and clamped[2] == coder.maxima.numpy()[model.hyper_depth]
+
+
+def test_damaged_payloads_raise_or_decode_to_a_face(saved, fixture_crops):
+    codec, p = codec_and_prediction(saved, 2, fixture_crops[:1])
+    payload = codec.encode_many(fixture_crops[:1], p)[0]
+    rng = np.random.default_rng(0)
+    damaged = [payload[: len(payload) // 2], payload + b"\x00" * 9, bytes(rng.integers(0, 256, 700, dtype=np.uint8))]
+    for _ in range(10):
+        flipped = bytearray(payload)
+        flipped[rng.integers(len(flipped))] ^= 1 << int(rng.integers(8))
+        damaged.append(bytes(flipped))
+    for data in damaged:
+        try:
+            image = codec.decode_many([data], p)
+        except BitstreamError:
+            continue
+        assert image.shape == (1, 160, 160, 3) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_a_warm_started_model_first_decodes_like_its_source(conditional, fixture_crops):
+    if conditional:
+        source = face_codec.FaceCodec([0.01], conditional=True, prior="channel", num_filters=16)
+    else:
+        source = learned.BLS2017(0.01, num_filters=16)
+    for variable in source.trainable_variables:
+        variable.assign(variable + tf.random.stateless_normal(variable.shape, (2, len(variable.name))) * 0.05)
+    model = hyperprior.warm_start(tiny_model(conditional, lmbdas=(0.01,)), source)
+    p = predictions_for(fixture_crops) if conditional else None
+    if conditional:
+        expected = source.synthesise(tf.round(source.analyse(fixture_crops, p, 0)), p, 0)
+    else:
+        expected = source.synthesis_transform(tf.round(source.analysis_transform(tf.cast(fixture_crops, tf.float32))))
+    y = model.analyse(fixture_crops, p, model.gains[0])
+    got = model.synthesise(tf.round(y), p, model.inverse_gains[0])
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="its own kind"):
+        hyperprior.warm_start(tiny_model(not conditional, lmbdas=(0.01,)), source)
+
+
+def test_float16_storage_codes_with_the_rounded_model(tmp_path, fixture_crops):
+    model = tiny_model(True)
+    learned.save(model, tmp_path / "half", weights_dtype="float16", input="test")
+    codec = make_codec("conditional", (tmp_path / "half", 3))
+    p = predictions_for(fixture_crops)
+    payloads = codec.encode_many(fixture_crops, p)
+    strings, reconstructed = tf.function(learned.load_model(tmp_path / "half")[0].encode)(fixture_crops, p, 3)
+    assert [bytes(s) for s in strings.numpy()] == payloads
+    difference = np.abs(codec.decode_many(payloads, p).astype(int) - reconstructed.numpy())
+    assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3

@@ -1,0 +1,52 @@
+"""Fit the headerless JPEG codec's Huffman tables, one set per quality 1..100 (``sfc_tf.enhancement.jpeg_tables``):
+the optimal tables of the symbols libjpeg codes for training faces and for their min-max normalised residuals
+against the mean training face, the two kinds of image the enhancement layer codes.
+
+  python train/fit_jpeg_tables.py --data_dir ../shared/data/lfw \
+      --identities ../shared/data/lfw/train_identities.txt --output sfc_tf/enhancement/jpeg_tables.json
+
+The tables are part of the bitstream format: rewriting them changes what every headerless JPEG payload means.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+from absl import app, flags
+
+from sfc_tf import data
+from sfc_tf.enhancement import jpeg, jpeg_scan, jpeg_tables, minmax
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW).", required=True)
+flags.DEFINE_string("identities", None, "Identity list to fit on (training identities only).", required=True)
+flags.DEFINE_integer("faces", 500, "Training faces (evenly spaced over the list); as many residuals again.")
+flags.DEFINE_string("output", str(jpeg_tables.TABLES_FILE), "Tables file.")
+
+
+def main(_):
+    paths = [path for path, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
+    crops = data.load_faces(FLAGS.data_dir, paths, "mtcnn").crops
+    mean_face = crops.mean(axis=0)
+    chosen = crops[np.linspace(0, len(crops) - 1, FLAGS.faces).astype(int)]
+    images = np.concatenate([chosen, np.stack([minmax.normalise(c - mean_face)[0] for c in chosen])])
+    qualities = {}
+    for quality in range(1, 101):
+        counts = sum(jpeg_scan.counts(jpeg.libjpeg_coefficients(image, quality)) for image in images)
+        qualities[str(quality)] = jpeg_tables.encode_lengths(jpeg_tables.fitted_lengths(counts))
+        print(f"quality {quality}: {int(counts.sum()) // len(images)} symbols per image", flush=True)
+    pathlib.Path(FLAGS.output).write_text(
+        json.dumps(
+            {
+                "fitted_on": f"{len(chosen)} crops (mtcnn) of {FLAGS.identities} and their residuals against the "
+                f"mean of all {len(crops)}",
+                "qualities": qualities,
+            },
+            indent=0,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
