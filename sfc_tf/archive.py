@@ -24,8 +24,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 
-from sfc_tf import cli
 from sfc_tf.enhancement import registry
+from sfc_tf.files import write_atomically
 
 if TYPE_CHECKING:
     from sfc_tf.codec import Quality, ScalableCodec
@@ -75,7 +75,7 @@ class EncodeFaces(beam.DoFn):
             for i, data in zip(todo, self.codec.encode_crops(crops, self.enhancement, self.quality, self.mode)):
                 files[i] = data
         for i in todo:
-            cli.write_atomically(targets[i], files[i])
+            write_atomically(targets[i], files[i])
         for source, data, decoded in zip(sources, files, self.codec.decode_many(files, "base")):
             yield str(source), source.parent.name, decoded.feature, bitstream.unpack_base(data).model_set
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sfc_tf import priors
-from sfc_tf.errors import BitstreamError, WeightsError
+from sfc_tf.errors import BitstreamError, WeightsError, op_error_reason
 from sfc_tf.thumbnail import Thumbnail
 
 if TYPE_CHECKING:
@@ -276,8 +276,8 @@ class BaseLayerModel:
                 payloads[row] = payload
         return payloads
 
-    def _decode_symbols(self, payloads: list[bytes], escapes: int) -> tuple[np.ndarray, np.ndarray]:
-        """Range-decode D + T + ``escapes`` symbols of each payload: (values, end-of-stream check passed)."""
+    def _decode_symbols(self, payloads: list[bytes], escapes: int) -> tuple[np.ndarray, tf.Tensor]:
+        """Range-decode D + T + ``escapes`` symbols of each payload: (values, the decoders, for ``_ended``)."""
         import tensorflow as tf
         import tensorflow_compression as tfc
 
@@ -286,9 +286,20 @@ class BaseLayerModel:
             handle = tfc.create_range_decoder(tf.constant(payloads), self._tables())
             index = tf.constant(np.broadcast_to(self._layout(escapes), (len(payloads), length)))
             handle, values = tfc.entropy_decode_index(handle, index, tf.constant([length]), tf.int32)
-            return values.numpy(), tfc.entropy_decode_finalize(handle).numpy()
+            return values.numpy(), handle
         except tf.errors.OpError as exc:
-            raise BitstreamError(f"base-layer range decoding failed: {exc.message}") from exc
+            raise BitstreamError(f"base-layer range decoding failed: {op_error_reason(exc.message)}") from exc
+
+    @staticmethod
+    def _ended(decoders: tf.Tensor) -> np.ndarray:
+        """Whether each decoder stopped exactly at the end of its payload (tfc's end check)."""
+        import tensorflow as tf
+        import tensorflow_compression as tfc
+
+        try:
+            return tfc.entropy_decode_finalize(decoders).numpy()
+        except tf.errors.OpError as exc:
+            raise BitstreamError(f"base-layer range decoding failed: {op_error_reason(exc.message)}") from exc
 
     def decode(self, records: list[bytes]) -> np.ndarray:
         """N records (CRC-16 + payload) -> (N, D) unit-norm features. Raises ``BitstreamError`` for damaged
@@ -316,7 +327,7 @@ class BaseLayerModel:
         if not payloads:
             thumbnails = None if self.thumbnail is None else np.zeros((0, self.thumbnail.dim))
             return np.zeros((0, self.dim), np.float32), thumbnails
-        values, ok = self._decode_symbols(payloads, 0)
+        values, decoders = self._decode_symbols(payloads, 0)
         thumbnails = None
         if self.thumbnail is not None:
             thumbnails = self.thumbnail.dequantize(values[:, self.dim :] - self.thumbnail.half_ranges)
@@ -324,9 +335,18 @@ class BaseLayerModel:
         escaped = values == 2 * self.half_ranges + 1
         symbols = values - self.half_ranges
         counts = escaped.sum(axis=1)
-        for escapes in np.unique(counts[counts > 0]):  # faces with escapes: decode again, with their values
+        # The number of escaped values a payload holds after its D + T symbols is known once those are read. When
+        # no payload has any, the first pass read every payload whole and its end check is the check. Otherwise
+        # the first pass stopped short of some ends, and tfc's end check would report those decoders as failed
+        # ("RangeDecoder #N final status was an error" in its log): it is skipped, and every payload is decoded
+        # again with its own number of escapes and checked there.
+        ok = self._ended(decoders) if not counts.any() else np.zeros(len(payloads), bool)
+        for escapes in np.unique(counts) if counts.any() else ():
             rows = np.flatnonzero(counts == escapes)
-            more, ok[rows] = self._decode_symbols([payloads[r] for r in rows], escapes)
+            more, decoders = self._decode_symbols([payloads[r] for r in rows], escapes)
+            ok[rows] = self._ended(decoders)
+            if not escapes:
+                continue
             extra = more[:, self.coded_dims :] - self.max_symbol
             dims = np.nonzero(escaped[rows])[1].reshape(len(rows), escapes)
             if np.any(np.abs(extra) <= self.half_ranges[dims]):

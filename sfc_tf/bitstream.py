@@ -1,9 +1,11 @@
 """The ``.sfc`` container: one coded face, base layer first, optional enhancement layer after it.
 
-Version 4, byte by byte (full description and the reasons for each field in docs/bitstream.md):
+Version 4, byte by byte (full description and the reasons for each field in docs/bitstream.md; version 3 is the
+same layout with format tag 0b111101, no authenticated variant and codec ids 1..4, and is read too):
 
   base part
-    0   1  format tag: bits 7..2 = 0b111110 (version 4), bits 1..0 = alignment (0 mtcnn, 1 center, 2 crop)
+    0   1  format tag: bits 7..2 = 0b111110 (version 4) or 0b111111 (version 4, authenticated),
+           bits 1..0 = alignment (0 mtcnn, 1 center, 2 crop)
     1   1  model set (1..127: a registered set of sfc_tf.zoo; 128..255: an unregistered set, by a 7-bit hash)
     2   v  base payload length L (unsigned LEB128, 1..2 bytes, 1..MAX_BASE_PAYLOAD)
     .   L  base payload (the range-coded feature, and a colour thumbnail if the model set has one; base_layer.py)
@@ -14,35 +16,44 @@ Version 4, byte by byte (full description and the reasons for each field in docs
     .   4  residual min, max (two float16; only when the payload codes a residual, see ``has_span``)
     .   M  payload (the codec's bytes; everything up to the CRC, 1..MAX_ENHANCEMENT_PAYLOAD bytes)
     .   4  CRC-32 of the base part and every byte of the enhancement part before it
+  authentication tag (authenticated files only)
+    .  16  HMAC-SHA-256 of every byte before it under the user's key, truncated to its first 16 bytes
 
 A base-only file costs the base payload + 5 bytes: the base-layer record (CRC-16 + payload) + 24 bits. The
-enhancement CRC covers the base part too, so an enhancement layer is bound to the base layer it refines:
-grafted onto another face's base layer it is refused. The crop geometry (160x160 RGB) and every model are
-fixed by the model set. Stripping the enhancement layer is a truncation after the base part. Every length is
-checked against a hard limit and against the bytes that remain before anything is sliced; every failure
-raises ``BitstreamError`` with the reason. Version 3 is version 4 with format tag 0b111101 and codecs 1..4 only;
-the decoder reads both, the encoder writes version 4.
+enhancement CRC covers the base part too, so an enhancement layer is bound to the base layer it refines: grafted
+onto another face's base layer it is refused. The crop geometry (160x160 RGB) and every model are fixed by the
+model set. Stripping the enhancement layer is a truncation after the base part (tagged anew in an authenticated
+file). Every length is checked against a hard limit and against the bytes that remain before anything is sliced;
+every failure raises ``BitstreamError`` with the reason. Given a key, a reader refuses every file whose tag does
+not verify (plain files included) before it parses anything else; without one it refuses authenticated files
+(``AuthenticationError``): an authenticated file is only ever decoded checked.
 """
 
 from __future__ import annotations
 
 import binascii
 import dataclasses
+import hashlib
+import hmac
 import math
 import struct
 import zlib
 
-from sfc_tf.errors import BitstreamError
+from sfc_tf.errors import AuthenticationError, BitstreamError
 
 VERSION = 4
-FORMAT_TAGS = {0b111101: 3, 0b111110: 4}  # bits 7..2 of byte 0 -> format version
-FORMAT_TAG = next(tag for tag, version in FORMAT_TAGS.items() if version == VERSION)
+# Bits 7..2 of byte 0: format version and whether the file ends with an authentication tag.
+FORMAT_TAGS = {0b111101: (3, False), 0b111110: (4, False), 0b111111: (4, True)}
+PLAIN_TAG, AUTHENTICATED_TAG = 0b111110, 0b111111
+VERSIONS = (3, 4)  # what this decoder reads
 LEGACY_MAGIC = b"SF"  # versions 1 and 2 started with these two bytes, then the version byte
 ALIGNMENTS = ("mtcnn", "center", "crop")
 MAX_BASE_PAYLOAD = 4096
 MAX_ENHANCEMENT_PAYLOAD = 1 << 20  # 1 MiB: a raw 160x160 RGB crop is 76,800 bytes
 BASE_CRC_BYTES, ENHANCEMENT_CRC_BYTES = 2, 4
 SPAN_BYTES = 4
+AUTHENTICATION_TAG_BYTES = 16
+MIN_KEY_BYTES = 16
 
 # Enhancement codecs (bits 7..4 of the enhancement part's first byte) and the one name each goes by, in files,
 # on the command line and in the codec registry (sfc_tf.enhancement.registry).
@@ -59,6 +70,7 @@ CODECS = {
     WEBP: "webp",
 }
 LEARNED_CODECS = (LEARNED, CONDITIONAL)
+CODECS_OF_VERSION = {3: VERSION_3_CODECS, 4: tuple(CODECS)}
 
 # Prediction modes (bits 3..0): what the enhancement layer is coded against (sfc_tf.enhancement.prediction).
 RECONSTRUCTION, NO_PREDICTION, MEAN_FACE, SMOOTHED, MMSE = 0, 1, 2, 3, 4
@@ -98,6 +110,18 @@ def has_span(codec: int, mode: int) -> bool:
     return codec != CONDITIONAL and mode != NO_PREDICTION
 
 
+def combination_error(codec: int, mode: int, version: int = VERSION) -> str | None:
+    """Why the format does not allow an enhancement layer of ``codec`` in prediction ``mode`` (None if it does):
+    an unknown codec or mode, a codec the version does not define, or a conditional layer without a prediction."""
+    if codec not in CODECS_OF_VERSION[version]:
+        return f"unknown enhancement codec id {codec}" + (f" in a version-{version} file" if codec in CODECS else "")
+    if mode not in MODES:
+        return f"unknown prediction mode {mode}"
+    if codec == CONDITIONAL and mode == NO_PREDICTION:
+        return "a conditional enhancement layer is coded given a prediction, so its mode cannot be none"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Enhancement:
     """The enhancement part: which codec coded ``payload`` against which prediction; ``span`` is the residual's
@@ -127,6 +151,18 @@ class SfcFile:
     model_set: int
     base_payload: bytes
     enhancement: Enhancement | None = None
+
+
+def check_key(key: bytes) -> bytes:
+    """An authentication key as bytes (``ValueError`` if it is shorter than ``MIN_KEY_BYTES``)."""
+    if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"an authentication key is at least {MIN_KEY_BYTES} bytes")
+    return bytes(key)
+
+
+def authentication_tag(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA-256 of ``data`` under ``key``, truncated to ``AUTHENTICATION_TAG_BYTES``."""
+    return hmac.new(check_key(key), data, hashlib.sha256).digest()[:AUTHENTICATION_TAG_BYTES]
 
 
 def crc16(data: bytes) -> bytes:
@@ -182,7 +218,7 @@ class _Reader:
         raise BitstreamError(f"{what} is longer than {max_bytes} bytes")
 
 
-def _pack_base(sfc: SfcFile) -> bytes:
+def _pack_base(sfc: SfcFile, authenticated: bool) -> bytes:
     if sfc.alignment not in ALIGNMENTS:
         raise ValueError(f"alignment must be one of {ALIGNMENTS}")
     if not 1 <= sfc.model_set <= 255:
@@ -190,7 +226,9 @@ def _pack_base(sfc: SfcFile) -> bytes:
     if not 0 < len(sfc.base_payload) <= MAX_BASE_PAYLOAD:
         raise ValueError(f"base payload must be 1..{MAX_BASE_PAYLOAD} bytes")
     part = (
-        bytes([FORMAT_TAG << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set])
+        bytes(
+            [(AUTHENTICATED_TAG if authenticated else PLAIN_TAG) << 2 | ALIGNMENTS.index(sfc.alignment), sfc.model_set]
+        )
         + leb128(len(sfc.base_payload))
         + sfc.base_payload
     )
@@ -198,8 +236,8 @@ def _pack_base(sfc: SfcFile) -> bytes:
 
 
 def _pack_enhancement(e: Enhancement, base: bytes) -> bytes:
-    if e.codec not in CODECS or e.mode not in MODES:
-        raise ValueError(f"unknown enhancement codec {e.codec} or prediction mode {e.mode}")
+    if (reason := combination_error(e.codec, e.mode)) is not None:
+        raise ValueError(reason)
     if not 0 < len(e.payload) <= MAX_ENHANCEMENT_PAYLOAD:
         raise ValueError(f"enhancement payload must be 1..{MAX_ENHANCEMENT_PAYLOAD} bytes")
     if (e.span is not None) != has_span(e.codec, e.mode):
@@ -218,27 +256,67 @@ def _pack_enhancement(e: Enhancement, base: bytes) -> bytes:
     return part + crc32(base + part)
 
 
-def pack(sfc: SfcFile) -> bytes:
-    base = _pack_base(sfc)
-    return base if sfc.enhancement is None else base + _pack_enhancement(sfc.enhancement, base)
+def pack(sfc: SfcFile, key: bytes | None = None) -> bytes:
+    """The bytes of ``sfc`` (version 4); with a ``key``, the authenticated variant (the tag appended)."""
+    base = _pack_base(sfc, key is not None)
+    data = base if sfc.enhancement is None else base + _pack_enhancement(sfc.enhancement, base)
+    return data if key is None else data + authentication_tag(key, data)
 
 
 def _legacy_version(data: bytes) -> int | None:
     return data[2] if len(data) >= 3 and data[:2] == LEGACY_MAGIC and data[2] in (1, 2) else None
 
 
-def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
-    reader = _Reader(data)
-    tag = reader.uint(1, "format tag")
-    if tag >> 2 not in FORMAT_TAGS:
+def _format(data: bytes) -> tuple[int, bool]:
+    """(format version, authenticated) from the format tag in byte 0."""
+    tag = _Reader(data).uint(1, "format tag") >> 2
+    if tag not in FORMAT_TAGS:
         legacy = _legacy_version(data)
         if legacy is not None:
             raise BitstreamError(
-                f"this is an .sfc file of format version {legacy} (sfc_tf 0.1); this decoder reads "
-                f"versions {', '.join(map(str, sorted(FORMAT_TAGS.values())))}: re-encode the image, or decode it "
-                f"with sfc_tf 0.1"
+                f"this is an .sfc file of format version {legacy} (sfc_tf 0.1); this decoder reads versions "
+                f"{' and '.join(map(str, VERSIONS))}: re-encode the image, or decode it with sfc_tf 0.1"
             )
         raise BitstreamError("not an .sfc file (bad format tag)")
+    return FORMAT_TAGS[tag]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Container:
+    """A file's format version, whether it carries an authentication tag, and its bytes before the tag."""
+
+    version: int
+    authenticated: bool
+    body: bytes
+
+
+def _opened(data: bytes, key: bytes | None, require_key: bool = True) -> _Container:
+    """``data`` with its authentication settled before anything else is parsed. Given a ``key``, a file whose tag
+    does not verify, or that has none, is refused; without one, an authenticated file is refused unless
+    ``require_key`` is false (``info``: the fields are shown, marked unverified)."""
+    data = bytes(data)
+    version, authenticated = _format(data)
+    if not authenticated:
+        if key is not None:
+            raise AuthenticationError("the file is not authenticated, and a key was given: it cannot be checked")
+        return _Container(version, False, data)
+    if len(data) <= AUTHENTICATION_TAG_BYTES:
+        raise BitstreamError(f"truncated file: an authenticated file ends with a {AUTHENTICATION_TAG_BYTES}-byte tag")
+    body, tag = data[:-AUTHENTICATION_TAG_BYTES], data[-AUTHENTICATION_TAG_BYTES:]
+    if key is not None:
+        if not hmac.compare_digest(tag, authentication_tag(key, body)):
+            raise AuthenticationError(
+                "the authentication tag does not verify: the file was changed, or it was made with another key"
+            )
+    elif require_key:
+        raise AuthenticationError("the file is authenticated: give its key to check and decode it")
+    return _Container(version, True, body)
+
+
+def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
+    """The base part of a file's bytes (before any authentication tag) and where it ends."""
+    reader = _Reader(data)
+    tag = reader.uint(1, "format tag")
     if tag & 3 >= len(ALIGNMENTS):
         raise BitstreamError(f"unknown alignment id {tag & 3}")
     model_set = reader.uint(1, "model set")
@@ -254,19 +332,12 @@ def _unpack_base(data: bytes) -> tuple[SfcFile, int]:
     return SfcFile(ALIGNMENTS[tag & 3], model_set, bytes(payload)), reader.pos
 
 
-def format_version(data: bytes) -> int:
-    """The format version of a file whose base part ``_unpack_base`` accepted."""
-    return FORMAT_TAGS[data[0] >> 2]
-
-
-def _unpack_enhancement(data: bytes, start: int) -> Enhancement:
+def _unpack_enhancement(data: bytes, start: int, version: int) -> Enhancement:
     reader = _Reader(data, start)
     head = reader.uint(1, "enhancement codec and mode")
     codec, mode = head >> 4, head & 0x0F
-    if codec not in CODECS or (format_version(data) == 3 and codec not in VERSION_3_CODECS):
-        raise BitstreamError(f"unknown enhancement codec id {codec} (format version {format_version(data)})")
-    if mode not in MODES:
-        raise BitstreamError(f"unknown prediction mode {mode}")
+    if (reason := combination_error(codec, mode, version)) is not None:
+        raise BitstreamError(reason)
     model_id = reader.uint(2, "enhancement model id") if codec in LEARNED_CODECS else 0
     span = MinMax.from_bytes(reader.take(SPAN_BYTES, "residual min/max")) if has_span(codec, mode) else None
     length = reader.remaining() - ENHANCEMENT_CRC_BYTES
@@ -282,50 +353,72 @@ def _unpack_enhancement(data: bytes, start: int) -> Enhancement:
     return Enhancement(codec, mode, bytes(payload), span, model_id)
 
 
-def unpack(data: bytes) -> SfcFile:
-    """Parse and verify a whole file (both CRCs, the enhancement layer's binding to the base layer)."""
+def _unpack(container: _Container) -> tuple[SfcFile, int]:
+    base, end = _unpack_base(container.body)
+    if end == len(container.body):
+        return base, end
+    return dataclasses.replace(base, enhancement=_unpack_enhancement(container.body, end, container.version)), end
+
+
+def unpack(data: bytes, key: bytes | None = None) -> SfcFile:
+    """Parse and verify a whole file (its authentication tag under ``key``, both CRCs, the enhancement layer's
+    binding to the base layer)."""
+    return _unpack(_opened(data, key))[0]
+
+
+def unpack_base(data: bytes, key: bytes | None = None) -> SfcFile:
+    """Parse only the base part (what analysis needs); the enhancement part is neither read nor verified, except
+    by the authentication tag of an authenticated file, which covers the whole file and is checked first."""
+    return _unpack_base(_opened(data, key).body)[0]
+
+
+def is_authenticated(data: bytes) -> bool:
+    """Whether the format tag says ``data`` ends with an authentication tag (nothing is verified)."""
+    return _format(bytes(data))[1]
+
+
+def strip_enhancement(data: bytes, key: bytes | None = None) -> bytes:
+    """A valid base-only file: the base part, verified, with everything after it dropped. An authenticated file
+    needs its ``key``: its tag is checked and the base part tagged anew with the same key."""
     data = bytes(data)
-    base, end = _unpack_base(data)
-    if end == len(data):
-        return base
-    return dataclasses.replace(base, enhancement=_unpack_enhancement(data, end))
-
-
-def unpack_base(data: bytes) -> SfcFile:
-    """Parse only the base part (what analysis needs); the enhancement part is neither read nor verified."""
-    return _unpack_base(bytes(data))[0]
-
-
-def strip_enhancement(data: bytes) -> bytes:
-    """A valid base-only file: the base part, verified, with everything after it dropped."""
-    return bytes(data[: _unpack_base(bytes(data))[1]])
+    authenticated = is_authenticated(data)
+    if authenticated and key is None:
+        raise AuthenticationError(
+            "the file is authenticated: stripping it needs its key (to check it and tag the rest)"
+        )
+    base = data[: _unpack_base(_opened(data, key).body)[1]]
+    return base + authentication_tag(key, base) if authenticated else base
 
 
 def base_part_bytes(data: bytes) -> int:
-    """Size of the (verified) base part of a file."""
-    return _unpack_base(bytes(data))[1]
+    """Size of the (CRC-verified) base part of a file; an authentication tag is not checked here."""
+    return _unpack_base(_opened(data, None, require_key=False).body)[1]
 
 
-def info(data: bytes) -> dict:
-    """Layers, sizes in bits, model set and enhancement coding of a file (for ``sfc info``)."""
+def info(data: bytes, key: bytes | None = None) -> dict:
+    """Layers, sizes in bits, model set and enhancement coding of a file (for ``sfc info``). An authenticated file
+    is checked when ``key`` is given; without one its fields are shown with ``tag_verified`` false."""
     data = bytes(data)
-    sfc = unpack(data)
-    base_bits = 8 * base_part_bytes(data)
+    container = _opened(data, key, require_key=False)
+    sfc, base_end = _unpack(container)
     result = {
-        "format_version": format_version(data),
+        "format_version": container.version,
+        "authenticated": container.authenticated,
         "alignment": sfc.alignment,
         "model_set": sfc.model_set,
         "layers": ["base"] + (["enhancement"] if sfc.enhancement else []),
         "file_bits": 8 * len(data),
-        "base_part_bits": base_bits,
+        "base_part_bits": 8 * base_end,
         "base_record_bits": 8 * (len(sfc.base_payload) + BASE_CRC_BYTES),
     }
+    if container.authenticated:
+        result.update(authentication_tag_bits=8 * AUTHENTICATION_TAG_BYTES, tag_verified=key is not None)
     if sfc.enhancement:
         e = sfc.enhancement
         result.update(
             enhancement_codec=e.codec_name,
             prediction_mode=e.mode_name,
-            enhancement_part_bits=8 * len(data) - base_bits,
+            enhancement_part_bits=8 * (len(container.body) - base_end),
             enhancement_payload_bits=8 * len(e.payload),
         )
         if e.span is not None:

@@ -16,25 +16,31 @@
   sfc demo IMAGE OUT_DIR   compress and decompress one face at every layer; sizes and PSNR
 
 IN may be files, directories or globs (then OUT is a directory). Outputs are never overwritten without
---overwrite and are written whole or not at all (a temporary file renamed into place). Errors exit 1 with a
-one-line reason; Ctrl-C exits 130 with one line. Arguments are checked before any model loads.
+--overwrite and are written whole or not at all (a temporary file renamed into place), with the permissions the
+umask gives new files. Errors exit 1 with a one-line reason; Ctrl-C exits 130 with one line. Arguments are checked
+before any model loads. --key_file KEY: authenticated files (compress writes them; the readers check them).
+TensorFlow's start-up lines and warnings are silenced unless asked for (--verbose or SFC_TF_VERBOSE=1; a
+TF_CPP_MIN_LOG_LEVEL of your own is kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import json
+import logging
+import math
 import os
 import pathlib
 import sys
-import tempfile
 
-from sfc_tf.errors import SfcError
+from sfc_tf.errors import SfcError, located
+from sfc_tf.files import write_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MODES = ("auto", "reconstruction", "none", "mean_face", "smoothed", "mmse")
+MAX_KEY_FILE_BYTES = 1 << 16
+VERBOSE_ENVIRONMENT = "SFC_TF_VERBOSE"
 
 
 class UsageError(SfcError):
@@ -65,20 +71,6 @@ def _check_output(path: pathlib.Path, overwrite: bool) -> pathlib.Path:
     return path
 
 
-def write_atomically(path: pathlib.Path, data: bytes) -> None:
-    """``path`` holds ``data`` whole, or is untouched: a temporary file beside it is renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _targets(args, inputs: list[pathlib.Path], suffix: str) -> list[pathlib.Path]:
     out = pathlib.Path(args.output)
     if len(inputs) == 1 and not out.is_dir():
@@ -100,12 +92,44 @@ def _progress(items, description: str, unit: str = "face"):
 def _codec(args):
     from sfc_tf.codec import ScalableCodec
 
-    kwargs = {"align": getattr(args, "align", "mtcnn")}
+    kwargs = {"align": getattr(args, "align", "mtcnn"), "key": getattr(args, "key", None)}
     if getattr(args, "server", None):
         from sfc_tf.serving_client import RemoteModels
 
         kwargs["models"] = RemoteModels(args.server, args.server_protocol, timeout=args.server_timeout)
     return ScalableCodec.from_pretrained(args.model_set, **kwargs)
+
+
+def _check_arguments(args) -> None:
+    """The arguments every command shares, checked (and the key read) before a command starts."""
+    if getattr(args, "server_timeout", None) is not None:
+        from sfc_tf.serving_client import check_timeout
+
+        try:
+            check_timeout(args.server_timeout)
+        except ValueError as exc:
+            raise UsageError(f"--server_timeout: {exc}") from None
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not math.isfinite(threshold):
+        raise UsageError(f"--threshold must be a finite distance, not {threshold}")
+    args.key = _read_key(args.key_file) if getattr(args, "key_file", None) else None
+
+
+def _read_key(path: str) -> bytes:
+    """The bytes of a key file, as they are (docs/bitstream.md: at least 16; 32 random bytes are a good key)."""
+    from sfc_tf import bitstream
+
+    try:
+        with open(path, "rb") as handle:
+            key = handle.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
+    if not bitstream.MIN_KEY_BYTES <= len(key) <= MAX_KEY_FILE_BYTES:
+        raise UsageError(
+            f"the key file {path} holds {len(key)} bytes; a key is {bitstream.MIN_KEY_BYTES} to "
+            f"{MAX_KEY_FILE_BYTES} bytes (e.g. head -c 32 /dev/urandom > {path})"
+        )
+    return key
 
 
 def _quality(args):
@@ -170,7 +194,7 @@ def _decompress(args) -> None:
     features = _check_output(pathlib.Path(args.features), args.overwrite) if args.features else None
     if features is not None and features.resolve() == target.resolve():
         raise UsageError("--features must differ from the image output")
-    decoded = _codec(args).decode(source.read_bytes(), args.layers)
+    decoded = _codec(args).decode_many([source.read_bytes()], args.layers, names=[str(source)])[0]
     png = io.BytesIO()
     Image.fromarray(decoded.image).save(png, "PNG")
     if features is not None:
@@ -184,7 +208,10 @@ def _decompress(args) -> None:
 def _info(args) -> None:
     from sfc_tf import bitstream
 
-    info = bitstream.info(pathlib.Path(args.input).read_bytes())
+    try:
+        info = bitstream.info(pathlib.Path(args.input).read_bytes(), args.key)
+    except SfcError as exc:
+        raise located(exc, args.input) from exc
     print(json.dumps({**info, **_registered_names(info)}, indent=2))
 
 
@@ -214,7 +241,10 @@ def _strip(args) -> None:
 
     data = pathlib.Path(args.input).read_bytes()
     target = _check_output(pathlib.Path(args.output), args.overwrite)
-    stripped = bitstream.strip_enhancement(data)
+    try:
+        stripped = bitstream.strip_enhancement(data, args.key)
+    except SfcError as exc:
+        raise located(exc, args.input) from exc
     write_atomically(target, stripped)
     print(f"{args.input}: {8 * len(data)} -> {8 * len(stripped)} bits (base layer only)")
 
@@ -223,7 +253,8 @@ def _compare(args) -> None:
     from sfc_tf import metrics, zoo
 
     codec = _codec(args)
-    a, b = (codec.decode(pathlib.Path(p).read_bytes(), "base").feature for p in (args.first, args.second))
+    paths = (args.first, args.second)
+    a, b = (d.feature for d in codec.decode_many([pathlib.Path(p).read_bytes() for p in paths], "base", paths))
     threshold = zoo.verification_threshold() if args.threshold is None else args.threshold
     # centred on the training-identity feature mean, as the threshold was chosen (the base layer's PCA mean)
     a, b = (metrics.centered(f, codec.base_layer.mean) for f in (a, b))
@@ -272,10 +303,10 @@ def _search(args) -> None:
         raise UsageError(f"-k must be at least 1, not {args.k}")
     queries = _inputs(args.queries, (".sfc",) + IMAGE_SUFFIXES)
     index = search.SearchIndex.load(args.index)
-    codec = ScalableCodec.from_pretrained(index.model_set, align=args.align)
+    codec = ScalableCodec.from_pretrained(index.model_set, align=args.align, key=args.key)
     threshold = zoo.verification_threshold() if args.threshold is None else args.threshold
     files = [p.read_bytes() if p.suffix == ".sfc" else codec.encode(p, "none") for p in queries]
-    features = np.stack([d.feature for d in codec.decode_many(files, "base")])
+    features = np.stack([d.feature for d in codec.decode_many(files, "base", [str(q) for q in queries])])
     matches = index.search(index.centre(features), args.k, args.method)
     for query, labels, sources, distances in zip(queries, matches.labels, matches.sources, matches.distances):
         print(f"{query}:")
@@ -291,6 +322,7 @@ def _features(args) -> None:
 
     if len(args.images) > 2:
         raise UsageError("features takes one or two images")
+    facenet.feature_dim(args.facenet_key)  # an unknown key is refused before MTCNN loads
     aligner = align.make_aligner(args.align)
     crops = np.stack([aligner(path) for path in args.images])
     extractor = facenet.FeatureExtractor(args.facenet_key, args.facenet_weights)
@@ -380,7 +412,20 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="registered model set to encode with (name or id; `sfc models`); default: the default",
         )
+        sub.add_argument(
+            "--verbose",
+            action="store_true",
+            help=f"show TensorFlow's start-up and log lines (also: {VERBOSE_ENVIRONMENT}=1)",
+        )
         return sub
+
+    def key_flag(sub, what):
+        sub.add_argument(
+            "--key_file",
+            default=None,
+            metavar="KEY",
+            help=f"a file of 16+ secret bytes: {what} (docs/bitstream.md, authenticated files)",
+        )
 
     def server_flags(sub):
         sub.add_argument(
@@ -448,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep_going", action="store_true", help="code every good input, list the bad ones at the end and exit 1"
     )
     server_flags(compress)
+    key_flag(compress, "write authenticated files tagged with this key")
 
     decompress = command("decompress", _decompress, ".sfc -> image")
     decompress.add_argument("input", metavar="IN")
@@ -461,19 +507,23 @@ def build_parser() -> argparse.ArgumentParser:
     decompress.add_argument("--features", default=None, metavar="OUT.npy", help="also save the decoded feature")
     decompress.add_argument("--overwrite", action="store_true")
     server_flags(decompress)
+    key_flag(decompress, "refuse the file unless its tag verifies with this key")
 
     info = command("info", _info, "layers, sizes and models of a file")
     info.add_argument("input", metavar="FILE")
+    key_flag(info, "check an authenticated file's tag (without it, its fields are shown unverified)")
 
     strip = command("strip", _strip, "drop the enhancement layer")
     strip.add_argument("input", metavar="FILE")
     strip.add_argument("output", metavar="OUT")
     strip.add_argument("--overwrite", action="store_true")
+    key_flag(strip, "an authenticated file's key: checked, and the stripped file tagged with it")
 
     compare = command("compare", _compare, "same person or not, from the base layers")
     compare.add_argument("first", metavar="A")
     compare.add_argument("second", metavar="B")
     threshold_flag(compare)
+    key_flag(compare, "refuse files whose tag does not verify with this key")
 
     index = command("index", _index, "search index of a gallery of .sfc files (base layers only)")
     index.add_argument(
@@ -484,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label", choices=["parent", "stem"], default="parent", help="identity: folder name or file stem"
     )
     index.add_argument("--overwrite", action="store_true")
+    key_flag(index, "refuse gallery files whose tag does not verify with this key")
 
     search = command("search", _search, "nearest gallery identities of query faces or .sfc files")
     search.add_argument("index", metavar="INDEX.npz")
@@ -496,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exact search, FAISS HNSW (approximate), or auto: exact up to 50,000 entries",
     )
     threshold_flag(search)
+    key_flag(search, "refuse .sfc queries whose tag does not verify with this key")
     search.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn", help="crop of query images")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
@@ -524,10 +576,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_start() -> None:
+    """Silences TensorFlow's C++ start-up and log lines and absl's and TensorFlow's Python warnings; effective when
+    called before TensorFlow loads (a TF_CPP_MIN_LOG_LEVEL the user set is kept)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Entry point of the ``sfc`` console script: exit 0, 1 with a one-line reason, or 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
+    if not (args.verbose or os.environ.get(VERBOSE_ENVIRONMENT, "") not in ("", "0")):
+        quiet_start()
     try:
+        _check_arguments(args)
         args.run(args)
     except KeyboardInterrupt:
         print(

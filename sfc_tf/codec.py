@@ -29,7 +29,7 @@ from sfc_tf import bitstream, zoo
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
 from sfc_tf.enhancement import decision, layer, registry
 from sfc_tf.enhancement.prediction import Predictions, mode_id
-from sfc_tf.errors import ModelMismatchError
+from sfc_tf.errors import ModelMismatchError, SfcError, located
 
 if TYPE_CHECKING:
     from sfc_tf.align import ImageSource
@@ -177,10 +177,15 @@ class ScalableCodec:
         facenet_weights: str | os.PathLike | None = None,
         models: Models | None = None,
         learned_dirs: Sequence[str | os.PathLike] = (),
+        key: bytes | None = None,
     ) -> None:
         """``models``: a ``serving_client.Models`` running FaceNet and the reconstructor on a model server.
-        ``learned_dirs``: learned checkpoints outside the registry that files may name."""
+        ``learned_dirs``: learned checkpoints outside the registry that files may name. ``key``: the secret of
+        authenticated files (docs/bitstream.md): the encoder tags every file it writes, the decoder refuses every
+        file whose tag does not verify, plain files included, before decoding anything; without a key, authenticated
+        files are refused."""
         self.model_set = model_set if isinstance(model_set, zoo.ModelSet) else zoo.model_set(model_set)
+        self.key = None if key is None else bitstream.check_key(key)
         self.align, self.facenet_weights, self.remote = align, facenet_weights, models
         self.learned_dirs = tuple(pathlib.Path(d) for d in learned_dirs)
         self.models = ModelSetModels(self.model_set, models, facenet_weights)
@@ -345,14 +350,14 @@ class ScalableCodec:
         n = len(analysis.crops)
         bases = [bitstream.SfcFile(self.align, self.model_set.id, p) for p in analysis.base_payloads]
         if enhancement == NO_ENHANCEMENT:
-            return Encoded([bitstream.pack(b) for b in bases], np.full(n, -1), [NO_ENHANCEMENT] * n)
+            return Encoded([bitstream.pack(b, self.key) for b in bases], np.full(n, -1), [NO_ENHANCEMENT] * n)
         slope = registry.codec(enhancement).rd_slope_db
         tried = []
         for codec, m in self.candidates(enhancement, quality, mode, family):
             prediction = analysis.predictions(m)
             coded = layer.encode(codec, m, analysis.crops, prediction)
             files = [
-                bitstream.pack(dataclasses.replace(b, enhancement=enhancement_layer(codec, m, c)))
+                bitstream.pack(dataclasses.replace(b, enhancement=enhancement_layer(codec, m, c)), self.key)
                 for b, c in zip(bases, coded)
             ]
             decoded = layer.decode(codec, m, coded, prediction)
@@ -368,14 +373,44 @@ class ScalableCodec:
     def decode(self, data: bytes, layers: str = "full") -> Decoded:
         return self.decode_many([data], layers)[0]
 
-    def decode_many(self, files: list[bytes], layers: str = "full") -> list[Decoded]:
+    def decode_many(
+        self, files: list[bytes], layers: str = "full", names: Sequence[str] | None = None
+    ) -> list[Decoded]:
         """``base``: features only (range decoding, no network). ``reconstruction``: + the face reconstructed
         from the base layer alone (both read and verify only the base part, so a damaged enhancement layer does
         not stop them). ``full``: + the enhancement layer when the file has one. Files of several
-        model sets may be mixed; each group is decoded with its own models, one network call per group."""
+        model sets may be mixed; each group is decoded with its own models, one network call per group. Every file
+        is parsed (and, with a key, authenticated) before anything is decoded. A file that cannot be decoded raises
+        its error prefixed with its name (``names``; by default ``files[i]`` when there are several)."""
         if layers not in LAYERS:
             raise ValueError(f"layers must be one of {LAYERS}, not {layers!r}")
-        parsed = [bitstream.unpack(d) if layers == "full" else bitstream.unpack_base(d) for d in files]
+        if names is not None and len(names) != len(files):
+            raise ValueError(f"{len(names)} names for {len(files)} files")
+        names = names if names is not None else [f"files[{i}]" for i in range(len(files))] if len(files) > 1 else None
+        parse = functools.partial(bitstream.unpack if layers == "full" else bitstream.unpack_base, key=self.key)
+        parsed = []
+        for i, data in enumerate(files):
+            try:
+                parsed.append(parse(data))
+            except SfcError as exc:
+                if names is None:
+                    raise
+                raise located(exc, names[i]) from exc
+        try:
+            return self._decode_parsed(parsed, layers)
+        except SfcError as exc:
+            if names is None:
+                raise
+            if len(parsed) == 1:
+                raise located(exc, names[0]) from exc
+            for i, sfc in enumerate(parsed):  # a batch decodes together: the file that fails alone is named
+                try:
+                    self._decode_parsed([sfc], layers)
+                except SfcError as alone:
+                    raise located(alone, names[i]) from exc
+            raise
+
+    def _decode_parsed(self, parsed: list[bitstream.SfcFile], layers: str) -> list[Decoded]:
         out: list[Decoded | None] = [None] * len(parsed)
         for set_id in dict.fromkeys(s.model_set for s in parsed):
             rows = [i for i, s in enumerate(parsed) if s.model_set == set_id]

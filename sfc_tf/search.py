@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -89,16 +88,23 @@ class SearchIndex:
         batch: int = 1024,
         progress: Callable[[range], Iterable[int]] | None = None,
     ) -> "SearchIndex":
-        """An index of ``.sfc`` files of one model set: their base layers only are decoded (batched)."""
+        """An index of ``.sfc`` files of one model set: their base layers only are decoded (batched). A file that
+        cannot be decoded fails the index, named by its source."""
         from sfc_tf import bitstream
+        from sfc_tf.errors import located
 
         if not files:
             raise SearchIndexError("an empty gallery")
-        model_sets = [bitstream.unpack_base(f).model_set for f in files]
+        model_sets = []
+        for data, source in zip(files, sources):
+            try:
+                model_sets.append(bitstream.unpack_base(data, codec.key).model_set)
+            except SfcError as exc:
+                raise located(exc, source) from exc
         check_one_model_set(model_sets)
         chunks = range(0, len(files), batch)
         features = [
-            np.stack([d.feature for d in codec.decode_many(files[i : i + batch], "base")])
+            np.stack([d.feature for d in codec.decode_many(files[i : i + batch], "base", sources[i : i + batch])])
             for i in (progress(chunks) if progress else chunks)
         ]
         return cls.from_features(codec, np.concatenate(features), labels, sources, model_sets)
@@ -172,9 +178,9 @@ class SearchIndex:
     # -- files ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """The index as an ``.npz`` file, written whole or not at all."""
-        path = pathlib.Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as out:
+        from sfc_tf import files
+
+        with files.atomic_output(path) as out:
             np.savez(
                 out,
                 format_version=np.int32(FORMAT_VERSION),
@@ -184,7 +190,6 @@ class SearchIndex:
                 labels=np.array(self.labels, dtype=str),
                 sources=np.array(self.sources, dtype=str),
             )
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SearchIndex":

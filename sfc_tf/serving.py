@@ -29,7 +29,7 @@ import pathlib
 
 import tensorflow as tf
 
-from sfc_tf import facenet
+from sfc_tf import facenet, inference
 
 FACENET, RECONSTRUCTOR, PREDICTOR = "facenet", "reconstructor", "predictor"
 ENHANCEMENT, DECODER = "enhancement", "decoder"
@@ -62,7 +62,8 @@ def add_residual(faces: tf.Tensor, residual_images: tf.Tensor, low: tf.Tensor, h
 
 class KerasGraph(tf.Module):
     """A Keras model saved as plain graph + variables: the module tracks only the variables, so saving skips
-    Keras' per-layer SavedModel serialisation (minutes for FaceNet; fails for models whose ``call`` is a loss)."""
+    Keras' per-layer SavedModel serialisation (minutes for FaceNet; fails for models whose ``call`` is a loss).
+    Called, it runs the model as the in-process code does (``inference.batch_invariant``)."""
 
     def __init__(self, model: tf.keras.Model, name: str):
         super().__init__(name=name)
@@ -70,7 +71,7 @@ class KerasGraph(tf.Module):
         self._call = lambda x: model(x, training=False)  # a plain function: not tracked
 
     def __call__(self, x):
-        return self._call(x)
+        return inference.batch_invariant(self._call, x)
 
 
 class FeatureExport(tf.Module):

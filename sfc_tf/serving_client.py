@@ -12,8 +12,9 @@ One interface, two implementations with the same methods:
   images = models.decode_images(strings, latent_shape[, predictions])
   faces = models.decode_full(features, strings, latent_shape, low, high)  # the paper's residual mode
 
-``RemoteModels(..., timeout=60.0, retries=2, backoff=0.5)``: each request has a deadline of ``timeout`` seconds;
-only connection errors before it was sent are retried; every failure, bad replies included, is a ``ServingError``.
+``RemoteModels(..., timeout=60.0, retries=2, backoff=0.5)``: each request has a deadline of ``timeout`` seconds
+(finite, at most a day) covering the REST reply's parsing too; only connection errors before it was sent are
+retried; every failure, bad replies included, is a one-line ``ServingError``.
 
 ``ScalableCodec(models=...)`` (``sfc compress/decompress --server HOST:PORT``) runs FaceNet, the reconstructor
 and the coding predictor through one of these; ``served_learned_codec`` is a learned enhancement codec whose
@@ -29,8 +30,10 @@ import http.client
 import io
 import itertools
 import json
+import math
 import os
 import pathlib
+import re
 import socket
 import time
 import urllib.parse
@@ -54,10 +57,13 @@ _T = TypeVar("_T")
 
 GRPC, REST = "grpc", "rest"
 MAX_MESSAGE_BYTES = 64 << 20  # gRPC's cap on requests and replies
-# REST's cap on a reply, checked against its Content-Length and again while reading. 256 faces of 160x160x3 are
-# 19.7 M values: ~112 MB of JSON as uint8 (at most "255, " and brackets: 5.7 bytes a value), ~505 MB as floats even
-# at 17 significant digits ("-1.2345679351710714e-05, ": 25.7 bytes a value); features (256, 512) ~3 MB.
+# REST's caps on a reply, checked against its Content-Length and again while reading, before anything is parsed: 1 MiB
+# plus 2 MiB per row of the request (a 160x160x3 face is at most ~0.4 MB of JSON integers, ~2.0 MB even as floats at
+# 17 significant digits; a 1 MiB enhancement payload ~1.4 MB of base64; a 512-d feature ~13 KB), and 1 GiB in all.
 MAX_REPLY_BYTES = 1 << 30
+REPLY_BYTES_PER_ROW, REPLY_OVERHEAD_BYTES = 2 << 20, 1 << 20
+MAX_JSON_DEPTH = 8  # the deepest valid reply, {"outputs": {"faces": [rows of H x W x 3]}}, nests 6 levels
+MAX_TIMEOUT = 86_400.0  # seconds: a day; longer deadlines overflow socket and gRPC timers
 _CHUNK_BYTES = 64 << 10
 # How gRPC's UNAVAILABLE details start when a call never left the client: no connection, or no address.
 _GRPC_NOT_SENT = ("failed to connect to all addresses", "DNS resolution failed", "errors resolving")
@@ -189,6 +195,13 @@ class LocalModels(Models):
         return {name: value.numpy() for name, value in outputs.items()}
 
 
+def check_timeout(timeout: float) -> float:
+    """A request deadline in seconds: finite, positive and at most ``MAX_TIMEOUT`` (``ValueError`` otherwise)."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise ValueError(f"a server timeout is a number of seconds in (0, {MAX_TIMEOUT:g}], not {timeout!r}")
+    return float(timeout)
+
+
 class RemoteModels(Models):
     """The same networks behind a TensorFlow Serving model server (``protocol`` ``grpc`` or ``rest``).
 
@@ -202,8 +215,9 @@ class RemoteModels(Models):
     ) -> None:
         if protocol not in (GRPC, REST):
             raise ValueError(f"protocol must be {GRPC!r} or {REST!r}, got {protocol!r}")
-        if not timeout > 0 or retries < 0 or backoff < 0:
-            raise ValueError(f"need timeout > 0, retries >= 0, backoff >= 0; got {timeout}, {retries}, {backoff}")
+        check_timeout(timeout)
+        if retries < 0 or not math.isfinite(backoff) or backoff < 0:
+            raise ValueError(f"need retries >= 0 and a finite backoff >= 0; got {retries}, {backoff}")
         self.host_port, self.protocol = host_port, protocol
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self._address = _address(host_port) if protocol == REST else None
@@ -227,7 +241,9 @@ class RemoteModels(Models):
         else:
             outputs = self._predict_rest(model, signature, inputs, deadline)
         try:
-            return _checked_outputs(outputs, serving.OUTPUTS[(model, signature)], _batch_size(inputs))
+            return _checked_outputs(outputs, serving.OUTPUTS[(model, signature)], _batch_size(inputs), deadline)
+        except TimeoutError as exc:
+            raise self._timed_out(model, signature) from exc
         except ValueError as exc:
             raise self._error("sent a bad reply to", model, signature, exc) from exc
 
@@ -299,22 +315,25 @@ class RemoteModels(Models):
             f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {self.host_port}\r\nContent-Type: "
             f"application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode() + body
+        cap = reply_cap(_batch_size(inputs))
         try:
             status, data = self._retrying(
-                functools.partial(_post, self._address, request, deadline), model, signature, deadline
+                functools.partial(_post, self._address, request, deadline, cap), model, signature, deadline
             )
         except TimeoutError as exc:
             raise self._timed_out(model, signature) from exc
         except http.client.HTTPException as exc:  # bad status line or headers
             raise self._error("sent a bad reply to", model, signature, f"{type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:  # over MAX_REPLY_BYTES, or short of Content-Length
+        except ValueError as exc:  # over the cap, or short of Content-Length
             raise self._error("sent a bad reply to", model, signature, exc) from exc
         except OSError as exc:
             raise self._error("failed", model, signature, f"connection lost after sending: {exc}") from exc
         if status != 200:
             raise self._error("failed", model, signature, f"HTTP {status}: {_error_text(data)}")
         try:
-            reply = json.loads(data)
+            reply = _JsonReply(data, deadline).parse()
+        except TimeoutError as exc:
+            raise self._timed_out(model, signature) from exc
         except ValueError as exc:
             raise self._error("sent a bad reply to", model, signature, f"not JSON ({exc})") from exc
         if isinstance(reply, dict) and "error" in reply:
@@ -346,9 +365,14 @@ def _address(host_port: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 80
 
 
-def _post(address: tuple[str, int], request: bytes, deadline: float) -> tuple[int, bytearray]:
-    """Sends the HTTP ``request`` and reads the whole reply by ``deadline``: (status, body). ``_NotSent`` if
-    connecting or sending failed, ``TimeoutError`` at the deadline."""
+def reply_cap(rows: int) -> int:
+    """The most bytes a REST reply to a request of ``rows`` rows may take (``REPLY_BYTES_PER_ROW``)."""
+    return min(MAX_REPLY_BYTES, REPLY_OVERHEAD_BYTES + max(rows, 1) * REPLY_BYTES_PER_ROW)
+
+
+def _post(address: tuple[str, int], request: bytes, deadline: float, cap: int) -> tuple[int, bytearray]:
+    """Sends the HTTP ``request`` and reads the whole reply, at most ``cap`` bytes, by ``deadline``: (status, body).
+    ``_NotSent`` if connecting or sending failed, ``TimeoutError`` at the deadline."""
     with contextlib.ExitStack() as stack:
         try:
             sock = stack.enter_context(socket.create_connection(address, timeout=_remaining(deadline)))
@@ -360,7 +384,7 @@ def _post(address: tuple[str, int], request: bytes, deadline: float) -> tuple[in
             raise _NotSent(exc) from exc
         response = http.client.HTTPResponse(_DeadlineReader(sock, deadline), method="POST")
         response.begin()
-        return response.status, _read_capped(response)
+        return response.status, _read_capped(response, cap)
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -381,19 +405,98 @@ class _DeadlineReader(io.RawIOBase):
         return io.BufferedReader(self)
 
 
-def _read_capped(response: http.client.HTTPResponse) -> bytearray:
-    """The reply's body, read in chunks; ``ValueError`` once it is larger than ``MAX_REPLY_BYTES``, or before reading
-    if its Content-Length says it is, or if it ends short of its Content-Length."""
-    if response.length is not None and response.length > MAX_REPLY_BYTES:
-        raise ValueError(f"Content-Length {response.length} is larger than the {MAX_REPLY_BYTES}-byte cap")
+def _read_capped(response: http.client.HTTPResponse, cap: int) -> bytearray:
+    """The reply's body, read in chunks; ``ValueError`` once it is larger than ``cap``, or before reading if its
+    Content-Length says it is, or if it ends short of its Content-Length."""
+    if response.length is not None and response.length > cap:
+        raise ValueError(f"Content-Length {response.length} is larger than the {cap}-byte cap of this request")
     body = bytearray()
-    while chunk := response.read(min(_CHUNK_BYTES, MAX_REPLY_BYTES + 1 - len(body))):
+    while chunk := response.read(min(_CHUNK_BYTES, cap + 1 - len(body))):
         body += chunk
-        if len(body) > MAX_REPLY_BYTES:
-            raise ValueError(f"reply is larger than the {MAX_REPLY_BYTES}-byte cap")
+        if len(body) > cap:
+            raise ValueError(f"reply is larger than the {cap}-byte cap of this request")
     if response.length:
         raise ValueError(f"reply ended {response.length} bytes short of its Content-Length")
     return body
+
+
+class _JsonReply:
+    """A REST reply's JSON, parsed by ``deadline``: objects and the rows of the arrays that are their members (an
+    output tensor's rows) are walked here, the deadline checked after each; every row is parsed by ``json`` in one
+    call. Objects nest at most ``MAX_JSON_DEPTH`` deep; a row nested past Python's recursion limit is refused."""
+
+    _decoder = json.JSONDecoder()
+    _space = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, data: bytes, deadline: float) -> None:
+        self.text, self.deadline, self.pos = bytes(data).decode("utf-8"), deadline, 0
+
+    def parse(self) -> object:
+        value = self._value(0, rows=True)
+        self._skip()
+        if self.pos != len(self.text):
+            raise ValueError(f"extra data at character {self.pos}")
+        return value
+
+    def _skip(self) -> None:
+        self.pos = self._space.match(self.text, self.pos).end()
+
+    def _expect(self, char: str) -> None:
+        self._skip()
+        if not self.text.startswith(char, self.pos):
+            raise ValueError(f"expected {char!r} at character {self.pos}")
+        self.pos += 1
+
+    def _value(self, depth: int, rows: bool) -> object:
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        self._skip()
+        if self.text.startswith("{", self.pos):
+            return self._object(depth)
+        if rows and self.text.startswith("[", self.pos):
+            return self._rows(depth)
+        try:
+            value, self.pos = self._decoder.raw_decode(self.text, self.pos)
+        except RecursionError:
+            raise ValueError(f"nested too deeply at character {self.pos}") from None
+        return value
+
+    def _object(self, depth: int) -> dict:
+        self.pos += 1
+        members = {}
+        self._skip()
+        if self.text.startswith("}", self.pos):
+            self.pos += 1
+            return members
+        while True:
+            self._skip()
+            if not self.text.startswith('"', self.pos):
+                raise ValueError(f"expected a member name at character {self.pos}")
+            name, self.pos = self._decoder.raw_decode(self.text, self.pos)
+            self._expect(":")
+            members[name] = self._value(depth + 1, rows=True)
+            _remaining(self.deadline)
+            self._skip()
+            if not self.text.startswith(",", self.pos):
+                self._expect("}")
+                return members
+            self.pos += 1
+
+    def _rows(self, depth: int) -> list:
+        self.pos += 1
+        rows = []
+        self._skip()
+        if self.text.startswith("]", self.pos):
+            self.pos += 1
+            return rows
+        while True:
+            rows.append(self._value(depth + 1, rows=False))
+            _remaining(self.deadline)
+            self._skip()
+            if not self.text.startswith(",", self.pos):
+                self._expect("]")
+                return rows
+            self.pos += 1
 
 
 def _error_text(body: bytes) -> str:
@@ -416,22 +519,24 @@ def _batch_size(inputs: dict) -> int:
     return next((np.shape(value)[0] for name, value in inputs.items() if name != "latent_shape" and np.ndim(value)), -1)
 
 
-def _checked_outputs(outputs: object, names: tuple[str, ...], batch: int) -> dict[str, np.ndarray]:
+def _checked_outputs(
+    outputs: object, names: tuple[str, ...], batch: int, deadline: float = math.inf
+) -> dict[str, np.ndarray]:
     """A reply's ``outputs`` (name -> tensor, or its JSON) -> the arrays of ``names``, of the dtypes and shapes of
-    ``_OUTPUT_SPECS``; ``ValueError`` naming the first one missing or wrong."""
+    ``_OUTPUT_SPECS``; ``ValueError`` naming the first one missing or wrong, ``TimeoutError`` past ``deadline``."""
     if not isinstance(outputs, dict):
         raise ValueError(f"outputs are a {type(outputs).__name__}, not {', '.join(names)} by name")
     for name in names:
         if name not in outputs:
             raise ValueError(f"no output {name!r} (outputs: {sorted(outputs)})")
-    return {name: _checked(name, outputs[name], batch) for name in names}
+    return {name: _checked(name, outputs[name], batch, deadline) for name in names}
 
 
-def _checked(name: str, value: object, batch: int) -> np.ndarray:
+def _checked(name: str, value: object, batch: int, deadline: float = math.inf) -> np.ndarray:
     """Output ``name`` (a tensor, or its JSON) as an array of its dtype and shape; ``ValueError`` if it is not one."""
     dtype, shape = _OUTPUT_SPECS[name]
     try:
-        array = _from_json(value)
+        array = _from_json(value, deadline)
     except (ValueError, TypeError, KeyError) as exc:  # ragged lists, strings without "b64"
         raise ValueError(f"output {name!r} is not a tensor ({exc})") from exc
     if shape[0] is None and batch == 0 and array.size == 0:  # JSON's [] for an empty batch: no dtype, no sizes
@@ -459,10 +564,17 @@ def _to_json(value: np.ndarray) -> list:
     return value.tolist()
 
 
-def _from_json(value: object) -> np.ndarray:
+def _from_json(value: object, deadline: float = math.inf) -> np.ndarray:
+    """A tensor's JSON (nested lists, or a list of {"b64": ...}) as an array, row by row by ``deadline``."""
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return np.array([base64.b64decode(v["b64"]) for v in value], dtype=object)
-    return np.asarray(value)
+    if not isinstance(value, list):
+        return np.asarray(value)
+    rows = []
+    for row in value:
+        rows.append(np.asarray(row))
+        _remaining(deadline)
+    return np.asarray(rows) if rows else np.asarray(value)
 
 
 def checkpoint_meta(directory: str | os.PathLike) -> dict:

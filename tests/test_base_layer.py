@@ -132,3 +132,32 @@ def test_mutated_records_raise(model, held_out, position, flip):
     record[position % len(record)] ^= flip
     with pytest.raises(BitstreamError):
         model.decode([bytes(record)])
+
+
+def test_decoding_escaped_values_reports_no_range_decoder_error(tmp_path):
+    """Faces with escaped values are decoded in two passes; the first reads a prefix of each payload on purpose, and
+    tfc's end check on it made tensorflow-compression log "RangeDecoder #N final status was an error" for every
+    such face of a decode that succeeds. Run with TensorFlow's full log, in a process of its own."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from sfc_tf import base_layer\n"
+        "rng = np.random.default_rng(0)\n"
+        "train = rng.normal(size=(2000, 32)) * np.linspace(1.0, 0.05, 32)\n"
+        "model = base_layer.BaseLayerModel.fit(train / np.linalg.norm(train, axis=1, keepdims=True), step=0.05)\n"
+        "faces = rng.normal(size=(6, 32))\n"
+        "faces = faces / np.linalg.norm(faces, axis=1, keepdims=True)\n"
+        "escapes = (np.abs(model.quantize(faces)) > model.half_ranges).sum(axis=1)\n"
+        "assert escapes[:3].all(), escapes\n"
+        "faces[3:] = train[:3] / np.linalg.norm(train[:3], axis=1, keepdims=True)  # and faces without escapes\n"
+        "decoded = model.decode(model.encode(faces))\n"
+        "np.testing.assert_allclose(decoded, model.quantize_dequantize(faces), atol=1e-6)\n"
+        "print('decoded')\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0 and result.stdout == "decoded\n", result.stderr[-2000:]
+    assert "final status was an error" not in result.stderr

@@ -2,6 +2,12 @@
 the shipped base layers and untrained stand-in networks (``tiny_zoo``), so the tests do not depend on training."""
 
 import dataclasses
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +16,7 @@ from sfc_tf import bitstream, cli, metrics
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import decision, minmax, registry
-from sfc_tf.errors import BitstreamError, ModelMismatchError
+from sfc_tf.errors import AuthenticationError, BitstreamError, ModelMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +370,207 @@ def test_spliced_files_are_refused_by_the_cli(tiny_zoo, fixture_lfw_dir, tmp_pat
     )
     assert cli.run(["decompress", str(tmp_path / "x.sfc"), str(tmp_path / "x.png")]) == 1
     assert "spliced" in capsys.readouterr().err
+
+
+# -- outputs, errors that say where, authenticated files, a quiet start ------------------------------------------
+
+KEY = bytes(range(32))
+
+
+def test_cli_outputs_follow_the_umask(tiny_zoo, fixture_lfw_dir, tmp_path):
+    image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
+    previous = os.umask(0o022)
+    try:
+        for umask in (0o022, 0o027, 0o002):
+            os.umask(umask)
+            out = tmp_path / f"{umask:03o}"
+            assert cli.run(["compress", image, str(out / "a.sfc"), "--align", "center"]) == 0
+            assert (
+                cli.run(["decompress", str(out / "a.sfc"), str(out / "a.png"), "--features", str(out / "f.npy")]) == 0
+            )
+            assert cli.run(["strip", str(out / "a.sfc"), str(out / "b.sfc")]) == 0
+            assert cli.run(["index", str(out / "a.sfc"), str(out / "i.npz")]) == 0
+            for name in ("a.sfc", "a.png", "f.npy", "b.sfc", "i.npz"):
+                assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+            assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.sfc", "b.sfc", "f.npy", "i.npz"]
+    finally:
+        os.umask(previous)
+
+
+def test_cli_write_errors_name_the_file(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
+    data = codec_file(fixture_lfw_dir)
+    (tmp_path / "a.sfc").write_bytes(data)
+    (tmp_path / "taken").mkdir()
+    assert cli.run(["strip", str(tmp_path / "a.sfc"), str(tmp_path / "taken"), "--overwrite"]) == 1
+    assert capsys.readouterr().err.strip() == f"sfc strip: cannot write {tmp_path / 'taken'}: Is a directory"
+    script = (
+        "import resource, signal, sys\n"
+        "from sfc_tf import cli\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "sys.exit(cli.run(sys.argv[1:]))\n"
+    )  # a file system that takes 10 bytes: the write fails half way, as on a full disk
+    target = tmp_path / "small" / "b.sfc"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "strip", str(tmp_path / "a.sfc"), str(target)], capture_output=True, text=True
+    )
+    assert (result.returncode, result.stderr) == (1, f"sfc strip: cannot write {target}: File too large\n")
+    assert list((tmp_path / "small").iterdir()) == []  # no partial file, no temporary left behind
+
+
+def codec_file(fixture_lfw_dir) -> bytes:
+    codec = ScalableCodec.from_pretrained(align="center")
+    return codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", "jpeg", 50)
+
+
+def damaged_range_payload(codec, data: bytes) -> bytes:
+    """``data`` with a byte of its base payload changed and the CRCs resealed, chosen so that range decoding fails."""
+    from sfc_tf import fuzzing
+
+    for position in range(3, bitstream.base_part_bytes(data) - 2):
+        bad = bytearray(data)
+        bad[position] ^= 0xFF
+        bad = fuzzing.reseal(bytes(bad))
+        try:
+            codec.decode(bad, "base")
+        except BitstreamError:
+            return bad
+    raise AssertionError("no single-byte change breaks the range decoding of this file")
+
+
+def test_decode_errors_name_the_file_in_a_batch(codec, analysis):
+    files = codec.encode_analysis(analysis).files
+    bad = damaged_range_payload(codec, files[3])
+    with pytest.raises(BitstreamError, match=r"^files\[3\]: base-layer records \[0\]"):
+        codec.decode_many(files[:3] + [bad] + files[4:], "base")
+    with pytest.raises(BitstreamError, match=r"^x\.sfc: base layer CRC mismatch"):
+        codec.decode_many([files[0][:-1] + b"\x00"], "base", names=["x.sfc"])
+    with pytest.raises(BitstreamError, match=r"^base-layer records \[0\]"):
+        codec.decode(bad, "base")  # one file, no name: the reason alone
+
+
+def test_cli_index_and_decompress_name_a_bad_file(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
+    codec = ScalableCodec.from_pretrained(align="center")
+    images = sorted(fixture_lfw_dir.glob("*/*.jpg"))
+    gallery = tmp_path / "gallery"
+    for image, data in zip(images, codec.encode_crops(np.stack([codec.crop(p) for p in images]))):
+        (gallery / image.parent.name).mkdir(parents=True, exist_ok=True)
+        (gallery / image.parent.name / f"{image.stem}.sfc").write_bytes(data)
+    victim = sorted(gallery.rglob("*.sfc"))[2]
+    victim.write_bytes(damaged_range_payload(codec, victim.read_bytes()))
+    assert cli.run(["index", str(gallery), str(tmp_path / "index.npz")]) == 1
+    assert capsys.readouterr().err.startswith(f"sfc index: {victim}: base-layer records")
+    assert cli.run(["decompress", str(victim), str(tmp_path / "x.png"), "--layers", "reconstruction"]) == 1
+    assert capsys.readouterr().err.startswith(f"sfc decompress: {victim}: base-layer records")
+    data = victim.read_bytes()
+    victim.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert cli.run(["index", str(gallery), str(tmp_path / "index.npz")]) == 1
+    assert capsys.readouterr().err.strip() == f"sfc index: {victim}: base layer CRC mismatch (corrupt file)"
+
+
+def test_a_failed_learned_decode_says_why_on_one_line(codec, analysis):
+    sfc = bitstream.unpack(codec.encode_analysis(analysis, "learned", 1, "reconstruction").files[0])
+    longer = dataclasses.replace(
+        sfc.enhancement, payload=sfc.enhancement.payload + bytes(8)
+    )  # decoded short of its end
+    with pytest.raises(BitstreamError) as error:
+        codec.decode(bitstream.pack(dataclasses.replace(sfc, enhancement=longer)), "full")
+    assert str(error.value) == (
+        "learned-codec range decoding failed: the range decoder did not end at the payload's end (a damaged "
+        "payload, or one this model did not code)"
+    )
+
+
+def test_op_error_reasons_are_one_line():
+    from sfc_tf.errors import op_error_reason
+
+    graph = (
+        'Graph execution error:\n\nDetected at node foo defined at (most recent call last):\n  File "a.py", line 1,'
+        ' in <module>\n\n  File "b.py", line 2, in f\n\nInput is empty.\n\t [[{{node foo}}]] [Op:__inference_f_12]'
+    )
+    assert op_error_reason(graph) == "Input is empty."
+    assert op_error_reason("{{function_node __wrapped__X_device_/job:0}} Bad shape [Op:X]") == "Bad shape"
+    assert "payload's end" in op_error_reason("... [Sanity check failed.] [Condition x == y ...")
+
+
+def test_authenticated_files_are_checked_before_any_decoding(tiny_zoo, analysis, monkeypatch):
+    keyed = ScalableCodec.from_pretrained(align="center", key=KEY)
+    plain = ScalableCodec.from_pretrained(align="center")
+    one = analysis.slice(0, 1)
+    data = keyed.encode_analysis(one, "jpeg", 50, "mean_face").files[0]
+    same = plain.encode_analysis(one, "jpeg", 50, "mean_face").files[0]
+    assert bitstream.is_authenticated(data) and len(data) == len(same) + 16
+    assert bitstream.unpack(data, KEY) == bitstream.unpack(same)
+    np.testing.assert_array_equal(keyed.decode(data).image, plain.decode(same).image)
+    with pytest.raises(AuthenticationError, match="give its key"):
+        plain.decode(data, "base")
+    with pytest.raises(AuthenticationError, match="not authenticated"):
+        keyed.decode(same, "base")
+
+    def decoding(*args):
+        raise AssertionError("a changed file reached the decoder")
+
+    monkeypatch.setattr(keyed, "_decode_parsed", decoding)
+    base = keyed.encode_analysis(one).files[0]
+    for i in range(len(base)):  # every single-byte change of a base-only file, at every layer
+        for value in set(range(256)) - {base[i]}:
+            with pytest.raises(BitstreamError):
+                keyed.decode(base[:i] + bytes([value]) + base[i + 1 :], ("base", "reconstruction", "full")[value % 3])
+    rng = np.random.default_rng(3)
+    for _ in range(3000):  # random multi-byte changes of a file with an enhancement layer
+        bad = np.frombuffer(data, np.uint8).copy()
+        where = rng.choice(len(bad), int(rng.integers(1, 9)), replace=False)
+        bad[where] ^= rng.integers(1, 256, len(where)).astype(np.uint8)
+        with pytest.raises(BitstreamError):
+            keyed.decode(bad.tobytes(), "full")
+
+
+def test_cli_key_file(tiny_zoo, fixture_lfw_dir, tmp_path, capsys, monkeypatch):
+    image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
+    key, wrong = tmp_path / "face.key", tmp_path / "other.key"
+    key.write_bytes(KEY)
+    wrong.write_bytes(bytes(32))
+    a, b = str(tmp_path / "a.sfc"), str(tmp_path / "b.sfc")
+    assert cli.run(["compress", image, a, "--align", "center", "--key_file", str(key)]) == 0
+    assert bitstream.is_authenticated(pathlib.Path(a).read_bytes())
+    capsys.readouterr()
+    for args, message in [
+        (["decompress", a, str(tmp_path / "x.png")], "the file is authenticated: give its key"),
+        (["decompress", a, str(tmp_path / "x.png"), "--key_file", str(wrong)], "tag does not verify"),
+        (["strip", a, b], "stripping it needs its key"),
+        (["compare", a, a], "the file is authenticated: give its key"),
+        (["index", a, str(tmp_path / "i.npz"), "--key_file", str(wrong)], "tag does not verify"),
+    ]:
+        assert cli.run(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and a in err and message in err, err
+    assert cli.run(["decompress", a, str(tmp_path / "x.png"), "--key_file", str(key)]) == 0
+    assert cli.run(["strip", a, b, "--key_file", str(key)]) == 0
+    assert bitstream.unpack(pathlib.Path(b).read_bytes(), KEY).enhancement is None
+    capsys.readouterr()
+    assert cli.run(["info", a]) == 0
+    unchecked = json.loads(capsys.readouterr().out)
+    assert unchecked["authenticated"] and not unchecked["tag_verified"] and unchecked["format_version"] == 4
+    assert cli.run(["info", a, "--key_file", str(key)]) == 0 and json.loads(capsys.readouterr().out)["tag_verified"]
+    monkeypatch.setattr(cli, "_codec", lambda *args: pytest.fail("models were loaded"))
+    (tmp_path / "short.key").write_bytes(b"0123456789")
+    for bad_key, message in [(tmp_path / "short.key", "holds 10 bytes"), (tmp_path / "none.key", "cannot read")]:
+        assert cli.run(["compress", image, str(tmp_path / "c.sfc"), "--key_file", str(bad_key)]) == 1
+        assert message in capsys.readouterr().err
+
+
+def test_cli_starts_quietly(shipped_checkpoints, fixture_lfw_dir, tmp_path):
+    """compress and decompress in a fresh process print nothing on stderr (TensorFlow's start-up lines, absl's
+    warnings), unless asked to; the learned codec's model is the one that logged an absl warning."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SFC_TF_VERBOSE")}
+    image = str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg")
+    sfc = str(tmp_path / "a.sfc")
+
+    def sfc_command(*args):
+        return subprocess.run([sys.executable, "-m", "sfc_tf.cli", *args], capture_output=True, text=True, env=env)
+
+    for args in (["compress", image, sfc, "--enhancement", "learned"], ["decompress", sfc, str(tmp_path / "a.png")]):
+        result = sfc_command(*args)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    verbose = sfc_command("decompress", sfc, str(tmp_path / "b.png"), "--verbose")
+    assert verbose.returncode == 0 and "tensorflow" in verbose.stderr

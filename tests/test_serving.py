@@ -561,9 +561,12 @@ def test_remote_models_refuse_bad_arguments_before_sending():
     remote = RemoteModels(f"127.0.0.1:{free_port()}", "rest")
     with pytest.raises(ValueError, match="nosuchmodel/serving_default is not one of the codec's signatures"):
         remote.predict("nosuchmodel", serving.DEFAULT_SIGNATURE, {"crops": np.zeros((1, 4, 4, 3), np.uint8)})
-    for kwargs in ({"timeout": 0}, {"retries": -1}, {"backoff": -0.5}):
-        with pytest.raises(ValueError, match="need timeout > 0"):
+    for kwargs in ({"retries": -1}, {"backoff": -0.5}, {"backoff": float("inf")}):
+        with pytest.raises(ValueError, match="need retries >= 0"):
             RemoteModels("127.0.0.1:8501", "rest", **kwargs)
+    for timeout in (0, -1, float("inf"), float("nan"), 1e300, 86_401):
+        with pytest.raises(ValueError, match="a server timeout is a number of seconds"):
+            RemoteModels("127.0.0.1:8501", "rest", timeout=timeout)
     with pytest.raises(ValueError, match="Port"):
         RemoteModels("127.0.0.1:http", "rest")
 
@@ -750,7 +753,19 @@ def test_rest_wrong_outputs_of_a_two_output_signature(raw_server):
 def test_rest_content_length_over_the_cap_is_refused_before_reading(raw_server):
     server = raw_server(send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n{"))
     message = serving_error(RemoteModels(server.host_port, "rest", timeout=10))
-    assert message.endswith(f"Content-Length 100000000000 is larger than the {serving_client.MAX_REPLY_BYTES}-byte cap")
+    assert message.endswith(f"Content-Length 100000000000 is larger than the {5 << 20}-byte cap of this request")
+    assert serving_client.reply_cap(len(CROPS)) == 5 << 20  # 1 MiB + 2 MiB per row
+
+
+def test_rest_reply_over_the_cap_of_its_request_is_refused_before_parsing(raw_server, monkeypatch):
+    """A valid reply far larger than any reply to its request (300 MB took 33 s and 4.1 GB to parse against a 3 s
+    deadline) is refused once the bytes read pass the request's cap, before any parsing."""
+    body = b'{"outputs": [' + b"0.5, " * (2 << 20) + b"0.5]}"  # 10 MiB of floats for a batch of 2: cap 5 MiB
+    monkeypatch.setattr(serving_client, "_JsonReply", None)  # parsing it would fail the test
+    for reply in (http_reply(body), b"HTTP/1.1 200 OK\r\n\r\n" + body):  # with and without Content-Length
+        server = raw_server(send(reply))
+        message = serving_error(RemoteModels(server.host_port, "rest", timeout=30))
+        assert re.search(f"(Content-Length {len(body)} is|reply is) larger than the {5 << 20}-byte cap", message)
 
 
 def test_rest_reply_without_length_is_capped_while_reading(raw_server, monkeypatch):
@@ -763,8 +778,40 @@ def test_rest_reply_without_length_is_capped_while_reading(raw_server, monkeypat
 
     server = raw_server(endless)
     assert serving_error(RemoteModels(server.host_port, "rest", timeout=10)).endswith(
-        "reply is larger than the 1048576-byte cap"
+        "reply is larger than the 1048576-byte cap of this request"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"outputs": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"outputs": [' + b"[" * 5000 + b"]" * 5000 + b"]}",
+        b'{"a": ' * 5000 + b"1" + b"}" * 5000,
+    ],
+    ids=["top", "outputs", "row", "objects"],
+)
+def test_rest_reply_nested_deeply_is_a_one_line_error(body, raw_server):
+    server = raw_server(send(http_reply(body)))
+    assert re.search(
+        r"sent a bad reply to .*: not JSON \(nested", serving_error(RemoteModels(server.host_port, "rest"))
+    )
+
+
+def test_rest_deadline_covers_parsing(raw_server):
+    """A reply within the cap that arrives at once but takes seconds to parse (16 rows of 1.9 MB of floats, 30 MB)
+    fails at the deadline, not when the parse ends."""
+    row = "[" + ", ".join(["-1.2345679351710714e-05"] * 76_800) + "]"
+    body = ('{"outputs": [' + ", ".join([row] * 16) + "]}").encode()
+    assert len(body) < serving_client.reply_cap(16)
+    server = raw_server(send(http_reply(body)))
+    started = time.monotonic()
+    message = serving_error(
+        RemoteModels(server.host_port, "rest", timeout=1.5), crops=np.zeros((16, 4, 4, 3), np.uint8)
+    )
+    assert message.endswith("did not answer facenet/serving_default: no complete reply within 1.5 s")
+    assert time.monotonic() - started < 4.5  # slack for a loaded machine; parsing it all takes several times that
 
 
 @pytest.mark.parametrize("reply", [trickle, wait_for_hang_up], ids=["trickling", "silent"])
@@ -930,3 +977,21 @@ def test_cli_server_unreachable_exits_with_one_line(tiny_zoo, fixture_lfw_dir, t
     assert cli.run(args) == 1
     err = capsys.readouterr().err
     assert "is unreachable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_nested_rest_reply_exits_with_one_line(tiny_zoo, fixture_lfw_dir, tmp_path, capsys, raw_server):
+    server = raw_server(send(http_reply(b"[" * 5000 + b"]" * 5000)))
+    image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
+    args = ["compress", image, str(tmp_path / "x.sfc"), "--align", "center", "--server", server.host_port]
+    assert cli.run(args + ["--server_protocol", "rest"]) == 1
+    err = capsys.readouterr().err
+    assert "not JSON (nested" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-1", "0", "1e300"])
+def test_cli_refuses_a_server_timeout_out_of_range_before_loading_models(timeout, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_codec", lambda *args: pytest.fail("models were loaded"))
+    args = ["compress", str(tmp_path / "x.jpg"), str(tmp_path / "x.sfc"), "--server", "localhost:8501"]
+    assert cli.run(args + ["--server_timeout", timeout]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a server timeout is a number of seconds in (0, 86400]" in err

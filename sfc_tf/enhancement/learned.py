@@ -33,7 +33,7 @@ from sfc_tf.bitstream import CONDITIONAL, LEARNED
 from sfc_tf.enhancement import CROP_SHAPE, ImageCodec, coding_tables, range_guard
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 from sfc_tf.enhancement.signal_conv import signal_conv
-from sfc_tf.errors import BitstreamError, WeightsError
+from sfc_tf.errors import BitstreamError, WeightsError, op_error_reason
 
 NUM_FILTERS = 128
 DOWNSCALE = 16
@@ -430,7 +430,7 @@ class LearnedCodec(ImageCodec):
                 )
                 return np.asarray(images)
         except tf.errors.OpError as exc:
-            raise BitstreamError(f"learned-codec range decoding failed: {exc.message}") from exc
+            raise BitstreamError(f"learned-codec range decoding failed: {op_error_reason(exc.message)}") from exc
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_many([data])[0]
