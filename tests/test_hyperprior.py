@@ -123,3 +123,24 @@ def test_float16_storage_codes_with_the_rounded_model(tmp_path, fixture_crops):
     assert [bytes(s) for s in strings.numpy()] == payloads
     difference = np.abs(codec.decode_many(payloads, p).astype(int) - reconstructed.numpy())
     assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
+
+
+def test_a_fitted_positional_prior_matches_the_latents_statistics(fixture_crops):
+    model = tiny_model(True)
+    p = predictions_for(fixture_crops)
+    model.fit_positional_prior(fixture_crops, p, batch_size=3)
+    u = model.analyse(fixture_crops, p, 1.0).numpy()
+    np.testing.assert_allclose(model.position_means.numpy(), u.mean(0), atol=1e-5)
+    spread = hyperprior.scale_fn(tf.constant(model.position_indexes.numpy(), tf.float64)).numpy()
+    np.testing.assert_allclose(spread, np.maximum(u.std(0), hyperprior.SCALE_MIN / 8), rtol=1e-4)
+
+
+def test_a_hyperprior_codec_warm_starts_from_one_with_another_hyper_latent(fixture_crops):
+    source = tiny_model(True)
+    model = hyperprior.warm_start(
+        hyperprior.HyperpriorFaceCodec([0.001, 0.01, 0.1], conditional=True, **{**TINY, "hyper_depth": 4}), source
+    )
+    p = predictions_for(fixture_crops)
+    np.testing.assert_allclose(model.analyse(fixture_crops, p, 1.0), source.analyse(fixture_crops, p, 1.0), atol=1e-6)
+    with pytest.raises(ValueError, match="same transforms"):
+        hyperprior.warm_start(tiny_model(True, lmbdas=(0.01,)), source)

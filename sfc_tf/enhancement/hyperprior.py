@@ -3,23 +3,29 @@ conditional on the decoder's prediction (ours; Balle et al. 2018, Minnen et al. 
 
 Transforms: ``face_codec``'s Balle-2016 analysis and synthesis (and, conditional, its context pyramid of p and
 gated skip of p), with ``latent_depth`` latent channels.
-  y = g_a(x [, p]) * gain_q                                   analysis, scaled for quality q
-  z = h_a(y);  z^ = round(z)                                  hyper-latent, a factorized prior per channel
-  f = h_s(z^)                                                 mean and scale features at the latent's size
-  for each slice k of y:  mu_k, s_k = m_k(f, y^_<k), s_k(f, y^_<k)
-                          y^_k = round(y_k - mu_k) + mu_k + lrp_k(f, y^_<=k)
-  x^ = g_s(y^ / gain_q [, c(p)]) [+ gate * p]
+  u = g_a(x [, p]);  y = u * gain_q                           analysis; the latent scaled for quality q
+  z = h_a(u) * zgain_q;  z^ = round(z)                        hyper-latent, a factorized prior per channel
+  f = h_s(z^ / zgain_q)                                       mean and scale features at the latent's size
+  for each slice k of y:  m_k, i_k = M_k(f, y^_<k / gain) + P_mean, S_k(f, y^_<k / gain) + P_index
+                          mu_k = m_k * gain,  scale_k = scale_fn(i_k) * gain
+                          y^_k = round(y_k - mu_k) + mu_k + lrp_k(f, y^_<=k / gain)
+  x^ = g_s(y^ * inverse_gain_q [, c(p)]) [+ gate * p]
 
-Rates: a gain and an inverse gain per trained rate on the latent (Cui et al. 2021); the qualities between two
-trained rates interpolate their gains geometrically, so ``2 * len(lmbdas) - 1`` qualities come from one model.
+Rates: a gain and an inverse gain per trained rate on the latent and a gain on the hyper-latent (Cui et al.
+2021); the qualities between two trained rates interpolate their gains geometrically, so ``2 * len(lmbdas) - 1``
+qualities come from one model. The entropy parameters are predicted for the unscaled latent u and scaled
+exactly by the quality's gain, so one set of slice networks serves every rate, and the hyper-latent costs few
+bits where the latent does.
+
+Positional prior (ours): faces are aligned, so every latent position and channel has a learned mean and scale
+index (P_mean, P_index) that the slice networks correct; ``fit_positional_prior`` starts them at the measured
+statistics of training faces, so a fresh entropy model starts as a per-position Gaussian prior.
 
 Entropy coding never depends on p, and every number it depends on is computed in float64 (``ParamConv`` layers
 run in the dtype of their input): the hyper-synthesis and slice networks see only decoded integers, so encoder
 and decoder derive the same scale indexes on any CPU and at any batch size (a float32 network may differ in its
 last bit between batch sizes, and one flipped index would derail the range decoder). All symbols of a face (z,
-then each slice) go into one range-coded string, with tables whose every symbol is regular (no escape code):
-the encoder clamps the rare value beyond a table's tails, so a damaged payload can never send the decoder into an
-unbounded escape loop.
+then each slice) go into one range-coded string; a value beyond a table row's range is coded with its escape code.
 
 Training: loss = (bpp + lambda_q * MSE) / lambda_q ** RATE_BALANCE, a trained rate drawn per batch; the division
 gives every rate a comparable share of the shared weights' updates.
@@ -39,6 +45,7 @@ NUM_SCALES, SCALE_MIN, SCALE_MAX = 64, 0.11, 256.0
 RATE_BALANCE = 0.4
 PRECISION = 12  # range coder precision (bits)
 INITIAL_SCALE_INDEX = 24.0  # scale_fn(24) is about 2
+INDEX_STEP = (np.log(SCALE_MAX) - np.log(SCALE_MIN)) / (NUM_SCALES - 1)  # log-scale between two scale indexes
 NEW_CHANNEL_SCALE = 0.1  # warm start: the synthesis weights of latent channels the source lacks, of their init
 CONFIG_KEYS = (
     "lmbdas",
@@ -149,7 +156,7 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         num_filters: int = 128,
         latent_depth: int = 192,
         hyper_filters: int = 96,
-        hyper_depth: int = 64,
+        hyper_depth: int = 32,
         num_slices: int = 4,
         slice_hidden: int = 48,
         image_size: int = 160,
@@ -171,9 +178,8 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         self.mean_transforms = [
             SliceTransform(self.slice_depth, slice_hidden, 3, f"mean_{k}", zero=True) for k in range(num_slices)
         ]
-        self.scale_transforms = [  # starting near scale 2, the order of a warm-started latent's spread
-            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}", bias=INITIAL_SCALE_INDEX)
-            for k in range(num_slices)
+        self.scale_transforms = [
+            SliceTransform(self.slice_depth, slice_hidden, 3, f"scale_{k}", zero=True) for k in range(num_slices)
         ]
         self.lrp_transforms = [
             SliceTransform(self.slice_depth, 64, 1, f"lrp_{k}", zero=True) for k in range(num_slices)
@@ -181,6 +187,10 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         start = np.sqrt(np.array(self.lmbdas) / 0.01)[:, None] * np.ones((1, latent_depth))
         self.gains = tf.Variable(start.astype(np.float32), name="gains")
         self.inverse_gains = tf.Variable((1.0 / start).astype(np.float32), name="inverse_gains")
+        self.hyper_gains = tf.Variable(start[:, :1].repeat(hyper_depth, 1).astype(np.float32), name="hyper_gains")
+        grid = (-(-self.image_size // DOWNSCALE),) * 2 + (latent_depth,)
+        self.position_means = tf.Variable(tf.zeros(grid), name="position_means")
+        self.position_indexes = tf.Variable(tf.fill(grid, INITIAL_SCALE_INDEX), name="position_indexes")
         self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(hyper_depth,), name="hyperprior")
         self.rate_weights = tf.constant(np.array(self.lmbdas) ** -RATE_BALANCE, tf.float32)
         self.coder = None
@@ -212,6 +222,9 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
             lrp_transforms=self.lrp_transforms,
             gains=self.gains,
             inverse_gains=self.inverse_gains,
+            hyper_gains=self.hyper_gains,
+            position_means=self.position_means,
+            position_indexes=self.position_indexes,
             hyperprior=self.hyperprior,
         )
         if self.context_transform is not None:
@@ -222,16 +235,36 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
     def gain_pair(self, quality: int):
         """(gain, inverse gain) of quality index 0..num_qualities-1: even indexes are trained rates, odd ones the
         geometric mean of their neighbours."""
+        return self._interpolated(self.gains, quality), self._interpolated(self.inverse_gains, quality)
+
+    def hyper_gain(self, quality: int):
+        return self._interpolated(self.hyper_gains, quality)
+
+    @staticmethod
+    def _interpolated(gains, quality: int):
         low, high = quality // 2, (quality + 1) // 2
-        gain = tf.sqrt(self.gains[low] * self.gains[high])
-        inverse = tf.sqrt(self.inverse_gains[low] * self.inverse_gains[high])
-        return gain, inverse
+        return tf.sqrt(gains[low] * gains[high])
 
     def analyse(self, x, p, gain):
         x = tf.cast(x, tf.float32) / 255.0
         if self.conditional:
             x = tf.concat([x, tf.cast(p, tf.float32) / 255.0], -1)
         return self.analysis_transform(x) * gain
+
+    def fit_positional_prior(self, x, p=None, batch_size: int = 32) -> None:
+        """Sets the positional prior to the mean and spread of each position and channel of the unscaled latent of
+        the faces ``x`` (and their predictions ``p``)."""
+        u = tf.concat(
+            [
+                self.analyse(x[i : i + batch_size], None if p is None else p[i : i + batch_size], 1.0)
+                for i in range(0, len(x), batch_size)
+            ],
+            0,
+        )
+        mean, spread = tf.nn.moments(u, axes=[0])
+        self.position_means.assign(mean)
+        spread = tf.maximum(tf.sqrt(spread), SCALE_MIN / 8)
+        self.position_indexes.assign((tf.math.log(spread) - np.log(SCALE_MIN)) / INDEX_STEP)
 
     def synthesise(self, y_hat, p, inverse_gain):
         y_hat = tf.cast(y_hat, tf.float32) * inverse_gain
@@ -240,44 +273,63 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         skip, pyramid = self.context_transform(tf.cast(p, tf.float32) / 255.0)
         return (skip + self.synthesis_transform(y_hat, pyramid)) * 255.0
 
-    def slice_parameters(self, k: int, features, previous):
-        """(mean, scale index, support for the slice's latent residual prediction) of slice ``k``."""
+    def slice_parameters(self, k: int, features, previous, gain):
+        """(mean, scale index, support for the slice's latent residual prediction) of slice ``k`` of the latent
+        scaled by ``gain``, given its ``previous`` slices divided by their gain."""
         means, scales = features
         mean_support = tf.concat([means] + previous, -1)
         scale_support = tf.concat([scales] + previous, -1)
-        mu = self.mean_transforms[k](mean_support)
-        index = self.scale_transforms[k](scale_support)
+        dtype = means.dtype
+        size = tf.shape(means)[1:3]
+        channels = self._channels(k)
+        prior_mean = tf.cast(self.position_means[: size[0], : size[1], channels], dtype)
+        prior_index = tf.cast(self.position_indexes[: size[0], : size[1], channels], dtype)
+        gain = tf.cast(gain[channels], dtype)
+        mu = (self.mean_transforms[k](mean_support) + prior_mean) * gain
+        index = self.scale_transforms[k](scale_support) + prior_index + tf.math.log(gain) / INDEX_STEP
         return mu, index, mean_support
 
-    def latent_residual(self, k: int, mean_support, y_hat_slice):
-        return 0.5 * tf.math.tanh(self.lrp_transforms[k](tf.concat([mean_support, y_hat_slice], -1)))
+    def latent_residual(self, k: int, mean_support, y_hat_slice, gain):
+        support = tf.concat([mean_support, self._normalized(k, y_hat_slice, gain)], -1)
+        return 0.5 * tf.math.tanh(self.lrp_transforms[k](support))
 
-    def hyper_features(self, z_hat, latent_shape):
-        """Mean and scale features cropped to the latent's (height, width)."""
-        means, scales = self.hyper_synthesis(z_hat)
+    def _normalized(self, k: int, y_hat_slice, gain):
+        """Slice ``k`` of a latent scaled by ``gain``, divided by it."""
+        return y_hat_slice / tf.cast(gain[self._channels(k)], y_hat_slice.dtype)
+
+    def _channels(self, k: int) -> slice:
+        return slice(k * self.slice_depth, (k + 1) * self.slice_depth)
+
+    def hyper_features(self, z_hat, hyper_gain, latent_shape):
+        """Mean and scale features of the decoded hyper-latent, cropped to the latent's (height, width)."""
+        means, scales = self.hyper_synthesis(z_hat / tf.cast(hyper_gain, z_hat.dtype))
         return means[:, : latent_shape[0], : latent_shape[1]], scales[:, : latent_shape[0], : latent_shape[1]]
 
     # -- training -------------------------------------------------------------------------------------------
     def call(self, x, p=None, rate=0, training=False):
         x = tf.cast(x, tf.float32)
-        y = self.analyse(x, p, tf.gather(self.gains, rate))
-        z = self.hyper_analysis(y)
+        gain, hyper_gain = tf.gather(self.gains, rate), tf.gather(self.hyper_gains, rate)
+        u = self.analyse(x, p, 1.0)
+        y = u * gain
+        z = self.hyper_analysis(u) * hyper_gain
         em_z = tfc.ContinuousBatchedEntropyModel(
             self.hyperprior, coding_rank=3, compression=False, offset_heuristic=False
         )
         _, z_bits = em_z(z, training=training)
         z_hat = em_z.quantize(z)
-        features = self.hyper_features(z_hat, tf.shape(y)[1:3])
+        features = self.hyper_features(z_hat, hyper_gain, tf.shape(y)[1:3])
         em_y = tfc.LocationScaleIndexedEntropyModel(
             tfc.NoisyNormal, num_scales=NUM_SCALES, scale_fn=scale_fn, coding_rank=3, compression=False
         )
-        bits, y_hat_slices = [z_bits], []
+        bits, y_hat_slices, normalized = [z_bits], [], []
         for k, y_slice in enumerate(tf.split(y, self.num_slices, -1)):
-            mu, index, mean_support = self.slice_parameters(k, features, y_hat_slices)
+            mu, index, mean_support = self.slice_parameters(k, features, normalized, gain)
             _, slice_bits = em_y(y_slice, index, loc=mu, training=training)
             bits.append(slice_bits)
             y_hat_slice = em_y.quantize(y_slice, loc=mu)
-            y_hat_slices.append(y_hat_slice + self.latent_residual(k, mean_support, y_hat_slice))
+            y_hat_slice += self.latent_residual(k, mean_support, y_hat_slice, gain)
+            y_hat_slices.append(y_hat_slice)
+            normalized.append(self._normalized(k, y_hat_slice, gain))
         x_hat = self.synthesise(tf.concat(y_hat_slices, -1), p, tf.gather(self.inverse_gains, rate))
         num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
         bpp = tf.add_n([tf.reduce_sum(b) for b in bits]) / num_pixels
@@ -342,8 +394,9 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
     def _quantize(self, x, p, quality: int):
         """(table rows, symbols) of z and of each slice, in coding order, and the decoded latent (float64)."""
         gain, _ = self.gain_pair(quality)
-        y = self.analyse(x, p, gain)
-        z = self.hyper_analysis(y)
+        u = self.analyse(x, p, 1.0)
+        y = u * gain
+        z = self.hyper_analysis(u) * self.hyper_gain(quality)
         coder = self.coder
         z_rows = coder.z_rows(tf.shape(z))
         z_symbols = tf.cast(tf.round(z), tf.int32) - coder.z_offsets()
@@ -358,7 +411,7 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
             symbols.append(slice_symbols)
             return slice_symbols
 
-        y_hat = self._slices(z_hat, tf.shape(y)[1:3], code_slice)
+        y_hat = self._slices(z_hat, quality, tf.shape(y)[1:3], code_slice)
         return rows, symbols, y_hat
 
     def decompress(self, strings, p, quality: int):
@@ -382,22 +435,25 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
             handle, slice_symbols = tfc.entropy_decode_index(handle, slice_rows, tf.shape(slice_rows)[1:], tf.int32)
             return slice_symbols
 
-        y_hat = self._slices(z_hat, latent_shape, decode_slice)
+        y_hat = self._slices(z_hat, quality, latent_shape, decode_slice)
         ended = tfc.entropy_decode_finalize(handle)
         x_hat = self.synthesise(y_hat, p, inverse_gain)
         return tf.saturate_cast(tf.round(x_hat), tf.uint8), ended
 
-    def _slices(self, z_hat, latent_shape, code):
+    def _slices(self, z_hat, quality: int, latent_shape, code):
         """The slices' decoded latent, in float64: ``code(k, mean, table rows)`` codes slice ``k`` and returns its
         symbols (the encoder's from y, the decoder's from the string), so both sides compute the same numbers."""
         coder = self.coder
-        features = self.hyper_features(z_hat, latent_shape)
-        y_hat_slices = []
+        gain, _ = self.gain_pair(quality)
+        features = self.hyper_features(z_hat, self.hyper_gain(quality), latent_shape)
+        y_hat_slices, normalized = [], []
         for k in range(self.num_slices):
-            mu, index, mean_support = self.slice_parameters(k, features, y_hat_slices)
+            mu, index, mean_support = self.slice_parameters(k, features, normalized, gain)
             slice_rows = coder.y_rows(index)
             y_hat_slice = tf.cast(code(k, mu, slice_rows) + coder.offsets(slice_rows), tf.float64) + mu
-            y_hat_slices.append(y_hat_slice + self.latent_residual(k, mean_support, y_hat_slice))
+            y_hat_slice += self.latent_residual(k, mean_support, y_hat_slice, gain)
+            y_hat_slices.append(y_hat_slice)
+            normalized.append(self._normalized(k, y_hat_slice, gain))
         return tf.concat(y_hat_slices, -1)
 
 
@@ -449,10 +505,13 @@ def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
     ``face_codec.FaceCodec`` (transforms, context pyramid and gate on p) for a conditional model, an end-to-end
     ``learned.BLS2017`` for an end-to-end one. Latent channels the source lacks start silent (zero analysis
     weights: no bits) with small synthesis weights (so that training can open them), and the model first decodes
-    what the source decoded; the hyperprior and the slice networks start untrained."""
+    what the source decoded; the hyperprior and the slice networks start untrained. From another hyperprior codec
+    (e.g. of a smaller hyper-latent), its transforms and gains."""
     conditional = bool(getattr(source, "conditional", False))
     if conditional != model.conditional or source.num_filters != model.num_filters:
         raise ValueError("a hyperprior codec warm-starts from a model of its own kind and number of filters")
+    if isinstance(source, HyperpriorFaceCodec):
+        return _copy_transforms(model, source)
     own = [model.analysis_transform.layers, _synthesis_layers(model.synthesis_transform)]
     theirs = [
         [layer for layer in source.analysis_transform.layers if layer.trainable_variables],
@@ -488,6 +547,16 @@ def warm_start(model: HyperpriorFaceCodec, source) -> HyperpriorFaceCodec:
             [theirs, np.full(model.latent_depth - len(theirs), np.mean(theirs) if len(theirs) else 1)]
         )
         own_gains.assign((scale**power * theirs).astype(np.float32))
+    return model
+
+
+def _copy_transforms(model: HyperpriorFaceCodec, source: HyperpriorFaceCodec) -> HyperpriorFaceCodec:
+    """The image transforms and gains of another hyperprior codec (its entropy model may differ)."""
+    own, theirs = model.transform_variables(), source.transform_variables()
+    if len(own) != len(theirs) or any(a.shape != b.shape for a, b in zip(own, theirs)):
+        raise ValueError("a hyperprior codec warm-starts from one with the same transforms and number of rates")
+    for target, value in zip(own, theirs):
+        target.assign(value)
     return model
 
 

@@ -23,6 +23,8 @@ from sfc_tf import distribute, resume
 from sfc_tf.enhancement import learned
 from sfc_tf.time_limit import TimeLimit
 
+PRIOR_FIT_FACES = 256  # training faces whose latent statistics start a fresh positional prior
+
 
 @dataclasses.dataclass
 class EnhancementTrainConfig:
@@ -325,6 +327,9 @@ def train_face_codec(
     last = min(config.steps, config.until_step or config.steps)
     if done >= last:
         return None
+    if done == 0 and hasattr(model, "fit_positional_prior") and not _restored_whole(model, config.init_from):
+        x, p = next(iter(batches(config.seed).unbatch().batch(PRIOR_FIT_FACES)))
+        model.fit_positional_prior(x, p if config.kind == "conditional" else None)
     saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
     if config.snapshot_every:
@@ -369,6 +374,14 @@ class Snapshots(tf.keras.callbacks.Callback):
             learned.write_weights(self.codec, self.directory / f"step_{step:06d}")
 
 
+def _restored_whole(model, source: str | None) -> bool:
+    """Whether ``source`` is a checkpoint of ``model``'s own architecture and configuration (a fine-tune)."""
+    if source is None:
+        return False
+    meta = json.loads((pathlib.Path(source) / learned.META_FILE).read_text())
+    return meta.get("architecture") == "hyperprior" and all(meta.get(k) == v for k, v in model.get_config().items())
+
+
 def _end_to_end_meta(source: str) -> dict:
     meta = learned.load_model(source)[1]
     if meta.get("input") != "original" and meta.get("architecture") not in ("face_codec", "hyperprior"):
@@ -383,11 +396,12 @@ def _warm_start_face_codec(model, source: str):
     from sfc_tf.enhancement import face_codec, hyperprior
 
     loaded = learned.load_model(source)[0]
-    if isinstance(model, hyperprior.HyperpriorFaceCodec) and not isinstance(loaded, hyperprior.HyperpriorFaceCodec):
+    same = json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
+    if isinstance(model, hyperprior.HyperpriorFaceCodec) and not (same and type(loaded) is type(model)):
         hyperprior.warm_start(model, loaded)
     elif not isinstance(loaded, (face_codec.FaceCodec, hyperprior.HyperpriorFaceCodec)):
         face_codec.warm_start(model, loaded)
-    elif json.dumps(loaded.get_config(), sort_keys=True) != json.dumps(model.get_config(), sort_keys=True):
+    elif not same:
         raise ValueError(f"{source} is a FaceCodec of another configuration: {loaded.get_config()}")
     else:
         learned.restore_weights(model, source)
