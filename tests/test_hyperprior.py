@@ -125,10 +125,14 @@ def test_float16_storage_codes_with_the_rounded_model(tmp_path, fixture_crops):
     assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
 
 
-def test_a_fitted_positional_prior_matches_the_latents_statistics(fixture_crops):
+def test_a_fitted_entropy_model_matches_the_latents_statistics(fixture_crops):
     model = tiny_model(True)
     p = predictions_for(fixture_crops)
-    model.fit_positional_prior(fixture_crops, p, batch_size=3)
+    u = model.analyse(fixture_crops, p, 1.0)
+    z = tf.round(model.hyper_analysis(u) * model.hyper_gains[0])
+    bits_before = -tf.reduce_sum(model.hyperprior.log_prob(z)).numpy()
+    model.fit_entropy_model(fixture_crops, p, batch_size=3, steps=100)
+    assert -tf.reduce_sum(model.hyperprior.log_prob(z)).numpy() < 0.5 * bits_before
     u = model.analyse(fixture_crops, p, 1.0).numpy()
     np.testing.assert_allclose(model.position_means.numpy(), u.mean(0), atol=1e-5)
     spread = hyperprior.scale_fn(tf.constant(model.position_indexes.numpy(), tf.float64)).numpy()

@@ -23,7 +23,7 @@ from sfc_tf import distribute, resume
 from sfc_tf.enhancement import learned
 from sfc_tf.time_limit import TimeLimit
 
-PRIOR_FIT_FACES = 256  # training faces whose latent statistics start a fresh positional prior
+PRIOR_FIT_FACES = 256  # training faces whose latents start a fresh hyperprior codec's entropy model
 
 
 @dataclasses.dataclass
@@ -327,9 +327,9 @@ def train_face_codec(
     last = min(config.steps, config.until_step or config.steps)
     if done >= last:
         return None
-    if done == 0 and hasattr(model, "fit_positional_prior") and not _restored_whole(model, config.init_from):
+    if done == 0 and hasattr(model, "fit_entropy_model") and not _restored_whole(model, config.init_from):
         x, p = next(iter(batches(config.seed).unbatch().batch(PRIOR_FIT_FACES)))
-        model.fit_positional_prior(x, p if config.kind == "conditional" else None)
+        model.fit_entropy_model(x, p if config.kind == "conditional" else None)
     saver = resume.SaveState(manager, config.save_every, done)
     callbacks = [saver]
     if config.snapshot_every:
