@@ -227,14 +227,17 @@ def main(_):
         if FLAGS.learned_families is not None
         else [zoo.learned_family(kind="residual", for_set=codec.model_set).name]
     )
+    direct_points = {}  # a direct partner's point per checkpoint: families and qualities share them
     for kind, names in (("learned", residual_families), ("conditional", FLAGS.conditional_families)):
         for name in names:
             family = zoo.learned_family(name)
             direct = zoo.learned_family(family.direct)
             qualities = [int(q) for q in FLAGS.learned_qualities] or list(family.qualities)
             for quality in qualities:
-                point = anchor(make_codec("learned", direct.checkpoint(family.direct_quality(quality))))
-                points.append({**point, "curve": direct.name})
+                checkpoint = direct.checkpoint(family.direct_quality(quality))
+                if checkpoint not in direct_points:
+                    direct_points[checkpoint] = {**anchor(make_codec("learned", checkpoint)), "curve": direct.name}
+                    points.append(direct_points[checkpoint])
             points += stream_points(codec, analysis, kind, qualities, name, name)
             bd_pairs += [
                 (f"base+{name} ({label})", anchor_name)
