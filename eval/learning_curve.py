@@ -7,7 +7,7 @@ model set's reconstruction: whole .sfc files); an end-to-end run as its own payl
 output JSON are kept, so the script can be re-run as the training goes on.
 
   python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \
-      --lmbdas 0.0005,0.00138,0.0038,0.0104,0.0286,0.0786,0.216,0.594 \
+      --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 \
       --anchors "eval/results/rate_distortion_modern_512.json:av1 (payload)" \
       --output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve.png
 """
