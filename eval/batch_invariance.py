@@ -148,7 +148,8 @@ def main(_):
     files = [p.read_bytes() for p in sorted(pathlib.Path(FLAGS.vectors or VECTORS).glob("*.sfc"))]
     codec = ScalableCodec.from_pretrained(align="center")
     crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FACES.glob("*/*.jpg"))])
-    paper_files = codec.encode_crops(crops, "jpeg-file", 50, "reconstruction")  # the full decode needs the reconstructor
+    # the full decode needs the reconstructor
+    paper_files = codec.encode_crops(crops, "jpeg-file", 50, "reconstruction")
     feature = codec.decode(paper_files[0], "base").feature
     started = time.time()
     result = {
