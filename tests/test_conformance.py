@@ -170,11 +170,8 @@ VERSION_3_FILES = {
     "thumb2-base-0": "thumb2-base",
     "thumb2-paper-jpeg50-0": "thumb2-paper-jpeg-file50",
     "thumb2-paper-jpeg2000r40-0": "thumb2-paper-jpeg2000r40",
-    "thumb2-paper-learned3-0": "thumb2-paper-learned3",
     "thumb2-auto-jpeg2000r40-0": "thumb2-auto-jpeg2000r40",
     "thumb2-auto-learned3-0": "thumb2-auto-learned3",
-    "thumb2-conditional3-0": "thumb2-conditional3",
-    "thumb2-auto-conditional3-0": "thumb2-auto-conditional3",
 }
 
 
@@ -251,15 +248,33 @@ def test_a_file_of_the_faces_set_decodes_with_its_own_reconstructor(shipped_chec
     assert not np.array_equal(expected, residuals.reconstruct(paper.models.reconstructor, features))
 
 
-def test_each_model_set_codes_with_the_residual_family_trained_on_its_reconstructions(codecs, analyses):
-    """The paper's set keeps the paper's learned family; ours defaults to the family trained on its residuals."""
+def test_each_model_set_codes_with_its_registered_learned_families(codecs, analyses):
+    """Every set codes ``learned`` with the paper's family; ours code ``conditional`` with the hyperprior codec."""
     from sfc_tf import zoo
     from sfc_tf.codec import learned_model_id
 
-    for model_set, family in (("step0.08", "bls2017-residual"), ("step0.08-faces", "bls2017-residual-faces")):
-        files = codecs[model_set].encode_analysis(analyses[model_set], "learned", 3, "reconstruction").files
-        sha256 = json.loads((zoo.learned_family(family).checkpoint(3)[0] / "meta.json").read_text())["sha256"]
-        assert {bitstream.unpack(f).enhancement.model_id for f in files} == {learned_model_id(sha256, 0)}
+    streams = (("step0.08", "learned", "bls2017-residual"), ("step0.08-faces", "conditional", "hyperprior-conditional"))
+    for model_set, name, family in streams:
+        files = codecs[model_set].encode_analysis(analyses[model_set], name, 3, "reconstruction").files
+        path, rate = zoo.learned_family(family).checkpoint(3)
+        sha256 = json.loads((path / "meta.json").read_text())["sha256"]
+        assert {bitstream.unpack(f).enhancement.model_id for f in files} == {learned_model_id(sha256, rate or 0)}
+
+
+def test_a_file_of_a_retired_model_names_it_and_where_to_get_it(shipped_checkpoints):
+    """Files coded with a retired family fail with one line naming the model and the commit that ships it."""
+    from sfc_tf import zoo
+    from sfc_tf.errors import ModelMismatchError
+
+    retired = zoo.registry()["retired"]
+    entry = next(e for e in retired if e["name"] == "bls2017-conditional-faces-thumb2")
+    data = (VECTORS / "retired" / "thumb2-conditional3-0.sfc").read_bytes()  # made before it retired
+    model_id, quality = next((m, q) for m, q in entry["models"] if q == 3)
+    assert f"{bitstream.unpack(data).enhancement.model_id:04x}" == model_id
+    codec = ScalableCodec.from_pretrained("step0.08-faces-thumb2", align="center")
+    with pytest.raises(ModelMismatchError, match=f"{model_id}, quality 3 of the retired family .*{entry['commit']}"):
+        codec.decode(data, "full")
+    assert codec.decode(data, "reconstruction").image.shape == (160, 160, 3)  # its base layer still serves
 
 
 def test_a_served_codec_refuses_the_reconstruction_of_a_set_it_does_not_serve(shipped_checkpoints):

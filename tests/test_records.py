@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sfc_tf import align, records, training_data
+from sfc_tf.enhancement import learned
 from sfc_tf.errors import SfcError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +174,8 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     meta = json.loads((tmp_path / "reconstructor" / "meta.json").read_text())
     assert meta["data"]["streamed"] and meta["steps_this_session"] == 4 and "val_loss" in meta["final_metrics"]
     assert meta["batch_norm_recalibrated_on_batches"] == 2
+    start = tmp_path / "end_to_end"  # an (untrained) end-to-end model to warm-start from
+    learned.save(learned.BLS2017(0.01), start, input="original")
     run(
         [
             "train/train_face_codec.py",
@@ -191,7 +194,7 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
             "--base_layer",  # with a colour thumbnail: each streamed batch's predictions take it from its crops
             str(shipped_checkpoints / "base_layer" / "thumbnail2" / "step_0.08.npz"),
             "--init_from",
-            str(shipped_checkpoints / "enhancement" / "original_l0.01"),
+            str(start),
             "--checkpoint_dir",
             str(tmp_path / "conditional"),
         ],
@@ -199,8 +202,7 @@ def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shi
     )
     meta = json.loads((tmp_path / "conditional" / "meta.json").read_text())
     assert meta["steps"] == 2 and meta["data"]["streamed"] and meta["train_images"] == 6
-    shipped = json.loads((shipped_checkpoints / "enhancement" / "original_l0.01" / "meta.json").read_text())
-    assert meta["warm_start"]["sha256"] == shipped["sha256"]
+    assert meta["warm_start"]["sha256"] == json.loads((start / "meta.json").read_text())["sha256"]
     # in memory, on patches, conditional on the reconstruction of the reconstructor just trained, every identity
     args = [
         "train/train_face_codec.py",

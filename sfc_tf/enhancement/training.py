@@ -396,10 +396,11 @@ def _warm_start_face_codec(model, source: str):
     from sfc_tf.enhancement import face_codec, hyperprior
 
     loaded = learned.load_model(source)[0]
-    same = json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
+    known = isinstance(loaded, (face_codec.FaceCodec, hyperprior.HyperpriorFaceCodec))
+    same = known and json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
     if isinstance(model, hyperprior.HyperpriorFaceCodec) and not (same and type(loaded) is type(model)):
         hyperprior.warm_start(model, loaded)
-    elif not isinstance(loaded, (face_codec.FaceCodec, hyperprior.HyperpriorFaceCodec)):
+    elif not known:
         face_codec.warm_start(model, loaded)
     elif not same:
         raise ValueError(f"{source} is a FaceCodec of another configuration: {loaded.get_config()}")
