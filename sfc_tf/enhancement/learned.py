@@ -345,6 +345,7 @@ def unload_all() -> None:
     """Forget every loaded checkpoint and codec (e.g. before a folder's contents change)."""
     _codec_cached.cache_clear()
     _load_cached.cache_clear()
+    _quality_functions.cache_clear()
 
 
 class RateCoder:
@@ -356,13 +357,12 @@ class RateCoder:
     def __init__(self, model, rate: int = 0):
         self.model, self.rate = model, int(rate)
         self.conditional = bool(getattr(model, "conditional", False))
-        if hasattr(model, "num_qualities"):  # the hyperprior codec: ``rate`` is a quality index, no escape codes
+        if hasattr(model, "num_qualities"):  # the hyperprior codec: ``rate`` is a quality index
             self.entropy_model = None
-            self._compress = tf.function(lambda images, p: model.compress(images, p, self.rate), reduce_retracing=True)
-            self._decompress = tf.function(
-                lambda strings, shape, p: _finished(*model.decode(strings, p, self.rate, shape)),
-                reduce_retracing=True,
-            )
+            compress, decompress = _quality_functions(model)
+            quality = tf.constant(self.rate, tf.int32)
+            self._compress = lambda images, p: compress(images, p, quality)
+            self._decompress = lambda strings, shape, p: decompress(strings, shape, p, quality)
         elif isinstance(model, BLS2017):
             self.entropy_model = model.entropy_model
             self._compress = lambda images, p: model.compress(images)
@@ -379,6 +379,17 @@ class RateCoder:
 
     def decompress(self, strings, latent_shape, predictions=None):
         return self._decompress(strings, latent_shape, predictions)
+
+
+@functools.lru_cache(maxsize=None)
+def _quality_functions(model) -> tuple:
+    """A variable-rate model's (compress, decompress) graph functions with the quality an input: one graph for all
+    its qualities (a graph per quality held ~30 MB each)."""
+    compress = tf.function(lambda images, p, quality: model.compress(images, p, quality), reduce_retracing=True)
+    decompress = tf.function(
+        lambda strings, shape, p, quality: _finished(*model.decode(strings, p, quality, shape)), reduce_retracing=True
+    )
+    return compress, decompress
 
 
 def _finished(images, ended):
