@@ -110,7 +110,11 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     assert report["learned_checkpoints_loaded"] == len(registered) + 1, (  # and the untrained conditional stand-in
         "not every registered checkpoint was loaded, or more than learned._load_cached's bound (32) are registered"
     )
-    assert report["models_loaded_rss_mb"] < 450 + 45 * report["learned_checkpoints_loaded"]
+    # a variable-rate checkpoint (one folder, every quality) holds its larger graph, the quality an input: with 11
+    # single-rate checkpoints and one 15-quality hyperprior model, 1,054 MB measured (1,335 MB with a graph per quality)
+    paths = [family.checkpoint(q)[0].resolve() for family in zoo.learned_families().values() for q in family.qualities]
+    variable_rate = {path for path in paths if paths.count(path) > 1}
+    assert report["models_loaded_rss_mb"] < 450 + 45 * report["learned_checkpoints_loaded"] + 250 * len(variable_rate)
     assert report["rss_limit_mb"] == report["models_loaded_rss_mb"] + 256
     assert report["peak_rss_mb"] < report["rss_limit_mb"] and report["refused"] > 0 and report["decoded"] > 0
 
