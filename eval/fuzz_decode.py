@@ -13,8 +13,9 @@ runs with MALLOC_ARENA_MAX=2 (unless set) and returns freed heap pages to the sy
 long-running decoding server. Each input is mutated by libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs
 recomputed, so the payload parsers are reached), then decoded at one of the three layers; whenever it parses as a
 file with an enhancement layer, its enhancement part is also grafted onto another face's base part and must be
-refused as a splice. Any exception other than an ``SfcError`` and any wrong result is a crash (libFuzzer stops and
-keeps the input under --work_dir). A SIGINT to the fuzzer process ends the run early with the counts so far.
+refused as a splice; ``parsed_by_codec`` counts the inputs that parse whole, by enhancement codec (how often each
+payload decoder was reached). Any exception other than an ``SfcError`` and any wrong result is a crash (libFuzzer
+stops and keeps the input under --work_dir). A SIGINT to the fuzzer process ends the run early with the counts so far.
 """
 
 import json
@@ -116,6 +117,7 @@ def run_child(work: pathlib.Path) -> None:
         "decoded": 0,
         "splices_refused": 0,
         **{f"decoded_{layers}": 0 for layers in fuzzing.LAYERS},
+        "parsed_by_codec": {name: 0 for name in bitstream.CODECS.values()},
     }
 
     def write_stats():
@@ -144,6 +146,7 @@ def run_child(work: pathlib.Path) -> None:
         except bitstream.BitstreamError:
             parsed_whole = False
         if parsed_whole:
+            counts["parsed_by_codec"][parsed_whole.enhancement.codec_name] += 1
             other = grafts[zlib.crc32(data[:8]) % len(grafts)]
             spliced = fuzzing.splice(other, data)
             if spliced != data and bitstream.unpack_base(other) != bitstream.unpack_base(data):

@@ -799,19 +799,25 @@ def test_rest_reply_nested_deeply_is_a_one_line_error(body, raw_server):
     )
 
 
-def test_rest_deadline_covers_parsing(raw_server):
-    """A reply within the cap that arrives at once but takes seconds to parse (16 rows of 1.9 MB of floats, 30 MB)
-    fails at the deadline, not when the parse ends."""
-    row = "[" + ", ".join(["-1.2345679351710714e-05"] * 76_800) + "]"
+def test_rest_deadline_covers_parsing(raw_server, monkeypatch):
+    """A reply within the cap that arrives at once but takes long to parse (16 rows, each parsed in 0.5 s by a slow
+    decoder standing in for a slow machine: 8 s in all) fails at the deadline, not when the parse ends."""
+
+    class SlowDecoder(json.JSONDecoder):
+        def raw_decode(self, text, pos=0):
+            time.sleep(0.5)
+            return super().raw_decode(text, pos)
+
+    monkeypatch.setattr(serving_client._JsonReply, "_decoder", SlowDecoder())
+    row = "[" + ", ".join(["-1.2345679351710714e-05"] * 128) + "]"
     body = ('{"outputs": [' + ", ".join([row] * 16) + "]}").encode()
-    assert len(body) < serving_client.reply_cap(16)
     server = raw_server(send(http_reply(body)))
     started = time.monotonic()
     message = serving_error(
         RemoteModels(server.host_port, "rest", timeout=1.5), crops=np.zeros((16, 4, 4, 3), np.uint8)
     )
     assert message.endswith("did not answer facenet/serving_default: no complete reply within 1.5 s")
-    assert time.monotonic() - started < 4.5  # slack for a loaded machine; parsing it all takes several times that
+    assert time.monotonic() - started < 4.5  # slack for a loaded machine; parsing it all takes 8 s
 
 
 @pytest.mark.parametrize("reply", [trickle, wait_for_hang_up], ids=["trickling", "silent"])
