@@ -119,17 +119,23 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     assert report["peak_rss_mb"] < report["rss_limit_mb"] and report["refused"] > 0 and report["decoded"] > 0
 
 
-def test_range_decoder_hang_is_refused(shipped_checkpoints, fixture_lfw_dir):
-    """A crafted learned layer on which tensorflow-compression 2.14's range decoder never returns (found by the long
-    harness) is refused before it reaches the op; real payloads pass the same guard and decode."""
+@pytest.mark.parametrize(
+    "fixture, enhancement, quality",
+    [("range_decoder_hang.sfc", "learned", 1), ("hyperprior_range_decoder_hang.sfc", "conditional", 8)],
+    ids=["factorized", "hyperprior"],
+)
+def test_range_decoder_hang_is_refused(fixture, enhancement, quality, shipped_checkpoints, fixture_lfw_dir):
+    """Crafted learned layers on which tensorflow-compression 2.14's range decoder never returns (found by the long
+    harness; the hyperprior's table rows depend on the symbols before them) are refused before they reach the op;
+    real payloads pass the same guard and decode."""
     from sfc_tf.errors import BitstreamError
 
-    hang = (fixture_lfw_dir.parent / "fuzz" / "range_decoder_hang.sfc").read_bytes()
+    hang = (fixture_lfw_dir.parent / "fuzz" / fixture).read_bytes()
     codec = ScalableCodec.from_pretrained(align="center")
     start = time.time()
     with pytest.raises(BitstreamError, match="escape code that never ends"):
         codec.decode(hang, "full")
     assert time.time() - start < 60
     assert codec.decode(hang, "reconstruction").image.shape == (160, 160, 3)  # its base layer is intact
-    real = codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", "learned", 1, "reconstruction")
+    real = codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", enhancement, quality, "reconstruction")
     assert codec.decode(real, "full").image.shape == (160, 160, 3)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from sfc_tf.enhancement import face_codec, hyperprior, learned
+from sfc_tf.enhancement import face_codec, hyperprior, learned, range_guard
 from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.errors import BitstreamError
 
@@ -73,6 +73,16 @@ def test_values_far_outside_a_rows_range_are_coded_exactly():
     handle, decoded = tfc.entropy_decode_index(tfc.create_range_decoder(strings, coder.cdf), rows, (5,), tf.int32)
     assert bool(tfc.entropy_decode_finalize(handle).numpy().all())
     np.testing.assert_array_equal(decoded.numpy(), symbols.numpy())
+    replayed = range_guard.Replay(strings.numpy()[0]).symbols(coder.replay_rows, rows.numpy()[0])
+    np.testing.assert_array_equal(replayed, symbols.numpy()[0])  # the hang guard decodes escapes as tfc does
+
+
+@pytest.mark.parametrize("quality", [0, 2, 4])
+def test_the_range_decoder_guard_passes_real_payloads(saved, quality, fixture_crops):
+    """The guard replays the decode with the rows the model derives from what it replayed: real payloads pass."""
+    codec, p = codec_and_prediction(saved, quality, fixture_crops)
+    payloads = codec.encode_many(fixture_crops, p)
+    assert codec.coder.unbounded(payloads, codec.latent_shape) == []
 
 
 def test_damaged_payloads_raise_or_decode_to_a_face(saved, fixture_crops):

@@ -35,10 +35,13 @@ gives every rate a comparable share of the shared weights' updates.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from sfc_tf.enhancement import range_guard
 from sfc_tf.enhancement.face_codec import Analysis, Context, Synthesis
 from sfc_tf.enhancement.rd_metrics import RateDistortionMetrics
 
@@ -451,6 +454,32 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         x_hat = self.synthesise(y_hat, p, inverse_gain)
         return tf.saturate_cast(tf.round(x_hat), tf.uint8), ended
 
+    def unbounded_strings(self, strings: list[bytes], quality: int, latent_shape) -> list[int]:
+        """Indexes of the ``strings`` on which tfc's range decoder would not return (``range_guard``): ``decode``
+        replayed in Python, symbol by symbol, each slice's table rows derived from the symbols replayed before it."""
+        rows = self.coder.replay_rows
+        replays = dict(enumerate(range_guard.Replay(s) for s in strings))
+        unbounded = []
+
+        def replay(row_tensor):
+            table_rows = np.asarray(row_tensor)
+            symbols = np.zeros(table_rows.shape, np.int32)
+            for i, string_replay in list(replays.items()):
+                try:
+                    symbols[i] = np.reshape(string_replay.symbols(rows, table_rows[i].ravel()), table_rows.shape[1:])
+                except range_guard.Unbounded:
+                    unbounded.append(i)
+                    del replays[i]
+                except ValueError:  # left a CDF: not a hang, and past here the replay cannot follow tfc
+                    del replays[i]
+            return tf.constant(symbols)
+
+        latent_shape = tf.constant(latent_shape, tf.int32)
+        z_shape = tf.concat([[len(strings)], (latent_shape + 1) // 2, [self.hyper_depth]], 0)
+        z_hat = tf.cast(replay(self.coder.z_rows(z_shape)) + self.coder.z_offsets(), tf.float64)
+        self._slices(z_hat, quality, latent_shape, lambda k, mu, slice_rows: replay(slice_rows))
+        return sorted(unbounded)
+
     def _slices(self, z_hat, quality: int, latent_shape, code):
         """The slices' decoded latent, in float64: ``code(k, mean, table rows)`` codes slice ``k`` and returns its
         symbols (the encoder's from y, the decoder's from the string), so both sides compute the same numbers."""
@@ -496,6 +525,11 @@ class RangeTables:
     def from_stored(cls, tables: dict) -> "RangeTables":
         cdf, offsets = tables["cdf_0"], tables["cdf_offset_0"]
         return cls(cdf, offsets, len(offsets) - NUM_SCALES)
+
+    @functools.cached_property
+    def replay_rows(self) -> list[tuple[int, list[int]]]:
+        """The table's rows for ``range_guard.Replay``."""
+        return range_guard.cdf_rows(self.cdf.numpy())
 
     def z_rows(self, shape):
         return tf.broadcast_to(tf.range(self.num_z), shape)

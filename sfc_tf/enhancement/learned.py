@@ -377,6 +377,19 @@ class RateCoder:
     def compress(self, images, predictions=None):
         return self._compress(images, predictions)
 
+    def unbounded(self, strings: list[bytes], latent_shape: tuple[int, int]) -> list[int]:
+        """Indexes of the ``strings`` on which tfc's range decoder would not return (``range_guard``)."""
+        if self.entropy_model is None:
+            return self.model.unbounded_strings(strings, self.rate, latent_shape)
+        rows = self._guard_rows
+        symbols = latent_shape[0] * latent_shape[1] * self.model.num_filters
+        indexes = np.arange(symbols) % len(rows)
+        return [i for i, s in enumerate(strings) if not range_guard.gamma_bounded(s, rows, indexes)]
+
+    @functools.cached_property
+    def _guard_rows(self) -> list[tuple[int, list[int]]]:
+        return range_guard.cdf_rows(self.entropy_model.cdf.numpy())
+
     def decompress(self, strings, latent_shape, predictions=None):
         return self._decompress(strings, latent_shape, predictions)
 
@@ -446,23 +459,13 @@ class LearnedCodec(ImageCodec):
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_many([data])[0]
 
-    @functools.cached_property
-    def _range_guard(self) -> tuple | None:
-        """(CDF rows, row of each symbol) of this rate's range coder; None for a coder without local tables."""
-        entropy_model = getattr(self.coder, "entropy_model", None)
-        if entropy_model is None:
-            return None
-        rows = range_guard.cdf_rows(entropy_model.cdf.numpy())
-        symbols = self.latent_shape[0] * self.latent_shape[1] * self.coder.model.num_filters
-        return rows, np.arange(symbols) % len(rows)
-
     def _check_range_decoder_bound(self, payloads: list[bytes]) -> None:
-        """Refuse payloads on which tensorflow-compression's range decoder would not return (``range_guard``)."""
-        if self._range_guard is None:
-            return
-        for i, payload in enumerate(payloads):
-            if not range_guard.gamma_bounded(payload, *self._range_guard):
-                raise BitstreamError(f"learned-codec payload {i} is malformed (an escape code that never ends)")
+        """Refuse payloads on which tensorflow-compression's range decoder would not return (``range_guard``); a
+        coder without local tables (a model server) is not checked here."""
+        unbounded = getattr(self.coder, "unbounded", None)
+        bad = unbounded([bytes(p) for p in payloads], self.latent_shape) if unbounded else []
+        if bad:
+            raise BitstreamError(f"learned-codec payload {bad[0]} is malformed (an escape code that never ends)")
 
 
 class ConditionalCodec(LearnedCodec):

@@ -6,8 +6,10 @@ payload reads zero bytes, and if its value then sits at the bottom of its interv
 never returns (found by ``eval/fuzz_decode.py``; ``tests/fixtures/fuzz/range_decoder_hang.sfc``). This module
 replays tfc's decoder state machine (``RangeDecoder`` in ``range_coder.h``: 32-bit base, size and value, 16-bit
 refills, binary-search decoding) over the payload with the same CDF rows, and refuses a payload whose gamma prefix
-would exceed 31 zeros, which no encoder writes (tfc's own decoder computes ``1 << n``). It does not decide whether
-a payload is well-formed otherwise; that stays with tfc and the container's CRC.
+would exceed 31 zeros, which no encoder writes (tfc's own decoder computes ``1 << n``). Where the rows depend on
+what was decoded before them (the hyperprior codec), the replay returns the decoded symbols to the model, which
+derives the next rows from them. It does not decide whether a payload is well-formed otherwise; that stays with tfc
+and the container's CRC.
 """
 
 from __future__ import annotations
@@ -36,9 +38,16 @@ def cdf_rows(cdf: np.ndarray) -> list[tuple[int, list[int]]]:
     return rows
 
 
-class _Decoder:
+class Unbounded(Exception):
+    """An escape code whose Elias-gamma prefix runs past ``MAX_GAMMA_ZEROS`` zeros: tfc's decoder would not return."""
+
+
+class Replay:
+    """tfc's ``RangeDecoder`` over one payload, decoding the symbols tfc's ``entropy_decode_index`` would return
+    (a row of negative precision has an escape code: ``OverflowDecode``)."""
+
     def __init__(self, data: bytes):
-        self.data, self.position = data, 0
+        self.data, self.position = bytes(data), 0
         self.base, self.size_minus1, self.value = 0, _MASK32, 0
         self._read16()
         self._read16()
@@ -67,26 +76,38 @@ class _Decoder:
             self._read16()
         return k - 1
 
+    def symbols(self, rows: list[tuple[int, list[int]]], indexes) -> list[int]:
+        """The symbols of ``indexes`` (the table row of each, in decoding order); ``Unbounded`` where tfc hangs."""
+        return [self._symbol(*rows[index]) for index in indexes]
+
+    def _symbol(self, precision: int, cdf: list[int]) -> int:
+        if precision > 0:
+            return self.decode(cdf, precision)
+        max_value = len(cdf) - 2
+        value = self.decode(cdf, -precision)
+        if value != max_value:
+            return value
+        zeros = 0
+        while self.decode(_BINARY, 1) == 0:
+            zeros += 1
+            if zeros > MAX_GAMMA_ZEROS:
+                raise Unbounded(f"an escape code longer than {MAX_GAMMA_ZEROS} bits")
+        value = 1 << zeros
+        for bit in reversed(range(zeros)):
+            value |= self.decode(_BINARY, 1) << bit
+        return -value if self.decode(_BINARY, 1) else value + max_value - 1
+
+
+_BINARY = [0, 1, 2]
+
 
 def gamma_bounded(data: bytes, rows: list[tuple[int, list[int]]], indexes: np.ndarray) -> bool:
     """Whether tfc can decode ``indexes`` (the CDF row of each symbol, in decoding order) from ``data`` without an
     overflow prefix longer than ``MAX_GAMMA_ZEROS`` (False: the op would hang, or nearly)."""
-    decoder, binary = _Decoder(bytes(data)), [0, 1, 2]
     try:
-        for index in indexes:
-            precision, cdf = rows[index]
-            if precision > 0:
-                decoder.decode(cdf, precision)
-                continue
-            if decoder.decode(cdf, -precision) != len(cdf) - 2:
-                continue
-            zeros = 0
-            while decoder.decode(binary, 1) == 0:
-                zeros += 1
-                if zeros > MAX_GAMMA_ZEROS:
-                    return False
-            for _ in range(zeros + 1):  # the value's bits and its sign
-                decoder.decode(binary, 1)
+        Replay(data).symbols(rows, indexes)
+    except Unbounded:
+        return False
     except ValueError:
         return True  # not a hang; tfc's own checks judge this payload
     return True
