@@ -102,7 +102,7 @@ def _codec(args):
 
 def _check_arguments(args) -> None:
     """The arguments every command shares, checked (and the key read) before a command starts."""
-    if getattr(args, "server_timeout", None) is not None:
+    if getattr(args, "server", None):  # the deadline of a model server's requests (the client imports TensorFlow)
         from sfc_tf.serving_client import check_timeout
 
         try:

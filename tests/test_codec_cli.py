@@ -218,6 +218,27 @@ def test_bad_arguments(codec, analysis):
 # -- the command line ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--enhancement", "jpeg", "--quality", "abc"], "--quality: jpeg quality must be"),
+        (["--enhancement", "conditional", "--quality", "99"], "--quality: conditional quality must be"),
+    ],
+    ids=["jpeg", "learned"],
+)
+def test_bad_arguments_fail_before_tensorflow_loads(flags, message, fixture_lfw_dir, tmp_path):
+    """A bad argument is one line on stderr, found before TensorFlow (seconds of start-up) is imported."""
+    image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
+    script = (
+        "import sys\nfrom sfc_tf import cli\n"
+        f"code = cli.run(['compress', {image!r}, {str(tmp_path / 'x.sfc')!r}, *{flags!r}])\n"
+        "print('tensorflow' in sys.modules, code)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "1"]
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
 def test_cli_round_trip(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
     image = str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg")
     other = str(fixture_lfw_dir / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg")
