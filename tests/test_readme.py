@@ -116,3 +116,13 @@ def test_commands_in_the_text_exist():
     parsers = subparsers()
     for name in re.findall(r"`sfc ([\w-]+)", README):
         assert name in parsers, name
+
+
+def test_links_and_cited_result_files_exist():
+    """Every relative link of README.md and docs/*.md, and every eval/results file they name, exists."""
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (doc.parent / target).exists(), f"{doc.name}: link to {target}"
+        for name in re.findall(r"eval/results/([\w.-]+\.(?:json|png))", text):
+            assert (ROOT / "eval" / "results" / name).exists(), f"{doc.name}: eval/results/{name}"
