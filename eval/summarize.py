@@ -102,7 +102,29 @@ def command(name: str, result: dict) -> str:
         return f"python eval/compare_curves.py {pairs} --output_json eval/results/{name}"
     if "command" not in result:
         raise ValueError(f"{name}: no command recorded; add one to COMMANDS in eval/summarize.py")
-    return result["command"]
+    return recorded(name, result["command"])
+
+
+def recorded(name: str, line: str) -> str:
+    """A command as a binary recorded it (``" ".join(sys.argv)``), as it reads for the committed file: its
+    ``--output_json`` is ``eval/results/<name>``, a ``--plot`` outside eval/results is dropped, and an empty value
+    (``--flag ''``, recorded as ``--flag`` and an empty word) is written ``--flag=``."""
+    words, out = line.split(" "), []
+    while words:
+        word = words.pop(0)
+        flag, equals, value = word.partition("=")
+        if flag in ("--output_json", "--plot"):
+            value = value if equals else (words.pop(0) if words else "")
+            if flag == "--output_json":
+                out.append(f"--output_json eval/results/{name}")
+            elif value.startswith("eval/results/"):
+                out.append(f"--plot {value}")
+        elif word.startswith("--") and not equals and words and words[0] == "":
+            words.pop(0)
+            out.append(f"{word}=")
+        elif word:
+            out.append(word)
+    return " ".join(out)
 
 
 # -- renderers: one JSON in, markdown out -------------------------------------------------------------------

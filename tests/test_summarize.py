@@ -69,6 +69,17 @@ def test_command_of_a_comparison_is_rebuilt_from_its_pairs(summarize):
     )
 
 
+def test_a_recorded_command_reads_as_for_the_committed_file(summarize):
+    recorded = (
+        "python eval/rate_distortion.py --folds 1,2,3,4 --streams  --anchors  --learned_families= "
+        "--output_json /scratch/rd.json --plot /scratch/rd.png"
+    )
+    assert summarize.command("rate_distortion_new.json", {"command": recorded}) == (
+        "python eval/rate_distortion.py --folds 1,2,3,4 --streams= --anchors= --learned_families= "
+        "--output_json eval/results/rate_distortion_new.json"
+    )
+
+
 def test_refuses_to_overwrite(tmp_path):
     output = tmp_path / "results.md"
     output.write_text("mine")
