@@ -248,8 +248,8 @@ def rate_distortion(result: dict) -> str:
     stride = result.get("ms_ssim_stride", 1)
     return (
         f"{result['num_images']} crops, model set {result['model_set']}"
-        + "".join(f", learned family {name}" for name in result.get("learned_families") or [])
-        + f" (MS-SSIM on every {stride}-th); base layer alone: "
+        + (f", learned families {', '.join(result['learned_families'])}" if result.get("learned_families") else "")
+        + f" (MS-SSIM on {'every face' if stride == 1 else f'one face in {stride}'}); base layer alone: "
         f"{result['base_file_bits_per_face']:.1f} bits/face as a file, {result['base_record_bits_per_face']:.1f} "
         "as a record\n\n"
         + table(["prediction alone (base layer only)", "PSNR (dB)", "MS-SSIM"], alone)
