@@ -118,11 +118,20 @@ def test_commands_in_the_text_exist():
         assert name in parsers, name
 
 
+def heading_anchors(path: pathlib.Path) -> set[str]:
+    """GitHub's anchors of a markdown file's headings."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S), re.M)
+    return {"".join(c for c in h.lower() if c.isalnum() or c in " -_").replace(" ", "-") for h in headings}
+
+
 def test_links_and_cited_result_files_exist():
-    """Every relative link of README.md and docs/*.md, and every eval/results file they name, exists."""
+    """Every relative link of README.md and docs/*.md (and its #anchor), and every eval/results file they name,
+    exists."""
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = doc.read_text()
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+        for target, fragment in re.findall(r"\]\(([^)#:]+)(?:#([^)]*))?\)", text):
             assert (doc.parent / target).exists(), f"{doc.name}: link to {target}"
+            if fragment:
+                assert fragment in heading_anchors(doc.parent / target), f"{doc.name}: link to {target}#{fragment}"
         for name in re.findall(r"eval/results/([\w.-]+\.(?:json|png))", text):
             assert (ROOT / "eval" / "results" / name).exists(), f"{doc.name}: eval/results/{name}"
