@@ -135,3 +135,12 @@ def test_links_and_cited_result_files_exist():
                 assert fragment in heading_anchors(doc.parent / target), f"{doc.name}: link to {target}#{fragment}"
         for name in re.findall(r"eval/results/([\w.-]+\.(?:json|png))", text):
             assert (ROOT / "eval" / "results" / name).exists(), f"{doc.name}: eval/results/{name}"
+
+
+def test_architecture_lists_every_module():
+    """docs/architecture.md's module map names every module of sfc_tf/ and every training binary."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    modules = [p for p in (ROOT / "sfc_tf").rglob("*.py") if "__pycache__" not in p.parts]
+    missing = [str(p.relative_to(ROOT)) for p in modules if f"`{p.name}`" not in text]
+    missing += [str(p.relative_to(ROOT)) for p in (ROOT / "train").glob("*.py") if f"`train/{p.name}`" not in text]
+    assert not missing, f"docs/architecture.md does not list {missing}"
