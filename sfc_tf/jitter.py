@@ -1,4 +1,4 @@
-"""Shift-and-scale augmentation of aligned face crops (issue 22).
+"""Shift-and-scale augmentation of aligned face crops: more views of each training face for the reconstructor.
 
 Each copy of a crop is the crop moved by up to ``MAX_SHIFT`` pixels each way and scaled by a factor within
 1 +- ``MAX_SCALE``, reflected where the window leaves the crop; its mask marks the pixels that come from the crop

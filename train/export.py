@@ -1,7 +1,7 @@
 """Export the codec's networks as SavedModels in TF Serving's layout ``<export_dir>/<model>/<version>/``.
 
   python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \
-      --enhancement checkpoints/enhancement/face_conditional --enhancement_quality 3
+      --enhancement checkpoints/enhancement/hyperprior_conditional --enhancement_quality 3
 
 ``--reconstructor``, ``--predictor`` and ``--enhancement`` default to the models of ``--model_set`` (default: the
 registry's default set, ``sfc models``): serve the set the clients code with (``sfc --model_set``).
