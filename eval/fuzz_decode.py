@@ -55,6 +55,12 @@ flags.DEFINE_integer(
     "model load and every N inputs: what the RSS limit then bounds is memory in use, not glibc's "
     "retained free lists (0: never).",
 )
+flags.DEFINE_list(
+    "seed_codecs",
+    [],
+    "Fuzz only the seed files whose enhancement layer is coded by these codecs (e.g. avif,jpegxl,webp,jpeg); "
+    "every model is still loaded from all seeds first (default: every seed).",
+)
 flags.DEFINE_enum(
     "stage", None, ["corpus", "fuzz"], "Internal: the child process that builds the seed corpus or " "runs the fuzzer."
 )
@@ -69,16 +75,20 @@ def model_set_flag() -> list[str]:
 def build_seed_corpus(work: pathlib.Path) -> None:
     import numpy as np
 
-    from sfc_tf import align, fuzzing
+    from sfc_tf import align, bitstream, fuzzing
     from sfc_tf.codec import ScalableCodec
 
     conditional = fuzzing.conditional_stand_in(work / "conditional")
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align="center", learned_dirs=(conditional,))
     crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FIXTURE_FACES.glob("*/*.jpg"))])
     corpus = fuzzing.build_corpus(codec, crops, conditional_dir=conditional)
-    (work / "corpus").mkdir(parents=True, exist_ok=True)
+    for folder in ("corpus", "preload"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
     for name, data in zip(corpus.names, corpus.files):
-        (work / "corpus" / f"{name}.sfc").write_bytes(data)
+        (work / "preload" / f"{name}.sfc").write_bytes(data)
+        enhancement = bitstream.unpack(data).enhancement
+        if not FLAGS.seed_codecs or (enhancement is not None and enhancement.codec_name in FLAGS.seed_codecs):
+            (work / "corpus" / f"{name}.sfc").write_bytes(data)
 
 
 def peak_by_tenth(samples: list[tuple[int, int]], runs: int) -> dict[int, int]:
@@ -157,7 +167,8 @@ def run_child(work: pathlib.Path) -> None:
             release_freed_memory()
         write_stats()
 
-    for data in seeds:  # the seed files name every registered learned model: load all before the clock
+    for data in (p.read_bytes() for p in sorted((work / "preload").glob("*.sfc"))):
+        # the seed files name every registered learned model: load all before the clock
         for layers in fuzzing.LAYERS:
             codec.decode(data, layers)
         if FLAGS.trim_every:
@@ -200,7 +211,15 @@ def main(_):
     # The corpus is built in a process of its own: Linux carries a process's peak RSS across fork and exec, so
     # a fuzzer started from a parent that had loaded every model would report (and be limited by) the parent's.
     subprocess.run(
-        [sys.executable, __file__, "--stage=corpus", f"--work_dir={work}", *model_set_flag(), "--output_json=-"],
+        [
+            sys.executable,
+            __file__,
+            "--stage=corpus",
+            f"--work_dir={work}",
+            f"--seed_codecs={','.join(FLAGS.seed_codecs)}",
+            *model_set_flag(),
+            "--output_json=-",
+        ],
         check=True,
         capture_output=True,
     )
@@ -255,6 +274,7 @@ def main(_):
                 f"--runs {FLAGS.runs}",
                 f"--seed {FLAGS.seed}",
                 f"--trim_every {FLAGS.trim_every}",
+                *([f"--seed_codecs {','.join(FLAGS.seed_codecs)}"] if FLAGS.seed_codecs else []),
                 *model_set_flag(),
             ]
         ),

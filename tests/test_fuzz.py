@@ -99,6 +99,7 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["runs"] >= 60 and report["crashes"] == 0 and report["silent_splices"] == 0
+    assert set(report["parsed_by_codec"]) == set(bitstream.CODECS.values())
     # every registered model loaded: FaceNet, the sets' base layers, a reconstructor and every learned checkpoint
     # (~40 MB each once built). Measured: 15 checkpoints 1,119 MB, 21 1,227 MB (1,302 MB on CI), 26 1,398-1,421 MB;
     # the bound (450 MB + 45 MB per checkpoint) leaves ~120-200 MB: about one more copy of the reconstructor (~140 MB)
