@@ -68,6 +68,11 @@ COMMANDS = {
     "--output_json eval/results/rate_distortion_learned_paper_set.json "
     "--plot eval/results/rate_distortion_learned_paper_set.png",
     "benchmark.json": "python eval/benchmark.py --lfw_dir ../shared/data/lfw --output_json eval/results/benchmark.json",
+    "learned_speed.json": "python eval/learned_speed.py --lfw_dir ../shared/data/lfw "
+    "--families hyperprior-conditional:8,hyperprior-conditional:15 "
+    "--checkpoints OLD/checkpoints/enhancement/conditional_thumb2_l0.01,"
+    "OLD/checkpoints/enhancement/conditional_thumb2_l0.1 "
+    "--output_json eval/results/learned_speed.json  # OLD: git worktree add OLD 9e3bf09",
     "identification.json": "python eval/identification.py --lfw_dir ../shared/data/lfw "
     "--output_json eval/results/identification.json --plot eval/results/identification.png",
     "archive_throughput.json": "python eval/archive_throughput.py --lfw_dir ../shared/data/lfw --images 100 "
@@ -306,6 +311,17 @@ def benchmark(result: dict) -> str:
     )
 
 
+def learned_speed(result: dict) -> str:
+    columns = ["encode batch 64 (faces/s)", "decode batch 64 (faces/s)", "encode batch 1 (faces/s)"]
+    columns.append("decode batch 1 (faces/s)")
+    rows = [
+        [name, f"{codec['bits_per_face']:,.0f}", *(f"{codec[c]:.1f}" for c in columns)]
+        for name, codec in result["codecs"].items()
+    ]
+    note = f"{result['note']}\n\n" if "note" in result else ""
+    return note + table(["codec", "bits per face", *(c.replace(" (faces/s)", "") for c in columns)], rows)
+
+
 def identification(result: dict) -> str:
     rows = [
         [r["features"], f"{r['bits_per_face']:,.0f}", f"{100 * r['rank1']:.1f} %"] for r in result["identification"]
@@ -423,6 +439,7 @@ SECTIONS = [
     Section("rate_distortion_paper_set.json", rate_distortion, "The paper's configuration: JPEG and JPEG2000"),
     Section("rate_distortion_learned_paper_set.json", rate_distortion, "The paper's configuration: learned"),
     Section("benchmark.json", benchmark, "Speed of every stage"),
+    Section("learned_speed.json", learned_speed, "Speed of the learned codec against the family it replaced"),
     Section("identification.json", identification, "1:N identification and search speed"),
     Section("archive_throughput.json", archive_throughput, "Archive pipeline (Apache Beam) throughput"),
     Section("batch_invariance.json", batch_invariance, "Batch and single coding"),
