@@ -77,16 +77,39 @@ class Replay:
         return k - 1
 
     def symbols(self, rows: list[tuple[int, list[int]]], indexes) -> list[int]:
-        """The symbols of ``indexes`` (the table row of each, in decoding order); ``Unbounded`` where tfc hangs."""
-        return [self._symbol(*rows[index]) for index in indexes]
+        """The symbols of ``indexes`` (the table row of each, in decoding order); ``Unbounded`` where tfc hangs.
+        ``decode`` inlined, the state in locals (this loop is most of a hyperprior decode's guard)."""
+        data, end, bisect_left, out = self.data, len(self.data), bisect.bisect_left, []
+        base, size_minus1, value, position = self.base, self.size_minus1, self.value, self.position
+        for index in np.asarray(indexes).tolist():
+            precision, cdf = rows[index]
+            shift = precision if precision > 0 else -precision
+            size = size_minus1 + 1
+            k = bisect_left(cdf, -(-((((value - base) & _MASK32) + 1) << shift) // size), 1)
+            if k >= len(cdf):
+                raise ValueError("range decoder left its CDF")
+            low = (size * cdf[k - 1]) >> shift
+            base = (base + low) & _MASK32
+            size_minus1 = (((size * cdf[k]) >> shift) - 1 - low) & _MASK32
+            if size_minus1 >> 16 == 0:
+                base = (base << 16) & _MASK32
+                size_minus1 = ((size_minus1 << 16) | 0xFFFF) & _MASK32
+                for _ in range(2):
+                    value = (value << 8) & _MASK32
+                    if position < end:
+                        value |= data[position]
+                        position += 1
+            symbol = k - 1
+            if precision < 0 and symbol == len(cdf) - 2:
+                self.base, self.size_minus1, self.value, self.position = base, size_minus1, value, position
+                symbol = self._overflow(symbol)
+                base, size_minus1, value, position = self.base, self.size_minus1, self.value, self.position
+            out.append(symbol)
+        self.base, self.size_minus1, self.value, self.position = base, size_minus1, value, position
+        return out
 
-    def _symbol(self, precision: int, cdf: list[int]) -> int:
-        if precision > 0:
-            return self.decode(cdf, precision)
-        max_value = len(cdf) - 2
-        value = self.decode(cdf, -precision)
-        if value != max_value:
-            return value
+    def _overflow(self, max_value: int) -> int:
+        """The value of an escape code after its escape symbol (``OverflowDecode``'s Elias-gamma part)."""
         zeros = 0
         while self.decode(_BINARY, 1) == 0:
             zeros += 1
