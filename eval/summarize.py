@@ -396,7 +396,15 @@ def fuzz(result: dict) -> str:
                 f"{result['models_loaded_rss_mb']:,.0f} / {result['peak_rss_mb']:,.0f}",
             ]
         ],
-    )
+    ) + _parsed_by_codec(result)
+
+
+def _parsed_by_codec(result: dict) -> str:
+    """Inputs that parsed whole, by enhancement codec: how often each payload decoder was reached."""
+    if "parsed_by_codec" not in result:
+        return ""
+    counts = result["parsed_by_codec"]
+    return "\n\n" + table(["inputs parsed whole, by codec", *counts], [["", *(f"{n:,}" for n in counts.values())]])
 
 
 def batch_invariance(result: dict) -> str:

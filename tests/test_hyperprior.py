@@ -85,6 +85,15 @@ def test_the_range_decoder_guard_passes_real_payloads(saved, quality, fixture_cr
     assert codec.coder.unbounded(payloads, codec.latent_shape) == []
 
 
+def test_the_range_decoder_guard_leaves_no_memory_behind(saved, fixture_crops):
+    """The guard runs the model's networks as one traced graph: an eager Keras call leaves memory behind (TF 2.14)."""
+    from test_inference import python_memory_left_by
+
+    codec, p = codec_and_prediction(saved, 2, fixture_crops[:1])
+    payloads = codec.encode_many(fixture_crops[:1], p)
+    assert python_memory_left_by(lambda: codec.coder.unbounded(payloads, codec.latent_shape), 20) < 30_000
+
+
 def test_damaged_payloads_raise_or_decode_to_a_face(saved, fixture_crops):
     codec, p = codec_and_prediction(saved, 2, fixture_crops[:1])
     payload = codec.encode_many(fixture_crops[:1], p)[0]

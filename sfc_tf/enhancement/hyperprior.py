@@ -36,6 +36,7 @@ gives every rate a comparable share of the shared weights' updates.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -457,28 +458,11 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
     def unbounded_strings(self, strings: list[bytes], quality: int, latent_shape) -> list[int]:
         """Indexes of the ``strings`` on which tfc's range decoder would not return (``range_guard``): ``decode``
         replayed in Python, symbol by symbol, each slice's table rows derived from the symbols replayed before it."""
-        rows = self.coder.replay_rows
-        replays = dict(enumerate(range_guard.Replay(s) for s in strings))
-        unbounded = []
+        return self._range_guard(strings, quality, latent_shape)
 
-        def replay(row_tensor):
-            table_rows = np.asarray(row_tensor)
-            symbols = np.zeros(table_rows.shape, np.int32)
-            for i, string_replay in list(replays.items()):
-                try:
-                    symbols[i] = np.reshape(string_replay.symbols(rows, table_rows[i].ravel()), table_rows.shape[1:])
-                except range_guard.Unbounded:
-                    unbounded.append(i)
-                    del replays[i]
-                except ValueError:  # left a CDF: not a hang, and past here the replay cannot follow tfc
-                    del replays[i]
-            return tf.constant(symbols)
-
-        latent_shape = tf.constant(latent_shape, tf.int32)
-        z_shape = tf.concat([[len(strings)], (latent_shape + 1) // 2, [self.hyper_depth]], 0)
-        z_hat = tf.cast(replay(self.coder.z_rows(z_shape)) + self.coder.z_offsets(), tf.float64)
-        self._slices(z_hat, quality, latent_shape, lambda k, mu, slice_rows: replay(slice_rows))
-        return sorted(unbounded)
+    @functools.cached_property
+    def _range_guard(self) -> "_RangeGuard":
+        return _RangeGuard(self)
 
     def _slices(self, z_hat, quality: int, latent_shape, code):
         """The slices' decoded latent, in float64: ``code(k, mean, table rows)`` codes slice ``k`` and returns its
@@ -495,6 +479,31 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
             y_hat_slices.append(y_hat_slice)
             normalized.append(self._normalized(k, y_hat_slice, gain))
         return tf.concat(y_hat_slices, -1)
+
+
+class _RangeGuard:
+    """``decode``'s symbols replayed by ``range_guard.Lanes`` inside one traced graph of the model's networks (an
+    eager Keras call leaves memory behind in TF 2.14); one guarded batch at a time per model."""
+
+    def __init__(self, model: HyperpriorFaceCodec):
+        self.model, self.lock, self.lanes = model, threading.Lock(), None
+        self.graph = tf.function(self._replayed_latent, reduce_retracing=True)
+
+    def __call__(self, strings: list[bytes], quality: int, latent_shape) -> list[int]:
+        with self.lock:
+            self.lanes = range_guard.Lanes(strings, self.model.coder.replay_rows)
+            self.graph(tf.constant(quality, tf.int32), tf.constant(latent_shape, tf.int32), tf.constant(len(strings)))
+            return sorted(self.lanes.unbounded)
+
+    def _replay(self, table_rows):
+        symbols = tf.numpy_function(lambda rows: self.lanes.next(rows), [table_rows], tf.int32)  # this call's lanes
+        return tf.ensure_shape(symbols, table_rows.shape)
+
+    def _replayed_latent(self, quality, latent_shape, count):
+        model = self.model
+        z_shape = tf.concat([[count], (latent_shape + 1) // 2, [model.hyper_depth]], 0)
+        z_hat = tf.cast(self._replay(model.coder.z_rows(z_shape)) + model.coder.z_offsets(), tf.float64)
+        return model._slices(z_hat, quality, latent_shape, lambda k, mu, slice_rows: self._replay(slice_rows))
 
 
 class RangeTables:

@@ -124,6 +124,29 @@ class Replay:
 _BINARY = [0, 1, 2]
 
 
+class Lanes:
+    """One ``Replay`` per payload, advanced together: ``next`` gives each payload's next symbols for its table rows;
+    ``unbounded`` collects the payloads on which tfc would hang. A payload out of the replay (it hangs, or it left
+    a CDF: not a hang, and past there the replay cannot follow tfc) gets zeros from then on."""
+
+    def __init__(self, payloads: list[bytes], rows: list[tuple[int, list[int]]]):
+        self.replays, self.rows, self.unbounded = [Replay(p) for p in payloads], rows, set()
+
+    def next(self, table_rows: np.ndarray) -> np.ndarray:
+        symbols = np.zeros(table_rows.shape, np.int32)
+        for i, replay in enumerate(self.replays):
+            if replay is None:
+                continue
+            try:
+                symbols[i] = np.reshape(replay.symbols(self.rows, table_rows[i].ravel()), symbols.shape[1:])
+            except Unbounded:
+                self.unbounded.add(i)
+                self.replays[i] = None
+            except ValueError:
+                self.replays[i] = None
+        return symbols
+
+
 def gamma_bounded(data: bytes, rows: list[tuple[int, list[int]]], indexes: np.ndarray) -> bool:
     """Whether tfc can decode ``indexes`` (the CDF row of each symbol, in decoding order) from ``data`` without an
     overflow prefix longer than ``MAX_GAMMA_ZEROS`` (False: the op would hang, or nearly)."""
