@@ -8,8 +8,10 @@ import pathlib
 
 from absl import app, flags
 
+from sfc_tf import settings
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results", "eval/results", "Directory of result JSONs.")
+flags.DEFINE_string("results", None, "Directory of result JSONs; default: eval/results of this checkout.")
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -162,7 +164,7 @@ SUMMARIES = {
 
 def main(_):
     for name, summarize in SUMMARIES.items():
-        path = pathlib.Path(FLAGS.results) / name
+        path = pathlib.Path(FLAGS.results or settings.REPO_ROOT / "eval" / "results") / name
         if path.is_file():
             print(f"## {name}\n\n{summarize(json.loads(path.read_text()))}\n")
 

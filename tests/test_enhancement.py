@@ -198,7 +198,7 @@ def test_training_warm_starts_and_resumes(tiny_learned_checkpoint, fixture_crops
     assert second["steps_this_session"] == 3 and second["epochs_this_session"] == 1
     assert not _same_weights(tmp_path, tiny_learned_checkpoint)
     assert set(second["final_metrics"]) == {"loss", "bpp", "mse"}
-    with pytest.raises(ValueError, match="already holds 6 of this run's 6 steps"):
+    with pytest.raises(ValueError, match="already finished: 6 steps"):
         training.train(config, fixture_crops, {"input": "test"})  # a finished run is refused, not re-saved
     with pytest.raises(ValueError):
         training.patches_dataset(fixture_crops, 2, 40)
