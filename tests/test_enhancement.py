@@ -533,3 +533,31 @@ def test_float16_weights_of_another_architecture_are_refused(tiny_conditional, t
     other = face_codec.FaceCodec([0.001, 0.01], conditional=False, prior="position", num_filters=TINY_FILTERS)
     with pytest.raises(WeightsError, match="other variables"):
         learned.restore_weights(other, tmp_path / "half")
+
+
+def test_a_warm_start_is_checked_before_the_first_update_and_at_the_end(fixture_crops, tmp_path, capsys):
+    """With no held-out faces (--validation_fraction 0) the check takes training faces and says so; meta.json
+    keeps the loss before the first update and at the end, and whether the run ended worse."""
+    from sfc_tf.enhancement import learned, training
+
+    start = tmp_path / "end_to_end"
+    learned.save(learned.BLS2017(0.01, TINY_FILTERS), start, input="original")
+
+    config = training.FaceCodecTrainConfig(
+        str(tmp_path / "run"),
+        lmbdas=(0.01,),
+        steps=2,
+        batch_size=2,
+        num_filters=TINY_FILTERS,
+        init_from=str(start),
+        verbose=0,
+    )
+    meta = training.train_face_codec(
+        config, lambda seed: training.face_codec_dataset(fixture_crops, None, 2, seed), len(fixture_crops), {}
+    )
+    check = meta["warm_start_check"]
+    assert check["faces"] == "training (none held out)" and check["images"] == training.WARM_START_CHECK_IMAGES
+    assert set(check["before"]) == set(check["after"]) == {"loss", "bpp", "mse"}
+    assert check["worse"] == (check["after"]["loss"] > check["before"]["loss"])
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warm start check")]
+    assert len(line) == 1 and "before the first update" in line[0] and "at the end" in line[0]

@@ -105,7 +105,7 @@ def test_the_time_limit_bounds_tables_and_evaluation(tmp_path, fixture_crops, ca
     assert _face_codec_run(tmp_path, fixture_crops, deadline) is None
     assert clock.now - clock_at_start < 60
     out = capsys.readouterr().out
-    assert "time limit reached after 2 training steps: re-run the same command to build the range-coding" in out
+    assert "time limit reached after 2 training steps: the training state is saved; re-run the same command" in out
     assert not (tmp_path / "run" / "meta.json").exists()
     assert json.loads((tmp_path / "run" / "train_state" / "progress.json").read_text())["step"] == 2
     meta = _face_codec_run(tmp_path, fixture_crops, Deadline(None))

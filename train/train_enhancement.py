@@ -88,8 +88,7 @@ def main(_):
     )
     meta = training.train(config, images, {"input": FLAGS.input, "data": source})
     if meta is None:
-        print(f"not finished: {out} holds the training state; re-run the same command to continue")
-        return
+        return  # the library said why (the time limit) and how to continue
     print(
         f"saved {out}: {meta['steps']} steps ({meta['epochs_done']} epochs), "
         f"{meta['final_metrics']}, {meta['images_per_second']} images/s"

@@ -102,6 +102,7 @@ flags.DEFINE_string(
 )
 runs.define_flags()
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("tensorboard_dir", None, "TensorBoard log directory (loss, bpp, mse).")
 
 
 def prediction_network() -> str:
@@ -220,6 +221,7 @@ def main(_):
         final_learning_rate=FLAGS.final_learning_rate,
         max_minutes=FLAGS.max_minutes,
         init_from=FLAGS.init_from,
+        log_dir=FLAGS.tensorboard_dir,
         seed=FLAGS.seed,
     )
     meta = training.train_face_codec(
@@ -241,9 +243,14 @@ def main(_):
         deadline,
     )
     if meta is None:
-        print(f"not finished: {out} holds the training state; re-run the same command to continue")
-        return
-    print(f"saved {out}: {meta['steps']} steps, {meta['images_per_second']} images/s, " f"held out {meta['held_out']}")
+        return  # the library said why (time limit, --until_step) and how to continue
+    held_out = meta["held_out"] and ", ".join(
+        f"{r['bits_per_image']:.0f} bits {r['psnr']:.2f} dB" for r in meta["held_out"]["rates"]
+    )
+    print(
+        f"saved {out}: {meta['steps']} steps in {meta['wall_time_s']} s of training, {meta['images_per_second']} "
+        f"images/s; held out, per rate: {held_out or 'none'}"
+    )
 
 
 if __name__ == "__main__":

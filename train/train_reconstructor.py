@@ -209,8 +209,7 @@ def main(_):
             faces.masks,
         )
     if meta is None:
-        print(f"not finished: {out} holds the training state; re-run the same command to continue")
-        return
+        return  # the library said why (the time limit) and how to continue
     if mmse:  # the mean face belongs to the predictor: covered by its checksum
         from PIL import Image
 
