@@ -1,6 +1,6 @@
 """Batched base-layer coding speed on this machine: encode and decode faces/s of real LFW features.
 
-  python eval/base_layer_speed.py --lfw_dir ../shared/data/lfw --base_layer checkpoints/base_layer/step_0.08.npz \
+  python eval/base_layer_speed.py --lfw_dir ../shared/data/lfw --base_layer checkpoints/base_layer/step_0.08.npz \\
       --output_json eval/results/base_layer_speed.json
 
 The evaluation images' features (``--folds``) are repeated up to ``--num_faces`` so that one batch is large.

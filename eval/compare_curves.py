@@ -1,9 +1,9 @@
 """BD-rate / BD-PSNR between curves of two rate-distortion JSONs (eval/rate_distortion.py), e.g. the default model
 set's stream against the paper set's, measured in separate runs on the same crops.
 
-  python eval/compare_curves.py \
-      --test "eval/results/rate_distortion_learned.json:base+bls2017-residual-faces (auto)" \
-      --anchor "eval/results/rate_distortion_learned_paper_set.json:base+bls2017-residual (auto)" \
+  python eval/compare_curves.py \\
+      --test "eval/results/rate_distortion_learned.json:base+bls2017-residual-faces (auto)" \\
+      --anchor "eval/results/rate_distortion_learned_paper_set.json:base+bls2017-residual (auto)" \\
       --output_json eval/results/compare_learned_auto.json
 """
 

@@ -6,7 +6,7 @@ one base-layer model: PSNR and SSIM against the aligned originals, and identity 
 similarity of the FaceNet features of reconstruction and original). The chosen lambda is the one with the
 highest SSIM (structure, which neither pure MAE nor pure perceptual loss optimises alone).
 
-  python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw --runs runs/sweep/l0,runs/sweep/l1e-05,runs/sweep/l0.0001 \
+  python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw --runs runs/sweep/l0,runs/sweep/l1e-05,runs/sweep/l0.0001 \\
       --output_json eval/results/lambda_sweep.json
 """
 

@@ -3,8 +3,8 @@ payloads (given the default model set's reconstruction for a conditional codec) 
 at a time, on the first LFW folds 1-4 crops. Codecs are registered families at a quality, or checkpoint folders
 (e.g. a retired family's, from a checkout of an older commit).
 
-  python eval/learned_speed.py --lfw_dir ../shared/data/lfw --families hyperprior-conditional:8 \
-      --checkpoints OLD_CHECKOUT/checkpoints/enhancement/conditional_thumb2_l0.01 \
+  python eval/learned_speed.py --lfw_dir ../shared/data/lfw --families hyperprior-conditional:8 \\
+      --checkpoints OLD_CHECKOUT/checkpoints/enhancement/conditional_thumb2_l0.01 \\
       --output_json eval/results/learned_speed.json
 """
 

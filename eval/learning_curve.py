@@ -6,9 +6,9 @@ A conditional run is scored as the scalable stream (base layer + the snapshot co
 model set's reconstruction: whole .sfc files); an end-to-end run as its own payloads. Snapshots already in the
 output JSON are kept, so the script can be re-run as the training goes on.
 
-  python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \
-      --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 \
-      --anchors "eval/results/rate_distortion_modern_512.json:av1 (payload)" \
+  python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \\
+      --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 \\
+      --anchors "eval/results/rate_distortion_modern_512.json:av1 (payload)" \\
       --output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve.png
 """
 

@@ -1,7 +1,7 @@
 """The floor a face reconstructor must beat: one constant image, the mean training crop, as the "reconstruction"
 of every LFW folds 1-4 crop (PSNR, SSIM and MS-SSIM as eval/reconstruction.py computes them).
 
-  python eval/mean_face_baseline.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
+  python eval/mean_face_baseline.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \\
       --output_json eval/results/mean_face_baseline.json
 """
 

@@ -1,7 +1,7 @@
 """How much two base-layer predictions of a face know that the other does not: the correlation of their pixel
 errors, and the PSNR of their blends w * reconstruction + (1 - w) * MMSE prediction, on LFW crops.
 
-  python eval/prediction_blend.py --lfw_dir ../shared/data/lfw --max_images 1024 \
+  python eval/prediction_blend.py --lfw_dir ../shared/data/lfw --max_images 1024 \\
       --output_json eval/results/prediction_blend.json
 
 Errors that correlate strongly mean both networks miss the same thing (pose, lighting, background: what an

@@ -1,11 +1,11 @@
 """Rate-accuracy on LFW (the paper's Fig. 2): analyze-then-compress (base layer) against
 compress-then-analyze (JPEG / JPEG2000 on the face crop, FaceNet on the decoded crop).
 
-  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \\
       --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
 
 For --align center, first fit models on center crops (train/fit_base_layer.py --align center --output_dir
-checkpoints/base_layer/center) and pass --base_layer_dir checkpoints/base_layer/center.
+runs/base_layer/center) and pass --base_layer_dir runs/base_layer/center.
 
 The base-layer models must have been fitted on features of the same crops (``--align``): the index.json of
 ``--base_layer_dir`` says which.
@@ -13,8 +13,8 @@ The base-layer models must have been fitted on features of the same crops (``--a
 Full-stream points ("base+<enhancement>" totals, from eval/rate_distortion.py's ``rate_accuracy_points``) join
 with ``--extra_points``, on a fresh run or, keeping the measured anchors, with ``--add_to_existing``:
 
-  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --add_to_existing \
-      --extra_points eval/results/rate_distortion.json \
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --add_to_existing \\
+      --extra_points eval/results/rate_distortion.json \\
       --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
 """
 

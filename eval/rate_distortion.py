@@ -16,7 +16,7 @@ without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
 face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each capped at 60 dB), MS-SSIM, and
 the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
 
-  python eval/rate_distortion.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
+  python eval/rate_distortion.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \\
       --output_json eval/results/rate_distortion.json --plot eval/results/rate_distortion.png
 
 The stream's verification accuracy is its base layer's at every enhancement rate (features of the original crop);

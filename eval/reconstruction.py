@@ -2,8 +2,8 @@
 against the aligned originals, identity preservation as NbNet measures it, and a grid of originals over
 reconstructions (the paper's Fig. 3).
 
-  python eval/reconstruction.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
-      --model_set step0.08-faces-thumb2 --output_json eval/results/reconstruction_thumbnail2.json \
+  python eval/reconstruction.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \\
+      --model_set step0.08-faces-thumb2 --output_json eval/results/reconstruction_thumbnail2.json \\
       --grid_png eval/results/reconstruction_thumbnail2.png
 
 The faces are what users get: base-only .sfc files written by the codec and decoded at the "reconstruction"

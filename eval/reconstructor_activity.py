@@ -2,8 +2,8 @@
 zero) and the spread of the output across faces (a collapsed model paints one face for every feature), on LFW
 folds 1-4 features decoded through the base layer, inference mode.
 
-  python eval/reconstructor_activity.py --lfw_dir ../shared/data/lfw --max_images 256 \
-      --reconstructors checkpoints/reconstructor,runs/r22/l0_extra_flip_18ep,runs/r22/warm90_18ep \
+  python eval/reconstructor_activity.py --lfw_dir ../shared/data/lfw --max_images 256 \\
+      --reconstructors checkpoints/reconstructor,runs/r22/l0_extra_flip_18ep,runs/r22/warm90_18ep \\
       --output_json eval/results/reconstructor_activity.json
 """
 

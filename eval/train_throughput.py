@@ -1,7 +1,7 @@
 """Reconstructor training throughput (images/s) on this CPU for the speed options of
 train/train_reconstructor.py, on real training crops.
 
-  python eval/train_throughput.py --lfw_dir ../shared/data/lfw \
+  python eval/train_throughput.py --lfw_dir ../shared/data/lfw \\
       --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 --output_json eval/results/train_throughput.json
 """
 

@@ -1,6 +1,6 @@
 """LFW face verification with FaceNet features (facenet's k-fold protocol).
 
-  python eval/verify_lfw.py --lfw_dir ../shared/data/lfw --pairs ../shared/data/lfw/pairs.txt \
+  python eval/verify_lfw.py --lfw_dir ../shared/data/lfw --pairs ../shared/data/lfw/pairs.txt \\
       --folds 1,2,3,4 --align mtcnn --output_json eval/results/verify_lfw_mtcnn.json
 """
 

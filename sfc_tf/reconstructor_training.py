@@ -236,6 +236,9 @@ def _fit(
     validation: tuple[np.ndarray, np.ndarray] | None,
 ) -> dict | None:
     out = pathlib.Path(config.checkpoint_dir)
+    warning = check_warmup(config.warmup_steps, config.epochs * steps_per_epoch)
+    if warning:
+        print(warning, flush=True)
     strategy = distribute.make_strategy(config.strategy)  # before any other op (multi-worker collectives)
     dataset = make_dataset()
     with strategy.scope():
@@ -282,6 +285,16 @@ def _fit(
             final_metrics=final,
             batch_norm_recalibrated_on_batches=recalibrated,
         )
+
+
+def check_warmup(warmup_steps: int, total_steps: int) -> str | None:
+    """A warning line when the learning-rate warm-up is longer than the run (its peak rate is never reached)."""
+    if warmup_steps > total_steps:
+        return (
+            f"warning: --warmup_steps {warmup_steps} is longer than the run ({total_steps} steps): the learning rate "
+            f"never reaches --initial_lr (lower it, 0: none, or train longer)"
+        )
+    return None
 
 
 def recalibrate_batch_norm(

@@ -127,3 +127,33 @@ def test_a_trainers_default_folder_is_its_flags_hash():
     assert runs.trainer_dir(values, "train_x") != first
     values.checkpoint_dir = "somewhere"
     assert runs.trainer_dir(values, "train_x") == pathlib.Path("somewhere")
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_help_examples_keep_their_line_breaks_and_name_real_models(binary):
+    """A backslash ending a line of a (non-raw) docstring joins the lines of an example: it must be doubled. Every
+    checkpoints/... path the help names exists (or is the output of an example: convert_weights)."""
+    import ast
+    import re
+
+    source = (REPO / binary).read_text()
+    node = ast.parse(source).body[0]
+    lines = source.split("\n")[node.lineno - 1 : node.end_lineno]
+    assert not [line for line in lines if line.endswith("\\") and not line.endswith("\\\\")]
+    doc = ast.get_docstring(ast.parse(source))
+    for path in re.findall(r"(?<![\w/])checkpoints/[\w./-]*\w", doc):
+        assert (REPO / path).exists() or f"--output {path}" in doc, path
+
+
+def test_a_warmup_longer_than_the_run_is_flagged():
+    from sfc_tf import reconstructor_training
+
+    assert reconstructor_training.check_warmup(90, 90) is None
+    assert "--warmup_steps 90 is longer than the run (4 steps)" in reconstructor_training.check_warmup(90, 4)
+
+
+def test_a_fractional_learned_quality_is_named_as_given():
+    from sfc_tf.enhancement import registry
+
+    with pytest.raises(ValueError, match=r"not 0\.5$"):
+        registry.check_quality("learned", 0.5)

@@ -1,6 +1,6 @@
 """Export the codec's networks as SavedModels in TF Serving's layout ``<export_dir>/<model>/<version>/``.
 
-  python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \
+  python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \\
       --enhancement CHECKPOINTS/enhancement/hyperprior_conditional --enhancement_quality 3
 
 Without ``--export_dir`` the models go to runs/export/<time>/ (sfc_tf.runs). A version folder that exists is

@@ -1,9 +1,9 @@
 """Fit base-layer models (PCA rotation + per-dimension priors) on training-identity FaceNet features.
 
-  python train/fit_base_layer.py --lfw_dir ../shared/data/lfw \
+  python train/fit_base_layer.py --lfw_dir ../shared/data/lfw \\
       --identities ../shared/data/lfw/train_identities.txt --align mtcnn --output_dir runs/base_layer
   python train/fit_base_layer.py ... --align center --output_dir runs/base_layer/center
-  python train/fit_base_layer.py ... --feature_models CHECKPOINTS/base_layer/step_0.08.npz \
+  python train/fit_base_layer.py ... --feature_models CHECKPOINTS/base_layer/step_0.08.npz \\
       --thumbnail_grid 2 --thumbnail_step 16 --output_dir runs/base_layer/thumbnail2
 
 Without ``--output_dir`` the models go to runs/fit_base_layer/run-<hash of the flags> (sfc_tf.runs); a folder that

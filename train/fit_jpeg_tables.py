@@ -2,7 +2,7 @@
 the optimal tables of the symbols libjpeg codes for training faces and for their min-max normalised residuals
 against the mean training face, the two kinds of image the enhancement layer codes.
 
-  python train/fit_jpeg_tables.py --data_dir ../shared/data/lfw \
+  python train/fit_jpeg_tables.py --data_dir ../shared/data/lfw \\
       --identities ../shared/data/lfw/train_identities.txt
 
 The tables are part of the bitstream format: rewriting them changes what every headerless JPEG payload means. So

@@ -3,8 +3,8 @@ ridge regression from base-layer-decoded FaceNet features to coarse faces, the g
 by PSNR on held-out identities. Writes the predictor, the mean training face and meta.json (every candidate's
 held-out PSNR, and the mean face's, for comparison).
 
-  python train/fit_predictor.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \
+  python train/fit_predictor.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \\
       --checkpoint_dir runs/predictor
 
 Without ``--checkpoint_dir`` the predictor goes to runs/fit_predictor/run-<hash of the flags> (sfc_tf.runs); a

@@ -2,10 +2,10 @@
 
 Paper settings are the defaults (Adam, batch 16, learning rate 2e-4, 10 epochs).
 
-  python train/train_enhancement.py --residuals cache/residuals_train.npz --input residual --lmbda 0.01 \
+  python train/train_enhancement.py --residuals cache/residuals_train.npz --input residual --lmbda 0.01 \\
       --checkpoint_dir runs/residual_l0.01
-  python train/train_enhancement.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --input original --lmbda 0.01 \
+  python train/train_enhancement.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --input original --lmbda 0.01 \\
       --checkpoint_dir runs/original_l0.01
 
 Without ``--checkpoint_dir`` the run goes to runs/train_enhancement/run-<hash of the flags> (sfc_tf.runs).

@@ -2,18 +2,18 @@
 on residuals against the coding prediction (``--kind residual``), or conditional on it (``--kind conditional``).
 Every kind gets the same data, steps, batch and schedule unless told otherwise, so that they compare fairly.
 
-  python train/train_face_codec.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \
+  python train/train_face_codec.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \\
       --kind conditional --steps 12000 --checkpoint_dir runs/face_conditional
 
 ``--init_from`` starts from an end-to-end learned checkpoint instead of from scratch (the fair way to compare kinds
 on a CPU budget: every kind starts from the same model and gets the same steps). One rate conditional on the
 default model set's reconstruction, with the end-to-end family's stage-3 recipe (64x64 patches, batch 16, lr 2e-4):
 
-  python train/train_face_codec.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --noflip --validation_fraction 0 \
-      --kind conditional --prediction_mode reconstruction --lmbdas 0.01 --prior channel --patch_size 64 \
-      --batch_size 16 --learning_rate 2e-4 --final_learning_rate 2e-4 --steps 3004 \
+  python train/train_face_codec.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --noflip --validation_fraction 0 \\
+      --kind conditional --prediction_mode reconstruction --lmbdas 0.01 --prior channel --patch_size 64 \\
+      --batch_size 16 --learning_rate 2e-4 --final_learning_rate 2e-4 --steps 3004 \\
       --init_from START/original_l0.01 --checkpoint_dir runs/conditional_faces_l0.01
 
 ``--init_from`` may also name a FaceCodec of the same configuration: a fine-tune, e.g. of that family on the

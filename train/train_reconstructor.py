@@ -4,11 +4,11 @@
 Paper settings are the defaults (batch 64, Adam, learning rate 0.01 -> 0.0001 exponentially over 50 epochs,
 MAE + lambda x VGG-19 relu3_2 loss). Short CPU jobs (README):
 
-  python train/train_reconstructor.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 \
+  python train/train_reconstructor.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 \\
       --epochs 6 --perceptual_weight 1e-6 --perceptual_downsample 2 --checkpoint_dir runs/reconstructor
-  python train/train_reconstructor.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --objective mmse --flip \
+  python train/train_reconstructor.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --objective mmse --flip \\
       --extra_faces ~/.cache/sfc_data/utkface --epochs 4 --checkpoint_dir runs/predictor
 
 Without ``--checkpoint_dir`` the run goes to runs/train_reconstructor/run-<hash of the flags> (sfc_tf.runs).
