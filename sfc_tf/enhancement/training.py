@@ -441,8 +441,10 @@ FINISH_HINT = (
     "the training state is saved; re-run the same command with a larger --max_minutes (or none) to build the "
     "range-coding tables and evaluate"
 )
-TABLE_SECONDS = 60.0  # one prior's range-coding tables, before one is measured (a positional prior on 2 cores)
-EVAL_SECONDS_PER_IMAGE = 0.1  # one held-out image coded and decoded at one rate, before a rate is measured
+# first guesses, until one is measured: one prior's range-coding tables (a 128-filter positional prior took 72-79 s
+# on a busy 2-core CPU), and one held-out face coded and decoded at one rate (about 0.5 s there)
+TABLE_SECONDS = 90.0
+EVAL_SECONDS_PER_IMAGE = 0.5
 
 
 def build_coding_tables(model, deadline: Deadline | None = None) -> bool:
