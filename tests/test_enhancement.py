@@ -537,7 +537,8 @@ def test_float16_weights_of_another_architecture_are_refused(tiny_conditional, t
 
 def test_a_warm_start_is_checked_before_the_first_update_and_at_the_end(fixture_crops, tmp_path, capsys):
     """With no held-out faces (--validation_fraction 0) the check takes training faces and says so; meta.json
-    keeps the loss before the first update and at the end, and whether the run ended worse."""
+    keeps the loss before the first update and at the end, and whether the run ended worse. TensorBoard gets the
+    training scalars."""
     from sfc_tf.enhancement import learned, training
 
     start = tmp_path / "end_to_end"
@@ -550,6 +551,7 @@ def test_a_warm_start_is_checked_before_the_first_update_and_at_the_end(fixture_
         batch_size=2,
         num_filters=TINY_FILTERS,
         init_from=str(start),
+        log_dir=str(tmp_path / "tensorboard"),
         verbose=0,
     )
     meta = training.train_face_codec(
@@ -561,3 +563,4 @@ def test_a_warm_start_is_checked_before_the_first_update_and_at_the_end(fixture_
     assert check["worse"] == (check["after"]["loss"] > check["before"]["loss"])
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warm start check")]
     assert len(line) == 1 and "before the first update" in line[0] and "at the end" in line[0]
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))  # the training scalars
