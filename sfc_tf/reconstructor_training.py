@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from sfc_tf import distribute, facenet, losses, reconstructor, resume
-from sfc_tf.time_limit import TimeLimit
+from sfc_tf.time_limit import Deadline, TimeLimit
 
 
 class WarmupThenDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
@@ -185,12 +185,14 @@ def train(
     meta: dict,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     masks: np.ndarray | None = None,
+    deadline: Deadline | None = None,
 ) -> dict | None:
     """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops held in memory (``train_streamed``:
     on a stream); ``validation`` (features, crops) of held-out identities is scored after every epoch
     (``val_loss``, ``val_mae``). Model and optimizer state go to ``<checkpoint_dir>/train_state`` after every
     epoch (``sfc_tf.resume``), so re-running resumes. The final weights and meta.json go to ``checkpoint_dir``, and
-    are returned; ``None`` when ``max_minutes`` ended the session before the last epoch (re-run to continue)."""
+    are returned; ``None`` when the time limit (``deadline``, default: ``max_minutes`` from now) ended the session
+    before the last epoch (re-run to continue)."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
     return _fit(
         config,
@@ -200,6 +202,7 @@ def train(
         lambda model, dataset: recalibrate_batch_norm(model, views, config.batch_size, config.seed, steps_per_epoch),
         meta,
         validation,
+        deadline,
     )
 
 
@@ -211,6 +214,7 @@ def train_streamed(
     degraders: Sequence[Callable[[np.ndarray], np.ndarray]],
     meta: dict,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
+    deadline: Deadline | None = None,
 ) -> dict | None:
     """``train`` on a stream of (crop, FaceNet feature) examples (``num_examples`` of them per pass), never held in
     memory; precise BN averages ``steps_per_epoch`` batches of the stream."""
@@ -223,6 +227,7 @@ def train_streamed(
         lambda model, dataset: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
         meta,
         validation,
+        deadline,
     )
 
 
@@ -234,6 +239,7 @@ def _fit(
     recalibrate: Callable,
     meta: dict,
     validation: tuple[np.ndarray, np.ndarray] | None,
+    deadline: Deadline | None = None,
 ) -> dict | None:
     out = pathlib.Path(config.checkpoint_dir)
     warning = check_warmup(config.warmup_steps, config.epochs * steps_per_epoch)
@@ -257,7 +263,7 @@ def _fit(
     saver.set_model(model)
     final = {}
     if done < total:  # else only the saving is left (a session that ended right after training)
-        callbacks = [saver, TimeLimit(config.max_minutes, per="epoch")]
+        callbacks = [saver, TimeLimit(per="epoch", deadline=deadline or Deadline(config.max_minutes))]
         if config.log_dir:
             callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
         history = model.fit(

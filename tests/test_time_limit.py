@@ -124,3 +124,16 @@ def test_evaluation_stops_when_the_next_rate_does_not_fit():
         training.evaluate_face_codec(Model(), np.zeros((4, 16, 16, 3), np.uint8), None, deadline=Deadline(0, clock))
         is None
     )
+
+
+def test_the_time_limit_bounds_a_single_rate_models_evaluation_and_tables(tmp_path, fixture_crops, capsys):
+    from sfc_tf.enhancement import training
+
+    config = training.EnhancementTrainConfig(
+        str(tmp_path / "run"), 0.01, epochs=1, batch_size=2, patch_size=32, num_filters=8, verbose=0
+    )
+    assert training.train(config, fixture_crops, {"input": "test"}, Deadline(1, FakeClock(tick=1.0))) is None
+    assert "time limit reached after 3 training steps" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "meta.json").exists()
+    meta = training.train(config, fixture_crops, {"input": "test"})  # the next session only finishes
+    assert meta["steps"] == 3 and meta["steps_this_session"] == 0

@@ -19,6 +19,7 @@ from absl import app, flags
 
 from sfc_tf import data, distribute, facenet, runs
 from sfc_tf.enhancement import training
+from sfc_tf.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
@@ -38,7 +39,9 @@ flags.DEFINE_float("learning_rate", 2e-4, "Adam learning rate (paper: 2e-4).")
 flags.DEFINE_integer("patch_size", 160, "Random crop size of the training images (160: whole faces).")
 flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step.")
-flags.DEFINE_float("max_minutes", None, "Stop after the step in which this many minutes have passed.")
+flags.DEFINE_float(
+    "max_minutes", None, "Bound this session, the final evaluation and tables included (re-run to continue or finish)."
+)
 flags.DEFINE_integer("save_every", 200, "Save the training state every this many steps.")
 flags.DEFINE_string("init_from", None, "Enhancement checkpoint to warm-start the weights from.")
 flags.DEFINE_string(
@@ -67,6 +70,7 @@ def training_images() -> tuple[np.ndarray, dict]:
 
 
 def main(_):
+    deadline = Deadline(FLAGS.max_minutes)  # the whole job: loading, training, evaluation, tables
     out = runs.trainer_dir(FLAGS, "train_enhancement")
     if runs.start(out, FLAGS.resume, FLAGS.overwrite).finished:
         return
@@ -86,7 +90,7 @@ def main(_):
         init_from=FLAGS.init_from,
         log_dir=FLAGS.tensorboard_dir,
     )
-    meta = training.train(config, images, {"input": FLAGS.input, "data": source})
+    meta = training.train(config, images, {"input": FLAGS.input, "data": source}, deadline)
     if meta is None:
         return  # the library said why (the time limit) and how to continue
     print(

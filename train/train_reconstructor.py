@@ -22,6 +22,7 @@ from absl import app, flags
 from sfc_tf import distribute, losses, reconstructor, runs, settings, training_data
 from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import SfcError
+from sfc_tf.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
@@ -91,7 +92,7 @@ flags.DEFINE_string(
 flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (slower on this CPU; see README).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy (oneDNN bf16 on AVX512_BF16 CPUs).")
-flags.DEFINE_float("max_minutes", None, "Stop after the epoch in which this many minutes have passed.")
+flags.DEFINE_float("max_minutes", None, "Stop after the epoch in which this many minutes (from start-up) have passed.")
 flags.DEFINE_list(
     "base_layer",
     None,
@@ -145,6 +146,7 @@ def load_faces():
 
 
 def main(_):
+    deadline = Deadline(FLAGS.max_minutes)  # the whole job: loading included
     out = runs.trainer_dir(FLAGS, "train_reconstructor")
     if runs.start(out, FLAGS.resume, FLAGS.overwrite).finished:
         return
@@ -197,7 +199,7 @@ def main(_):
     }
     if isinstance(faces, training_data.TrainingStream):
         meta = training.train_streamed(
-            config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta, validation
+            config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta, validation, deadline
         )
     else:
         meta = training.train(
@@ -207,6 +209,7 @@ def main(_):
             meta,
             validation,
             faces.masks,
+            deadline,
         )
     if meta is None:
         return  # the library said why (the time limit) and how to continue

@@ -24,6 +24,7 @@ from sfc_tf.enhancement import learned
 from sfc_tf.time_limit import Deadline, TimeLimit
 
 PRIOR_FIT_FACES = 256  # training faces whose latents start a fresh hyperprior codec's entropy model
+BLS_FINISH_SECONDS = 60.0  # a single-rate model's final evaluation and range-coding tables (one factorized prior)
 
 
 @dataclasses.dataclass
@@ -71,9 +72,14 @@ def build_model(config: EnhancementTrainConfig) -> learned.BLS2017:
     return model
 
 
-def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dict | None:
+def train(
+    config: EnhancementTrainConfig, images: np.ndarray, meta: dict, deadline: Deadline | None = None
+) -> dict | None:
     """Train one BLS2017 model on uint8 images (N, H, W, 3); final weights + meta.json in ``checkpoint_dir``,
-    returned; ``None`` when the time limit ended the session first (the state saved: re-run to continue)."""
+    returned. ``deadline`` (default: ``config.max_minutes`` from now) bounds the call: training stops at it, and
+    the final evaluation and range-coding tables run only if their estimated time still fits. ``None`` when the
+    session ends first (the state saved: re-run to continue or finish)."""
+    deadline = deadline or Deadline(config.max_minutes)
     out = pathlib.Path(config.checkpoint_dir)
     steps_per_epoch = max(1, len(images) // config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
@@ -96,7 +102,7 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     saver.set_model(model)
     final = {}
     if done < total_steps:  # else only the saving is left (a session that ended right after training)
-        callbacks = [saver, TimeLimit(config.max_minutes, per="step")]
+        callbacks = [saver, TimeLimit(per="step", deadline=deadline)]
         if config.log_dir:
             callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
         history = model.fit(
@@ -110,6 +116,9 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     steps = int(model.optimizer.iterations.numpy())
     if steps < total_steps:
         print(f"stopped by the time limit at step {steps} of {total_steps}: re-run to continue", flush=True)
+        return None
+    if not deadline.allows(BLS_FINISH_SECONDS):
+        print(f"time limit reached after {total_steps} training steps: {FINISH_HINT}", flush=True)
         return None
     run = saver.record(config, warm_start, steps_per_epoch)
     final_eval = evaluate(model, images[: config.eval_images])
