@@ -296,6 +296,7 @@ def test_the_decoder_export_refuses_a_model_set_with_a_thumbnail(tmp_path):
     ]
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert result.returncode != 0 and "colour thumbnail" in result.stderr
+    assert "Export the codec's networks" not in result.stderr  # one line, not the usage text before it
     assert not (tmp_path / "decoder").exists()
 
 
