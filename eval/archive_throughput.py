@@ -15,13 +15,18 @@ import time
 
 from absl import app, flags
 
+from sfc_tf import runs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_integer("images", 200, "Images (the first identities' folders in sorted order).")
 flags.DEFINE_integer("workers", 2, "Beam DirectRunner worker processes.")
 flags.DEFINE_string("enhancement", "jpeg", "Enhancement layer.")
 flags.DEFINE_string("quality", "50", "Its quality.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string(
+    "output_json", None, "Result JSON; default: runs/archive_throughput/<time>/archive_throughput.json."
+)
+runs.define_flags(trainer=False)
 
 
 def timed(command: list[str]) -> float:
@@ -37,6 +42,7 @@ def timed(command: list[str]) -> float:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "archive_throughput")
     images = sorted(pathlib.Path(FLAGS.lfw_dir).glob("*/*.jpg"))[: FLAGS.images]
     work = pathlib.Path(tempfile.mkdtemp(prefix="sfc_archive_"))
     try:

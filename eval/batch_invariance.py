@@ -20,14 +20,15 @@ import tensorflow as tf
 from absl import app, flags
 
 import sfc_tf
-from sfc_tf import align, evaluation, facenet
+from sfc_tf import align, evaluation, facenet, runs
 from sfc_tf.codec import ScalableCodec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["2", "3", "7", "64", "150"], "Batch sizes compared with decoding alone.")
 flags.DEFINE_integer("repeats", 30, "Timed calls per network and variant.")
 flags.DEFINE_string("vectors", None, "Folder of .sfc files to decode (default: the conformance vectors).")
-flags.DEFINE_string("output_json", "eval/results/batch_invariance.json", "Result JSON.")
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/batch_invariance/<time>/batch_invariance.json.")
+runs.define_flags(trainer=False)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VECTORS = REPO / "tests" / "fixtures" / "conformance"
@@ -145,6 +146,7 @@ def code_version() -> str:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "batch_invariance")
     files = [p.read_bytes() for p in sorted(pathlib.Path(FLAGS.vectors or VECTORS).glob("*.sfc"))]
     codec = ScalableCodec.from_pretrained(align="center")
     crops = np.stack([align.center_crop(align.load_image(p)) for p in sorted(FACES.glob("*/*.jpg"))])

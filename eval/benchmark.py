@@ -12,7 +12,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import anchors, bitstream, data, evaluation, facenet
+from sfc_tf import anchors, bitstream, data, evaluation, facenet, runs
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import layer
 from sfc_tf.enhancement.prediction import mode_id
@@ -28,7 +28,8 @@ flags.DEFINE_string("quality", "50", "Its quality parameter.")
 flags.DEFINE_string("mode", "auto", "Prediction mode of the full encode (auto: per-face decision).")
 flags.DEFINE_integer("learned_quality", 3, "Quality index of the learned enhancement codecs timed (if shipped).")
 flags.DEFINE_list("image_codecs", ["jpeg", "avif", "jpegxl", "webp"], "Image codecs timed beside Pillow JPEG.")
-flags.DEFINE_string("output_json", "eval/results/benchmark.json", "Result JSON.")
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/benchmark/<time>/benchmark.json.")
+runs.define_flags(trainer=False)
 
 
 def rate(function, items, batched: bool) -> float:
@@ -68,6 +69,7 @@ def image_codec_stages(codec, crops: np.ndarray) -> dict:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "benchmark")
     pairs_file = f"{FLAGS.lfw_dir}/pairs.txt"
     _, faces = data.load_pair_faces(
         FLAGS.lfw_dir,

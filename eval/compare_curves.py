@@ -1,9 +1,9 @@
 """BD-rate / BD-PSNR between curves of two rate-distortion JSONs (eval/rate_distortion.py), e.g. the default model
 set's stream against the paper set's, measured in separate runs on the same crops.
 
-  python eval/compare_curves.py \
-      --test "eval/results/rate_distortion_learned.json:base+bls2017-residual-faces (auto)" \
-      --anchor "eval/results/rate_distortion_learned_paper_set.json:base+bls2017-residual (auto)" \
+  python eval/compare_curves.py \\
+      --test "eval/results/rate_distortion_learned.json:base+bls2017-residual-faces (auto)" \\
+      --anchor "eval/results/rate_distortion_learned_paper_set.json:base+bls2017-residual (auto)" \\
       --output_json eval/results/compare_learned_auto.json
 """
 
@@ -11,12 +11,13 @@ import json
 
 from absl import app, flags
 
-from sfc_tf import evaluation
+from sfc_tf import evaluation, runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("test", None, "JSON:CURVE of a proposed curve (repeatable, paired with --anchor).")
 flags.DEFINE_multi_string("anchor", None, "JSON:CURVE of its anchor.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/compare_curves/<time>/compare_curves.json.")
+runs.define_flags(trainer=False)
 
 
 def curve(spec: str) -> tuple[str, list[dict], int]:
@@ -30,6 +31,7 @@ def curve(spec: str) -> tuple[str, list[dict], int]:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "compare_curves")
     if not FLAGS.test or len(FLAGS.test) != len(FLAGS.anchor or []):
         raise app.UsageError("give --test and --anchor in pairs")
     rows = []

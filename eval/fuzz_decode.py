@@ -29,9 +29,12 @@ import time
 import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
 from absl import app, flags
 
+from sfc_tf import runs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 100_000, "Inputs to decode.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/fuzz_decode/<time>/fuzz_decode.json.")
+runs.define_flags(trainer=False)
 flags.DEFINE_string("work_dir", "/tmp/sfc_fuzz", "Seed corpus, stand-in conditional codec, crash inputs, stats.")
 flags.DEFINE_integer(
     "rss_margin_mb",
@@ -199,6 +202,7 @@ def run_child(work: pathlib.Path) -> None:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "fuzz_decode")
     work = pathlib.Path(FLAGS.work_dir)
     if FLAGS.stage == "corpus":
         build_seed_corpus(work)

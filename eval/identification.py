@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
 from absl import app, flags
 
-from sfc_tf import evaluation, metrics, zoo
+from sfc_tf import evaluation, metrics, runs, zoo
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.search import SearchIndex
 
@@ -30,7 +30,8 @@ flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds of pairs.txt who
 flags.DEFINE_list("model_sets", [], "Registered model sets (names or ids); default: all.")
 flags.DEFINE_list("gallery_sizes", ["10000", "100000", "1000000"], "Gallery sizes of the speed measurement.")
 flags.DEFINE_integer("queries", 1000, "Queries per speed measurement.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/identification/<time>/identification.json.")
+runs.define_flags(trainer=False)
 flags.DEFINE_string("plot", None, "PNG: rank-1 accuracy against bits per face.")
 
 
@@ -135,6 +136,7 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "identification")
     start = time.time()
     _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     model_sets = (

@@ -6,7 +6,7 @@ one base-layer model: PSNR and SSIM against the aligned originals, and identity 
 similarity of the FaceNet features of reconstruction and original). The chosen lambda is the one with the
 highest SSIM (structure, which neither pure MAE nor pure perceptual loss optimises alone).
 
-  python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw --runs runs/sweep/l0,runs/sweep/l1e-05,runs/sweep/l0.0001 \
+  python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw --runs runs/sweep/l0,runs/sweep/l1e-05,runs/sweep/l0.0001 \\
       --output_json eval/results/lambda_sweep.json
 """
 
@@ -16,13 +16,14 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals
+from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals, runs, settings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "Root of identity folders the runs were trained on.", required=True)
 flags.DEFINE_list("runs", None, "Reconstructor checkpoint directories, one per lambda.", required=True)
-flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base-layer model to decode through.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("base_layer", None, "Base-layer model to decode through; default: the shipped step_0.08.")
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/lambda_sweep/<time>/lambda_sweep.json.")
+runs.define_flags(trainer=False)
 
 
 def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
@@ -38,6 +39,8 @@ def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "lambda_sweep")
+    base_path = FLAGS.base_layer or str(settings.shipped("base_layer/step_0.08.npz"))
     metas = [json.loads((pathlib.Path(run) / reconstructor.META_FILE).read_text()) for run in FLAGS.runs]
     held_out = {tuple(m["data"]["held_out_identities"]) for m in metas}
     if len(held_out) != 1 or not next(iter(held_out)):
@@ -46,7 +49,7 @@ def main(_):
     extractor = facenet.FeatureExtractor()
     paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
     faces = data.load_faces(FLAGS.lfw_dir, paths, metas[0]["data"]["align"], extractor, f"{facenet.DEFAULT_KEY}-fixed")
-    decoded = base_layer.load(FLAGS.base_layer).quantize_dequantize(faces.features)
+    decoded = base_layer.load(base_path).quantize_dequantize(faces.features)
     rows = []
     for run, meta in zip(FLAGS.runs, metas):
         row = {
@@ -63,7 +66,7 @@ def main(_):
         {
             "held_out_identities": len(identities),
             "images": len(paths),
-            "base_layer": FLAGS.base_layer,
+            "base_layer": base_path,
             "criterion": "highest mean SSIM",
             "chosen_perceptual_weight": best["perceptual_weight"],
             "runs": rows,

@@ -3,8 +3,8 @@ payloads (given the default model set's reconstruction for a conditional codec) 
 at a time, on the first LFW folds 1-4 crops. Codecs are registered families at a quality, or checkpoint folders
 (e.g. a retired family's, from a checkout of an older commit).
 
-  python eval/learned_speed.py --lfw_dir ../shared/data/lfw --families hyperprior-conditional:8 \
-      --checkpoints OLD_CHECKOUT/checkpoints/enhancement/conditional_thumb2_l0.01 \
+  python eval/learned_speed.py --lfw_dir ../shared/data/lfw --families hyperprior-conditional:8 \\
+      --checkpoints OLD_CHECKOUT/checkpoints/enhancement/conditional_thumb2_l0.01 \\
       --output_json eval/results/learned_speed.json
 """
 
@@ -13,7 +13,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import evaluation, facenet, zoo
+from sfc_tf import evaluation, facenet, runs, zoo
 from sfc_tf.bitstream import NO_PREDICTION, RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import layer, learned
@@ -25,7 +25,8 @@ flags.DEFINE_list("checkpoints", [], "Learned checkpoint folders (single-rate, o
 flags.DEFINE_integer("faces", 64, "Faces per batched measurement.")
 flags.DEFINE_integer("single", 8, "Faces timed one at a time.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions of each measurement (the fastest is kept).")
-flags.DEFINE_string("output_json", "eval/results/learned_speed.json", "Result JSON.")
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/learned_speed/<time>/learned_speed.json.")
+runs.define_flags(trainer=False)
 
 
 def parameters() -> dict[str, tuple]:
@@ -80,6 +81,7 @@ def measure(codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None)
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "learned_speed")
     _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [1, 2, 3, 4], "mtcnn", None, facenet.FeatureExtractor())
     crops = faces.crops[: FLAGS.faces]
     codec = ScalableCodec.from_pretrained(align="mtcnn")

@@ -6,9 +6,9 @@ A conditional run is scored as the scalable stream (base layer + the snapshot co
 model set's reconstruction: whole .sfc files); an end-to-end run as its own payloads. Snapshots already in the
 output JSON are kept, so the script can be re-run as the training goes on.
 
-  python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \
-      --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 \
-      --anchors "eval/results/rate_distortion_modern_512.json:av1 (payload)" \
+  python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \\
+      --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 \\
+      --anchors "eval/results/rate_distortion_modern_512.json:av1 (payload)" \\
       --output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve.png
 """
 
@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, evaluation, facenet, metrics
+from sfc_tf import bitstream, evaluation, facenet, metrics, runs
 from sfc_tf.bitstream import RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec, enhancement_layer
 from sfc_tf.enhancement import hyperprior, layer, learned
@@ -32,7 +32,10 @@ flags.DEFINE_string("run", None, "Training run folder (with snapshots/step_N).",
 flags.DEFINE_enum("kind", "conditional", ["conditional", "original"], "The run's kind.")
 flags.DEFINE_list("lmbdas", None, "The run's --lmbdas.", required=True)
 flags.DEFINE_list("anchors", [], "JSON:curve pairs whose curves each snapshot is compared with (BD-rate).")
-flags.DEFINE_string("output_json", None, "Result JSON (extended on each run).", required=True)
+flags.DEFINE_string(
+    "output_json", None, "Result JSON (extended on each run); default: runs/learning_curve/<time>/learning_curve.json."
+)
+runs.define_flags(trainer=False)
 flags.DEFINE_string("plot", None, "PNG: BD-rate against training step, one line per anchor.")
 
 
@@ -77,6 +80,7 @@ def anchor_points() -> list[dict]:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "learning_curve", extend=True)
     out = pathlib.Path(FLAGS.output_json)
     result = json.loads(out.read_text()) if out.is_file() else {"snapshots": {}}
     pairs, faces = evaluation.lfw_pair_faces(

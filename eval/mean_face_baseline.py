@@ -1,14 +1,14 @@
 """The floor a face reconstructor must beat: one constant image, the mean training crop, as the "reconstruction"
 of every LFW folds 1-4 crop (PSNR, SSIM and MS-SSIM as eval/reconstruction.py computes them).
 
-  python eval/mean_face_baseline.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
+  python eval/mean_face_baseline.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \\
       --output_json eval/results/mean_face_baseline.json
 """
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, evaluation
+from sfc_tf import data, evaluation, runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -16,10 +16,14 @@ flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
 flags.DEFINE_string("identities", None, "Training identity list; default <lfw_dir>/train_identities.txt.")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string(
+    "output_json", None, "Result JSON; default: runs/mean_face_baseline/<time>/mean_face_baseline.json."
+)
+runs.define_flags(trainer=False)
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "mean_face_baseline")
     identities = data.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
     train = data.load_faces(FLAGS.lfw_dir, [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)], FLAGS.align)
     _, faces = data.load_pair_faces(

@@ -1,11 +1,11 @@
 """Rate-accuracy on LFW (the paper's Fig. 2): analyze-then-compress (base layer) against
 compress-then-analyze (JPEG / JPEG2000 on the face crop, FaceNet on the decoded crop).
 
-  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 --align mtcnn \\
       --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
 
 For --align center, first fit models on center crops (train/fit_base_layer.py --align center --output_dir
-checkpoints/base_layer/center) and pass --base_layer_dir checkpoints/base_layer/center.
+runs/base_layer/center) and pass --base_layer_dir runs/base_layer/center.
 
 The base-layer models must have been fitted on features of the same crops (``--align``): the index.json of
 ``--base_layer_dir`` says which.
@@ -13,8 +13,8 @@ The base-layer models must have been fitted on features of the same crops (``--a
 Full-stream points ("base+<enhancement>" totals, from eval/rate_distortion.py's ``rate_accuracy_points``) join
 with ``--extra_points``, on a fresh run or, keeping the measured anchors, with ``--add_to_existing``:
 
-  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --add_to_existing \
-      --extra_points eval/results/rate_distortion.json \
+  python eval/rate_accuracy.py --lfw_dir ../shared/data/lfw --add_to_existing \\
+      --extra_points eval/results/rate_distortion.json \\
       --output_json eval/results/rate_accuracy_mtcnn.json --plot eval/results/rate_accuracy_mtcnn.png
 """
 
@@ -23,7 +23,7 @@ import pathlib
 
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, metrics
+from sfc_tf import base_layer, data, evaluation, facenet, metrics, runs, settings
 from sfc_tf.enhancement.registry import make_codec
 
 FLAGS = flags.FLAGS
@@ -31,11 +31,14 @@ flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
-flags.DEFINE_string("base_layer_dir", "checkpoints/base_layer", "Fitted base-layer models (index.json).")
+flags.DEFINE_string(
+    "base_layer_dir", None, "Fitted base-layer models (index.json); default: base_layer/ of the checkpoints directory."
+)
 flags.DEFINE_list("jpeg_qualities", ["1", "5", "10", "20", "40", "70", "90"], "JPEG anchor qualities.")
 flags.DEFINE_list("jpeg2000_ratios", ["400", "200", "100", "50", "25", "12", "6"], "JPEG2000 anchor ratios.")
 flags.DEFINE_list("extra_points", [], "JSON files with a 'rate_accuracy_points' list to add.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/rate_accuracy/<time>/rate_accuracy.json.")
+runs.define_flags(trainer=False)
 flags.DEFINE_string("plot", None, "PNG plot of accuracy against bits per face.")
 flags.DEFINE_bool(
     "add_to_existing",
@@ -62,6 +65,7 @@ def load_base_layers(directory: pathlib.Path, align: str) -> list[base_layer.Bas
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "rate_accuracy", extend=FLAGS.add_to_existing)
     if FLAGS.add_to_existing:
         if not FLAGS.extra_points:
             raise app.UsageError("--add_to_existing needs --extra_points")
@@ -80,7 +84,7 @@ def main(_):
         FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor, f"{facenet.DEFAULT_KEY}-fixed"
     )
     index = faces.index()
-    models = load_base_layers(pathlib.Path(FLAGS.base_layer_dir), FLAGS.align)
+    models = load_base_layers(pathlib.Path(FLAGS.base_layer_dir or settings.shipped("base_layer")), FLAGS.align)
     mean = models[0].mean if FLAGS.subtract_mean else None  # every model's PCA mean: the training-feature mean
     reference = metrics.evaluate_pairs(pairs, index, faces.features, mean=mean)
     points = evaluation.base_layer_points(models, pairs, index, faces.features, mean)

@@ -16,7 +16,7 @@ without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
 face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each capped at 60 dB), MS-SSIM, and
 the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
 
-  python eval/rate_distortion.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
+  python eval/rate_distortion.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \\
       --output_json eval/results/rate_distortion.json --plot eval/results/rate_distortion.png
 
 The stream's verification accuracy is its base layer's at every enhancement rate (features of the original crop);
@@ -29,7 +29,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import anchors, evaluation, facenet, metrics, zoo
+from sfc_tf import anchors, evaluation, facenet, metrics, runs, zoo
 from sfc_tf.bitstream import MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement.registry import make_codec
@@ -92,7 +92,8 @@ flags.DEFINE_list(
     "Stream curves: paper (the paper's residual), auto (the per-face "
     "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).",
 )
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/rate_distortion/<time>/rate_distortion.json.")
+runs.define_flags(trainer=False)
 flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
 flags.DEFINE_integer("ms_ssim_stride", 1, "MS-SSIM on every n-th face (PSNR always on all; MS-SSIM is slow here).")
 
@@ -195,6 +196,7 @@ def anchor_curves(anchor) -> list[dict]:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "rate_distortion")
     start = time.time()
     extractor = facenet.FeatureExtractor()
     pairs, faces = evaluation.lfw_pair_faces(

@@ -2,8 +2,8 @@
 against the aligned originals, identity preservation as NbNet measures it, and a grid of originals over
 reconstructions (the paper's Fig. 3).
 
-  python eval/reconstruction.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \
-      --model_set step0.08-faces-thumb2 --output_json eval/results/reconstruction_thumbnail2.json \
+  python eval/reconstruction.py --lfw_dir ../shared/data/lfw --folds 1,2,3,4 \\
+      --model_set step0.08-faces-thumb2 --output_json eval/results/reconstruction_thumbnail2.json \\
       --grid_png eval/results/reconstruction_thumbnail2.png
 
 The faces are what users get: base-only .sfc files written by the codec and decoded at the "reconstruction"
@@ -23,7 +23,7 @@ opinion that a reconstructor trained against FaceNet (the identity term) cannot 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, evaluation, facenet, independent_verifier, metrics, zoo
+from sfc_tf import bitstream, evaluation, facenet, independent_verifier, metrics, runs, zoo
 from sfc_tf.codec import ScalableCodec
 
 FLAGS = flags.FLAGS
@@ -34,7 +34,8 @@ flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_string("base_layer", None, "Base-layer model to decode through instead of the model set's.")
 flags.DEFINE_string("reconstructor", None, "Reconstructor checkpoint instead of the model set's.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/reconstruction/<time>/reconstruction.json.")
+runs.define_flags(trainer=False)
 flags.DEFINE_string("grid_png", None, "PNG grid: originals over reconstructions.")
 flags.DEFINE_integer("grid_faces", 8, "Faces in the grid.")
 flags.DEFINE_float("far", 1e-3, "False accept rate of the TAR figures.")
@@ -76,6 +77,7 @@ def make_codec() -> ScalableCodec:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "reconstruction")
     extractor = facenet.FeatureExtractor()
     pairs, faces = evaluation.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align, FLAGS.pairs, extractor

@@ -2,8 +2,8 @@
 zero) and the spread of the output across faces (a collapsed model paints one face for every feature), on LFW
 folds 1-4 features decoded through the base layer, inference mode.
 
-  python eval/reconstructor_activity.py --lfw_dir ../shared/data/lfw --max_images 256 \
-      --reconstructors checkpoints/reconstructor,checkpoints/reconstructor_faces,runs/my_reconstructor \
+  python eval/reconstructor_activity.py --lfw_dir ../shared/data/lfw --max_images 256 \\
+      --reconstructors checkpoints/reconstructor,checkpoints/reconstructor_faces,runs/my_reconstructor \\
       --output_json eval/results/reconstructor_activity.json
 """
 
@@ -11,15 +11,18 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import base_layer, evaluation, reconstructor
+from sfc_tf import base_layer, evaluation, reconstructor, runs, settings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds.")
 flags.DEFINE_integer("max_images", 256, "Faces to run (the first N of the folds).")
-flags.DEFINE_string("base_layer", "checkpoints/base_layer/step_0.08.npz", "Base-layer model to decode through.")
+flags.DEFINE_string("base_layer", None, "Base-layer model to decode through; default: the shipped step_0.08.")
 flags.DEFINE_list("reconstructors", None, "Reconstructor checkpoint directories.", required=True)
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string(
+    "output_json", None, "Result JSON; default: runs/reconstructor_activity/<time>/reconstructor_activity.json."
+)
+runs.define_flags(trainer=False)
 
 
 def activity(model: reconstructor.Reconstructor, features: np.ndarray) -> dict:
@@ -38,11 +41,13 @@ def activity(model: reconstructor.Reconstructor, features: np.ndarray) -> dict:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "reconstructor_activity")
+    base_path = FLAGS.base_layer or str(settings.shipped("base_layer/step_0.08.npz"))
     _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
-    model = base_layer.load(FLAGS.base_layer)
+    model = base_layer.load(base_path)
     decoded = model.decode(model.encode(faces.features[: FLAGS.max_images]))
     rows = [{"reconstructor": path, **activity(reconstructor.load(path), decoded)} for path in FLAGS.reconstructors]
-    evaluation.write_json(FLAGS.output_json, {"images": len(decoded), "base_layer": FLAGS.base_layer, "runs": rows})
+    evaluation.write_json(FLAGS.output_json, {"images": len(decoded), "base_layer": base_path, "runs": rows})
     for row in rows:
         shares = " ".join(f"{b['positive_share']:.0%}" for b in row["blocks"][:-1])
         spread = row["output_spread_across_faces"]

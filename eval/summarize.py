@@ -19,8 +19,10 @@ from typing import Any
 
 from absl import app, flags
 
+from sfc_tf import settings
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results", "eval/results", "Directory of result JSONs.")
+flags.DEFINE_string("results", None, "Directory of result JSONs; default: eval/results of this checkout.")
 flags.DEFINE_string("output", None, "Write the document here instead of printing it.")
 flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
 flags.DEFINE_bool("headline", False, "Print only the README's headline table.")
@@ -573,7 +575,7 @@ def headline(results: pathlib.Path) -> str:
 
 
 def main(_):
-    results = pathlib.Path(FLAGS.results)
+    results = pathlib.Path(FLAGS.results or settings.REPO_ROOT / "eval" / "results")
     text = headline(results) + "\n" if FLAGS.headline else document(results)
     if FLAGS.output is None:
         sys.stdout.write(text)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import data, evaluation, metrics
+from sfc_tf import data, evaluation, metrics, runs
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.thumbnail import Thumbnail
 
@@ -27,7 +27,8 @@ flags.DEFINE_integer("max_images", 0, "First N images of the folds (0: all).")
 flags.DEFINE_string("model_set", "step0.08-faces", "Registered model set whose reconstruction is corrected.")
 flags.DEFINE_list("grids", ["1", "2", "3", "4", "8"], "Thumbnail sizes g (g x g pixels, 3 colours).")
 flags.DEFINE_list("steps", ["8", "16", "24"], "Quantizer steps (8-bit levels) of the coded thumbnails.")
-flags.DEFINE_string("output_json", None, "Result JSON.", required=True)
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/thumbnail_oracle/<time>/thumbnail_oracle.json.")
+runs.define_flags(trainer=False)
 
 
 def low_pass(images: np.ndarray, grid: int, levels: bool = False) -> np.ndarray:
@@ -44,6 +45,7 @@ def mean_psnr(crops: np.ndarray, images: np.ndarray) -> float:
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "thumbnail_oracle")
     _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     count = FLAGS.max_images or len(faces.paths)
     crops = faces.crops[:count]

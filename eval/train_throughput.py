@@ -1,7 +1,7 @@
 """Reconstructor training throughput (images/s) on this CPU for the speed options of
 train/train_reconstructor.py, on real training crops.
 
-  python eval/train_throughput.py --lfw_dir ../shared/data/lfw \
+  python eval/train_throughput.py --lfw_dir ../shared/data/lfw \\
       --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 --output_json eval/results/train_throughput.json
 """
 
@@ -9,7 +9,7 @@ import os
 
 from absl import app, flags
 
-from sfc_tf import data, evaluation, facenet
+from sfc_tf import data, evaluation, facenet, runs
 from sfc_tf import reconstructor_training as training
 
 FLAGS = flags.FLAGS
@@ -19,7 +19,8 @@ flags.DEFINE_string("vgg_weights", None, "VGG-19 weights file (blocks 1-3 suffic
 flags.DEFINE_integer("images", 512, "Training crops to use.")
 flags.DEFINE_integer("steps", 4, "Timed steps per configuration (after one warm-up step).")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_string("output_json", "eval/results/train_throughput.json", "Result JSON.")
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/train_throughput/<time>/train_throughput.json.")
+runs.define_flags(trainer=False)
 
 CONFIGS = {  # key: (label, TrainConfig options)
     "fp32": ("fp32, VGG on 160x160", {}),
@@ -41,6 +42,7 @@ flags.DEFINE_list("configs", list(CONFIGS), f"Configurations to time, of {', '.j
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "train_throughput")
     identities = data.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
     paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
     faces = data.load_faces(FLAGS.lfw_dir, paths, "mtcnn", facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed")

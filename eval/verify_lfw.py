@@ -1,6 +1,6 @@
 """LFW face verification with FaceNet features (facenet's k-fold protocol).
 
-  python eval/verify_lfw.py --lfw_dir ../shared/data/lfw --pairs ../shared/data/lfw/pairs.txt \
+  python eval/verify_lfw.py --lfw_dir ../shared/data/lfw --pairs ../shared/data/lfw/pairs.txt \\
       --folds 1,2,3,4 --align mtcnn --output_json eval/results/verify_lfw_mtcnn.json
 """
 
@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags
 
-from sfc_tf import data, facenet, metrics
+from sfc_tf import data, facenet, metrics, runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root: one folder of images per identity.", required=True)
@@ -30,9 +30,11 @@ flags.DEFINE_string(
     "identities", None, "Training identity list for --subtract_mean; default " "<lfw_dir>/train_identities.txt."
 )
 flags.DEFINE_string("output_json", None, "Where to write the result JSON.")
+runs.define_flags(trainer=False)
 
 
 def main(_):
+    runs.resolve_outputs(FLAGS, "verify_lfw", default=False)
     pairs_file = FLAGS.pairs or str(pathlib.Path(FLAGS.lfw_dir) / "pairs.txt")
     identities = FLAGS.identities or str(pathlib.Path(FLAGS.lfw_dir) / "train_identities.txt")
     if FLAGS.subtract_mean and not pathlib.Path(identities).is_file():

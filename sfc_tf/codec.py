@@ -310,6 +310,22 @@ class ScalableCodec:
     def encode(
         self, image: ImageSource, enhancement: str = "none", quality: Quality | None = None, mode: str = AUTO
     ) -> bytes:
+        """One face as an .sfc file.
+
+        Unlike ``sfc compress`` (``--enhancement jpeg``), the default here is ``"none"``: a base-layer-only file
+        (the identity feature, a few dozen bytes), which decodes to a reconstruction, never to the face itself.
+        The API keeps the smallest file as its default so that batch feature coding, search indexes and the
+        conformance vectors stay base-only; name an enhancement codec for a picture of the face.
+
+        Args:
+            image: a file path, or an RGB uint8 array (aligned with ``align`` first).
+            enhancement: ``"none"`` or a codec name of ``registry.NAMES`` (``"jpeg"``: what ``sfc compress`` uses).
+            quality: the codec's quality; ``None``: its default (``sfc compress --help`` lists them).
+            mode: the prediction the enhancement layer codes against; ``"auto"``: the best per face.
+
+        Returns:
+            The file's bytes.
+        """
         return self.encode_crops(self.crop(image)[None], enhancement, quality, mode)[0]
 
     def encode_crops(
@@ -320,7 +336,18 @@ class ScalableCodec:
         mode: str = AUTO,
         family: str | None = None,
     ) -> list[bytes]:
-        """Batch encoding of aligned crops (one network call per stage)."""
+        """Batch encoding of aligned crops (one network call per stage); defaults as ``encode``'s.
+
+        Args:
+            crops: uint8 (N, 160, 160, 3) aligned crops; one crop is ``crop[None]``.
+            enhancement, quality, mode: as ``encode``'s.
+            family: the learned family for ``enhancement="learned"`` (default: the model set's).
+
+        Returns:
+            One file's bytes per crop.
+        """
+        if np.ndim(crops) != 4:
+            raise ValueError(f"crops must be a batch (N, H, W, 3), not shape {np.shape(crops)}: pass crop[None]")
         return self.encode_analysis(self.analyse(crops), enhancement, quality, mode, family).files
 
     def candidates(
@@ -371,6 +398,19 @@ class ScalableCodec:
 
     # -- decoding -----------------------------------------------------------------------------------------
     def decode(self, data: bytes, layers: str = "full") -> Decoded:
+        """One .sfc file, up to ``layers`` (as ``sfc decompress``, whose default is also ``full``).
+
+        ``full`` gives the best picture the file holds: the face itself when it has an enhancement layer, the
+        reconstruction from the feature alone when it has none (a base-only file, ``encode``'s default):
+        ``bitstream.unpack(data)`` (or ``sfc info``) says which layers a file has.
+
+        Args:
+            data: the file's bytes.
+            layers: ``"base"`` (the feature only, no network), ``"reconstruction"`` or ``"full"``.
+
+        Returns:
+            The ``Decoded`` feature and image (``None`` for ``"base"``).
+        """
         return self.decode_many([data], layers)[0]
 
     def decode_many(

@@ -4,6 +4,7 @@ FaceNet features (streamed training data at scale: ``sfc_tf.records``)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import pathlib
@@ -125,9 +126,51 @@ class FaceSet:
         return FaceSet(list(paths), self.crops[rows], None if self.features is None else self.features[rows])
 
 
+def content_key(root: str | os.PathLike, paths: Sequence[str]) -> str:
+    """The sha1 of the images themselves (each path with its bytes): the same data set under another folder, a
+    copy or a link, has the same key; a changed image has another."""
+    return _content_key(str(pathlib.Path(root).resolve()), tuple(paths), _stamp(pathlib.Path(root), paths))
+
+
+def _stamp(root: pathlib.Path, paths: Sequence[str]) -> tuple:
+    """What says the files may have changed since their key was computed in this process."""
+
+    def one(path):
+        try:
+            stat = os.stat(root / path)
+        except OSError:  # loading names the file that cannot be read
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    return tuple(one(p) for p in paths)
+
+
+@functools.lru_cache(maxsize=8)
+def _content_key(root: str, paths: tuple, stamp: tuple) -> str:
+    digest = hashlib.sha1()
+    for path in paths:
+        try:
+            data = (pathlib.Path(root) / path).read_bytes()
+        except OSError:
+            data = b""
+        digest.update(f"{path}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
 def _cache_file(root: pathlib.Path, paths: Sequence[str], tag: str) -> pathlib.Path:
-    digest = hashlib.sha1("\n".join([str(root.resolve()), tag, *paths]).encode()).hexdigest()[:16]
-    return settings.cache_dir() / "faces" / f"{root.name}-{tag}-{len(paths)}-{digest}.npz"
+    """The cache file of ``tag`` (alignment, FaceNet, variant) for these images, keyed by their content. A file
+    written under the older key (the folder's resolved path) is taken over (linked to the new name)."""
+    digest = hashlib.sha1("\n".join([content_key(root, paths), tag]).encode()).hexdigest()[:16]
+    path = settings.cache_dir() / "faces" / f"{root.name}-{tag}-{len(paths)}-c{digest}.npz"
+    legacy_digest = hashlib.sha1("\n".join([str(root.resolve()), tag, *paths]).encode()).hexdigest()[:16]
+    legacy = path.with_name(f"{root.name}-{tag}-{len(paths)}-{legacy_digest}.npz")
+    if not path.is_file() and legacy.is_file():
+        try:
+            os.link(legacy, path)
+        except OSError:
+            return legacy
+    return path
 
 
 def load_faces(
@@ -139,11 +182,11 @@ def load_faces(
     progress: bool = True,
     use_cache: bool = True,
 ) -> FaceSet:
-    """Crops (and features if ``extractor`` is given) of ``root/<path>`` for each path, cached on disk
-    (keyed by root, paths, alignment and ``feature_tag``) so that repeated evaluations and training runs
-    do not realign or re-run FaceNet. With ``align='mtcnn'``, images where MTCNN finds no face get the
-    center crop (datasets here are pre-aligned) and are listed in ``FaceSet.fallbacks``; an unreadable
-    image is an error naming it."""
+    """Crops (and features if ``extractor`` is given) of ``root/<path>`` for each path, cached on disk (keyed by
+    the images' content, alignment and ``feature_tag``: ``content_key``) so that repeated evaluations and training
+    runs do not realign or re-run FaceNet, wherever the data set lies. With ``align='mtcnn'``, images where MTCNN
+    finds no face get the center crop (datasets here are pre-aligned) and are listed in ``FaceSet.fallbacks``; an
+    unreadable image is an error naming it."""
     from sfc_tf import align as align_module
 
     root = pathlib.Path(root)

@@ -79,10 +79,21 @@ def frame(aligner, rgbs: list[np.ndarray], size: int = 160) -> tuple[np.ndarray,
 
 
 def _cache_file(root: pathlib.Path, paths: list[str], key: str) -> pathlib.Path:
-    digest = hashlib.sha1(
-        "\n".join([str(root.resolve()), key, str(MARGIN_FRACTION), str(PAD_FRACTION), *paths]).encode()
-    ).hexdigest()[:16]
-    return settings.cache_dir() / "faces" / f"extra-{root.name}-{len(paths)}-{digest}.npz"
+    """Keyed by the images' content (``data.content_key``); a file under the older key (the folder's path) is
+    taken over."""
+    from sfc_tf import data
+
+    framing = [key, str(MARGIN_FRACTION), str(PAD_FRACTION)]
+    digest = hashlib.sha1("\n".join([data.content_key(root, paths), *framing]).encode()).hexdigest()[:16]
+    path = settings.cache_dir() / "faces" / f"extra-{root.name}-{len(paths)}-c{digest}.npz"
+    legacy_digest = hashlib.sha1("\n".join([str(root.resolve()), *framing, *paths]).encode()).hexdigest()[:16]
+    legacy = path.with_name(f"extra-{root.name}-{len(paths)}-{legacy_digest}.npz")
+    if not path.is_file() and legacy.is_file():
+        try:
+            os.link(legacy, path)
+        except OSError:
+            return legacy
+    return path
 
 
 def load(root: str | os.PathLike, extractor=None, limit: int | None = None, progress: bool = True) -> ExtraFaces:

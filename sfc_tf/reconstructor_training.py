@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from sfc_tf import distribute, facenet, losses, reconstructor, resume
-from sfc_tf.time_limit import TimeLimit
+from sfc_tf.time_limit import Deadline, TimeLimit
 
 
 class WarmupThenDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
@@ -185,11 +185,14 @@ def train(
     meta: dict,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     masks: np.ndarray | None = None,
-) -> dict:
+    deadline: Deadline | None = None,
+) -> dict | None:
     """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops held in memory (``train_streamed``:
     on a stream); ``validation`` (features, crops) of held-out identities is scored after every epoch
     (``val_loss``, ``val_mae``). Model and optimizer state go to ``<checkpoint_dir>/train_state`` after every
-    epoch (``sfc_tf.resume``), so re-running resumes. The final weights and meta.json go to ``checkpoint_dir``."""
+    epoch (``sfc_tf.resume``), so re-running resumes. The final weights and meta.json go to ``checkpoint_dir``, and
+    are returned; ``None`` when the time limit (``deadline``, default: ``max_minutes`` from now) ended the session
+    before the last epoch (re-run to continue)."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
     return _fit(
         config,
@@ -199,6 +202,7 @@ def train(
         lambda model, dataset: recalibrate_batch_norm(model, views, config.batch_size, config.seed, steps_per_epoch),
         meta,
         validation,
+        deadline,
     )
 
 
@@ -210,7 +214,8 @@ def train_streamed(
     degraders: Sequence[Callable[[np.ndarray], np.ndarray]],
     meta: dict,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict:
+    deadline: Deadline | None = None,
+) -> dict | None:
     """``train`` on a stream of (crop, FaceNet feature) examples (``num_examples`` of them per pass), never held in
     memory; precise BN averages ``steps_per_epoch`` batches of the stream."""
     steps_per_epoch = config.steps_per_epoch or max(1, num_examples // config.batch_size)
@@ -222,6 +227,7 @@ def train_streamed(
         lambda model, dataset: recalibrate_on_batches(model, (f for f, _ in dataset.take(steps_per_epoch))),
         meta,
         validation,
+        deadline,
     )
 
 
@@ -233,8 +239,12 @@ def _fit(
     recalibrate: Callable,
     meta: dict,
     validation: tuple[np.ndarray, np.ndarray] | None,
-) -> dict:
+    deadline: Deadline | None = None,
+) -> dict | None:
     out = pathlib.Path(config.checkpoint_dir)
+    warning = check_warmup(config.warmup_steps, config.epochs * steps_per_epoch)
+    if warning:
+        print(warning, flush=True)
     strategy = distribute.make_strategy(config.strategy)  # before any other op (multi-worker collectives)
     dataset = make_dataset()
     with strategy.scope():
@@ -247,25 +257,31 @@ def _fit(
             lambda source: model.set_weights(reconstructor.load(source).get_weights()),
         )
     done = int(model.optimizer.iterations.numpy())
-    resume.check_unfinished(done, config.epochs * steps_per_epoch, out)
+    resume.check_unfinished(done, config.epochs * steps_per_epoch, out)  # a finished model is not saved again
+    total = config.epochs * steps_per_epoch
     saver = resume.SaveState(manager, steps_per_epoch, done)  # saved at every epoch's end
-    callbacks = [saver]
-    if config.log_dir:
-        callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
-    if config.max_minutes:
-        callbacks.append(TimeLimit(config.max_minutes, per="epoch"))
-    history = model.fit(
-        dataset,
-        epochs=config.epochs,
-        initial_epoch=done // steps_per_epoch,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=config.verbose,
-        validation_data=None if validation is None else validation_dataset(*validation, config.batch_size),
-    )
+    saver.set_model(model)
+    final = {}
+    if done < total:  # else only the saving is left (a session that ended right after training)
+        callbacks = [saver, TimeLimit(per="epoch", deadline=deadline or Deadline(config.max_minutes))]
+        if config.log_dir:
+            callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
+        history = model.fit(
+            dataset,
+            epochs=config.epochs,
+            initial_epoch=done // steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=config.verbose,
+            validation_data=None if validation is None else validation_dataset(*validation, config.batch_size),
+        )
+        final = {k: float(v[-1]) for k, v in history.history.items() if v}
+    steps = int(model.optimizer.iterations.numpy())
+    if steps < total:
+        print(f"stopped by the time limit at step {steps} of {total}: re-run to continue", flush=True)
+        return None
     run = saver.record(config, warm_start, steps_per_epoch)
     recalibrated = recalibrate(model, dataset)
-    final = {k: float(v[-1]) for k, v in history.history.items() if v}
     with distribute.output_dir(out, strategy) as target_dir:
         return reconstructor.save(
             model,
@@ -275,6 +291,16 @@ def _fit(
             final_metrics=final,
             batch_norm_recalibrated_on_batches=recalibrated,
         )
+
+
+def check_warmup(warmup_steps: int, total_steps: int) -> str | None:
+    """A warning line when the learning-rate warm-up is longer than the run (its peak rate is never reached)."""
+    if warmup_steps > total_steps:
+        return (
+            f"warning: --warmup_steps {warmup_steps} is longer than the run ({total_steps} steps): the learning rate "
+            f"never reaches --initial_lr (lower it, 0: none, or train longer)"
+        )
+    return None
 
 
 def recalibrate_batch_norm(

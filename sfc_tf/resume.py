@@ -1,9 +1,9 @@
 """Training that survives a stopped session, one mechanism for every training binary (the reconstructor and the
 learned codecs): model and optimizer state in ``<checkpoint_dir>/train_state``, saved every ``every`` optimizer
 steps and when training ends, with the run's progress beside it (``progress.json``: the step and the wall time of
-all sessions so far). Re-running the same command continues from the latest state; a run whose state already
-holds all its steps is refused (``check_unfinished``), and a warm start is recorded the same way by every trainer
-(``warm_start``).
+all sessions so far). Re-running the same command continues from the latest state; a finished run is not saved
+again (``check_unfinished``; the binaries decide before loading anything: ``sfc_tf.runs.start``), and a warm start
+is recorded the same way by every trainer (``warm_start``).
 
 In a multi-worker job every worker restores the chief's latest state; the chief saves there, the others into
 private subfolders (every worker takes part in a save, as ``tf.distribute`` requires).
@@ -19,10 +19,10 @@ from typing import Callable
 
 import tensorflow as tf
 
-from sfc_tf import distribute
+from sfc_tf import distribute, runs
 
-STATE_DIR = "train_state"
-PROGRESS_FILE = "progress.json"
+STATE_DIR = runs.STATE_DIR
+PROGRESS_FILE = runs.PROGRESS_FILE
 
 
 def restore(state: tf.train.Checkpoint, out: str | pathlib.Path, strategy) -> tuple:
@@ -36,11 +36,12 @@ def restore(state: tf.train.Checkpoint, out: str | pathlib.Path, strategy) -> tu
 
 
 def check_unfinished(done: int, total: int, out: str | pathlib.Path) -> None:
-    """Refuse to continue a run whose saved state already holds all of its ``total`` optimizer steps."""
-    if done >= total:
+    """Refuse to save again a finished run: its saved state holds all of its ``total`` optimizer steps and its
+    model is saved (``meta.json``). A state of all steps without the model (a session that ran out of time after
+    training) is only finished: the caller skips training."""
+    if done >= total and (pathlib.Path(out) / runs.FINISHED_FILE).is_file():
         raise ValueError(
-            f"{pathlib.Path(out) / STATE_DIR} already holds {done} of this run's {total} steps: train for longer "
-            f"(more epochs or steps) to continue it, or remove it to start over"
+            f"already finished: {done} steps, see {out} (train for longer, more epochs or steps, to continue it)"
         )
 
 

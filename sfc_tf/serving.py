@@ -204,13 +204,73 @@ def version_dir(export_dir: str | os.PathLike, model_name: str, version: int) ->
     return pathlib.Path(export_dir) / model_name / str(int(version))
 
 
-def export(module: tf.Module, export_dir: str | os.PathLike, version: int = 1) -> pathlib.Path:
-    """Writes ``module`` to ``<export_dir>/<module.name>/<version>/`` (must not exist yet); returns that path."""
+PROVENANCE_FILE = "provenance.json"  # in the SavedModel's assets/: where the exported weights came from
+
+
+def export(
+    module: tf.Module,
+    export_dir: str | os.PathLike,
+    version: int = 1,
+    provenance: dict | None = None,
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Writes ``module`` to ``<export_dir>/<module.name>/<version>/`` and ``provenance`` (``provenance()``) to its
+    ``assets/provenance.json``; returns that path. A version folder that exists is refused (``FileExistsError``)
+    unless ``overwrite``, which prints the one it replaces."""
+    import json
+    import shutil
+
     target = version_dir(export_dir, module.name, version)
     if target.exists():
-        raise FileExistsError(f"{target} exists; choose another --version")
+        if not overwrite:
+            raise FileExistsError(f"{target} exists: choose another --version, or pass --overwrite")
+        print(f"replacing {target}", flush=True)
+        shutil.rmtree(target)
     tf.saved_model.save(module, str(target), signatures=module.signatures())
+    if provenance is not None:
+        (target / "assets").mkdir(exist_ok=True)
+        (target / "assets" / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return target
+
+
+def provenance(sources: dict, model_set: str | None = None) -> dict:
+    """What an export came from: per source (name -> checkpoint folder or file, or ``None``) its path and sha256
+    (the one its meta.json records for a folder), the model set, and the code's version (package and git commit)."""
+    from sfc_tf import __version__, checkpoint, settings
+
+    def sha256(path) -> str | None:
+        path = pathlib.Path(path)
+        if (path / checkpoint.META_FILE).is_file():
+            import json
+
+            return json.loads((path / checkpoint.META_FILE).read_text()).get("sha256")
+        return checkpoint.sha256_file(path) if path.is_file() else None
+
+    head = settings.REPO_ROOT / ".git"
+    commit = None
+    try:
+        import subprocess
+
+        if head.exists():
+            commit = (
+                subprocess.run(
+                    ["git", "-C", str(settings.REPO_ROOT), "rev-parse", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout.strip()
+                or None
+            )
+    except OSError:
+        commit = None
+    return {
+        "sources": {
+            name: None if path is None else {"path": str(path), "sha256": sha256(path)}
+            for name, path in sources.items()
+        },
+        "model_set": model_set,
+        "code": {"sfc_tf": __version__, "git_commit": commit},
+    }
 
 
 def load_facenet(key: str = facenet.DEFAULT_KEY, weights_path=None) -> FeatureExport:

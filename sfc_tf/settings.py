@@ -22,3 +22,17 @@ def checkpoints_dir() -> pathlib.Path:
     if (CHECKPOINTS_DIR / "zoo.json").is_file():
         return CHECKPOINTS_DIR
     return cache_dir() / "checkpoints"
+
+
+# the base layers the reconstructor and the coding predictor are trained on by default: three rates of the ladder
+DEFAULT_TRAINING_BASE_LAYERS = ("base_layer/step_0.02.npz", "base_layer/step_0.08.npz", "base_layer/step_0.2.npz")
+
+
+def training_base_layers() -> list[str]:
+    """The default training base layers, as paths in the checkpoints directory (wherever it is)."""
+    return [str(checkpoints_dir() / name) for name in DEFAULT_TRAINING_BASE_LAYERS]
+
+
+def shipped(name: str) -> pathlib.Path:
+    """A file or folder of the checkpoints directory by its name there (e.g. ``base_layer/step_0.08.npz``)."""
+    return checkpoints_dir() / name

@@ -62,6 +62,25 @@ def test_base_only_file_is_the_record_plus_24_bits(codec, analysis):
     assert [8 * len(f) for f in files] == [8 * len(r) + 24 for r in records]
 
 
+def test_api_defaults_are_documented_and_one_crop_needs_its_batch_axis(codec, fixture_crops):
+    """encode's default differs from sfc compress's (base only, not jpeg): its docstring says so and why; decode's
+    matches sfc decompress's (full); a crop without its batch axis gets a one-line error, not a shape mismatch."""
+    import inspect
+
+    from sfc_tf import cli
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["compress", "in.jpg", "out.sfc"]).enhancement == "jpeg"
+    assert parser.parse_args(["decompress", "in.sfc", "out.png"]).layers == "full"
+    for method in (ScalableCodec.encode, ScalableCodec.encode_crops, ScalableCodec.decode):
+        assert "Args:" in method.__doc__ and "Returns:" in method.__doc__
+    assert inspect.signature(ScalableCodec.encode).parameters["enhancement"].default == "none"
+    assert "sfc compress" in ScalableCodec.encode.__doc__ and "--enhancement jpeg" in ScalableCodec.encode.__doc__
+    assert inspect.signature(ScalableCodec.decode).parameters["layers"].default == "full"
+    with pytest.raises(ValueError, match=r"crops must be a batch \(N, H, W, 3\), not shape \(160, 160, 3\)"):
+        codec.encode_crops(fixture_crops[0])
+
+
 def test_base_feature_matches_the_original_features(codec, fixture_crops):
     files = codec.encode_crops(fixture_crops)
     decoded = np.stack([d.feature for d in codec.decode_many(files, "base")])

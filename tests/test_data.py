@@ -217,3 +217,27 @@ def test_verify_lfw_names_the_identities_flag(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("verify_lfw:") and "--identities" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out.json").exists()
+
+
+def test_face_cache_is_keyed_by_content_not_by_path(fixture_lfw_dir, tmp_path, monkeypatch):
+    """The same images in another folder hit the cache (no realignment); a changed image misses it."""
+    import shutil
+
+    from sfc_tf import align
+
+    monkeypatch.setenv("SFC_TF_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "lfw", tmp_path / "b" / "lfw"
+    shutil.copytree(fixture_lfw_dir, first)
+    shutil.copytree(fixture_lfw_dir, second)
+    paths = [p for p, _ in data.list_images(first)]
+    crops = data.load_faces(first, paths, "center", progress=False).crops
+
+    def no_alignment(kind):
+        raise AssertionError("aligned again")
+
+    monkeypatch.setattr(align, "make_aligner", no_alignment)
+    np.testing.assert_array_equal(data.load_faces(second, paths, "center", progress=False).crops, crops)
+    changed = second / paths[0]
+    changed.write_bytes((second / paths[1]).read_bytes())
+    with pytest.raises(AssertionError, match="aligned again"):
+        data.load_faces(second, paths, "center", progress=False)

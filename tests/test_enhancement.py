@@ -198,7 +198,7 @@ def test_training_warm_starts_and_resumes(tiny_learned_checkpoint, fixture_crops
     assert second["steps_this_session"] == 3 and second["epochs_this_session"] == 1
     assert not _same_weights(tmp_path, tiny_learned_checkpoint)
     assert set(second["final_metrics"]) == {"loss", "bpp", "mse"}
-    with pytest.raises(ValueError, match="already holds 6 of this run's 6 steps"):
+    with pytest.raises(ValueError, match="already finished: 6 steps"):
         training.train(config, fixture_crops, {"input": "test"})  # a finished run is refused, not re-saved
     with pytest.raises(ValueError):
         training.patches_dataset(fixture_crops, 2, 40)
@@ -533,3 +533,34 @@ def test_float16_weights_of_another_architecture_are_refused(tiny_conditional, t
     other = face_codec.FaceCodec([0.001, 0.01], conditional=False, prior="position", num_filters=TINY_FILTERS)
     with pytest.raises(WeightsError, match="other variables"):
         learned.restore_weights(other, tmp_path / "half")
+
+
+def test_a_warm_start_is_checked_before_the_first_update_and_at_the_end(fixture_crops, tmp_path, capsys):
+    """With no held-out faces (--validation_fraction 0) the check takes training faces and says so; meta.json
+    keeps the loss before the first update and at the end, and whether the run ended worse. TensorBoard gets the
+    training scalars."""
+    from sfc_tf.enhancement import learned, training
+
+    start = tmp_path / "end_to_end"
+    learned.save(learned.BLS2017(0.01, TINY_FILTERS), start, input="original")
+
+    config = training.FaceCodecTrainConfig(
+        str(tmp_path / "run"),
+        lmbdas=(0.01,),
+        steps=2,
+        batch_size=2,
+        num_filters=TINY_FILTERS,
+        init_from=str(start),
+        log_dir=str(tmp_path / "tensorboard"),
+        verbose=0,
+    )
+    meta = training.train_face_codec(
+        config, lambda seed: training.face_codec_dataset(fixture_crops, None, 2, seed), len(fixture_crops), {}
+    )
+    check = meta["warm_start_check"]
+    assert check["faces"] == "training (none held out)" and check["images"] == training.WARM_START_CHECK_IMAGES
+    assert set(check["before"]) == set(check["after"]) == {"loss", "bpp", "mse"}
+    assert check["worse"] == (check["after"]["loss"] > check["before"]["loss"])
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warm start check")]
+    assert len(line) == 1 and "before the first update" in line[0] and "at the end" in line[0]
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))  # the training scalars

@@ -215,3 +215,19 @@ def test_offline_without_vgg_file_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(losses.tf.keras.utils, "get_file", offline)
     with pytest.raises(WeightsError, match="--vgg_weights"):
         losses.vgg_feature_model("block3_conv2")
+
+
+def test_a_session_cut_short_by_the_time_limit_saves_no_final_model(tmp_path, fixture_crops, capsys):
+    """Only the training state is saved (a final meta.json would make the run look finished); the next session
+    continues from it and saves the model."""
+    features = np.random.default_rng(0).normal(size=(len(fixture_crops), 16)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    config = training.TrainConfig(
+        str(tmp_path / "ckpt"), epochs=2, batch_size=2, perceptual_weight=0.0, max_minutes=0, verbose=0
+    )
+    assert training.train(config, features[None], fixture_crops, {"data": {}}) is None
+    assert "stopped by the time limit at step 3 of 6: re-run to continue" in capsys.readouterr().out
+    assert not (tmp_path / "ckpt" / "meta.json").exists()
+    config.max_minutes = None
+    meta = training.train(config, features[None], fixture_crops, {"data": {}})
+    assert meta["steps"] == 6 and meta["steps_this_session"] == 3

@@ -296,6 +296,7 @@ def test_the_decoder_export_refuses_a_model_set_with_a_thumbnail(tmp_path):
     ]
     result = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True)
     assert result.returncode != 0 and "colour thumbnail" in result.stderr
+    assert "Export the codec's networks" not in result.stderr  # one line, not the usage text before it
     assert not (tmp_path / "decoder").exists()
 
 
@@ -1001,3 +1002,37 @@ def test_cli_refuses_a_server_timeout_out_of_range_before_loading_models(timeout
     assert cli.run(args + ["--server_timeout", timeout]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "a server timeout is a number of seconds in (0, 86400]" in err
+
+
+def test_every_export_records_where_it_came_from(export_dir, checkpoints):
+    """assets/provenance.json: each source checkpoint's path and sha256 (its meta.json's), the code version."""
+    reconstructor_meta = json.loads((checkpoints["reconstructor"] / "meta.json").read_text())
+    for name in serving.MODEL_NAMES:
+        record = json.loads((export_dir / name / "1" / "assets" / serving.PROVENANCE_FILE).read_text())
+        assert record["code"]["sfc_tf"] and "git_commit" in record["code"]
+        if name in (serving.RECONSTRUCTOR, serving.DECODER):
+            source = record["sources"]["reconstructor"]
+            assert source == {"path": str(checkpoints["reconstructor"]), "sha256": reconstructor_meta["sha256"]}
+    decoder = json.loads((export_dir / "decoder" / "1" / "assets" / serving.PROVENANCE_FILE).read_text())
+    assert decoder["enhancement_quality"] == 1 and decoder["sources"]["enhancement"]["sha256"]
+
+
+def test_an_existing_version_is_replaced_only_with_overwrite(checkpoints, tmp_path):
+    args = ["--models", "reconstructor", "--reconstructor", checkpoints["reconstructor"]]
+    export(tmp_path, *args)
+    refused = subprocess.run(
+        [sys.executable, "train/export.py", "--export_dir", str(tmp_path), *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "pass --overwrite" in refused.stderr
+    replaced = subprocess.run(
+        [sys.executable, "train/export.py", "--export_dir", str(tmp_path), "--overwrite", *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert replaced.returncode == 0 and f"replacing {tmp_path / 'reconstructor' / '1'}" in replaced.stdout

@@ -1,7 +1,7 @@
 """Build the enhancement layer's training set: min-max normalised residuals of training-identity crops against
 their reconstructions from base-layer-decoded features (the real bytes decoded, exactly as the decoder sees them).
 
-  python train/build_residuals.py --data_dir ../shared/data/lfw \
+  python train/build_residuals.py --data_dir ../shared/data/lfw \\
       --identities ../shared/data/lfw/train_identities.txt --output residuals.npz
 
 ``--base_layer`` and ``--reconstructor`` default to the registry's default model set (``sfc models``).

@@ -1,6 +1,6 @@
 """Store a trained learned codec's weights as float16: half the bytes of a shipped model.
 
-  python train/convert_weights.py --checkpoint runs/x/conditional_l0.01 \
+  python train/convert_weights.py --checkpoint runs/x/conditional_l0.01 \\
       --output checkpoints/enhancement/conditional_l0.01 --weights_dtype float16
 
 The weights are rounded to the dtype, the range-coding tables rebuilt from the rounded model, and meta.json keeps

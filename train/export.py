@@ -1,7 +1,10 @@
 """Export the codec's networks as SavedModels in TF Serving's layout ``<export_dir>/<model>/<version>/``.
 
-  python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \
-      --enhancement checkpoints/enhancement/hyperprior_conditional --enhancement_quality 3
+  python train/export.py --export_dir serving/models --models facenet,reconstructor,predictor,enhancement \\
+      --enhancement CHECKPOINTS/enhancement/hyperprior_conditional --enhancement_quality 3
+
+Without ``--export_dir`` the models go to runs/export/<time>/ (sfc_tf.runs). A version folder that exists is
+refused unless ``--overwrite``.
 
 ``--reconstructor``, ``--predictor`` and ``--enhancement`` default to the models of ``--model_set`` (default: the
 registry's default set, ``sfc models``): serve the set the clients code with (``sfc --model_set``).
@@ -15,12 +18,14 @@ import functools
 
 from absl import app, flags
 
-from sfc_tf import base_layer, residuals, serving, zoo
+from sfc_tf import base_layer, residuals, runs, serving, zoo
 from sfc_tf.enhancement import learned, prediction, registry
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export_dir", "serving/models", "Root of the model repository (one folder per model).")
+flags.DEFINE_string(
+    "export_dir", None, "Root of the model repository (one folder per model); default: runs/export/<time>."
+)
 flags.DEFINE_list(
     "models",
     [serving.FACENET, serving.RECONSTRUCTOR, serving.ENHANCEMENT, serving.DECODER],
@@ -35,28 +40,29 @@ flags.DEFINE_string(
     "enhancement", None, "Learned checkpoint; default: the model set's residual family at sfc's default quality."
 )
 flags.DEFINE_integer("enhancement_quality", 1, "Quality index 1..N of a variable-rate checkpoint (as sfc --quality).")
+runs.define_flags(trainer=False)
 
 
 def main(_):
     # Each checkpoint loads once (building the learned codec's range-coding tables takes a while).
     model_set = functools.cache(lambda: zoo.model_set(FLAGS.model_set))  # the registry only if a default is used
-    reconstructor = functools.cache(
-        lambda: residuals.load_reconstructor(FLAGS.reconstructor or model_set().path("reconstructor"))
+    reconstructor_path = functools.cache(lambda: FLAGS.reconstructor or model_set().path("reconstructor"))
+    predictor_path = functools.cache(lambda: FLAGS.predictor or model_set().path("predictor"))
+    enhancement_path = functools.cache(
+        lambda: FLAGS.enhancement
+        or zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(
+            registry.check_quality("learned", model_set=model_set())
+        )[0]
     )
-    predictor = functools.cache(lambda: prediction.load_network(FLAGS.predictor or model_set().path("predictor")))
+    reconstructor = functools.cache(lambda: residuals.load_reconstructor(reconstructor_path()))
+    predictor = functools.cache(lambda: prediction.load_network(predictor_path()))
 
     @functools.cache
     def coder():
-        path = (
-            FLAGS.enhancement
-            or zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(
-                registry.check_quality("learned", model_set=model_set())
-            )[0]
-        )
-        model, meta = learned.load_model(path)
+        model, meta = learned.load_model(enhancement_path())
         rates = len(meta.get("lmbdas", [meta.get("lmbda")]))
         if not 1 <= FLAGS.enhancement_quality <= rates:
-            raise SfcError(f"{path} has qualities 1..{rates}, not {FLAGS.enhancement_quality}")
+            raise SfcError(f"{enhancement_path()} has qualities 1..{rates}, not {FLAGS.enhancement_quality}")
         return learned.RateCoder(model, FLAGS.enhancement_quality - 1)
 
     loaders = {
@@ -66,9 +72,17 @@ def main(_):
         serving.ENHANCEMENT: lambda: serving.EnhancementExport(coder()),
         serving.DECODER: lambda: serving.DecoderExport(reconstructor(), reconstructor().feature_dim, coder()),
     }
+    sources = {  # what each export's assets/provenance.json names
+        serving.FACENET: lambda: {"facenet": FLAGS.facenet_weights},
+        serving.RECONSTRUCTOR: lambda: {"reconstructor": reconstructor_path()},
+        serving.PREDICTOR: lambda: {"predictor": predictor_path()},
+        serving.ENHANCEMENT: lambda: {"enhancement": enhancement_path()},
+        serving.DECODER: lambda: {"reconstructor": reconstructor_path(), "enhancement": enhancement_path()},
+    }
     unknown = set(FLAGS.models) - set(loaders)
     if unknown:
-        raise app.UsageError(f"unknown models {sorted(unknown)}; choose from {list(serving.MODEL_NAMES)}")
+        raise SystemExit(f"export: unknown models {sorted(unknown)}; choose from {list(serving.MODEL_NAMES)}")
+    export_dir = FLAGS.export_dir or runs.default_dir("export")
     models = list(FLAGS.models)
     uses_set = FLAGS.model_set is not None or FLAGS.reconstructor is None  # a given reconstructor names no set
     if serving.DECODER in models and uses_set and base_layer.load(model_set().path("base_layer")).thumbnail is not None:
@@ -77,12 +91,16 @@ def main(_):
             "export its reconstructor and enhancement instead (the client applies the thumbnail)"
         )
         if FLAGS["models"].present:
-            raise app.UsageError(reason)
+            raise SystemExit(f"export: {reason}")
         print(f"decoder: not exported ({reason})")
         models.remove(serving.DECODER)
     for name in models:
         try:
-            print(f"{name} -> {serving.export(loaders[name](), FLAGS.export_dir, FLAGS.version)}")
+            module = loaders[name]()
+            record = serving.provenance(sources[name](), model_set().name if uses_set else None)
+            if name in (serving.ENHANCEMENT, serving.DECODER):
+                record["enhancement_quality"] = FLAGS.enhancement_quality
+            print(f"{name} -> {serving.export(module, export_dir, FLAGS.version, record, FLAGS.overwrite)}")
         except (SfcError, FileExistsError, ValueError) as exc:
             raise SystemExit(f"export {name}: {exc}") from exc
 

@@ -1,10 +1,13 @@
 """Fit base-layer models (PCA rotation + per-dimension priors) on training-identity FaceNet features.
 
-  python train/fit_base_layer.py --lfw_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --align mtcnn --output_dir checkpoints/base_layer
-  python train/fit_base_layer.py ... --align center --output_dir checkpoints/base_layer/center
-  python train/fit_base_layer.py ... --feature_models checkpoints/base_layer/step_0.08.npz \
-      --thumbnail_grid 2 --thumbnail_step 16 --output_dir checkpoints/base_layer/thumbnail2
+  python train/fit_base_layer.py --lfw_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --align mtcnn --output_dir runs/base_layer
+  python train/fit_base_layer.py ... --align center --output_dir runs/base_layer/center
+  python train/fit_base_layer.py ... --feature_models CHECKPOINTS/base_layer/step_0.08.npz \\
+      --thumbnail_grid 2 --thumbnail_step 16 --output_dir runs/base_layer/thumbnail2
+
+Without ``--output_dir`` the models go to runs/fit_base_layer/run-<hash of the flags> (sfc_tf.runs); a folder that
+holds fitted models (its index.json) is left alone ("already finished") unless ``--overwrite``.
 
 With ``--thumbnail_grid G`` every model also codes a G x G colour thumbnail of the crop (``sfc_tf.thumbnail``),
 fitted on the same training crops. ``--feature_models`` takes the feature part from existing models (bit for bit:
@@ -17,12 +20,11 @@ Accuracy comes from eval/rate_accuracy.py.
 """
 
 import json
-import pathlib
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, facenet
+from sfc_tf import base_layer, data, facenet, runs
 from sfc_tf.thumbnail import Thumbnail
 
 FLAGS = flags.FLAGS
@@ -37,12 +39,13 @@ flags.DEFINE_list(
 flags.DEFINE_bool("pca", True, "Decorrelate with a PCA rotation before quantization.")
 flags.DEFINE_string("pairs", None, "pairs.txt for the reported evaluation rates; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("eval_folds", ["1", "2", "3", "4"], "Folds whose images give the reported evaluation rates.")
-flags.DEFINE_string("output_dir", "checkpoints/base_layer", "Where the models go.")
+flags.DEFINE_string("output_dir", None, "Where the models go; default: runs/fit_base_layer/run-HASH.")
 flags.DEFINE_integer("thumbnail_grid", 0, "Also code a G x G colour thumbnail of the crop (0: none, the paper's).")
 flags.DEFINE_float("thumbnail_step", 16.0, "The thumbnail's quantizer step, in 8-bit levels.")
 flags.DEFINE_list(
     "feature_models", [], "Existing base-layer models whose feature part to keep (--steps and --pca then unused)."
 )
+runs.define_flags()
 
 
 def coded_and_ideal_bits(model: base_layer.BaseLayerModel, faces: data.FaceSet) -> dict:
@@ -69,6 +72,9 @@ def feature_models(features: np.ndarray):
 
 
 def main(_):
+    out = runs.trainer_dir(FLAGS, "fit_base_layer", "output_dir")
+    if runs.start(out, FLAGS.resume, FLAGS.overwrite, marker="index.json").finished:
+        return
     extractor, tag = facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
     paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(FLAGS.identities))]
     train = data.load_faces(FLAGS.lfw_dir, paths, FLAGS.align, extractor, tag)
@@ -80,7 +86,6 @@ def main(_):
         extractor,
         tag,
     )
-    out = pathlib.Path(FLAGS.output_dir)
     thumbnail = None
     if FLAGS.thumbnail_grid:
         thumbnail = Thumbnail.fit(train.crops, FLAGS.thumbnail_grid, FLAGS.thumbnail_step)
@@ -89,6 +94,7 @@ def main(_):
         if thumbnail is not None:
             model = model.with_thumbnail(thumbnail, {"grid": thumbnail.grid, "step": thumbnail.step})
         name = f"step_{model.step:g}.npz"
+        out.mkdir(parents=True, exist_ok=True)
         model.save(out / name)
         entry = {
             "file": name,

@@ -2,29 +2,38 @@
 the optimal tables of the symbols libjpeg codes for training faces and for their min-max normalised residuals
 against the mean training face, the two kinds of image the enhancement layer codes.
 
-  python train/fit_jpeg_tables.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --output sfc_tf/enhancement/jpeg_tables.json
+  python train/fit_jpeg_tables.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt
 
-The tables are part of the bitstream format: rewriting them changes what every headerless JPEG payload means.
+The tables are part of the bitstream format: rewriting them changes what every headerless JPEG payload means. So
+they go to runs/fit_jpeg_tables/<time>/jpeg_tables.json by default; ``--output sfc_tf/enhancement/jpeg_tables.json
+--overwrite`` replaces the shipped ones.
 """
 
 import json
-import pathlib
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data
+from sfc_tf import data, runs
 from sfc_tf.enhancement import jpeg, jpeg_scan, jpeg_tables, minmax
+from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW).", required=True)
 flags.DEFINE_string("identities", None, "Identity list to fit on (training identities only).", required=True)
 flags.DEFINE_integer("faces", 500, "Training faces (evenly spaced over the list); as many residuals again.")
-flags.DEFINE_string("output", str(jpeg_tables.TABLES_FILE), "Tables file.")
+flags.DEFINE_string(
+    "output", None, f"Tables file; default: runs/fit_jpeg_tables/<time>/{jpeg_tables.TABLES_FILE.name}."
+)
+runs.define_flags(trainer=False)
 
 
 def main(_):
+    try:
+        output = runs.result_file(FLAGS.output, "fit_jpeg_tables", jpeg_tables.TABLES_FILE.name, FLAGS.overwrite)
+    except SfcError as exc:
+        raise SystemExit(f"fit_jpeg_tables: {exc}") from exc
     paths = [path for path, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
     crops = data.load_faces(FLAGS.data_dir, paths, "mtcnn").crops
     mean_face = crops.mean(axis=0)
@@ -35,7 +44,8 @@ def main(_):
         counts = sum(jpeg_scan.counts(jpeg.libjpeg_coefficients(image, quality)) for image in images)
         qualities[str(quality)] = jpeg_tables.encode_lengths(jpeg_tables.fitted_lengths(counts))
         print(f"quality {quality}: {int(counts.sum()) // len(images)} symbols per image", flush=True)
-    pathlib.Path(FLAGS.output).write_text(
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
         json.dumps(
             {
                 "fitted_on": f"{len(chosen)} crops (mtcnn) of {FLAGS.identities} and their residuals against the "

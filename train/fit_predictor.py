@@ -3,9 +3,12 @@ ridge regression from base-layer-decoded FaceNet features to coarse faces, the g
 by PSNR on held-out identities. Writes the predictor, the mean training face and meta.json (every candidate's
 held-out PSNR, and the mean face's, for comparison).
 
-  python train/fit_predictor.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \
-      --checkpoint_dir checkpoints/predictor
+  python train/fit_predictor.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \\
+      --checkpoint_dir runs/predictor
+
+Without ``--checkpoint_dir`` the predictor goes to runs/fit_predictor/run-<hash of the flags> (sfc_tf.runs); a
+folder that holds a fitted predictor is left alone ("already finished") unless ``--overwrite``.
 """
 
 import pathlib
@@ -14,7 +17,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, extra_faces, linear_predictor, metrics, reconstructor, training_data
+from sfc_tf import base_layer, extra_faces, linear_predictor, metrics, reconstructor, runs, settings, training_data
 from sfc_tf.enhancement import prediction
 from sfc_tf.errors import SfcError
 
@@ -26,17 +29,15 @@ flags.DEFINE_bool("flip", True, "Add every training face mirrored, with its own 
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_list(
     "base_layer",
-    [
-        "checkpoints/base_layer/step_0.02.npz",
-        "checkpoints/base_layer/step_0.08.npz",
-        "checkpoints/base_layer/step_0.2.npz",
-    ],
-    "Fit on features decoded at these rates (held-out PSNR at the middle one).",
+    None,
+    "Fit on features decoded at these rates (held-out PSNR at the middle one); default: the shipped "
+    f"{', '.join(settings.DEFAULT_TRAINING_BASE_LAYERS)} of the checkpoints directory.",
 )
 flags.DEFINE_list("grids", ["10", "20", "40"], "Coarse grid sizes to try.")
 flags.DEFINE_list("ridges", ["1e-4", "1e-3", "1e-2"], "Ridge weights to try (per example, on unit-norm features).")
-flags.DEFINE_string("checkpoint_dir", "checkpoints/predictor", "Output folder.")
+flags.DEFINE_string("checkpoint_dir", None, "Output folder; default: runs/fit_predictor/run-HASH.")
 flags.DEFINE_integer("seed", 0, "Seed of the held-out identity draw (as the other training binaries).")
+runs.define_flags()
 
 
 def held_out_psnr(predictions: np.ndarray, crops: np.ndarray) -> float:
@@ -44,6 +45,10 @@ def held_out_psnr(predictions: np.ndarray, crops: np.ndarray) -> float:
 
 
 def main(_):
+    out = runs.trainer_dir(FLAGS, "fit_predictor")
+    if runs.start(out, FLAGS.resume, FLAGS.overwrite).finished:
+        return
+    base_layers = settings.training_base_layers() if FLAGS.base_layer is None else FLAGS.base_layer
     if FLAGS.extra_faces and not pathlib.Path(FLAGS.extra_faces).expanduser().is_dir():
         raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
     start = time.time()
@@ -53,7 +58,7 @@ def main(_):
         )
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
-    bases = [base_layer.load(path) for path in FLAGS.base_layer]
+    bases = [base_layer.load(path) for path in base_layers]
     decoded = [base.decode_payloads(base.encode_payloads(faces.features)) for base in bases]
     middle = bases[len(bases) // 2]
     held_features = middle.decode_payloads(middle.encode_payloads(faces.held_out_features))
@@ -74,7 +79,6 @@ def main(_):
             if best is None or psnr > best[0]:
                 best = (psnr, model, grid, ridge)
     psnr, model, grid, ridge = best
-    out = pathlib.Path(FLAGS.checkpoint_dir)
     out.mkdir(parents=True, exist_ok=True)
     from PIL import Image
 
@@ -86,14 +90,14 @@ def main(_):
         (prediction.MEAN_FACE_FILE,),
         objective="mmse (closed-form ridge)",
         data=faces.description,
-        decoded_features={"base_layer": FLAGS.base_layer},
+        decoded_features={"base_layer": base_layers},
         chosen={"grid": grid, "ridge": ridge},
         candidates=candidates,
         held_out={
             "images": len(faces.held_out_crops),
             "psnr": round(psnr, 3),
             "mean_face_psnr": round(mean_psnr, 3),
-            "base_layer": FLAGS.base_layer[len(bases) // 2],
+            "base_layer": base_layers[len(bases) // 2],
         },
         wall_time_s=round(time.time() - start, 1),
     )

@@ -2,33 +2,36 @@
 on residuals against the coding prediction (``--kind residual``), or conditional on it (``--kind conditional``).
 Every kind gets the same data, steps, batch and schedule unless told otherwise, so that they compare fairly.
 
-  python train/train_face_codec.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \
-      --kind conditional --predictor checkpoints/predictor --steps 12000 \
-      --checkpoint_dir checkpoints/enhancement/face_conditional
+  python train/train_face_codec.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --flip --extra_faces ~/.cache/sfc_data/utkface \\
+      --kind conditional --steps 12000 --checkpoint_dir runs/face_conditional
 
 ``--init_from`` starts from an end-to-end learned checkpoint instead of from scratch (the fair way to compare kinds
 on a CPU budget: every kind starts from the same model and gets the same steps). One rate conditional on the
 default model set's reconstruction, with the end-to-end family's stage-3 recipe (64x64 patches, batch 16, lr 2e-4):
 
-  python train/train_face_codec.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --noflip --validation_fraction 0 \
-      --kind conditional --prediction_mode reconstruction --lmbdas 0.01 --prior channel --patch_size 64 \
-      --batch_size 16 --learning_rate 2e-4 --final_learning_rate 2e-4 --steps 3004 \
-      --init_from START/original_l0.01 --checkpoint_dir checkpoints/enhancement/conditional_faces_l0.01
+  python train/train_face_codec.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --noflip --validation_fraction 0 \\
+      --kind conditional --prediction_mode reconstruction --lmbdas 0.01 --prior channel --patch_size 64 \\
+      --batch_size 16 --learning_rate 2e-4 --final_learning_rate 2e-4 --steps 3004 \\
+      --init_from START/original_l0.01 --checkpoint_dir runs/conditional_faces_l0.01
 
 ``--init_from`` may also name a FaceCodec of the same configuration: a fine-tune, e.g. of that family on the
 predictions of the default model set, whose base layer codes a colour thumbnail (the predictions are corrected by
-each crop's decoded thumbnail; ``--base_layer checkpoints/base_layer/step_0.08.npz`` for set 14's, without one).
+each crop's decoded thumbnail; ``--base_layer CHECKPOINTS/base_layer/step_0.08.npz`` for set 14's, without one).
 
-Re-running the same command resumes from <checkpoint_dir>/train_state; ``--max_minutes`` ends a session early.
+Without ``--checkpoint_dir`` the run goes to runs/train_face_codec/run-<hash of the flags> (sfc_tf.runs). Re-running
+the same command resumes from <checkpoint_dir>/train_state, or says the run is finished; ``--overwrite`` replaces a
+finished model, ``--noresume`` starts over. ``--max_minutes`` bounds the whole job: training, then the range-coding
+tables and the held-out evaluation, each skipped (re-run to finish) when its estimated time does not fit.
 """
 
 from absl import app, flags
 
-from sfc_tf import training_data, zoo
+from sfc_tf import runs, training_data, zoo
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
+from sfc_tf.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
@@ -56,7 +59,7 @@ flags.DEFINE_enum(
     ["mmse", "reconstruction"],
     "The prediction (residual and conditional kinds): the coding predictor's, or the reconstruction.",
 )
-flags.DEFINE_string("predictor", "checkpoints/predictor", "Coding predictor (--prediction_mode mmse).")
+flags.DEFINE_string("predictor", None, "Coding predictor (--prediction_mode mmse); default: the default model set's.")
 flags.DEFINE_string(
     "reconstructor", None, "Reconstructor (--prediction_mode reconstruction); default: the default model set's."
 )
@@ -80,24 +83,32 @@ flags.DEFINE_integer("batch_size", 8, "Batch size.")
 flags.DEFINE_integer("patch_size", 0, "Random square patches of this size (prior channel only); 0: whole crops.")
 flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
 flags.DEFINE_float("final_learning_rate", 1e-5, "Learning rate reached at the end (decay over the last 20 %).")
-flags.DEFINE_float("max_minutes", None, "Stop this session after the step in which this many minutes have passed.")
+flags.DEFINE_float(
+    "max_minutes", None, "Bound this session, tables and evaluation included (re-run to continue or finish)."
+)
 flags.DEFINE_integer("until_step", None, "Stop this session at this step (re-run to continue the run).")
 flags.DEFINE_string(
     "init_from",
     None,
-    "End-to-end learned checkpoint (BLS2017, e.g. checkpoints/enhancement/"
+    "End-to-end learned checkpoint (BLS2017, e.g. CHECKPOINTS/enhancement/"
     "original_l0.01) to start from: the model first codes like it (conditional inputs at zero).",
 )
 flags.DEFINE_float("validation_fraction", 0.05, "Fraction of the training identities held out (0: train on all).")
 flags.DEFINE_integer("held_out", 256, "Held-out-identity faces on which meta.json records rate and PSNR per rate.")
-flags.DEFINE_string("checkpoint_dir", None, "Final weights + meta.json; train_state/ for resume.", required=True)
+flags.DEFINE_string(
+    "checkpoint_dir",
+    None,
+    "Final weights + meta.json, train_state/ for resume; default: runs/train_face_codec/run-HASH.",
+)
+runs.define_flags()
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("tensorboard_dir", None, "TensorBoard log directory (loss, bpp, mse).")
 
 
 def prediction_network() -> str:
     """The network whose output the codec is trained against: the coding predictor or the reconstructor."""
     if FLAGS.prediction_mode == "mmse":
-        return FLAGS.predictor
+        return FLAGS.predictor or str(zoo.model_set().path("predictor"))
     return FLAGS.reconstructor or str(zoo.model_set().path("reconstructor"))
 
 
@@ -170,7 +181,11 @@ def check_flags() -> None:
 
 
 def main(_):
+    deadline = Deadline(FLAGS.max_minutes)  # the whole job: loading, training, tables, evaluation
     check_flags()
+    out = runs.trainer_dir(FLAGS, "train_face_codec")
+    if runs.start(out, FLAGS.resume, FLAGS.overwrite).finished:
+        return
     try:
         faces = training_data.load(
             FLAGS.data_dir,
@@ -189,7 +204,7 @@ def main(_):
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc
     config = training.FaceCodecTrainConfig(
-        checkpoint_dir=FLAGS.checkpoint_dir,
+        checkpoint_dir=str(out),
         lmbdas=tuple(float(v) for v in FLAGS.lmbdas),
         kind=FLAGS.kind,
         prior=FLAGS.prior,
@@ -206,6 +221,7 @@ def main(_):
         final_learning_rate=FLAGS.final_learning_rate,
         max_minutes=FLAGS.max_minutes,
         init_from=FLAGS.init_from,
+        log_dir=FLAGS.tensorboard_dir,
         seed=FLAGS.seed,
     )
     meta = training.train_face_codec(
@@ -224,13 +240,16 @@ def main(_):
             },
         },
         None if held is None else (held, held_p),
+        deadline,
     )
     if meta is None:
-        print(f"stopped before step {config.steps} in {FLAGS.checkpoint_dir}: re-run the same command to continue")
-        return
+        return  # the library said why (time limit, --until_step) and how to continue
+    held_out = meta["held_out"] and ", ".join(
+        f"{r['bits_per_image']:.0f} bits {r['psnr']:.2f} dB" for r in meta["held_out"]["rates"]
+    )
     print(
-        f"saved {FLAGS.checkpoint_dir}: {meta['steps']} steps, {meta['images_per_second']} images/s, "
-        f"held out {meta['held_out']}"
+        f"saved {out}: {meta['steps']} steps in {meta['wall_time_s']} s of training, {meta['images_per_second']} "
+        f"images/s; held out, per rate: {held_out or 'none'}"
     )
 
 

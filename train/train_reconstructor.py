@@ -4,25 +4,25 @@
 Paper settings are the defaults (batch 64, Adam, learning rate 0.01 -> 0.0001 exponentially over 50 epochs,
 MAE + lambda x VGG-19 relu3_2 loss). Short CPU jobs (README):
 
-  python train/train_reconstructor.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 \
-      --epochs 6 --perceptual_weight 1e-6 --perceptual_downsample 2 --checkpoint_dir checkpoints/reconstructor
-  python train/train_reconstructor.py --data_dir ../shared/data/lfw \
-      --identities ../shared/data/lfw/train_identities.txt --objective mmse --flip \
-      --extra_faces ~/.cache/sfc_data/utkface --epochs 4 --checkpoint_dir checkpoints/predictor
+  python train/train_reconstructor.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --vgg_weights ../shared/weights/vgg19_imagenet_block1-3.h5 \\
+      --epochs 6 --perceptual_weight 1e-6 --perceptual_downsample 2 --checkpoint_dir runs/reconstructor
+  python train/train_reconstructor.py --data_dir ../shared/data/lfw \\
+      --identities ../shared/data/lfw/train_identities.txt --objective mmse --flip \\
+      --extra_faces ~/.cache/sfc_data/utkface --epochs 4 --checkpoint_dir runs/predictor
 
-Re-running the same command resumes from <checkpoint_dir>/train_state (model, optimizer, epoch; sfc_tf.resume).
+Without ``--checkpoint_dir`` the run goes to runs/train_reconstructor/run-<hash of the flags> (sfc_tf.runs).
+Re-running the same command resumes from <checkpoint_dir>/train_state (model, optimizer, epoch; sfc_tf.resume), or
+says the run is finished; ``--overwrite`` replaces a finished model, ``--noresume`` starts over.
 """
-
-import pathlib
-import shutil
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import distribute, losses, reconstructor, resume, training_data
+from sfc_tf import distribute, losses, reconstructor, runs, settings, training_data
 from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import SfcError
+from sfc_tf.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
@@ -52,8 +52,12 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_float("validation_fraction", 0.05, "Share of identities held out for validation loss.")
-flags.DEFINE_string("checkpoint_dir", "checkpoints/reconstructor", "Final weights + meta.json (train_state/: resume).")
-flags.DEFINE_bool("resume", True, "Resume from <checkpoint_dir>/train_state if present (else start fresh).")
+flags.DEFINE_string(
+    "checkpoint_dir",
+    None,
+    "Final weights + meta.json, train_state/ for resume; default: runs/train_reconstructor/run-HASH.",
+)
+runs.define_flags()
 flags.DEFINE_string("tensorboard_dir", None, "TensorBoard log directory.")
 flags.DEFINE_integer("batch_size", 64, "Batch size (paper: 64).")
 flags.DEFINE_integer("epochs", 50, "Epochs; the learning rate decays over exactly these (paper: 50).")
@@ -88,15 +92,12 @@ flags.DEFINE_string(
 flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (slower on this CPU; see README).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_bfloat16 policy (oneDNN bf16 on AVX512_BF16 CPUs).")
-flags.DEFINE_float("max_minutes", None, "Stop after the epoch in which this many minutes have passed.")
+flags.DEFINE_float("max_minutes", None, "Stop after the epoch in which this many minutes (from start-up) have passed.")
 flags.DEFINE_list(
     "base_layer",
-    [
-        "checkpoints/base_layer/step_0.02.npz",
-        "checkpoints/base_layer/step_0.08.npz",
-        "checkpoints/base_layer/step_0.2.npz",
-    ],
-    "Base-layer model files: train on features decoded at these rates (empty: uniform noise).",
+    None,
+    "Base-layer model files: train on features decoded at these rates (empty: uniform noise); default: the shipped "
+    f"{', '.join(settings.DEFAULT_TRAINING_BASE_LAYERS)} of the checkpoints directory.",
 )
 flags.DEFINE_list(
     "noise_steps",
@@ -106,11 +107,16 @@ flags.DEFINE_list(
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
+def base_layers() -> list[str]:
+    """The --base_layer files (default: the shipped ones, wherever the checkpoints directory is)."""
+    return settings.training_base_layers() if FLAGS.base_layer is None else FLAGS.base_layer
+
+
 def feature_degraders():
-    if FLAGS.base_layer:
+    if base_layers():
         from sfc_tf import base_layer
 
-        return [base_layer.load(path).quantize_dequantize for path in FLAGS.base_layer]
+        return [base_layer.load(path).quantize_dequantize for path in base_layers()]
     rng = np.random.default_rng(FLAGS.seed)
     return [
         lambda f, s=float(step): f if s == 0 else training.noisy_features(f, [s], rng) for step in FLAGS.noise_steps
@@ -140,6 +146,10 @@ def load_faces():
 
 
 def main(_):
+    deadline = Deadline(FLAGS.max_minutes)  # the whole job: loading included
+    out = runs.trainer_dir(FLAGS, "train_reconstructor")
+    if runs.start(out, FLAGS.resume, FLAGS.overwrite).finished:
+        return
     distribute.make_strategy(FLAGS.strategy)  # before FaceNet or any data op (multi-worker collectives)
     mmse = FLAGS.objective == "mmse"
     if mmse and FLAGS.identity_weight > 0:
@@ -156,10 +166,8 @@ def main(_):
     validation = None
     if len(faces.held_out_crops):  # scored at the middle rate of the list
         validation = (degraders[len(degraders) // 2](faces.held_out_features).astype(np.float32), faces.held_out_crops)
-    if not FLAGS.resume:
-        shutil.rmtree(pathlib.Path(FLAGS.checkpoint_dir) / resume.STATE_DIR, ignore_errors=True)
     config = training.TrainConfig(
-        checkpoint_dir=FLAGS.checkpoint_dir,
+        checkpoint_dir=str(out),
         epochs=FLAGS.epochs,
         steps_per_epoch=FLAGS.steps_per_epoch,
         batch_size=FLAGS.batch_size,
@@ -185,13 +193,13 @@ def main(_):
         "objective": FLAGS.objective,
         "data": faces.description,
         "decoded_features": {
-            "base_layer": FLAGS.base_layer,
-            "noise_steps": None if FLAGS.base_layer else [float(s) for s in FLAGS.noise_steps],
+            "base_layer": base_layers(),
+            "noise_steps": None if base_layers() else [float(s) for s in FLAGS.noise_steps],
         },
     }
     if isinstance(faces, training_data.TrainingStream):
         meta = training.train_streamed(
-            config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta, validation
+            config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta, validation, deadline
         )
     else:
         meta = training.train(
@@ -201,7 +209,10 @@ def main(_):
             meta,
             validation,
             faces.masks,
+            deadline,
         )
+    if meta is None:
+        return  # the library said why (the time limit) and how to continue
     if mmse:  # the mean face belongs to the predictor: covered by its checksum
         from PIL import Image
 
@@ -210,11 +221,12 @@ def main(_):
 
         lfw_crops = faces.crops[: faces.description["images"]]  # the mean of the unmirrored LFW crops
         mean_face = np.rint(lfw_crops.astype(np.float64).mean(axis=0)).astype(np.uint8)
-        Image.fromarray(mean_face).save(pathlib.Path(FLAGS.checkpoint_dir) / prediction.MEAN_FACE_FILE)
-        meta = checkpoint.write_meta(
-            FLAGS.checkpoint_dir, (reconstructor.WEIGHTS_FILE, prediction.MEAN_FACE_FILE), meta
-        )
-    print(f"saved {FLAGS.checkpoint_dir}: {meta['final_metrics']}, {meta['images_per_second']} images/s")
+        Image.fromarray(mean_face).save(out / prediction.MEAN_FACE_FILE)
+        meta = checkpoint.write_meta(out, (reconstructor.WEIGHTS_FILE, prediction.MEAN_FACE_FILE), meta)
+    print(
+        f"saved {out}: {meta['steps']} steps in {meta['wall_time_s']} s, {meta['images_per_second']} images/s, "
+        f"final {meta['final_metrics']}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ import tensorflow as tf
 
 from sfc_tf import distribute, resume
 from sfc_tf.enhancement import learned
-from sfc_tf.time_limit import TimeLimit
+from sfc_tf.time_limit import Deadline, TimeLimit
 
 PRIOR_FIT_FACES = 256  # training faces whose latents start a fresh hyperprior codec's entropy model
+BLS_FINISH_SECONDS = 60.0  # a single-rate model's final evaluation and range-coding tables (one factorized prior)
 
 
 @dataclasses.dataclass
@@ -41,6 +42,7 @@ class EnhancementTrainConfig:
     save_every: int = 200
     eval_images: int = 64
     init_from: str | None = None
+    log_dir: str | None = None  # TensorBoard scalars (loss, bpp, mse)
     verbose: int = 1
     seed: int = 0
 
@@ -70,8 +72,14 @@ def build_model(config: EnhancementTrainConfig) -> learned.BLS2017:
     return model
 
 
-def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dict:
-    """Train one BLS2017 model on uint8 images (N, H, W, 3); final weights + meta.json in ``checkpoint_dir``."""
+def train(
+    config: EnhancementTrainConfig, images: np.ndarray, meta: dict, deadline: Deadline | None = None
+) -> dict | None:
+    """Train one BLS2017 model on uint8 images (N, H, W, 3); final weights + meta.json in ``checkpoint_dir``,
+    returned. ``deadline`` (default: ``config.max_minutes`` from now) bounds the call: training stops at it, and
+    the final evaluation and range-coding tables run only if their estimated time still fits. ``None`` when the
+    session ends first (the state saved: re-run to continue or finish)."""
+    deadline = deadline or Deadline(config.max_minutes)
     out = pathlib.Path(config.checkpoint_dir)
     steps_per_epoch = max(1, len(images) // config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
@@ -91,18 +99,28 @@ def train(config: EnhancementTrainConfig, images: np.ndarray, meta: dict) -> dic
     done = int(model.optimizer.iterations.numpy())
     resume.check_unfinished(done, total_steps, out)
     saver = resume.SaveState(manager, config.save_every, done)
-    callbacks = [saver]
-    if config.max_minutes:
-        callbacks.append(TimeLimit(config.max_minutes, per="step"))
-    history = model.fit(
-        patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
-        epochs=1,
-        steps_per_epoch=total_steps - done,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
+    saver.set_model(model)
+    final = {}
+    if done < total_steps:  # else only the saving is left (a session that ended right after training)
+        callbacks = [saver, TimeLimit(per="step", deadline=deadline)]
+        if config.log_dir:
+            callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
+        history = model.fit(
+            patches_dataset(images, config.batch_size, config.patch_size, config.seed + done),
+            epochs=1,
+            steps_per_epoch=total_steps - done,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+        final = {k: float(v[-1]) for k, v in history.history.items()}
+    steps = int(model.optimizer.iterations.numpy())
+    if steps < total_steps:
+        print(f"stopped by the time limit at step {steps} of {total_steps}: re-run to continue", flush=True)
+        return None
+    if not deadline.allows(BLS_FINISH_SECONDS):
+        print(f"time limit reached after {total_steps} training steps: {FINISH_HINT}", flush=True)
+        return None
     run = saver.record(config, warm_start, steps_per_epoch)
-    final = {k: float(v[-1]) for k, v in history.history.items()}
     final_eval = evaluate(model, images[: config.eval_images])
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
@@ -162,6 +180,7 @@ class FaceCodecTrainConfig:
     max_minutes: float | None = None
     save_every: int = 250
     init_from: str | None = None  # an end-to-end BLS2017 checkpoint to start from (``face_codec.warm_start``)
+    log_dir: str | None = None  # TensorBoard scalars (loss, bpp, mse)
     verbose: int = 1
     seed: int = 0
 
@@ -309,11 +328,17 @@ def train_face_codec(
     num_images: int,
     meta: dict,
     held_out: tuple[np.ndarray, np.ndarray | None] | None = None,
-) -> dict:
+    deadline: Deadline | None = None,
+) -> dict | None:
     """Train (or resume) a FaceCodec on ``batches(seed)`` (``face_codec_dataset`` of arrays in memory, or
     ``face_codec_stream``) of a training set of ``num_images``; final weights + meta.json (with wall time,
-    images/s and the held-out rate and PSNR of every rate) in ``checkpoint_dir``, returned. ``None`` when this
-    session stopped before the run's last step (its state saved in ``checkpoint_dir``)."""
+    images/s and the held-out rate and PSNR of every rate) in ``checkpoint_dir``, returned.
+
+    ``deadline`` (default: ``config.max_minutes`` from now) bounds the whole call: training stops at it, and the
+    range-coding tables and the held-out evaluation run only while their estimated time fits before it. ``None``
+    when this session ends before the model is saved (its state saved in ``checkpoint_dir``: the same call
+    continues, or only finishes, the run)."""
+    deadline = deadline or Deadline(config.max_minutes)
     out = pathlib.Path(config.checkpoint_dir)
     strategy = distribute.make_strategy(config.strategy)
     with strategy.scope():
@@ -325,29 +350,52 @@ def train_face_codec(
     done = int(model.optimizer.iterations.numpy())
     resume.check_unfinished(done, config.steps, out)
     last = min(config.steps, config.until_step or config.steps)
-    if done >= last:
-        return None
-    if done == 0 and hasattr(model, "fit_entropy_model") and not _restored_whole(model, config.init_from):
-        x, p = next(iter(batches(config.seed).unbatch().batch(PRIOR_FIT_FACES)))
-        model.fit_entropy_model(x, p if config.kind == "conditional" else None)
     saver = resume.SaveState(manager, config.save_every, done)
-    callbacks = [saver]
-    if config.snapshot_every:
-        callbacks.append(Snapshots(model, out / "snapshots", config.snapshot_every))
-    if config.max_minutes:
-        callbacks.append(TimeLimit(config.max_minutes, per="step"))
-    model.fit(
-        batches(config.seed + done),
-        epochs=1,
-        steps_per_epoch=last - done,
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
-    if int(model.optimizer.iterations.numpy()) < config.steps:
-        return None  # stopped early (time limit or until_step): the state is saved, the run goes on next time
+    saver.set_model(model)
+    if done < last:
+        if deadline.expired():
+            print(f"time limit reached before training: re-run to continue from step {done}", flush=True)
+            return None
+        if done == 0 and hasattr(model, "fit_entropy_model") and not _restored_whole(model, config.init_from):
+            x, p = next(iter(batches(config.seed).unbatch().batch(PRIOR_FIT_FACES)))
+            model.fit_entropy_model(x, p if config.kind == "conditional" else None)
+        if done == 0 and config.init_from:
+            check = warm_start_check_set(held_out, batches, config.seed)
+            (out / WARM_START_CHECK_FILE).parent.mkdir(parents=True, exist_ok=True)
+            (out / WARM_START_CHECK_FILE).write_text(json.dumps({**check[2], "before": rd_loss(model, *check[:2])}))
+        callbacks = [saver]
+        if config.log_dir:
+            callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
+        if config.snapshot_every:
+            callbacks.append(Snapshots(model, out / "snapshots", config.snapshot_every))
+        limit = TimeLimit(per="step", deadline=deadline)
+        callbacks.append(limit)
+        model.fit(
+            batches(config.seed + done),
+            epochs=1,
+            steps_per_epoch=last - done,
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+        steps = int(model.optimizer.iterations.numpy())
+        if limit.stopped and steps < last:
+            print(f"stopped by the time limit at step {steps} of {config.steps}: re-run to continue", flush=True)
+    steps = int(model.optimizer.iterations.numpy())
+    if steps < config.steps:  # the state is saved, the run goes on next time
+        if steps >= last:
+            print(f"stopped at --until_step {last} of {config.steps} steps: re-run to continue", flush=True)
+        return None
     run = saver.record(config, warm_start, num_images / config.batch_size)
-    model.enable_coding()  # once: the held-out evaluation and the saved tables share it
-    held_out = None if held_out is None else evaluate_face_codec(model, *held_out)
+    if (out / WARM_START_CHECK_FILE).is_file():
+        run["warm_start_check"] = finish_warm_start_check(model, out, held_out, batches, config.seed)
+    if not build_coding_tables(model, deadline):
+        print(f"time limit reached after {config.steps} training steps: {FINISH_HINT}", flush=True)
+        return None
+    if held_out is not None:
+        held_out = evaluate_face_codec(model, *held_out, deadline=deadline)
+        if held_out is None:
+            print(f"time limit reached in the held-out evaluation: {FINISH_HINT}", flush=True)
+            return None
     with distribute.output_dir(out, strategy) as target:
         return learned.save(
             model,
@@ -359,6 +407,76 @@ def train_face_codec(
             **run,
             held_out=held_out,
         )
+
+
+WARM_START_CHECK_FILE = "warm_start_check.json"  # the held-out loss before the first update, kept across sessions
+WARM_START_CHECK_IMAGES = 32
+
+
+def warm_start_check_set(held_out, batches: Callable[[int], tf.data.Dataset], seed: int) -> tuple:
+    """(images, predictions, description) a warm start is checked on: up to ``WARM_START_CHECK_IMAGES`` held-out
+    faces, or training faces when none are held out (``--validation_fraction 0``)."""
+    if held_out is not None and len(held_out[0]):
+        x, p = held_out[0][:WARM_START_CHECK_IMAGES], held_out[1]
+        return x, x if p is None else p[:WARM_START_CHECK_IMAGES], {"images": len(x), "faces": "held-out"}
+    x, p = next(iter(batches(seed).unbatch().batch(WARM_START_CHECK_IMAGES)))
+    return x.numpy(), p.numpy(), {"images": len(x), "faces": "training (none held out)"}
+
+
+def rd_loss(model, images: np.ndarray, predictions: np.ndarray, batch_size: int = 8) -> dict:
+    """The rate-distortion loss, bpp and MSE of ``model`` now, averaged over its rates (``test_step``)."""
+    dataset = tf.data.Dataset.from_tensor_slices((images, predictions)).batch(batch_size)
+    return {k: round(float(v), 4) for k, v in model.evaluate(dataset, verbose=0, return_dict=True).items()}
+
+
+def finish_warm_start_check(model, out: pathlib.Path, held_out, batches, seed: int) -> dict:
+    """The warm start's check at the end of training: the same faces as before the first update, a line printed,
+    and a warning when the run ends worse than it started."""
+    check = json.loads((out / WARM_START_CHECK_FILE).read_text())
+    x, p, _ = warm_start_check_set(held_out, batches, seed)
+    check["after"] = rd_loss(model, x, p)
+    before, after = check["before"]["loss"], check["after"]["loss"]
+    check["worse"] = after > before
+    verdict = "WORSE than its warm start" if check["worse"] else "better than its warm start"
+    print(
+        f"warm start check on {check['images']} {check['faces']} faces: loss {before:.4g} before the first update, "
+        f"{after:.4g} at the end: {verdict}",
+        flush=True,
+    )
+    return check
+
+
+FINISH_HINT = (
+    "the training state is saved; re-run the same command with a larger --max_minutes (or none) to build the "
+    "range-coding tables and evaluate"
+)
+# first guesses, until one is measured: one prior's range-coding tables (a 128-filter positional prior took 72-79 s
+# on a busy 2-core CPU), and one held-out face coded and decoded at one rate (about 0.5 s there)
+TABLE_SECONDS = 90.0
+EVAL_SECONDS_PER_IMAGE = 0.5
+
+
+def build_coding_tables(model, deadline: Deadline | None = None) -> bool:
+    """The model's range-coding tables (``enable_coding``), prior by prior while the next one's estimated time
+    (the longest so far) fits before ``deadline``; False, the model unchanged, once it does not."""
+    deadline = deadline or Deadline()
+    priors = getattr(model, "priors", None)
+    if priors is None:  # one combined table (the hyperprior codec)
+        if not deadline.allows(TABLE_SECONDS):
+            return False
+        model.enable_coding()
+        return True
+    from sfc_tf.enhancement import coding_tables
+
+    built, longest = [], TABLE_SECONDS
+    for prior in priors:
+        if not deadline.allows(longest):
+            return False
+        start = deadline.clock()
+        built += coding_tables.coding_models([prior])
+        longest = max(deadline.clock() - start, longest if len(built) > 1 else 0.0)
+    model.entropy_models = built
+    return True
 
 
 class Snapshots(tf.keras.callbacks.Callback):
@@ -408,13 +526,20 @@ def _warm_start_face_codec(model, source: str):
         learned.restore_weights(model, source)
 
 
-def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16) -> dict:
+def evaluate_face_codec(
+    model, images: np.ndarray, predictions: np.ndarray | None, batch_size: int = 16, deadline: Deadline | None = None
+) -> dict | None:
     """Per rate: mean coded bits per image and mean PSNR of the decoded images (real range coding; the model's
-    coding enabled)."""
+    coding enabled). ``None`` when the next rate's estimated time (the longest so far) does not fit before
+    ``deadline``."""
     from sfc_tf import metrics
 
-    rows = []
+    deadline = deadline or Deadline()
+    rows, longest = [], EVAL_SECONDS_PER_IMAGE * len(images)
     for rate, lmbda in enumerate(model.lmbdas):
+        if not deadline.allows(longest):
+            return None
+        start = deadline.clock()
         quality = 2 * rate if hasattr(model, "num_qualities") else rate  # hyperprior: every other quality is trained
         bits, decoded = [], []
         for i in range(0, len(images), batch_size):
@@ -426,4 +551,5 @@ def evaluate_face_codec(model, images: np.ndarray, predictions: np.ndarray | Non
         rows.append(
             {"rate": rate, "lmbda": lmbda, "bits_per_image": float(np.mean(bits)), "psnr": float(np.mean(psnr))}
         )
+        longest = max(deadline.clock() - start, longest if rate else 0.0)
     return {"images": len(images), "rates": rows}
