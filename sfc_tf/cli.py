@@ -2,6 +2,7 @@
 
   sfc compress IN... OUT [--enhancement none|jpeg|avif|...] [--quality Q] [--mode auto|...]
                          [--align mtcnn|center|crop] [--model_set NAME] [--skip_existing] [--keep_going]
+                         [--batch_size N]   (alignment runs on threads ahead of the batches the networks code)
   sfc decompress IN OUT.png [--layers reconstruction|full] [--features OUT.npy]
   compress / decompress --server HOST:PORT [--server_protocol grpc|rest] [--server_timeout S]: FaceNet and the
                            reconstructor run on a TF Serving model server (docs/serving.md); the files are the same
@@ -26,6 +27,7 @@ TF_CPP_MIN_LOG_LEVEL of your own is kept).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
@@ -145,9 +147,11 @@ def _quality(args):
 
 
 def _compress(args) -> None:
-    from sfc_tf import bitstream
+    from sfc_tf import batch_encode, bitstream
 
     quality = _quality(args)
+    if not 1 <= args.batch_size <= batch_encode.MAX_BATCH:
+        raise UsageError(f"--batch_size must be 1..{batch_encode.MAX_BATCH}, not {args.batch_size}")
     inputs = _inputs(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(args, inputs, ".sfc")
     jobs = []
@@ -160,21 +164,23 @@ def _compress(args) -> None:
         return
     codec = _codec(args)
     failed = []
-    for source, target in _progress(jobs, "compress"):
-        try:
-            data = codec.encode(source, args.enhancement, quality, args.mode)
-        except SfcError as exc:
-            if not args.keep_going:
-                raise SfcError(f"{source}: {exc}") from exc
-            failed.append(f"{source}: {exc}")
-            continue
-        write_atomically(target, data)
-        sizes = bitstream.info(data)
-        mode = f", mode {sizes['prediction_mode']}" if "prediction_mode" in sizes else ""
-        print(
-            f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
-            f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})"
-        )
+    outcomes = batch_encode.encode_files(
+        codec, [source for source, _ in jobs], args.enhancement, quality, args.mode, args.batch_size
+    )
+    with contextlib.closing(outcomes):
+        for (source, target), outcome in zip(_progress(jobs, "compress"), outcomes):
+            if outcome.error is not None:
+                if not args.keep_going:
+                    raise SfcError(f"{source}: {outcome.error}") from outcome.error
+                failed.append(f"{source}: {outcome.error}")
+                continue
+            write_atomically(target, outcome.data)
+            sizes = bitstream.info(outcome.data)
+            mode = f", mode {sizes['prediction_mode']}" if "prediction_mode" in sizes else ""
+            print(
+                f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
+                f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})"
+            )
     if failed:
         for line in failed:
             print(f"sfc compress: {line}".splitlines()[0], file=sys.stderr)
@@ -401,6 +407,8 @@ def _demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sfc_tf import batch_encode
+
     parser = argparse.ArgumentParser(prog="sfc", description="Scalable facial image compression.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -491,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--skip_existing", action="store_true", help="leave existing outputs alone (resume a batch)")
     compress.add_argument(
         "--keep_going", action="store_true", help="code every good input, list the bad ones at the end and exit 1"
+    )
+    compress.add_argument(
+        "--batch_size",
+        type=int,
+        default=batch_encode.DEFAULT_BATCH,
+        metavar="N",
+        help=f"faces per network call, 1..{batch_encode.MAX_BATCH} (the files are the same bytes at any size)",
     )
     server_flags(compress)
     key_flag(compress, "write authenticated files tagged with this key")

@@ -332,7 +332,7 @@ def test_cli_ctrl_c_is_one_line_and_exit_130(tiny_zoo, fixture_lfw_dir, tmp_path
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Codec, "encode", interrupted)
+    monkeypatch.setattr(Codec, "encode_crops", interrupted)
     image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
     assert cli.run(["compress", image, str(tmp_path / "a.sfc"), "--align", "center"]) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
