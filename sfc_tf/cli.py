@@ -3,7 +3,7 @@
   sfc compress IN... OUT [--enhancement none|jpeg|avif|...] [--quality Q] [--mode auto|...]
                          [--align mtcnn|center|crop] [--model_set NAME] [--skip_existing] [--keep_going]
                          [--batch_size N]   (alignment runs on threads ahead of the batches the networks code)
-  sfc decompress IN OUT.png [--layers reconstruction|full] [--features OUT.npy]
+  sfc decompress IN... OUT [--layers reconstruction|full] [--features OUT.npy]   (OUT: a .png, or a directory)
   compress / decompress --server HOST:PORT [--server_protocol grpc|rest] [--server_timeout S]: FaceNet and the
                            reconstructor run on a TF Serving model server (docs/serving.md); the files are the same
   sfc info FILE            layers, sizes in bits, model set, prediction mode
@@ -43,6 +43,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MODES = ("auto", "reconstruction", "none", "mean_face", "smoothed", "mmse")
 MAX_KEY_FILE_BYTES = 1 << 16
 VERBOSE_ENVIRONMENT = "SFC_TF_VERBOSE"
+DECODE_BATCH = 32  # files per decoding call of sfc decompress
 
 
 class UsageError(SfcError):
@@ -193,22 +194,37 @@ def _decompress(args) -> None:
     import numpy as np
     from PIL import Image
 
-    source = pathlib.Path(args.input)
-    if not source.is_file():
-        raise UsageError(f"no such file {source}")
-    target = _check_output(pathlib.Path(args.output), args.overwrite)
+    inputs = _inputs(args.inputs, (".sfc",))
+    jobs = [
+        (source, _check_output(target, args.overwrite))
+        for source, target in zip(inputs, _targets(args, inputs, ".png"))
+    ]
+    if args.features and len(jobs) > 1:
+        raise UsageError("--features names one .npy file: give one input")
     features = _check_output(pathlib.Path(args.features), args.overwrite) if args.features else None
-    if features is not None and features.resolve() == target.resolve():
+    if features is not None and features.resolve() == jobs[0][1].resolve():
         raise UsageError("--features must differ from the image output")
-    decoded = _codec(args).decode_many([source.read_bytes()], args.layers, names=[str(source)])[0]
-    png = io.BytesIO()
-    Image.fromarray(decoded.image).save(png, "PNG")
-    if features is not None:
-        array = io.BytesIO()
-        np.save(array, decoded.feature)
-        write_atomically(features, array.getvalue())
-    write_atomically(target, png.getvalue())
-    print(f"{source} -> {target} ({args.layers})")
+    codec = _codec(args)
+
+    def write(source: pathlib.Path, target: pathlib.Path, decoded) -> None:
+        png = io.BytesIO()
+        Image.fromarray(decoded.image).save(png, "PNG")
+        if features is not None:
+            array = io.BytesIO()
+            np.save(array, decoded.feature)
+            write_atomically(features, array.getvalue())
+        write_atomically(target, png.getvalue())
+        print(f"{source} -> {target} ({args.layers})")
+
+    chunks = [jobs[start : start + DECODE_BATCH] for start in range(0, len(jobs), DECODE_BATCH)]
+    for chunk in _progress(chunks, "decompress", "batch"):
+        files, names = [source.read_bytes() for source, _ in chunk], [str(source) for source, _ in chunk]
+        try:
+            decoded = codec.decode_many(files, args.layers, names)
+        except SfcError:  # decoded one by one: the files before the bad one are written, then it stops with its name
+            decoded = None
+        for i, (source, target) in enumerate(chunk):
+            write(source, target, decoded[i] if decoded else codec.decode_many([files[i]], args.layers, [names[i]])[0])
 
 
 def _info(args) -> None:
@@ -511,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     key_flag(compress, "write authenticated files tagged with this key")
 
     decompress = command("decompress", _decompress, ".sfc -> image")
-    decompress.add_argument("input", metavar="IN")
-    decompress.add_argument("output", metavar="OUT.png")
+    decompress.add_argument("inputs", nargs="+", metavar="IN")
+    decompress.add_argument("output", metavar="OUT")
     decompress.add_argument(
         "--layers",
         choices=["reconstruction", "full"],

@@ -13,16 +13,6 @@ from sfc_tf.errors import ImageError, SfcError
 from sfc_tf.prefetch import prefetched_map
 
 
-def test_batched_files_are_the_bytes_of_files_coded_alone(shipped_checkpoints, fixture_lfw_dir):
-    """MTCNN, the default model set, JPEG enhancement with the per-face mode decision: batches of 5 and 1."""
-    codec = ScalableCodec.from_pretrained()
-    images = sorted(fixture_lfw_dir.glob("*/*.jpg"))
-    outcomes = list(batch_encode.encode_files(codec, images, "jpeg", 50, batch_size=5, workers=2))
-    assert [o.source for o in outcomes] == images and all(o.error is None for o in outcomes)
-    for image, outcome in zip(images, outcomes):
-        assert outcome.data == codec.encode(image, "jpeg", 50), image
-
-
 @pytest.fixture(scope="module")
 def codec(tiny_zoo):
     return ScalableCodec.from_pretrained(align="center")
@@ -96,3 +86,14 @@ def test_prefetched_map_runs_ahead_a_bounded_number_and_stops_with_its_consumer(
     assert len(started) <= 4 and sorted(started) == list(range(len(started)))
     with pytest.raises(ValueError):
         next(prefetched_map(record, [], workers=0, ahead=1))
+
+
+# last: its module fixture, set up before tiny_zoo, would drop tiny_zoo's registry when the module ends
+def test_batched_files_are_the_bytes_of_files_coded_alone(shipped_checkpoints, fixture_lfw_dir):
+    """MTCNN, the default model set, JPEG enhancement with the per-face mode decision: batches of 5 and 1."""
+    codec = ScalableCodec.from_pretrained()
+    images = sorted(fixture_lfw_dir.glob("*/*.jpg"))
+    outcomes = list(batch_encode.encode_files(codec, images, "jpeg", 50, batch_size=5, workers=2))
+    assert [o.source for o in outcomes] == images and all(o.error is None for o in outcomes)
+    for image, outcome in zip(images, outcomes):
+        assert outcome.data == codec.encode(image, "jpeg", 50), image
