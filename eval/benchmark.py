@@ -1,23 +1,34 @@
-"""Speed of every stage in faces/s on this CPU, batch 1 and batched, with Pillow JPEG, glymur JPEG2000 and every
-other image codec of the registry (the headerless JPEG, AVIF, JPEG XL, WebP: their payloads, header rebuilt) on
-the same crops measured in the same run (ratios in the JSON). The full encode runs the per-face mode decision
-(``--mode auto``: every candidate prediction is coded and the best kept) unless told a fixed mode.
+"""Speed of every stage in faces/s on this CPU, batch 1 and batched, in one run, with the CPU's vector flags.
 
-  python eval/benchmark.py --lfw_dir ../shared/data/lfw --output_json eval/results/benchmark.json
+``crops``: every stage from an aligned crop, with Pillow JPEG, glymur JPEG2000 and every other image codec of the
+registry (the headerless JPEG, AVIF, JPEG XL, WebP: their payloads, header rebuilt) on the same crops (ratios in
+the JSON). ``files``: image files -> .sfc one file at a time (``ScalableCodec.encode``) against the batched
+pipeline ``sfc compress`` runs (``sfc_tf.batch_encode``: alignment threads ahead of network batches), the stages it
+overlaps timed alone, ``sfc compress`` itself (start-up excluded: a one-file run subtracted), and FaceNet's plain
+float32 forward pass at batch 64 as the yardstick. The full encode runs the per-face mode decision (``--mode
+auto``: every candidate prediction is coded and the best kept) unless told a fixed mode.
+
+  python eval/benchmark.py --lfw_dir ../shared/data/lfw [--parts files] [--output_json FILE]
 """
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import anchors, bitstream, data, evaluation, facenet, runs
+from sfc_tf import align, anchors, batch_encode, bitstream, cpu, data, evaluation, facenet, runs
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import layer
 from sfc_tf.enhancement.prediction import mode_id
 from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.errors import SfcError
+from sfc_tf.prefetch import prefetched_map
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -30,6 +41,10 @@ flags.DEFINE_integer("learned_quality", 3, "Quality index of the learned enhance
 flags.DEFINE_list("image_codecs", ["jpeg", "avif", "jpegxl", "webp"], "Image codecs timed beside Pillow JPEG.")
 flags.DEFINE_string("output_json", None, "Result JSON; default: runs/benchmark/<time>/benchmark.json.")
 runs.define_flags(trainer=False)
+flags.DEFINE_list("parts", ["crops", "files"], "crops: stages from aligned crops; files: image files -> .sfc.")
+flags.DEFINE_integer("files", 128, "Image files of the files part: the first of --lfw_dir/*/*.jpg, sorted.")
+flags.DEFINE_integer("batch_size", batch_encode.DEFAULT_BATCH, "Faces per network call of the batched pipeline.")
+flags.DEFINE_string("align", "mtcnn", "Alignment of the files part.")
 
 
 def rate(function, items, batched: bool) -> float:
@@ -42,6 +57,27 @@ def rate(function, items, batched: bool) -> float:
         for item in items:
             function(item)
     return len(items) / (time.perf_counter() - start)
+
+
+def measured(stages: dict) -> list[dict]:
+    """One row per stage: faces/s one at a time (the first ``--single`` items) and in one batched call. A stage is
+    (function, items), or ((one at a time, batched), items) where the two paths are different functions."""
+    rows = []
+    for name, (function, items) in stages.items():
+        one, many = function if isinstance(function, tuple) else (function, function)
+        items = list(items) if isinstance(items, list) else items
+        row = {
+            "stage": name,
+            "batch_1_faces_per_s": rate(one, items[: FLAGS.single], batched=False),
+            "batched_faces_per_s": rate(many, items, batched=True),
+            "batch": len(items),
+        }
+        rows.append(row)
+        print(
+            f"{name:>48}: {row['batch_1_faces_per_s']:10.1f} faces/s (batch 1), "
+            f"{row['batched_faces_per_s']:10.1f} faces/s (batch {len(items)})"
+        )
+    return rows
 
 
 def enhancement_stages(label: str, codec, mode: int, crops: np.ndarray, predictions) -> dict:
@@ -68,8 +104,8 @@ def image_codec_stages(codec, crops: np.ndarray) -> dict:
     }
 
 
-def main(_):
-    runs.resolve_outputs(FLAGS, "benchmark")
+def crops_part() -> dict:
+    """Every stage from aligned crops of LFW fold 1, with the image codecs beside them."""
     pairs_file = f"{FLAGS.lfw_dir}/pairs.txt"
     _, faces = data.load_pair_faces(
         FLAGS.lfw_dir,
@@ -143,20 +179,7 @@ def main(_):
         "glymur JPEG2000 40:1 decode": (lambda b: jpeg2000.decode_many(b if isinstance(b, list) else [b]), j2k_bytes),
         **{name: stage for other in others.values() for name, stage in image_codec_stages(other, crops).items()},
     }
-    rows = []
-    for name, (function, items) in stages.items():
-        items = list(items) if isinstance(items, list) else items
-        row = {
-            "stage": name,
-            "batch_1_faces_per_s": rate(function, items[: FLAGS.single], batched=False),
-            "batched_faces_per_s": rate(function, items, batched=True),
-            "batch": len(items),
-        }
-        rows.append(row)
-        print(
-            f"{name:>36}: {row['batch_1_faces_per_s']:10.1f} faces/s (batch 1), "
-            f"{row['batched_faces_per_s']:10.1f} faces/s (batch {len(items)})"
-        )
+    rows = measured(stages)
     by_name = {r["stage"]: r["batched_faces_per_s"] for r in rows}
     ratios = {
         "full decode / Pillow JPEG decode": by_name["full decode (.sfc -> face)"] / by_name["Pillow JPEG q50 decode"],
@@ -173,18 +196,109 @@ def main(_):
             for step in ("encode", "decode")
         },
     }
+    return {"model_set": codec.model_set.name, "stages": rows, "ratios": ratios}
+
+
+def files_part() -> dict:
+    """Image files -> .sfc: one at a time against the batched pipeline, the stages it overlaps, ``sfc compress``."""
+    paths = sorted(pathlib.Path(FLAGS.lfw_dir).glob("*/*.jpg"))[: FLAGS.files]
+    codec = ScalableCodec.from_pretrained(align=FLAGS.align)
+    aligner, workers = codec.aligner, batch_encode.default_workers()
+    coding = (FLAGS.enhancement, FLAGS.quality, FLAGS.mode)
+
+    def threaded(function):
+        return lambda items: [f.result() for f in prefetched_map(function, items, workers, 2 * FLAGS.batch_size)]
+
+    def pipeline(batch_size: int):
+        def code(items):
+            items = items if isinstance(items, list) else [items]
+            return [o.data for o in batch_encode.encode_files(codec, items, *coding, batch_size=batch_size)]
+
+        return code
+
+    def one_at_a_time(path):
+        return codec.encode(path, *coding)
+
+    crops = np.stack(threaded(aligner)(paths))
+    features = codec.extractor(crops)
+
+    def coded(rows):
+        rows = np.r_[rows]
+        return codec.encode_analysis(codec.analyse(crops[rows], features[rows]), *coding)
+
+    batched = f"file -> .sfc pipeline (batch 1 | batch {FLAGS.batch_size})"
+    stages = {
+        "image decoding (1 thread | threads)": ((align.load_image, threaded(align.load_image)), paths),
+        f"{FLAGS.align} alignment (1 thread | threads)": ((aligner, threaded(aligner)), paths),
+        "FaceNet float32": (lambda c: codec.extractor(c if c.ndim == 4 else c[None]), crops[:64]),
+        "base layer + predictions + enhancement": (coded, np.arange(len(crops))),
+        "file -> .sfc one at a time (codec.encode)": (
+            (one_at_a_time, lambda ps: [one_at_a_time(p) for p in ps]),
+            paths,
+        ),
+        batched: ((pipeline(1), pipeline(FLAGS.batch_size)), paths),
+    }
+    rows = measured(stages)
+    same = pipeline(FLAGS.batch_size)(paths[: FLAGS.single]) == [one_at_a_time(p) for p in paths[: FLAGS.single]]
+    by_name = {r["stage"]: r for r in rows}
+    reference = by_name["file -> .sfc one at a time (codec.encode)"]["batched_faces_per_s"]
+    facenet_64 = by_name["FaceNet float32"]["batched_faces_per_s"]
+    pipelined = by_name[batched]["batched_faces_per_s"]
+    command = compress_command_rate(paths)
+    summary = {
+        "files": len(paths),
+        "align": FLAGS.align,
+        "batch_size": FLAGS.batch_size,
+        "alignment_threads": workers,
+        "pipeline_bytes_equal_one_at_a_time": same,
+        "sfc_compress_faces_per_s": command,
+        "facenet_float32_batch64_faces_per_s": facenet_64,
+        "pipeline / one at a time": pipelined / reference,
+        "pipeline / FaceNet float32 batch 64": pipelined / facenet_64,
+        "sfc compress / FaceNet float32 batch 64": command / facenet_64,
+    }
+    print(json.dumps(summary, indent=2))
+    return {"model_set": codec.model_set.name, "stages": rows, "summary": summary}
+
+
+def compress_command_rate(paths: list[pathlib.Path]) -> float:
+    """faces/s of ``sfc compress`` over ``paths`` (copied into one folder), start-up excluded: the time of a run on
+    the first file alone is subtracted from the run on all of them."""
+
+    def seconds(files: list[pathlib.Path], folder: pathlib.Path) -> float:
+        (folder / "in").mkdir()
+        for path in files:
+            (folder / "in" / path.name).write_bytes(path.read_bytes())
+        command = [sys.executable, "-m", "sfc_tf.cli", "compress", str(folder / "in"), str(folder / "out")]
+        command += ["--enhancement", FLAGS.enhancement, "--quality", FLAGS.quality, "--mode", FLAGS.mode]
+        command += ["--align", FLAGS.align, "--batch_size", str(FLAGS.batch_size)]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as every:
+        return (len(paths) - 1) / (seconds(paths, pathlib.Path(every)) - seconds(paths[:1], pathlib.Path(one)))
+
+
+def main(_):
+    runs.resolve_outputs(FLAGS, "benchmark")
+    output = pathlib.Path(FLAGS.output_json)
+    parts = {"crops": crops_part, "files": files_part}
+    unknown = set(FLAGS.parts) - set(parts)
+    if unknown:
+        raise app.UsageError(f"--parts: unknown {sorted(unknown)}; choose from {sorted(parts)}")
+    results = {name: parts[name]() for name in FLAGS.parts}
     evaluation.write_json(
-        FLAGS.output_json,
+        output,
         {
+            "cpu": cpu.describe(),
             "cpu_count": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0],
             "enhancement": FLAGS.enhancement,
             "quality": FLAGS.quality,
             "mode": FLAGS.mode,
-            "model_set": codec.model_set.name,
             "library_versions": anchors.library_versions(),
-            "stages": rows,
-            "ratios": ratios,
+            **results,
         },
     )
 

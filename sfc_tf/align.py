@@ -34,6 +34,8 @@ MTCNN_MARGIN = 32
 # mtcnn's own stage thresholds (0.6, 0.7, 0.7, as facenet's align_dataset_mtcnn.py) already filter faces.
 MTCNN_MIN_CONFIDENCE = 0.0
 DETECT_BATCH = 16
+# Input of each MTCNN network (mtcnn 1.0.0's build defaults): the proposal network sees whole pyramid levels.
+MTCNN_INPUTS = {"PNet": (None, None, None, 3), "RNet": (None, 24, 24, 3), "ONet": (None, 48, 48, 3)}
 
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
@@ -124,6 +126,7 @@ class MtcnnAligner:
 
         self.margin, self.size, self.min_confidence = margin, size, min_confidence
         self._detector = MTCNN()
+        _trace_networks(self._detector)
 
     def boxes(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
         """Per image, a (K, 5) array of x1, y1, x2, y2, confidence in that image's coordinates. Images are
@@ -192,6 +195,20 @@ class MtcnnAligner:
             else:
                 raise NoFaceError(f"no face found (MTCNN) in {_name(sources[i])}")
         return np.stack(crops), fallbacks
+
+
+def _trace_networks(detector) -> None:
+    """Each of ``detector``'s networks as one traced graph instead of ~100 eager op calls per image: about 2-3x
+    less time per image on CPU, the same boxes bit for bit (tests/test_align.py). mtcnn keeps its networks in its
+    stages' ``_model``."""
+    import tensorflow as tf
+
+    for stage in detector.stages:
+        model = stage.model
+        spec = tf.TensorSpec(MTCNN_INPUTS[type(model).__name__], tf.float32)
+        stage._model = tf.function(
+            lambda x, model=model: model(x, training=False), autograph=False, input_signature=[spec]
+        )
 
 
 class CenterAligner:

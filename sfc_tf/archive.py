@@ -7,9 +7,8 @@ with their pipeline options.
 
 Each image ``<folder>/<name>.<ext>`` becomes ``<output>/<folder>/<name>.sfc`` (the folder is the identity label of
 the index, as in LFW), written whole or not at all; ``<output>/index.npz`` indexes every face's base layer. Every
-face is coded by ``ScalableCodec.encode``, the call ``sfc compress`` makes, so the files are the same bytes;
-``--batch_size`` > 1 codes several faces per network call (faster, but FaceNet's batched arithmetic may move a
-base-layer symbol now and then).
+batch of ``--batch_size`` faces is coded by ``sfc_tf.batch_encode``, as ``sfc compress`` codes, with alignment
+threads ahead of the networks; the files are the bytes each face gives alone, at any batch size.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 
+from sfc_tf.batch_encode import DEFAULT_BATCH
 from sfc_tf.enhancement import registry
 from sfc_tf.files import write_atomically
 
@@ -62,19 +62,20 @@ class EncodeFaces(beam.DoFn):
         self.codec = ScalableCodec.from_pretrained(self.model_set, align=self.align)
 
     def process(self, paths: list[str]) -> Iterator[IndexRow]:
-        from sfc_tf import bitstream
+        from sfc_tf import batch_encode, bitstream
+        from sfc_tf.errors import located
 
         sources = [pathlib.Path(p) for p in paths]
         targets = [target_path(self.output, s) for s in sources]
         files = [t.read_bytes() if self.skip_existing and t.is_file() else None for t in targets]
         todo = [i for i, f in enumerate(files) if f is None]
-        if len(todo) == 1:
-            files[todo[0]] = self.codec.encode(sources[todo[0]], self.enhancement, self.quality, self.mode)
-        elif todo:
-            crops = np.stack([self.codec.crop(sources[i]) for i in todo])
-            for i, data in zip(todo, self.codec.encode_crops(crops, self.enhancement, self.quality, self.mode)):
-                files[i] = data
-        for i in todo:
+        outcomes = batch_encode.encode_files(
+            self.codec, [sources[i] for i in todo], self.enhancement, self.quality, self.mode
+        )
+        for i, outcome in zip(todo, outcomes):
+            if outcome.error is not None:
+                raise located(outcome.error, str(sources[i]))
+            files[i] = outcome.data
             write_atomically(targets[i], files[i])
         for source, data, decoded in zip(sources, files, self.codec.decode_many(files, "base")):
             yield str(source), source.parent.name, decoded.feature, bitstream.unpack_base(data).model_set
@@ -111,7 +112,7 @@ def pipeline(
     mode: str = "auto",
     align: str = "mtcnn",
     model_set: int | str | None = None,
-    batch_size: int = 1,
+    batch_size: int = DEFAULT_BATCH,
     skip_existing: bool = False,
 ) -> beam.PCollection:
     """Adds the archive-coding transforms to the Beam pipeline ``root``; returns the PCollection of the index
@@ -142,7 +143,7 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="auto")
     parser.add_argument("--align", default="mtcnn", choices=["mtcnn", "center", "crop"])
     parser.add_argument("--model_set", default=None)
-    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH, help="faces per network call, 1..64")
     parser.add_argument("--skip_existing", action="store_true", help="keep .sfc files already written (resume)")
     args = parser.parse_args(ours)
     quality = (

@@ -2,7 +2,8 @@
 
   sfc compress IN... OUT [--enhancement none|jpeg|avif|...] [--quality Q] [--mode auto|...]
                          [--align mtcnn|center|crop] [--model_set NAME] [--skip_existing] [--keep_going]
-  sfc decompress IN OUT.png [--layers reconstruction|full] [--features OUT.npy]
+                         [--batch_size N]   (alignment runs on threads ahead of the batches the networks code)
+  sfc decompress IN... OUT [--layers reconstruction|full] [--features OUT.npy]   (OUT: a .png, or a directory)
   compress / decompress --server HOST:PORT [--server_protocol grpc|rest] [--server_timeout S]: FaceNet and the
                            reconstructor run on a TF Serving model server (docs/serving.md); the files are the same
   sfc info FILE            layers, sizes in bits, model set, prediction mode
@@ -26,6 +27,7 @@ TF_CPP_MIN_LOG_LEVEL of your own is kept).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
@@ -41,6 +43,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MODES = ("auto", "reconstruction", "none", "mean_face", "smoothed", "mmse")
 MAX_KEY_FILE_BYTES = 1 << 16
 VERBOSE_ENVIRONMENT = "SFC_TF_VERBOSE"
+DECODE_BATCH = 32  # files per decoding call of sfc decompress
 
 
 class UsageError(SfcError):
@@ -145,9 +148,11 @@ def _quality(args):
 
 
 def _compress(args) -> None:
-    from sfc_tf import bitstream
+    from sfc_tf import batch_encode, bitstream
 
     quality = _quality(args)
+    if not 1 <= args.batch_size <= batch_encode.MAX_BATCH:
+        raise UsageError(f"--batch_size must be 1..{batch_encode.MAX_BATCH}, not {args.batch_size}")
     inputs = _inputs(args.inputs, IMAGE_SUFFIXES)
     targets = _targets(args, inputs, ".sfc")
     jobs = []
@@ -160,21 +165,23 @@ def _compress(args) -> None:
         return
     codec = _codec(args)
     failed = []
-    for source, target in _progress(jobs, "compress"):
-        try:
-            data = codec.encode(source, args.enhancement, quality, args.mode)
-        except SfcError as exc:
-            if not args.keep_going:
-                raise SfcError(f"{source}: {exc}") from exc
-            failed.append(f"{source}: {exc}")
-            continue
-        write_atomically(target, data)
-        sizes = bitstream.info(data)
-        mode = f", mode {sizes['prediction_mode']}" if "prediction_mode" in sizes else ""
-        print(
-            f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
-            f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})"
-        )
+    outcomes = batch_encode.encode_files(
+        codec, [source for source, _ in jobs], args.enhancement, quality, args.mode, args.batch_size
+    )
+    with contextlib.closing(outcomes):
+        for (source, target), outcome in zip(_progress(jobs, "compress"), outcomes):
+            if outcome.error is not None:
+                if not args.keep_going:
+                    raise SfcError(f"{source}: {outcome.error}") from outcome.error
+                failed.append(f"{source}: {outcome.error}")
+                continue
+            write_atomically(target, outcome.data)
+            sizes = bitstream.info(outcome.data)
+            mode = f", mode {sizes['prediction_mode']}" if "prediction_mode" in sizes else ""
+            print(
+                f"{source} -> {target}: {sizes['file_bits']} bits (base part {sizes['base_part_bits']}, "
+                f"enhancement part {sizes.get('enhancement_part_bits', 0)}{mode})"
+            )
     if failed:
         for line in failed:
             print(f"sfc compress: {line}".splitlines()[0], file=sys.stderr)
@@ -187,22 +194,37 @@ def _decompress(args) -> None:
     import numpy as np
     from PIL import Image
 
-    source = pathlib.Path(args.input)
-    if not source.is_file():
-        raise UsageError(f"no such file {source}")
-    target = _check_output(pathlib.Path(args.output), args.overwrite)
+    inputs = _inputs(args.inputs, (".sfc",))
+    jobs = [
+        (source, _check_output(target, args.overwrite))
+        for source, target in zip(inputs, _targets(args, inputs, ".png"))
+    ]
+    if args.features and len(jobs) > 1:
+        raise UsageError("--features names one .npy file: give one input")
     features = _check_output(pathlib.Path(args.features), args.overwrite) if args.features else None
-    if features is not None and features.resolve() == target.resolve():
+    if features is not None and features.resolve() == jobs[0][1].resolve():
         raise UsageError("--features must differ from the image output")
-    decoded = _codec(args).decode_many([source.read_bytes()], args.layers, names=[str(source)])[0]
-    png = io.BytesIO()
-    Image.fromarray(decoded.image).save(png, "PNG")
-    if features is not None:
-        array = io.BytesIO()
-        np.save(array, decoded.feature)
-        write_atomically(features, array.getvalue())
-    write_atomically(target, png.getvalue())
-    print(f"{source} -> {target} ({args.layers})")
+    codec = _codec(args)
+
+    def write(source: pathlib.Path, target: pathlib.Path, decoded) -> None:
+        png = io.BytesIO()
+        Image.fromarray(decoded.image).save(png, "PNG")
+        if features is not None:
+            array = io.BytesIO()
+            np.save(array, decoded.feature)
+            write_atomically(features, array.getvalue())
+        write_atomically(target, png.getvalue())
+        print(f"{source} -> {target} ({args.layers})")
+
+    chunks = [jobs[start : start + DECODE_BATCH] for start in range(0, len(jobs), DECODE_BATCH)]
+    for chunk in _progress(chunks, "decompress", "batch"):
+        files, names = [source.read_bytes() for source, _ in chunk], [str(source) for source, _ in chunk]
+        try:
+            decoded = codec.decode_many(files, args.layers, names)
+        except SfcError:  # decoded one by one: the files before the bad one are written, then it stops with its name
+            decoded = None
+        for i, (source, target) in enumerate(chunk):
+            write(source, target, decoded[i] if decoded else codec.decode_many([files[i]], args.layers, [names[i]])[0])
 
 
 def _info(args) -> None:
@@ -401,6 +423,8 @@ def _demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sfc_tf import batch_encode
+
     parser = argparse.ArgumentParser(prog="sfc", description="Scalable facial image compression.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -492,12 +516,19 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument(
         "--keep_going", action="store_true", help="code every good input, list the bad ones at the end and exit 1"
     )
+    compress.add_argument(
+        "--batch_size",
+        type=int,
+        default=batch_encode.DEFAULT_BATCH,
+        metavar="N",
+        help=f"faces per network call, 1..{batch_encode.MAX_BATCH} (the files are the same bytes at any size)",
+    )
     server_flags(compress)
     key_flag(compress, "write authenticated files tagged with this key")
 
     decompress = command("decompress", _decompress, ".sfc -> image")
-    decompress.add_argument("input", metavar="IN")
-    decompress.add_argument("output", metavar="OUT.png")
+    decompress.add_argument("inputs", nargs="+", metavar="IN")
+    decompress.add_argument("output", metavar="OUT")
     decompress.add_argument(
         "--layers",
         choices=["reconstruction", "full"],

@@ -289,16 +289,17 @@ class ScalableCodec:
         return registry.make_codec(enhancement.codec_name, self._learned_by_id[key])
 
     # -- encoding -----------------------------------------------------------------------------------------
-    def crop(self, image: ImageSource) -> np.ndarray:
-        """Any image source -> the 160x160 crop the codec codes (``align='crop'``: the image must be it)."""
+    @functools.cached_property
+    def aligner(self) -> Callable[[ImageSource], np.ndarray]:
+        """Image source -> crop, built once per codec (MTCNN loads its networks when built). Safe to call from
+        several threads at once (``sfc_tf.batch_encode`` does)."""
         from sfc_tf import align
 
-        if self.align == "crop":
-            crop = align.load_image(image)
-            if crop.shape != (align.CROP_SIZE, align.CROP_SIZE, 3):
-                raise ValueError(f"align='crop' needs a {align.CROP_SIZE}x{align.CROP_SIZE} image, got {crop.shape}")
-            return crop
-        return align.make_aligner(self.align)(image)
+        return _whole_crop if self.align == "crop" else align.make_aligner(self.align)
+
+    def crop(self, image: ImageSource) -> np.ndarray:
+        """Any image source -> the 160x160 crop the codec codes (``align='crop'``: the image must be it)."""
+        return self.aligner(image)
 
     def analyse(self, crops: np.ndarray, features: np.ndarray | None = None) -> Analysis:
         """FaceNet features, base-layer payloads and (on demand) predictions of aligned crops (``features``: their
@@ -483,6 +484,16 @@ class ScalableCodec:
             for i, image in zip(rows, images):
                 faces[i] = image
         return [Decoded(f, face) for f, face in zip(features, faces)]
+
+
+def _whole_crop(image: ImageSource) -> np.ndarray:
+    """``align='crop'``: the image itself, which must be a crop."""
+    from sfc_tf import align
+
+    crop = align.load_image(image)
+    if crop.shape != (align.CROP_SIZE, align.CROP_SIZE, 3):
+        raise ValueError(f"align='crop' needs a {align.CROP_SIZE}x{align.CROP_SIZE} image, got {crop.shape}")
+    return crop
 
 
 def registered_learned_models() -> Iterator[tuple[int, int, zoo.LearnedFamily, int]]:

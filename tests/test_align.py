@@ -115,3 +115,16 @@ def test_align_many_batches_and_falls_back_to_center(aligner, fixture_lfw_dir):
     np.testing.assert_array_equal(crops[0], aligner(faces[0]))  # batched detection == single
     with pytest.raises(NoFaceError):
         aligner.align_many([faces[0], flat])
+
+
+def test_traced_mtcnn_networks_give_the_boxes_of_eager_ones(aligner, fixture_lfw_dir):
+    from mtcnn import MTCNN
+
+    eager = align.MtcnnAligner.__new__(align.MtcnnAligner)
+    eager.margin, eager.size, eager.min_confidence = aligner.margin, aligner.size, aligner.min_confidence
+    eager._detector = MTCNN()
+    images = [align.load_image(p) for p in sorted(fixture_lfw_dir.glob("*/*.jpg"))]
+    blank = np.full((120, 100, 3), 200, np.uint8)
+    for rgbs in [[rgb] for rgb in images + [blank]] + [images[:4]]:
+        for traced, untraced in zip(aligner.boxes(rgbs), eager.boxes(rgbs)):
+            np.testing.assert_array_equal(traced, untraced)

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sfc_tf import bitstream, cli, metrics
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION, RECONSTRUCTION
@@ -372,7 +373,7 @@ def test_cli_ctrl_c_is_one_line_and_exit_130(tiny_zoo, fixture_lfw_dir, tmp_path
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Codec, "encode", interrupted)
+    monkeypatch.setattr(Codec, "encode_crops", interrupted)
     image = str(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg")
     assert cli.run(["compress", image, str(tmp_path / "a.sfc"), "--align", "center"]) == 130
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
@@ -614,3 +615,24 @@ def test_cli_starts_quietly(shipped_checkpoints, fixture_lfw_dir, tmp_path):
         assert result.returncode == 0 and result.stderr == "", result.stderr
     verbose = sfc_command("decompress", sfc, str(tmp_path / "b.png"), "--verbose")
     assert verbose.returncode == 0 and "tensorflow" in verbose.stderr
+
+
+def test_cli_decompresses_many_files_as_one_at_a_time(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
+    images = sorted(str(p) for p in fixture_lfw_dir.glob("*/*.jpg"))[:3]
+    coded = tmp_path / "coded"
+    assert cli.run(["compress", *images, str(coded), "--align", "center", "--quality", "60"]) == 0
+    assert cli.run(["decompress", str(coded), str(tmp_path / "faces")]) == 0
+    for file in sorted(coded.glob("*.sfc")):
+        assert cli.run(["decompress", str(file), str(tmp_path / f"{file.stem}.png")]) == 0
+        together, alone = (
+            np.asarray(Image.open(p)) for p in (tmp_path / "faces" / f"{file.stem}.png", tmp_path / f"{file.stem}.png")
+        )
+        assert np.abs(together.astype(int) - alone).max() <= 1  # batch and single decoding: within a grey level
+    assert cli.run(["decompress", str(coded), str(tmp_path / "x"), "--features", str(tmp_path / "f.npy")]) == 1
+    assert "give one input" in capsys.readouterr().err
+    names = sorted(coded.glob("*.sfc"))
+    names[1].write_bytes(names[1].read_bytes()[:-1] + b"\x00")
+    assert cli.run(["decompress", str(coded), str(tmp_path / "again")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"sfc decompress: {names[1]}: ") and "CRC" in error and len(error.splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [f"{names[0].stem}.png"]
