@@ -82,6 +82,10 @@ COMMANDS = {
     "lambda_sweep.json": "python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw "
     "--runs runs/sweep/l0,runs/sweep/l1e-06,runs/sweep/l1e-05 --output_json eval/results/lambda_sweep.json  "
     "# each run: train/train_reconstructor.py as in docs/training.md with --perceptual_weight 0, 1e-6, 1e-5",
+    "fuzz_decode_new_codecs.json": "python eval/fuzz_decode.py --runs 40000 --seed 5 --trim_every 500 "
+    "--seed_codecs jpeg,avif,jpegxl,webp --output_json eval/results/fuzz_decode_new_codecs.json",
+    "fuzz_decode_new_codecs_long.json": "python eval/fuzz_decode.py --runs 220000 --seed 6 --trim_every 500 "
+    "--seed_codecs jpeg,avif,jpegxl,webp --output_json eval/results/fuzz_decode_new_codecs_long.json",
     "fuzz_decode_default_set15.json": "python eval/fuzz_decode.py --runs 60000 --seed 11 --trim_every 500 "
     "--output_json eval/results/fuzz_decode_default_set15.json",
     "fuzz_decode_thumbnail_set.json": "python eval/fuzz_decode.py --runs 60000 --seed 15 --trim_every 500 "
@@ -375,30 +379,40 @@ def lambda_sweep(result: dict) -> str:
 
 
 def fuzz(result: dict) -> str:
-    return table(
-        [
-            "inputs",
-            "minutes",
-            "crashes or hangs",
-            "silent splices",
-            "refused (SfcError)",
-            "decoded: feature / reconstruction / full",
-            "splices refused",
-            "RSS, models loaded / peak (MB)",
-        ],
-        [
+    return (
+        table(
             [
-                f"{result['runs']:,}",
-                f"{result['wall_time_s'] / 60:.1f}",
-                result["crashes"],
-                result["silent_splices"],
-                f"{result['refused']:,}",
-                f"{result['decoded_base']:,} / {result['decoded_reconstruction']:,} / {result['decoded_full']:,}",
-                f"{result['splices_refused']:,}",
-                f"{result['models_loaded_rss_mb']:,.0f} / {result['peak_rss_mb']:,.0f}",
-            ]
-        ],
-    ) + _parsed_by_codec(result)
+                "inputs",
+                "minutes",
+                "crashes or hangs",
+                "silent splices",
+                "refused (SfcError)",
+                "decoded: feature / reconstruction / full",
+                "splices refused",
+                "RSS, models loaded / peak (MB)",
+            ],
+            [
+                [
+                    f"{result['runs']:,}",
+                    f"{result['wall_time_s'] / 60:.1f}",
+                    result["crashes"],
+                    result["silent_splices"],
+                    f"{result['refused']:,}",
+                    f"{result['decoded_base']:,} / {result['decoded_reconstruction']:,} / {result['decoded_full']:,}",
+                    f"{result['splices_refused']:,}",
+                    f"{result['models_loaded_rss_mb']:,.0f} / {result['peak_rss_mb']:,.0f}",
+                ]
+            ],
+        )
+        + _parsed_by_codec(result)
+        + _stopped_by(result)
+    )
+
+
+def _stopped_by(result: dict) -> str:
+    """What ended a run early (libFuzzer's line: a crash, a hang or the RSS limit)."""
+    failure = result.get("first_failure")
+    return f"\n\nStopped by: `{failure.strip()}`" if failure else ""
 
 
 def _parsed_by_codec(result: dict) -> str:
@@ -453,6 +467,8 @@ SECTIONS = [
     Section("identification.json", identification, "1:N identification and search speed"),
     Section("archive_throughput.json", archive_throughput, "Archive pipeline (Apache Beam) throughput"),
     Section("batch_invariance.json", batch_invariance, "Batch and single coding"),
+    Section("fuzz_decode_new_codecs.json", fuzz, "Decoder fuzzing: the modern codecs' seeds"),
+    Section("fuzz_decode_new_codecs_long.json", fuzz, "Decoder fuzzing: the modern codecs' seeds, a long run"),
     Section("fuzz_decode_default_set15.json", fuzz, "Decoder fuzzing: every registered model in the seeds"),
     Section("fuzz_decode_thumbnail_set.json", fuzz, "Decoder fuzzing: the thumbnail model set's files"),
 ]
