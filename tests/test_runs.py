@@ -157,3 +157,11 @@ def test_a_fractional_learned_quality_is_named_as_given():
 
     with pytest.raises(ValueError, match=r"not 0\.5$"):
         registry.check_quality("learned", 0.5)
+
+
+def test_summarize_reads_the_recorded_results_from_any_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "summarize.py")], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "## rate_accuracy_mtcnn.json" in result.stdout and not list(tmp_path.iterdir())
