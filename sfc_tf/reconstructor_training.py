@@ -262,6 +262,10 @@ def _fit(
     saver = resume.SaveState(manager, steps_per_epoch, done)  # saved at every epoch's end
     saver.set_model(model)
     final = {}
+    held = None if validation is None else validation_dataset(*validation, config.batch_size)
+    if done == 0 and config.init_from and held is not None:  # a warm start, scored before its first update
+        scores = {k: round(float(v), 5) for k, v in model.evaluate(held, verbose=0, return_dict=True).items()}
+        resume.warm_start_before(out, scores, "held-out", len(validation[0]))
     if done < total:  # else only the saving is left (a session that ended right after training)
         callbacks = [saver, TimeLimit(per="epoch", deadline=deadline or Deadline(config.max_minutes))]
         if config.log_dir:
@@ -273,7 +277,7 @@ def _fit(
             steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=config.verbose,
-            validation_data=None if validation is None else validation_dataset(*validation, config.batch_size),
+            validation_data=held,
         )
         final = {k: float(v[-1]) for k, v in history.history.items() if v}
     steps = int(model.optimizer.iterations.numpy())
@@ -282,6 +286,9 @@ def _fit(
         return None
     run = saver.record(config, warm_start, steps_per_epoch)
     recalibrated = recalibrate(model, dataset)
+    if held is not None and resume.warm_start_checked(out):  # scored as the model is saved
+        scores = model.evaluate(held, verbose=0, return_dict=True)
+        run["warm_start_check"] = resume.warm_start_after(out, {k: round(float(v), 5) for k, v in scores.items()})
     with distribute.output_dir(out, strategy) as target_dir:
         return reconstructor.save(
             model,

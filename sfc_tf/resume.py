@@ -114,3 +114,37 @@ class SaveState(tf.keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._save()
+
+
+WARM_START_CHECK_FILE = "warm_start_check.json"  # in train_state/: a warm start's score before its first update
+
+
+def warm_start_checked(out: str | pathlib.Path) -> bool:
+    """Whether this run recorded a warm start's score before its first update (``warm_start_before``)."""
+    return (pathlib.Path(out) / STATE_DIR / WARM_START_CHECK_FILE).is_file()
+
+
+def warm_start_before(out: str | pathlib.Path, scores: dict, faces: str, images: int) -> None:
+    """Records a warm-started model's ``scores`` (name -> value, lower is better, a ``loss`` among them) on
+    ``images`` ``faces`` ("held-out", or "training (none held out)") before its first update."""
+    path = pathlib.Path(out) / STATE_DIR / WARM_START_CHECK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"faces": faces, "images": images, "before": scores}))
+
+
+def warm_start_after(out: str | pathlib.Path, scores: dict) -> dict | None:
+    """The warm start's check at the end of training (``None`` if no score was recorded before): the same faces'
+    ``scores`` now, a line printed, and ``worse`` when the run ends worse (higher loss) than it started."""
+    path = pathlib.Path(out) / STATE_DIR / WARM_START_CHECK_FILE
+    if not path.is_file():
+        return None
+    check = {**json.loads(path.read_text()), "after": scores}
+    before, after = check["before"]["loss"], scores["loss"]
+    check["worse"] = after > before
+    verdict = "WORSE than its warm start" if check["worse"] else "better than its warm start"
+    print(
+        f"warm start check on {check['images']} {check['faces']} faces: loss {before:.4g} before the first update, "
+        f"{after:.4g} at the end: {verdict}",
+        flush=True,
+    )
+    return check

@@ -117,12 +117,16 @@ def saved_step(directory: str | os.PathLike) -> int:
         return 0
 
 
+def _meta_field(path: pathlib.Path, name: str):
+    try:
+        return json.loads(path.read_text()).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def finished_summary(directory: pathlib.Path, marker: str) -> str:
     """``N steps`` of a finished run (as its meta.json records them), or the marker file's name."""
-    try:
-        steps = json.loads((directory / marker).read_text()).get("steps")
-    except (OSError, ValueError, AttributeError):
-        steps = None
+    steps = _meta_field(directory / marker, "steps")
     return f"{steps} steps" if steps is not None else f"{marker} written"
 
 
@@ -139,7 +143,11 @@ def start(
         if not overwrite:
             print(f"already finished: {summary}, see {directory} (--overwrite replaces it)", flush=True)
             return Start(directory, saved_step(directory), True)
-        print(f"replacing the finished model in {directory} ({summary})", flush=True)
+        sha256 = _meta_field(directory / marker, "sha256")
+        print(
+            f"replacing the finished model in {directory} ({summary}" + (f", sha256 {sha256[:12]})" if sha256 else ")"),
+            flush=True,
+        )
         (directory / marker).unlink()
     step = saved_step(directory)
     if step and not resume:

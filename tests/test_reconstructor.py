@@ -177,11 +177,14 @@ def test_training_starts_from_another_checkpoint(tmp_path, fixture_crops):
         init_from=str(tmp_path / "source"),
         verbose=0,
     )
-    meta = training.train(config, features[None], fixture_crops, {"data": {}})
+    meta = training.train(config, features[None], fixture_crops, {"data": {}}, (features[:2], fixture_crops[:2]))
     tuned = reconstructor.load(tmp_path / "ckpt")
     for a, b in zip(tuned.trainable_weights, source.trainable_weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # a learning rate of ~0: the source's weights
     assert meta["warm_start"]["sha256"] == source_meta["sha256"]
+    check = meta["warm_start_check"]  # held-out loss before the first update and at the end
+    assert check["faces"] == "held-out" and check["images"] == 2 and {"loss", "mae"} <= set(check["after"])
+    assert check["worse"] == (check["after"]["loss"] > check["before"]["loss"])
 
 
 def test_batch_norm_recalibration_matches_the_training_batch_statistics():

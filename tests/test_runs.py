@@ -88,10 +88,10 @@ def test_overwrite_and_noresume(tmp_path, capsys):
     folder = tmp_path / "a"
     (folder / runs.STATE_DIR).mkdir(parents=True)
     (folder / runs.STATE_DIR / runs.PROGRESS_FILE).write_text(json.dumps({"step": 20}))
-    (folder / "meta.json").write_text(json.dumps({"steps": 20}))
+    (folder / "meta.json").write_text(json.dumps({"steps": 20, "sha256": "ab" * 32}))
     run = runs.start(folder, resume=True, overwrite=True)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"replacing the finished model in {folder} (20 steps)" and not run.finished
+    assert lines[0] == f"replacing the finished model in {folder} (20 steps, sha256 {'ab' * 6})" and not run.finished
     assert run.step == 20 and not (folder / "meta.json").exists()  # a cut-short replacement is not the old model
     run = runs.start(folder, resume=False)
     assert run.step == 0 and not (folder / runs.STATE_DIR).exists()
@@ -157,3 +157,11 @@ def test_a_fractional_learned_quality_is_named_as_given():
 
     with pytest.raises(ValueError, match=r"not 0\.5$"):
         registry.check_quality("learned", 0.5)
+
+
+def test_summarize_reads_the_recorded_results_from_any_directory(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "summarize.py")], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "## rate_accuracy_mtcnn.json" in result.stdout and not list(tmp_path.iterdir())

@@ -360,9 +360,8 @@ def train_face_codec(
             x, p = next(iter(batches(config.seed).unbatch().batch(PRIOR_FIT_FACES)))
             model.fit_entropy_model(x, p if config.kind == "conditional" else None)
         if done == 0 and config.init_from:
-            check = warm_start_check_set(held_out, batches, config.seed)
-            (out / WARM_START_CHECK_FILE).parent.mkdir(parents=True, exist_ok=True)
-            (out / WARM_START_CHECK_FILE).write_text(json.dumps({**check[2], "before": rd_loss(model, *check[:2])}))
+            x, p, faces = warm_start_check_set(held_out, batches, config.seed)
+            resume.warm_start_before(out, rd_loss(model, x, p), faces, len(x))
         callbacks = [saver]
         if config.log_dir:
             callbacks.append(tf.keras.callbacks.TensorBoard(config.log_dir, update_freq=50))
@@ -386,8 +385,9 @@ def train_face_codec(
             print(f"stopped at --until_step {last} of {config.steps} steps: re-run to continue", flush=True)
         return None
     run = saver.record(config, warm_start, num_images / config.batch_size)
-    if (out / WARM_START_CHECK_FILE).is_file():
-        run["warm_start_check"] = finish_warm_start_check(model, out, held_out, batches, config.seed)
+    if resume.warm_start_checked(out):
+        x, p, _ = warm_start_check_set(held_out, batches, config.seed)
+        run["warm_start_check"] = resume.warm_start_after(out, rd_loss(model, x, p))
     if not build_coding_tables(model, deadline):
         print(f"time limit reached after {config.steps} training steps: {FINISH_HINT}", flush=True)
         return None
@@ -409,8 +409,7 @@ def train_face_codec(
         )
 
 
-WARM_START_CHECK_FILE = "warm_start_check.json"  # the held-out loss before the first update, kept across sessions
-WARM_START_CHECK_IMAGES = 32
+WARM_START_CHECK_IMAGES = 32  # faces a warm start is scored on before its first update and at the end
 
 
 def warm_start_check_set(held_out, batches: Callable[[int], tf.data.Dataset], seed: int) -> tuple:
@@ -418,32 +417,15 @@ def warm_start_check_set(held_out, batches: Callable[[int], tf.data.Dataset], se
     faces, or training faces when none are held out (``--validation_fraction 0``)."""
     if held_out is not None and len(held_out[0]):
         x, p = held_out[0][:WARM_START_CHECK_IMAGES], held_out[1]
-        return x, x if p is None else p[:WARM_START_CHECK_IMAGES], {"images": len(x), "faces": "held-out"}
+        return x, x if p is None else p[:WARM_START_CHECK_IMAGES], "held-out"
     x, p = next(iter(batches(seed).unbatch().batch(WARM_START_CHECK_IMAGES)))
-    return x.numpy(), p.numpy(), {"images": len(x), "faces": "training (none held out)"}
+    return x.numpy(), p.numpy(), "training (none held out)"
 
 
 def rd_loss(model, images: np.ndarray, predictions: np.ndarray, batch_size: int = 8) -> dict:
     """The rate-distortion loss, bpp and MSE of ``model`` now, averaged over its rates (``test_step``)."""
     dataset = tf.data.Dataset.from_tensor_slices((images, predictions)).batch(batch_size)
     return {k: round(float(v), 4) for k, v in model.evaluate(dataset, verbose=0, return_dict=True).items()}
-
-
-def finish_warm_start_check(model, out: pathlib.Path, held_out, batches, seed: int) -> dict:
-    """The warm start's check at the end of training: the same faces as before the first update, a line printed,
-    and a warning when the run ends worse than it started."""
-    check = json.loads((out / WARM_START_CHECK_FILE).read_text())
-    x, p, _ = warm_start_check_set(held_out, batches, seed)
-    check["after"] = rd_loss(model, x, p)
-    before, after = check["before"]["loss"], check["after"]["loss"]
-    check["worse"] = after > before
-    verdict = "WORSE than its warm start" if check["worse"] else "better than its warm start"
-    print(
-        f"warm start check on {check['images']} {check['faces']} faces: loss {before:.4g} before the first update, "
-        f"{after:.4g} at the end: {verdict}",
-        flush=True,
-    )
-    return check
 
 
 FINISH_HINT = (
