@@ -164,4 +164,4 @@ def test_summarize_reads_the_recorded_results_from_any_directory(tmp_path):
         [sys.executable, str(REPO / "eval" / "summarize.py")], capture_output=True, text=True, cwd=tmp_path, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "## rate_accuracy_mtcnn.json" in result.stdout and not list(tmp_path.iterdir())
+    assert "`eval/results/rate_accuracy_mtcnn.json`" in result.stdout and not list(tmp_path.iterdir())
