@@ -13,6 +13,7 @@ Input conversions (documented, never silent failures):
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pathlib
@@ -206,9 +207,8 @@ def _trace_networks(detector) -> None:
     for stage in detector.stages:
         model = stage.model
         spec = tf.TensorSpec(MTCNN_INPUTS[type(model).__name__], tf.float32)
-        stage._model = tf.function(
-            lambda x, model=model: model(x, training=False), autograph=False, input_signature=[spec]
-        )
+        # a partial, not a lambda: tf.function counts traces per code object, and three lambdas share one
+        stage._model = tf.function(functools.partial(model, training=False), autograph=False, input_signature=[spec])
 
 
 class CenterAligner:

@@ -1,0 +1,109 @@
+"""FaceNet's faster CPU runtimes against the float32 graph every encoder runs, in one run on the same crops: faces/s
+at one batch size and the lowest cosine of a feature to its float32 reference (a float path must keep >= 0.9999 to
+replace it), with the CPU's vector flags.
+
+  python eval/facenet_runtimes.py --lfw_dir ../shared/data/lfw [--output_json FILE]
+
+Runtimes: TensorFlow Lite with its XNNPACK delegate (float32); Keras mixed precision ``mixed_bfloat16`` (oneDNN
+bfloat16 kernels on CPUs with AVX512_BF16 or AMX); grappler's oneDNN auto mixed precision (bfloat16), last because
+it switches a process-wide optimizer option.
+"""
+
+import os
+import pathlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from sfc_tf import align, cpu, evaluation, facenet, inference, runs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
+flags.DEFINE_integer("batch", 64, "Faces per call (the first of --lfw_dir/*/*.jpg, sorted, center crops).")
+flags.DEFINE_integer("repeats", 2, "Timed calls per runtime after a warm-up; the fastest is kept.")
+flags.DEFINE_string("output_json", None, "Result JSON; default: runs/facenet_runtimes/<time>/facenet_runtimes.json.")
+runs.define_flags(trainer=False)
+
+
+def fastest(call, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unit-norm features of ``call(x)`` and faces/s of its fastest timed call."""
+    out = np.asarray(call(x), np.float32)
+    best = float("inf")
+    for _ in range(FLAGS.repeats):
+        start = time.perf_counter()
+        call(x)
+        best = min(best, time.perf_counter() - start)
+    return out / np.linalg.norm(out, axis=1, keepdims=True), len(x) / best
+
+
+def tflite(model) -> Callable:
+    """The model converted to TensorFlow Lite (float32), run by the XNNPACK delegate on every core."""
+    signature = tf.TensorSpec((FLAGS.batch, facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3), tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(signature)
+    interpreter = tf.lite.Interpreter(
+        model_content=tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert(),
+        num_threads=os.cpu_count(),
+    )
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+
+    def call(x):
+        interpreter.set_tensor(source, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(target)
+
+    return call
+
+
+def mixed_bfloat16(model) -> Callable:
+    """The same weights in a model built under Keras's ``mixed_bfloat16`` policy (bfloat16 compute)."""
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = facenet.build_model()
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(model.get_weights())
+    graph = inference.graph(mixed, (facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3))
+    return lambda x: graph(x).numpy()
+
+
+def auto_mixed_precision(model) -> Callable:
+    """The float32 model traced anew with grappler's oneDNN bfloat16 auto mixed precision switched on."""
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    graph = inference.graph(model, (facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3))
+    return lambda x: graph(x).numpy()
+
+
+def main(_):
+    runs.resolve_outputs(FLAGS, "facenet_runtimes")
+    output = pathlib.Path(FLAGS.output_json)
+    paths = sorted(pathlib.Path(FLAGS.lfw_dir).glob("*/*.jpg"))[: FLAGS.batch]
+    x = facenet.standardize(np.stack([align.center_crop(align.load_image(p)) for p in paths]))
+    model = facenet.load_model()
+    reference = inference.graph(model, (facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3))
+    expected, reference_rate = fastest(lambda v: reference(v).numpy(), x)
+    rows = [{"runtime": "float32 graph (reference)", "faces_per_s": reference_rate, "min_cosine": 1.0}]
+    for name, make in (
+        ("TensorFlow Lite XNNPACK float32", tflite),
+        ("Keras mixed_bfloat16", mixed_bfloat16),
+        ("grappler oneDNN auto mixed precision bfloat16", auto_mixed_precision),
+    ):
+        features, rate = fastest(make(model), x)
+        rows.append({"runtime": name, "faces_per_s": rate, "min_cosine": float(np.min(np.sum(features * expected, 1)))})
+    for row in rows:
+        row["speed_vs_reference"] = row["faces_per_s"] / reference_rate
+        print(
+            f"{row['runtime']:>46}: {row['faces_per_s']:6.1f} faces/s ({row['speed_vs_reference']:.2f}x), "
+            f"lowest cosine to float32 {row['min_cosine']:.6f}"
+        )
+    evaluation.write_json(
+        output,
+        {"cpu": cpu.describe(), "load_average_1min": os.getloadavg()[0], "batch": len(x), "runtimes": rows},
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
