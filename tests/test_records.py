@@ -126,9 +126,12 @@ def run(args, env):
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory):
+def environment(tmp_path_factory, shipped_checkpoints):
+    """The binaries' environment: a fresh cache, and the shipped checkpoints (their default base layers) even when
+    an earlier test module pointed ``SFC_TF_CHECKPOINTS`` at the tiny zoo."""
     cache = tmp_path_factory.mktemp("cache")
-    return dict(os.environ, SFC_TF_CACHE=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
+    checkpoints = str(shipped_checkpoints)
+    return dict(os.environ, SFC_TF_CACHE=str(cache), SFC_TF_CHECKPOINTS=checkpoints, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def test_binaries_train_from_records(fixture_lfw_dir, tmp_path, environment, shipped_checkpoints):
