@@ -278,6 +278,7 @@ def main(_):
                 f"--runs {FLAGS.runs}",
                 f"--seed {FLAGS.seed}",
                 f"--trim_every {FLAGS.trim_every}",
+                f"--rss_margin_mb {FLAGS.rss_margin_mb}",
                 *([f"--seed_codecs {','.join(FLAGS.seed_codecs)}"] if FLAGS.seed_codecs else []),
                 *model_set_flag(),
             ]

@@ -82,6 +82,10 @@ COMMANDS = {
     "lambda_sweep.json": "python eval/lambda_sweep.py --lfw_dir ../shared/data/lfw "
     "--runs runs/sweep/l0,runs/sweep/l1e-06,runs/sweep/l1e-05 --output_json eval/results/lambda_sweep.json  "
     "# each run: train/train_reconstructor.py as in docs/training.md with --perceptual_weight 0, 1e-6, 1e-5",
+    "fuzz_decode_every_seed.json": "python eval/fuzz_decode.py --runs 100000 --seed 7 --rss_margin_mb 512 "
+    "--output_json eval/results/fuzz_decode_every_seed.json",
+    "fuzz_decode_every_seed_margin256.json": "python eval/fuzz_decode.py --runs 100000 --seed 4 "
+    "--output_json eval/results/fuzz_decode_every_seed_margin256.json",
     "fuzz_decode_new_codecs.json": "python eval/fuzz_decode.py --runs 40000 --seed 5 --trim_every 500 "
     "--seed_codecs jpeg,avif,jpegxl,webp --output_json eval/results/fuzz_decode_new_codecs.json",
     "fuzz_decode_new_codecs_long.json": "python eval/fuzz_decode.py --runs 220000 --seed 6 --trim_every 500 "
@@ -467,6 +471,8 @@ SECTIONS = [
     Section("identification.json", identification, "1:N identification and search speed"),
     Section("archive_throughput.json", archive_throughput, "Archive pipeline (Apache Beam) throughput"),
     Section("batch_invariance.json", batch_invariance, "Batch and single coding"),
+    Section("fuzz_decode_every_seed.json", fuzz, "Decoder fuzzing: every seed, 100,000 inputs"),
+    Section("fuzz_decode_every_seed_margin256.json", fuzz, "Decoder fuzzing: every seed, the default RSS margin"),
     Section("fuzz_decode_new_codecs.json", fuzz, "Decoder fuzzing: the modern codecs' seeds"),
     Section("fuzz_decode_new_codecs_long.json", fuzz, "Decoder fuzzing: the modern codecs' seeds, a long run"),
     Section("fuzz_decode_default_set15.json", fuzz, "Decoder fuzzing: every registered model in the seeds"),
