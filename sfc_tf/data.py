@@ -164,7 +164,12 @@ def _cache_file(root: pathlib.Path, paths: Sequence[str], tag: str) -> pathlib.P
     digest = hashlib.sha1("\n".join([content_key(root, paths), tag]).encode()).hexdigest()[:16]
     path = settings.cache_dir() / "faces" / f"{root.name}-{tag}-{len(paths)}-c{digest}.npz"
     legacy_digest = hashlib.sha1("\n".join([str(root.resolve()), tag, *paths]).encode()).hexdigest()[:16]
-    legacy = path.with_name(f"{root.name}-{tag}-{len(paths)}-{legacy_digest}.npz")
+    return adopt_legacy_cache(path, path.with_name(f"{root.name}-{tag}-{len(paths)}-{legacy_digest}.npz"))
+
+
+def adopt_legacy_cache(path: pathlib.Path, legacy: pathlib.Path) -> pathlib.Path:
+    """``path``, with a cache file written under its older key (``legacy``) linked to it first if only that one
+    exists; ``legacy`` itself where the link cannot be made."""
     if not path.is_file() and legacy.is_file():
         try:
             os.link(legacy, path)

@@ -87,13 +87,7 @@ def _cache_file(root: pathlib.Path, paths: list[str], key: str) -> pathlib.Path:
     digest = hashlib.sha1("\n".join([data.content_key(root, paths), *framing]).encode()).hexdigest()[:16]
     path = settings.cache_dir() / "faces" / f"extra-{root.name}-{len(paths)}-c{digest}.npz"
     legacy_digest = hashlib.sha1("\n".join([str(root.resolve()), *framing, *paths]).encode()).hexdigest()[:16]
-    legacy = path.with_name(f"extra-{root.name}-{len(paths)}-{legacy_digest}.npz")
-    if not path.is_file() and legacy.is_file():
-        try:
-            os.link(legacy, path)
-        except OSError:
-            return legacy
-    return path
+    return data.adopt_legacy_cache(path, path.with_name(f"extra-{root.name}-{len(paths)}-{legacy_digest}.npz"))
 
 
 def load(root: str | os.PathLike, extractor=None, limit: int | None = None, progress: bool = True) -> ExtraFaces:
