@@ -102,14 +102,19 @@ def checkpoints(tiny_zoo):
     }
 
 
-def export(root: pathlib.Path, *args) -> pathlib.Path:
-    subprocess.run(
+def run_export(root: pathlib.Path, *args) -> subprocess.CompletedProcess:
+    """train/export.py into ``root`` with ``args``, its output captured as text (not checked)."""
+    return subprocess.run(
         [sys.executable, "train/export.py", "--export_dir", str(root), *map(str, args)],
         cwd=REPO,
         env=ENV,
-        check=True,
         capture_output=True,
+        text=True,
     )
+
+
+def export(root: pathlib.Path, *args) -> pathlib.Path:
+    run_export(root, *args).check_returncode()
     return root
 
 
@@ -304,13 +309,7 @@ def test_the_default_export_of_a_thumbnail_set_leaves_the_decoder_out(checkpoint
     """Without --models, a set with a thumbnail exports the default models but the decoder, and says why."""
     args = ["--model_set", "step0.08-faces-thumb2", "--reconstructor", checkpoints["reconstructor"]]
     args += ["--enhancement", checkpoints["residual"]]
-    result = subprocess.run(
-        [sys.executable, "train/export.py", "--export_dir", str(tmp_path), *map(str, args)],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
+    result = run_export(tmp_path, *args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "decoder: not exported" in result.stdout and "colour thumbnail" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enhancement", "facenet", "reconstructor"]
@@ -1020,13 +1019,7 @@ def test_every_export_records_where_it_came_from(export_dir, checkpoints):
 def test_an_existing_version_is_replaced_only_with_overwrite(checkpoints, tmp_path):
     args = ["--models", "reconstructor", "--reconstructor", checkpoints["reconstructor"]]
     export(tmp_path, *args)
-    refused = subprocess.run(
-        [sys.executable, "train/export.py", "--export_dir", str(tmp_path), *map(str, args)],
-        cwd=REPO,
-        env=ENV,
-        capture_output=True,
-        text=True,
-    )
+    refused = run_export(tmp_path, *args)
     assert refused.returncode != 0 and "pass --overwrite" in refused.stderr
     replaced = subprocess.run(
         [sys.executable, "train/export.py", "--export_dir", str(tmp_path), "--overwrite", *map(str, args)],
