@@ -12,7 +12,9 @@ import os
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, evaluation, runs, settings
+from sfc_tf import runs, settings
+from sfc_tf.base import base_layer
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -29,11 +31,11 @@ runs.define_flags(trainer=False)
 def main(_):
     runs.resolve_outputs(FLAGS, "base_layer_speed")
     base_path = FLAGS.base_layer or str(settings.shipped("base_layer/step_0.08.npz"))
-    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs)
+    _, faces = curves.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs)
     features = np.resize(faces.features, (FLAGS.num_faces, faces.features.shape[1]))
-    result = evaluation.base_layer_speed(base_layer.load(base_path), features, FLAGS.repeats)
+    result = curves.base_layer_speed(base_layer.load(base_path), features, FLAGS.repeats)
     result.update(model=base_path, align=FLAGS.align, cpu_count=os.cpu_count(), load_average=os.getloadavg()[0])
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     print(json.dumps(result, indent=2))
 
 

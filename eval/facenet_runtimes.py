@@ -18,7 +18,9 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import align, cpu, evaluation, facenet, inference, runs
+from sfc_tf import runs
+from sfc_tf.base import align, facenet, inference
+from sfc_tf.evaluation import cpu, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -99,7 +101,7 @@ def main(_):
             f"{row['runtime']:>46}: {row['faces_per_s']:6.1f} faces/s ({row['speed_vs_reference']:.2f}x), "
             f"lowest cosine to float32 {row['min_cosine']:.6f}"
         )
-    evaluation.write_json(
+    curves.write_json(
         output,
         {"cpu": cpu.describe(), "load_average_1min": os.getloadavg()[0], "batch": len(x), "runtimes": rows},
     )

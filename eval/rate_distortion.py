@@ -8,10 +8,10 @@ The scalable stream: ``ScalableCodec.encode_analysis`` writes the .sfc files, ev
                          MMSE prediction; for learned families their direct partner and their own mode)
   base+<family> (<mode>) a conditional family coding every face given its own prediction (``--conditional_families``)
 Anchors code the crop directly (no base layer) as users store it: a JPEG file (the paper's), a J2K codestream, a
-learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.anchors``): WebP, AVIF (4:4:4 and
-4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a container
-gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate is
-that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
+learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.evaluation.anchors``): WebP, AVIF
+(4:4:4 and 4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a
+container gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate
+is that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
 without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
 face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each capped at 60 dB), MS-SSIM, and
 the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
@@ -29,10 +29,12 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import anchors, evaluation, facenet, metrics, runs, zoo
+from sfc_tf import metrics, runs, zoo
+from sfc_tf.base import facenet
 from sfc_tf.bitstream import MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement.registry import make_codec
+from sfc_tf.evaluation import anchors, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -116,7 +118,7 @@ def curve_modes(enhancement: str, family: str | None) -> list[tuple[str, str]]:
 
 def stream_points(codec, analysis, enhancement: str, qualities, family: str | None, name: str) -> list[dict]:
     return [
-        evaluation.stream_rd_point(
+        curves.stream_rd_point(
             codec,
             analysis,
             enhancement,
@@ -199,7 +201,7 @@ def main(_):
     runs.resolve_outputs(FLAGS, "rate_distortion")
     start = time.time()
     extractor = facenet.FeatureExtractor()
-    pairs, faces = evaluation.lfw_pair_faces(
+    pairs, faces = curves.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs, extractor
     )
     count = FLAGS.max_images or len(faces.paths)
@@ -208,7 +210,7 @@ def main(_):
     analysis = codec.analyse(crops, faces.features[:count])
 
     def anchor(image_codec):
-        return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
+        return curves.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
 
     points = [anchor(anchors.jpeg_file(int(q))) for q in FLAGS.jpeg_qualities]
     points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
@@ -275,11 +277,11 @@ def main(_):
         "psnr_ceiling_db": metrics.PSNR_CEILING_DB,
         "bd_method": "bjontegaard package, akima",
         "ms_ssim_stride": FLAGS.ms_ssim_stride,
-        "reconstruction_only": evaluation.quality_summary(crops, recon, FLAGS.ms_ssim_stride),
-        "mmse_prediction_only": evaluation.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
-        "mean_face_only": evaluation.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
+        "reconstruction_only": curves.quality_summary(crops, recon, FLAGS.ms_ssim_stride),
+        "mmse_prediction_only": curves.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
+        "mean_face_only": curves.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
         "points": points,
-        "bd": evaluation.bd_rows(points, bd_pairs),
+        "bd": curves.bd_rows(points, bd_pairs),
         "base_layer_accuracy": base_accuracy.accuracy,
         "rate_accuracy_points": [
             {
@@ -294,7 +296,7 @@ def main(_):
         ],
         "wall_time_s": round(time.time() - start, 1),
     }
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     for p in points:
         print(
             f"{p['curve']:>32} {p['parameter']!s:>22}: {p['bits_per_face']:9.1f} bits, PSNR {p['psnr']:.2f} dB, "
@@ -303,7 +305,7 @@ def main(_):
     for row in result["bd"]:
         print(row)
     if FLAGS.plot:
-        evaluation.plot_rate_distortion(
+        curves.plot_rate_distortion(
             points, FLAGS.plot, f"Rate-distortion on {count} LFW crops " f"(folds {','.join(FLAGS.folds)})"
         )
 

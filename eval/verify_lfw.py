@@ -10,7 +10,9 @@ import sys
 
 from absl import app, flags
 
-from sfc_tf import data, facenet, metrics, runs
+from sfc_tf import metrics, runs
+from sfc_tf.base import facenet
+from sfc_tf.data import folders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root: one folder of images per identity.", required=True)
@@ -44,13 +46,13 @@ def main(_):
         )
     folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else None
     extractor = facenet.FeatureExtractor(FLAGS.facenet_key, FLAGS.facenet_weights, FLAGS.standardization)
-    pairs, faces = data.load_pair_faces(
+    pairs, faces = folders.load_pair_faces(
         FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor, f"{FLAGS.facenet_key}-{FLAGS.standardization}"
     )
     mean = None
     if FLAGS.subtract_mean:
-        train_paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(identities))]
-        mean = data.load_faces(
+        train_paths = [p for p, _ in folders.list_images(FLAGS.lfw_dir, folders.read_identity_list(identities))]
+        mean = folders.load_faces(
             FLAGS.lfw_dir, train_paths, FLAGS.align, extractor, f"{FLAGS.facenet_key}-{FLAGS.standardization}"
         ).features.mean(axis=0)
     result = metrics.evaluate_pairs(pairs, faces.index(), faces.features, mean=mean)

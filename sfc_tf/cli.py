@@ -97,7 +97,7 @@ def _codec(args):
 
     kwargs = {"align": getattr(args, "align", "mtcnn"), "key": getattr(args, "key", None)}
     if getattr(args, "server", None):
-        from sfc_tf.serving_client import RemoteModels
+        from sfc_tf.serving.client import RemoteModels
 
         kwargs["models"] = RemoteModels(args.server, args.server_protocol, timeout=args.server_timeout)
     return ScalableCodec.from_pretrained(args.model_set, **kwargs)
@@ -106,7 +106,7 @@ def _codec(args):
 def _check_arguments(args) -> None:
     """The arguments every command shares, checked (and the key read) before a command starts."""
     if getattr(args, "server", None):  # the deadline of a model server's requests (the client imports TensorFlow)
-        from sfc_tf.serving_client import check_timeout
+        from sfc_tf.serving.client import check_timeout
 
         try:
             check_timeout(args.server_timeout)
@@ -148,7 +148,8 @@ def _quality(args):
 
 
 def _compress(args) -> None:
-    from sfc_tf import batch_encode, bitstream
+    from sfc_tf import bitstream
+    from sfc_tf.apps import batch_encode
 
     quality = _quality(args)
     if not 1 <= args.batch_size <= batch_encode.MAX_BATCH:
@@ -286,7 +287,7 @@ def _compare(args) -> None:
 
 
 def _index(args) -> None:
-    from sfc_tf import search
+    from sfc_tf.apps import search
 
     target = _check_output(pathlib.Path(args.output), args.overwrite)
     if target.suffix != ".npz":
@@ -318,7 +319,8 @@ def _index(args) -> None:
 def _search(args) -> None:
     import numpy as np
 
-    from sfc_tf import search, zoo
+    from sfc_tf import zoo
+    from sfc_tf.apps import search
     from sfc_tf.codec import ScalableCodec
 
     if args.k < 1:
@@ -340,7 +342,8 @@ def _search(args) -> None:
 def _features(args) -> None:
     import numpy as np
 
-    from sfc_tf import align, facenet, metrics
+    from sfc_tf import metrics
+    from sfc_tf.base import align, facenet
 
     if len(args.images) > 2:
         raise UsageError("features takes one or two images")
@@ -423,7 +426,7 @@ def _demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sfc_tf import batch_encode
+    from sfc_tf.apps import batch_encode
 
     parser = argparse.ArgumentParser(prog="sfc", description="Scalable facial image compression.")
     commands = parser.add_subparsers(dest="command", required=True)

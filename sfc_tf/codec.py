@@ -32,12 +32,12 @@ from sfc_tf.enhancement.prediction import Predictions, mode_id
 from sfc_tf.errors import ModelMismatchError, SfcError, located
 
 if TYPE_CHECKING:
-    from sfc_tf.align import ImageSource
-    from sfc_tf.base_layer import BaseLayerModel
+    from sfc_tf.base.align import ImageSource
+    from sfc_tf.base.base_layer import BaseLayerModel
     from sfc_tf.enhancement import ImageCodec
     from sfc_tf.enhancement.prediction import CodingPredictor
-    from sfc_tf.reconstructor import Reconstructor
-    from sfc_tf.serving_client import Models
+    from sfc_tf.reconstruction.reconstructor import Reconstructor
+    from sfc_tf.serving.client import Models
 
 # An enhancement codec's quality, which means something different per codec (sfc_tf.enhancement.registry: a JPEG
 # quality 1..100, a JPEG2000 compression ratio, a learned family's quality index 1..N, ...). Numeric strings are
@@ -117,7 +117,7 @@ class ModelSetModels:
     def extractor(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.remote is not None:
             return self.remote.features
-        from sfc_tf import facenet
+        from sfc_tf.base import facenet
 
         return facenet.FeatureExtractor(self.model_set.facenet, weights_path=self.facenet_weights)
 
@@ -132,16 +132,16 @@ class ModelSetModels:
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:
             return self._served("reconstructor").reconstruct(features)
-        from sfc_tf import residuals
+        from sfc_tf.reconstruction import decoder
 
-        return residuals.reconstruct(self.reconstructor, features)
+        return decoder.reconstruct(self.reconstructor, features)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:
             return self._served("predictor").predict_faces(features)
-        from sfc_tf import residuals
+        from sfc_tf.reconstruction import decoder
 
-        return residuals.reconstruct(self.predictor.network, features)
+        return decoder.reconstruct(self.predictor.network, features)
 
     def predictions(self, features: np.ndarray, thumbnails: np.ndarray | None = None) -> Predictions:
         """The predictions of decoded features; with a base layer that codes a colour thumbnail, each takes its
@@ -155,11 +155,11 @@ def _load_shared(kind: str, path: pathlib.Path) -> BaseLayerModel | Reconstructo
     """One instance per model file and process: model sets share their reconstructor and predictor (one copy of a
     reconstructor is ~140 MB), and so do codecs."""
     if kind == "base_layer":
-        from sfc_tf import base_layer
+        from sfc_tf.base import base_layer
 
         return base_layer.load(path)
     if kind == "reconstructor":
-        from sfc_tf import reconstructor
+        from sfc_tf.reconstruction import reconstructor
 
         return reconstructor.load(path)
     from sfc_tf.enhancement.prediction import CodingPredictor
@@ -206,8 +206,8 @@ class ScalableCodec:
         **kwargs: Any,
     ) -> "ScalableCodec":
         """A model set of your own files (ids 128..255 in the files it writes)."""
-        from sfc_tf import base_layer as base_module
         from sfc_tf import checkpoint
+        from sfc_tf.base import base_layer as base_module
 
         ids = [
             facenet,
@@ -292,8 +292,8 @@ class ScalableCodec:
     @functools.cached_property
     def aligner(self) -> Callable[[ImageSource], np.ndarray]:
         """Image source -> crop, built once per codec (MTCNN loads its networks when built). Safe to call from
-        several threads at once (``sfc_tf.batch_encode`` does)."""
-        from sfc_tf import align
+        several threads at once (``sfc_tf.apps.batch_encode`` does)."""
+        from sfc_tf.base import align
 
         return _whole_crop if self.align == "crop" else align.make_aligner(self.align)
 
@@ -488,7 +488,7 @@ class ScalableCodec:
 
 def _whole_crop(image: ImageSource) -> np.ndarray:
     """``align='crop'``: the image itself, which must be a crop."""
-    from sfc_tf import align
+    from sfc_tf.base import align
 
     crop = align.load_image(image)
     if crop.shape != (align.CROP_SIZE, align.CROP_SIZE, 3):

@@ -1,4 +1,4 @@
-"""Write training faces as sharded TFRecords (sfc_tf.records): aligned 160x160 crops with their FaceNet features
+"""Write training faces as sharded TFRecords (sfc_tf.data.records): aligned 160x160 crops with their FaceNet features
 (and their mirror images' features), from an identity-folder tree (VGGFace2 layout) or a tensorflow-datasets dataset.
 The training binaries stream them with --records.
 
@@ -12,7 +12,7 @@ Re-running the same command after an interruption keeps the shards already writt
 import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
 from absl import app, flags
 
-from sfc_tf import data, records
+from sfc_tf.data import folders, records
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
@@ -29,7 +29,7 @@ def main(_):
     if bool(FLAGS.data_dir) == bool(FLAGS.tfds):
         raise app.UsageError("give exactly one of --data_dir and --tfds")
     try:
-        identities = data.read_identity_list(FLAGS.identities) if FLAGS.identities else None
+        identities = folders.read_identity_list(FLAGS.identities) if FLAGS.identities else None
         built = records.build(
             FLAGS.output_dir,
             data_dir=FLAGS.data_dir,

@@ -351,7 +351,7 @@ def unload_all() -> None:
 class RateCoder:
     """One rate of a trained learned codec as two graph functions: ``compress(images, predictions)`` -> strings and
     ``decompress(strings, latent_shape, predictions)`` -> uint8 images (``predictions``: conditional models only).
-    The in-process codec and the SavedModel export (``sfc_tf.serving``) both call these, so both run the same
+    The in-process codec and the SavedModel export (``sfc_tf.serving.exports``) both call these, so both run the same
     graph (eager execution rounds differently in a few pixels)."""
 
     def __init__(self, model, rate: int = 0):
