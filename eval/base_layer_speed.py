@@ -14,13 +14,14 @@ from absl import app, flags
 
 from sfc_tf import runs, settings
 from sfc_tf.base import base_layer
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", ["1", "2", "3", "4"], "Folds whose images give the features.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string("base_layer", None, "Base-layer model file; default: the shipped base_layer/step_0.08.npz.")
 flags.DEFINE_integer("num_faces", 10_000, "Faces per batch.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (median).")

@@ -120,7 +120,7 @@ def run_child(work: pathlib.Path) -> None:
 
     with atheris.instrument_imports(include=["sfc_tf"]):
         from sfc_tf import bitstream, zoo
-        from sfc_tf.codec import ScalableCodec
+        from sfc_tf.codec import LAYERS, ScalableCodec
         from sfc_tf.enhancement import learned
         from sfc_tf.evaluation import fuzzing
 
@@ -132,7 +132,7 @@ def run_child(work: pathlib.Path) -> None:
         "refused": 0,
         "decoded": 0,
         "splices_refused": 0,
-        **{f"decoded_{layers}": 0 for layers in fuzzing.LAYERS},
+        **{f"decoded_{layers}": 0 for layers in LAYERS},
         "parsed_by_codec": {name: 0 for name in bitstream.CODECS.values()},
     }
 
@@ -152,7 +152,7 @@ def run_child(work: pathlib.Path) -> None:
     def test_one_input(data: bytes) -> None:
         if FLAGS.keep_recent:
             (recent / f"{counts['runs'] % FLAGS.keep_recent:05d}.sfc").write_bytes(data)
-        layers = fuzzing.LAYERS[zlib.crc32(data) % len(fuzzing.LAYERS)]
+        layers = LAYERS[zlib.crc32(data) % len(LAYERS)]
         outcome = fuzzing.decode_checked(codec, data, layers)
         counts[outcome] += 1
         if outcome == "decoded":
@@ -175,7 +175,7 @@ def run_child(work: pathlib.Path) -> None:
 
     for data in (p.read_bytes() for p in sorted((work / "preload").glob("*.sfc"))):
         # the seed files name every registered learned model: load all before the clock
-        for layers in fuzzing.LAYERS:
+        for layers in LAYERS:
             codec.decode(data, layers)
         if FLAGS.trim_every:
             release_freed_memory()

@@ -9,6 +9,7 @@ import numpy as np
 from absl import app, flags
 
 from sfc_tf import runs
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import folders
 from sfc_tf.evaluation import curves
 
@@ -17,7 +18,7 @@ flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
 flags.DEFINE_string("identities", None, "Training identity list; default <lfw_dir>/train_identities.txt.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string(
     "output_json", None, "Result JSON; default: runs/mean_face_baseline/<time>/mean_face_baseline.json."
 )

@@ -25,6 +25,7 @@ from absl import app, flags
 
 from sfc_tf import metrics, runs, settings
 from sfc_tf.base import base_layer, facenet
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import folders
 from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.evaluation import curves
@@ -33,7 +34,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string(
     "base_layer_dir", None, "Fitted base-layer models (index.json); default: base_layer/ of the checkpoints directory."
 )

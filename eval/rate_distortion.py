@@ -31,7 +31,7 @@ from absl import app, flags
 
 from sfc_tf import metrics, runs, zoo
 from sfc_tf.base import facenet
-from sfc_tf.bitstream import MEAN_FACE, MMSE
+from sfc_tf.bitstream import ALIGNMENTS, MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.evaluation import anchors, curves
@@ -40,7 +40,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_integer("max_images", 0, "Evaluate on the first N images only (0: all).")
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "JPEG qualities.")

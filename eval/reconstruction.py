@@ -25,6 +25,7 @@ from absl import app, flags
 
 from sfc_tf import bitstream, metrics, runs, zoo
 from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.evaluation import curves, independent_verifier
 
@@ -32,7 +33,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_string("base_layer", None, "Base-layer model to decode through instead of the model set's.")
 flags.DEFINE_string("reconstructor", None, "Reconstructor checkpoint instead of the model set's.")

@@ -12,13 +12,14 @@ from absl import app, flags
 
 from sfc_tf import metrics, runs
 from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import folders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root: one folder of images per identity.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt (LFW View 2 format). Default: <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds to use. Default: every fold the pairs file's header declares.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop: MTCNN detection or center crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop: MTCNN detection, center crop, or the image as it is.")
 flags.DEFINE_string("facenet_key", facenet.DEFAULT_KEY, "keras-facenet model key.")
 flags.DEFINE_string("facenet_weights", None, "Local Keras weights file for FaceNet (optional).")
 flags.DEFINE_enum("standardization", "fixed", ["fixed", "prewhiten"], "FaceNet input standardisation.")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfc_tf import bitstream, zoo
-from sfc_tf.codec import ScalableCodec
+from sfc_tf.codec import LAYERS, ScalableCodec
 from sfc_tf.enhancement import registry
 from sfc_tf.evaluation import fuzzing
 
@@ -56,7 +56,7 @@ def test_reseal_reaches_the_payload_parsers(codec, corpus):
 @given(
     index=st.integers(0, 10_000),
     seed=st.integers(0, 2**32 - 1),
-    layers=st.sampled_from(fuzzing.LAYERS),
+    layers=st.sampled_from(LAYERS),
     sealed=st.booleans(),
 )
 def test_mutated_files_are_refused_or_decode_to_a_face(codec, corpus, index, seed, layers, sealed):

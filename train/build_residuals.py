@@ -20,6 +20,7 @@ from absl import app, flags
 
 from sfc_tf import settings, zoo
 from sfc_tf.base import base_layer, facenet
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import folders
 from sfc_tf.enhancement import layer
 from sfc_tf.reconstruction import decoder
@@ -27,7 +28,7 @@ from sfc_tf.reconstruction import decoder
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Identity list (training identities only).", required=True)
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string("base_layer", None, "Base-layer model; default: the default model set's.")
 flags.DEFINE_string(
     "reconstructor", None, "Reconstructor directory or checkpoint prefix; default: the default model set's."

@@ -53,7 +53,7 @@ def main(_):
     predictor_path = functools.cache(lambda: FLAGS.predictor or model_set().path("predictor"))
     enhancement_path = functools.cache(
         lambda: FLAGS.enhancement
-        or zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(
+        or registry.learned_family("learned", model_set=model_set()).checkpoint(
             registry.check_quality("learned", model_set=model_set())
         )[0]
     )

@@ -27,12 +27,13 @@ from absl import app, flags
 from sfc_tf import runs
 from sfc_tf.base import base_layer, facenet
 from sfc_tf.base.thumbnail import Thumbnail
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import folders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Training identity list (features of these only).", required=True)
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_list(
     "steps",
     ["0.3", "0.2", "0.14", "0.1", "0.08", "0.06", "0.04", "0.02", "0.01", "0.005", "0.002", "0.001", "0.0005"],

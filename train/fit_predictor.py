@@ -19,6 +19,7 @@ from absl import app, flags
 
 from sfc_tf import metrics, runs, settings
 from sfc_tf.base import base_layer
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import extra_faces, training_set
 from sfc_tf.enhancement import prediction
 from sfc_tf.errors import SfcError
@@ -27,7 +28,7 @@ from sfc_tf.reconstruction import linear_predictor, reconstructor
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW, VGGFace2).", required=True)
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored, with its own FaceNet feature (cached).")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_list(

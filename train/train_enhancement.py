@@ -19,6 +19,7 @@ from absl import app, flags
 
 from sfc_tf import runs
 from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import folders
 from sfc_tf.enhancement import training
 from sfc_tf.training import distribute
@@ -34,7 +35,7 @@ flags.DEFINE_enum(
 flags.DEFINE_string("residuals", None, "npz from train/build_residuals.py (for --input residual).")
 flags.DEFINE_string("data_dir", None, "Root of identity folders (for --input original).")
 flags.DEFINE_string("identities", None, "Identity list (for --input original).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop (for --input original).")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop (for --input original).")
 flags.DEFINE_float("lmbda", 0.01, "Rate-distortion trade-off: loss = bpp + lmbda * MSE (0..255 pixels).")
 flags.DEFINE_float("epochs", 10, "Epochs, fractions allowed (paper: 10).")
 flags.DEFINE_integer("batch_size", 16, "Batch size (paper: 16).")

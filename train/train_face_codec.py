@@ -29,6 +29,7 @@ tables and the held-out evaluation, each skipped (re-run to finish) when its est
 from absl import app, flags
 
 from sfc_tf import runs, zoo
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import training_set
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
@@ -45,7 +46,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored (its prediction from its own feature).")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_enum(

@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from sfc_tf import runs, settings
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.data import training_set
 from sfc_tf.errors import SfcError
 from sfc_tf.reconstruction import losses, reconstructor
@@ -39,7 +40,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_enum(
     "objective",
     "perceptual",

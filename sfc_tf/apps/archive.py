@@ -134,24 +134,23 @@ def run(argv: list[str] | None = None) -> None:
     """Command line: the archive's flags, then ``--`` and Beam's pipeline options."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from sfc_tf.bitstream import ALIGNMENTS
+    from sfc_tf.codec import AUTO, MODE_CHOICES
+
     argv = sys.argv[1:] if argv is None else argv
     ours, beam_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(prog="python -m sfc_tf.apps.archive", description=__doc__.splitlines()[0])
     parser.add_argument("--input", action="append", required=True, help="image glob (repeatable)")
     parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--enhancement", default="none", choices=["none", *registry.NAMES])
+    parser.add_argument("--enhancement", default=registry.NO_ENHANCEMENT, choices=registry.ENHANCEMENTS)
     parser.add_argument("--quality", default=None)
-    parser.add_argument("--mode", default="auto")
-    parser.add_argument("--align", default="mtcnn", choices=["mtcnn", "center", "crop"])
+    parser.add_argument("--mode", default=AUTO, choices=MODE_CHOICES)
+    parser.add_argument("--align", default="mtcnn", choices=ALIGNMENTS)
     parser.add_argument("--model_set", default=None)
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH, help="faces per network call, 1..64")
     parser.add_argument("--skip_existing", action="store_true", help="keep .sfc files already written (resume)")
     args = parser.parse_args(ours)
-    quality = (
-        None
-        if args.enhancement == "none"
-        else registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
-    )
+    quality = registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as root:
         pipeline(
             root,
