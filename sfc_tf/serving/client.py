@@ -462,40 +462,39 @@ class _JsonReply:
         return value
 
     def _object(self, depth: int) -> dict:
-        self.pos += 1
         members = {}
-        self._skip()
-        if self.text.startswith("}", self.pos):
-            self.pos += 1
-            return members
-        while True:
+
+        def member() -> None:
             self._skip()
             if not self.text.startswith('"', self.pos):
                 raise ValueError(f"expected a member name at character {self.pos}")
             name, self.pos = self._decoder.raw_decode(self.text, self.pos)
             self._expect(":")
             members[name] = self._value(depth + 1, rows=True)
-            _remaining(self.deadline)
-            self._skip()
-            if not self.text.startswith(",", self.pos):
-                self._expect("}")
-                return members
-            self.pos += 1
+
+        self._items("}", member)
+        return members
 
     def _rows(self, depth: int) -> list:
-        self.pos += 1
         rows = []
+        self._items("]", lambda: rows.append(self._value(depth + 1, rows=False)))
+        return rows
+
+    def _items(self, end: str, item: Callable[[], None]) -> None:
+        """The comma-separated items after an opening bracket up to ``end``, each parsed by ``item``; the deadline
+        is checked after each."""
+        self.pos += 1
         self._skip()
-        if self.text.startswith("]", self.pos):
+        if self.text.startswith(end, self.pos):
             self.pos += 1
-            return rows
+            return
         while True:
-            rows.append(self._value(depth + 1, rows=False))
+            item()
             _remaining(self.deadline)
             self._skip()
             if not self.text.startswith(",", self.pos):
-                self._expect("]")
-                return rows
+                self._expect(end)
+                return
             self.pos += 1
 
 
