@@ -23,6 +23,8 @@ The stream's verification accuracy is its base layer's at every enhancement rate
 the JSON's ``rate_accuracy_points`` carry it for eval/rate_accuracy.py.
 """
 
+import json
+import pathlib
 import sys
 import time
 
@@ -92,6 +94,8 @@ flags.DEFINE_list(
     "Stream curves: paper (the paper's residual), auto (the per-face "
     "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).",
 )
+flags.DEFINE_string("shard", "1/1", "k/n: code every n-th image from the k-th, for one of n processes.")
+flags.DEFINE_list("merge", [], "JSONs of shards 1/n .. n/n of one run: pool them into --output_json, run nothing.")
 flags.DEFINE_string("output_json", None, "Result JSON; default: runs/rate_distortion/<time>/rate_distortion.json.")
 runs.define_flags(trainer=False)
 flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
@@ -197,15 +201,23 @@ def anchor_curves(anchor) -> list[dict]:
 
 def main(_):
     runs.resolve_outputs(FLAGS, "rate_distortion")
+    if FLAGS.merge:
+        result = evaluation.pool_rd_shards([json.loads(pathlib.Path(path).read_text()) for path in FLAGS.merge])
+        result["command"] = " ".join(["python", *sys.argv])
+        return report(result)
     start = time.time()
     extractor = facenet.FeatureExtractor()
     pairs, faces = evaluation.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs, extractor
     )
-    count = FLAGS.max_images or len(faces.paths)
-    crops = faces.crops[:count]
+    try:
+        selected = evaluation.shard(FLAGS.shard, FLAGS.max_images or len(faces.paths))
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    crops = faces.crops[selected]
+    count = len(crops)
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align=FLAGS.align)
-    analysis = codec.analyse(crops, faces.features[:count])
+    analysis = codec.analyse(crops, faces.features[selected])
 
     def anchor(image_codec):
         return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
@@ -266,6 +278,7 @@ def main(_):
         "command": " ".join(["python", *sys.argv]),
         "library_versions": anchors.library_versions(),
         "num_images": count,
+        "shard": FLAGS.shard,
         "align": FLAGS.align,
         "folds": FLAGS.folds,
         "model_set": codec.model_set.name,
@@ -279,6 +292,7 @@ def main(_):
         "mmse_prediction_only": evaluation.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
         "mean_face_only": evaluation.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
         "points": points,
+        "bd_pairs": bd_pairs,
         "bd": evaluation.bd_rows(points, bd_pairs),
         "base_layer_accuracy": base_accuracy.accuracy,
         "rate_accuracy_points": [
@@ -294,7 +308,13 @@ def main(_):
         ],
         "wall_time_s": round(time.time() - start, 1),
     }
+    report(result)
+
+
+def report(result: dict) -> None:
+    """Write the result JSON, print its points and BD rows, draw the plot."""
     evaluation.write_json(FLAGS.output_json, result)
+    points = result["points"]
     for p in points:
         print(
             f"{p['curve']:>32} {p['parameter']!s:>22}: {p['bits_per_face']:9.1f} bits, PSNR {p['psnr']:.2f} dB, "
@@ -303,9 +323,8 @@ def main(_):
     for row in result["bd"]:
         print(row)
     if FLAGS.plot:
-        evaluation.plot_rate_distortion(
-            points, FLAGS.plot, f"Rate-distortion on {count} LFW crops " f"(folds {','.join(FLAGS.folds)})"
-        )
+        title = f"Rate-distortion on {result['num_images']} LFW crops (folds {','.join(result['folds'])})"
+        evaluation.plot_rate_distortion(points, FLAGS.plot, title)
 
 
 if __name__ == "__main__":

@@ -428,3 +428,68 @@ def plot_learning_curve(result: dict, path: str | pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def shard(spec: str, count: int) -> slice:
+    """The images of shard ``"k/n"`` of ``count``: every n-th from the k-th (1-based), so shards of one run can go
+    to separate processes and be pooled with ``pool_rd_shards``."""
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"shard {spec!r}: expected k/n, e.g. 1/2") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {spec!r}: k must be in 1..n")
+    if n > count:
+        raise ValueError(f"shard {spec!r}: more shards than the {count} images")
+    return slice(k - 1, count, n)
+
+
+_SUMMED = ("images_at_psnr_ceiling", "ms_ssim_images", "num_images")
+
+
+def _pool(parts: list[dict], weights: list[int]) -> dict:
+    """One point (or quality summary) from the same point of each shard: per-face means weighted by the shard's
+    faces, MS-SSIM by its MS-SSIM faces, counts summed, mode counts added."""
+    out = dict(parts[0])
+    for key, value in parts[0].items():
+        values = [p[key] for p in parts]
+        if key in _SUMMED:
+            out[key] = int(sum(values))
+        elif key == "ms_ssim":
+            out[key] = float(np.average(values, weights=[p["ms_ssim_images"] for p in parts]))
+        elif key == "modes_chosen":
+            out[key] = {m: sum(p[key].get(m, 0) for p in parts) for m in sorted({m for p in parts for m in p[key]})}
+        elif all(v == value for v in values):
+            continue
+        elif isinstance(value, float):
+            out[key] = float(np.average(values, weights=weights))
+        else:
+            raise ValueError(f"shards disagree on {key!r}: {values}")
+    return out
+
+
+def pool_rd_shards(results: list[dict]) -> dict:
+    """One ``eval/rate_distortion.py`` result from the results of its shards (``--shard k/n``, same flags
+    otherwise): every mean over all their faces, the BD rows computed again from the pooled curves."""
+    shards = sorted(r["shard"] for r in results)
+    n = int(shards[0].split("/")[1])
+    if shards != [f"{k}/{n}" for k in range(1, n + 1)]:
+        raise ValueError(f"shards {shards}: expected each of 1/{n} .. {n}/{n} once")
+    keys = [[(p["curve"], str(p["parameter"])) for p in r["points"]] for r in results]
+    if any(k != keys[0] for k in keys):
+        raise ValueError("shards have different curves: were they run with the same flags?")
+    weights = [r["num_images"] for r in results]
+    pooled = {**results[0], "shard": f"1-{n}/{n}", "shard_commands": [r["command"] for r in results]}
+    for key in ("reconstruction_only", "mmse_prediction_only", "mean_face_only"):
+        pooled[key] = _pool([r[key] for r in results], weights)
+    for key in ("num_images", "base_file_bits_per_face", "base_record_bits_per_face"):
+        pooled[key] = _pool([{key: r[key]} for r in results], weights)[key]
+    pooled["wall_time_s"] = round(sum(r["wall_time_s"] for r in results), 1)  # CPU-bound: the shards' total
+    pooled["points"] = [_pool([r["points"][i] for r in results], weights) for i in range(len(keys[0]))]
+    by_curve = {(p["curve"], str(p["parameter"])): p for p in pooled["points"]}
+    pooled["rate_accuracy_points"] = [
+        {**row, "bits_per_face": by_curve[(row["codec"], str(row["parameter"]))]["bits_per_face"]}
+        for row in results[0]["rate_accuracy_points"]
+    ]
+    pooled["bd"] = bd_rows(pooled["points"], [tuple(pair) for pair in results[0]["bd_pairs"]])
+    return pooled
