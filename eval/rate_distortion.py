@@ -37,7 +37,7 @@ from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement.registry import make_codec
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
+flags.DEFINE_string("lfw_dir", None, "LFW root (not with --merge).")
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds.")
 flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
@@ -205,6 +205,8 @@ def main(_):
         result = evaluation.pool_rd_shards([json.loads(pathlib.Path(path).read_text()) for path in FLAGS.merge])
         result["command"] = " ".join(["python", *sys.argv])
         return report(result)
+    if not FLAGS.lfw_dir:
+        raise app.UsageError("--lfw_dir is required (the LFW root)")
     start = time.time()
     extractor = facenet.FeatureExtractor()
     pairs, faces = evaluation.lfw_pair_faces(

@@ -445,6 +445,21 @@ def shard(spec: str, count: int) -> slice:
 
 
 _SUMMED = ("images_at_psnr_ceiling", "ms_ssim_images", "num_images")
+# what each shard measures on its own faces; every other key of a result must be the same in all shards
+_PER_SHARD = {
+    "command",
+    "shard",
+    "num_images",
+    "base_file_bits_per_face",
+    "base_record_bits_per_face",
+    "reconstruction_only",
+    "mmse_prediction_only",
+    "mean_face_only",
+    "points",
+    "bd",
+    "rate_accuracy_points",
+    "wall_time_s",
+}
 
 
 def _pool(parts: list[dict], weights: list[int]) -> dict:
@@ -475,6 +490,9 @@ def pool_rd_shards(results: list[dict]) -> dict:
     n = int(shards[0].split("/")[1])
     if shards != [f"{k}/{n}" for k in range(1, n + 1)]:
         raise ValueError(f"shards {shards}: expected each of 1/{n} .. {n}/{n} once")
+    for key in results[0].keys() - _PER_SHARD:
+        if any(r.get(key) != results[0][key] for r in results):
+            raise ValueError(f"shards disagree on {key!r}: were they run with the same flags?")
     keys = [[(p["curve"], str(p["parameter"])) for p in r["points"]] for r in results]
     if any(k != keys[0] for k in keys):
         raise ValueError("shards have different curves: were they run with the same flags?")
