@@ -381,18 +381,26 @@ def bd_rows(points: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
 
 
 def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: str) -> None:
-    """PSNR and MS-SSIM against bits per face (log x), one line per curve; dashed: codecs without a base layer."""
+    """PSNR and MS-SSIM against bits per face (log x), one line per curve, one colour per image format; solid: the
+    scalable streams, dashed: files without a base layer, dotted: the codec data inside them, x: 4:2:0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for name in dict.fromkeys(p["curve"] for p in points):
+    names = list(dict.fromkeys(p["curve"] for p in points))
+    formats = list(dict.fromkeys(_image_format(name) for name in names))
+    colours = plt.get_cmap("tab10" if len(formats) <= 10 else "tab20")
+    for name in names:
         curve = sorted((p for p in points if p["curve"] == name), key=lambda p: p["bits_per_face"])
-        style = "-o" if name.startswith("base+") else "--s"
+        style = "-o" if name.startswith("base+") else ":^" if "(payload)" in name else "--s"
+        style = style[:-1] + "x" if "4:2:0" in name else style
+        colour = colours(formats.index(_image_format(name)))
         for axis, key in zip(axes, ("psnr", "ms_ssim")):
-            axis.plot([p["bits_per_face"] for p in curve], [p[key] for p in curve], style, ms=3, label=name)
+            axis.plot(
+                [p["bits_per_face"] for p in curve], [p[key] for p in curve], style, ms=3, color=colour, label=name
+            )
     for axis, label in zip(axes, ("PSNR (dB)", "MS-SSIM")):
         axis.set_xscale("log")
         axis.set_xlabel("bits per face (whole file)")
@@ -404,6 +412,13 @@ def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: st
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _image_format(curve: str) -> str:
+    """The format a curve codes in, so a stream, its format's files and their payloads share a colour: "base+avif
+    (auto)", "avif 4:2:0" and "av1 (payload)" are all avif."""
+    word = curve.removeprefix("base+").split(" ")[0]
+    return {"av1": "avif", "vp8": "webp", "hevc": "heic", "jpeg-file": "jpeg"}.get(word, word)
 
 
 def plot_learning_curve(result: dict, path: str | pathlib.Path) -> None:
