@@ -1,6 +1,8 @@
 """FaceNet's faster CPU runtimes against the float32 graph every encoder runs, in one run on the same crops: faces/s
 at one batch size and the lowest cosine of a feature to its float32 reference (a float path must keep >= 0.9999 to
-replace it), with the CPU's vector flags.
+replace it), with the CPU's vector flags; and, on the LFW pairs of ``--accuracy_folds``, the verification accuracy
+of the default base layer coding each runtime's features (a reduced-precision path must stay within 0.1 point of
+the reference) and the share of base payloads identical to the reference's.
 
   python eval/facenet_runtimes.py --lfw_dir ../shared/data/lfw [--output_json FILE]
 
@@ -18,14 +20,16 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import runs
+from sfc_tf import metrics, runs
 from sfc_tf.base import align, facenet, inference
+from sfc_tf.codec import ScalableCodec
 from sfc_tf.evaluation import cpu, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_integer("batch", 64, "Faces per call (the first of --lfw_dir/*/*.jpg, sorted, center crops).")
 flags.DEFINE_integer("repeats", 2, "Timed calls per runtime after a warm-up; the fastest is kept.")
+flags.DEFINE_list("accuracy_folds", ["1", "2", "3", "4"], "LFW folds of the accuracy check (empty: none).")
 flags.DEFINE_string("output_json", None, "Result JSON; default: runs/facenet_runtimes/<time>/facenet_runtimes.json.")
 runs.define_flags(trainer=False)
 
@@ -79,6 +83,37 @@ def auto_mixed_precision(model) -> Callable:
     return lambda x: graph(x).numpy()
 
 
+def features(call, crops: np.ndarray) -> np.ndarray:
+    """Unit-norm features of every crop, in calls of --batch faces (the last one padded: TFLite's shape is fixed)."""
+    out = []
+    for i in range(0, len(crops), FLAGS.batch):
+        x = facenet.standardize(crops[i : i + FLAGS.batch])
+        padded = np.concatenate([x, np.zeros((FLAGS.batch - len(x), *x.shape[1:]), x.dtype)])
+        out.append(np.asarray(call(padded), np.float32)[: len(x)])
+    f = np.concatenate(out)
+    return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+
+class AccuracyCheck:
+    """LFW verification accuracy of the default base layer coding one runtime's features, against the reference."""
+
+    def __init__(self, folds: list[int]):
+        self.pairs, self.faces = curves.lfw_pair_faces(FLAGS.lfw_dir, folds)
+        self.base_layer = ScalableCodec.from_pretrained().base_layer
+        self.reference = None
+
+    def __call__(self, call) -> dict:
+        payloads = self.base_layer.encode_payloads(features(call, self.faces.crops), self.faces.crops)
+        decoded = self.base_layer.decode_payloads(payloads)
+        result = metrics.evaluate_pairs(self.pairs, self.faces.index(), decoded, mean=self.base_layer.mean)
+        self.reference = self.reference or payloads
+        return {
+            "lfw_accuracy": result.accuracy,
+            "lfw_accuracy_std": result.accuracy_std,
+            "identical_base_payloads": float(np.mean([a == b for a, b in zip(payloads, self.reference)])),
+        }
+
+
 def main(_):
     runs.resolve_outputs(FLAGS, "facenet_runtimes")
     output = pathlib.Path(FLAGS.output_json)
@@ -86,24 +121,36 @@ def main(_):
     x = facenet.standardize(np.stack([align.center_crop(align.load_image(p)) for p in paths]))
     model = facenet.load_model()
     reference = inference.graph(model, (facenet.IMAGE_SIZE, facenet.IMAGE_SIZE, 3))
-    expected, reference_rate = fastest(lambda v: reference(v).numpy(), x)
-    rows = [{"runtime": "float32 graph (reference)", "faces_per_s": reference_rate, "min_cosine": 1.0}]
+    check = AccuracyCheck([int(f) for f in FLAGS.accuracy_folds]) if FLAGS.accuracy_folds else None
+    rows, expected = [], None
     for name, make in (
+        ("float32 graph (reference)", lambda m: lambda v: reference(v).numpy()),
         ("TensorFlow Lite XNNPACK float32", tflite),
         ("Keras mixed_bfloat16", mixed_bfloat16),
         ("grappler oneDNN auto mixed precision bfloat16", auto_mixed_precision),
     ):
-        features, rate = fastest(make(model), x)
-        rows.append({"runtime": name, "faces_per_s": rate, "min_cosine": float(np.min(np.sum(features * expected, 1)))})
+        call = make(model)
+        got, rate = fastest(call, x)
+        expected = got if expected is None else expected
+        rows.append({"runtime": name, "faces_per_s": rate, "min_cosine": float(np.min(np.sum(got * expected, 1)))})
+        rows[-1].update(check(call) if check else {})
     for row in rows:
-        row["speed_vs_reference"] = row["faces_per_s"] / reference_rate
+        row["speed_vs_reference"] = row["faces_per_s"] / rows[0]["faces_per_s"]
         print(
             f"{row['runtime']:>46}: {row['faces_per_s']:6.1f} faces/s ({row['speed_vs_reference']:.2f}x), "
             f"lowest cosine to float32 {row['min_cosine']:.6f}"
+            + (f", LFW accuracy {row['lfw_accuracy']:.4f}" if check else "")
         )
     curves.write_json(
         output,
-        {"cpu": cpu.describe(), "load_average_1min": os.getloadavg()[0], "batch": len(x), "runtimes": rows},
+        {
+            "cpu": cpu.describe(),
+            "load_average_1min": os.getloadavg()[0],
+            "batch": len(x),
+            "accuracy_folds": FLAGS.accuracy_folds,
+            "accuracy_pairs": len(check.pairs) if check else 0,
+            "runtimes": rows,
+        },
     )
 
 

@@ -8,10 +8,10 @@ The scalable stream: ``ScalableCodec.encode_analysis`` writes the .sfc files, ev
                          MMSE prediction; for learned families their direct partner and their own mode)
   base+<family> (<mode>) a conditional family coding every face given its own prediction (``--conditional_families``)
 Anchors code the crop directly (no base layer) as users store it: a JPEG file (the paper's), a J2K codestream, a
-learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.evaluation.anchors``): WebP, AVIF
-(4:4:4 and 4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a
-container gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate
-is that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
+learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.evaluation.anchors``): WebP, AVIF (4:4:4
+and 4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a container
+gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate is
+that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
 without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
 face (whole files; payloads in a second column), PSNR (mean of per-face PSNR, each capped at 60 dB), MS-SSIM, and
 the modes chosen. BD-rate / BD-PSNR with the ``bjontegaard`` package.
@@ -23,6 +23,8 @@ The stream's verification accuracy is its base layer's at every enhancement rate
 the JSON's ``rate_accuracy_points`` carry it for eval/rate_accuracy.py.
 """
 
+import json
+import pathlib
 import sys
 import time
 
@@ -37,7 +39,7 @@ from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.evaluation import anchors, curves
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
+flags.DEFINE_string("lfw_dir", None, "LFW root (not with --merge).")
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds.")
 flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
@@ -94,6 +96,8 @@ flags.DEFINE_list(
     "Stream curves: paper (the paper's residual), auto (the per-face "
     "decision) and/or a fixed prediction mode for every face (none, mean_face, mmse, smoothed).",
 )
+flags.DEFINE_string("shard", "1/1", "k/n: code every n-th image from the k-th, for one of n processes.")
+flags.DEFINE_list("merge", [], "JSONs of shards 1/n .. n/n of one run: pool them into --output_json, run nothing.")
 flags.DEFINE_string("output_json", None, "Result JSON; default: runs/rate_distortion/<time>/rate_distortion.json.")
 runs.define_flags(trainer=False)
 flags.DEFINE_string("plot", None, "PNG plot (PSNR and MS-SSIM against bits per face).")
@@ -199,15 +203,25 @@ def anchor_curves(anchor) -> list[dict]:
 
 def main(_):
     runs.resolve_outputs(FLAGS, "rate_distortion")
+    if FLAGS.merge:
+        result = curves.pool_rd_shards([json.loads(pathlib.Path(path).read_text()) for path in FLAGS.merge])
+        result["command"] = " ".join(["python", *sys.argv])
+        return report(result)
+    if not FLAGS.lfw_dir:
+        raise app.UsageError("--lfw_dir is required (the LFW root)")
     start = time.time()
     extractor = facenet.FeatureExtractor()
     pairs, faces = curves.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs, extractor
     )
-    count = FLAGS.max_images or len(faces.paths)
-    crops = faces.crops[:count]
+    try:
+        selected = curves.shard(FLAGS.shard, FLAGS.max_images or len(faces.paths))
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    crops = faces.crops[selected]
+    count = len(crops)
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align=FLAGS.align)
-    analysis = codec.analyse(crops, faces.features[:count])
+    analysis = codec.analyse(crops, faces.features[selected])
 
     def anchor(image_codec):
         return curves.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
@@ -268,6 +282,7 @@ def main(_):
         "command": " ".join(["python", *sys.argv]),
         "library_versions": anchors.library_versions(),
         "num_images": count,
+        "shard": FLAGS.shard,
         "align": FLAGS.align,
         "folds": FLAGS.folds,
         "model_set": codec.model_set.name,
@@ -281,6 +296,7 @@ def main(_):
         "mmse_prediction_only": curves.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
         "mean_face_only": curves.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
         "points": points,
+        "bd_pairs": bd_pairs,
         "bd": curves.bd_rows(points, bd_pairs),
         "base_layer_accuracy": base_accuracy.accuracy,
         "rate_accuracy_points": [
@@ -296,7 +312,13 @@ def main(_):
         ],
         "wall_time_s": round(time.time() - start, 1),
     }
+    report(result)
+
+
+def report(result: dict) -> None:
+    """Write the result JSON, print its points and BD rows, draw the plot."""
     curves.write_json(FLAGS.output_json, result)
+    points = result["points"]
     for p in points:
         print(
             f"{p['curve']:>32} {p['parameter']!s:>22}: {p['bits_per_face']:9.1f} bits, PSNR {p['psnr']:.2f} dB, "
@@ -305,9 +327,8 @@ def main(_):
     for row in result["bd"]:
         print(row)
     if FLAGS.plot:
-        curves.plot_rate_distortion(
-            points, FLAGS.plot, f"Rate-distortion on {count} LFW crops " f"(folds {','.join(FLAGS.folds)})"
-        )
+        title = f"Rate-distortion on {result['num_images']} LFW crops (folds {','.join(result['folds'])})"
+        curves.plot_rate_distortion(points, FLAGS.plot, title)
 
 
 if __name__ == "__main__":

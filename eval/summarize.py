@@ -117,21 +117,29 @@ def command(name: str, result: dict) -> str:
         return f"python eval/compare_curves.py {pairs} --output_json eval/results/{name}"
     if "command" not in result:
         raise ValueError(f"{name}: no command recorded; add one to COMMANDS in eval/summarize.py")
+    if "shard_commands" in result:  # eval/rate_distortion.py --shard k/n runs, pooled by --merge
+        stem = pathlib.Path(name).stem
+        shards = [f"runs/{stem}/shard{k}.json" for k in range(1, len(result["shard_commands"]) + 1)]
+        lines = [recorded(name, line, output=path) for path, line in zip(shards, result["shard_commands"])]
+        return "\n".join(lines + [recorded(name, result["command"], merge=shards)])
     return recorded(name, result["command"])
 
 
-def recorded(name: str, line: str) -> str:
+def recorded(name: str, line: str, output: str | None = None, merge: list[str] | None = None) -> str:
     """A command as a binary recorded it (``" ".join(sys.argv)``), as it reads for the committed file: its
-    ``--output_json`` is ``eval/results/<name>``, a ``--plot`` outside eval/results is dropped, and an empty value
-    (``--flag ''``, recorded as ``--flag`` and an empty word) is written ``--flag=``."""
+    ``--output_json`` is ``output`` (default ``eval/results/<name>``), its ``--merge`` inputs are ``merge``, a
+    ``--plot`` outside eval/results is dropped, and an empty value (``--flag ''``, recorded as ``--flag`` and an
+    empty word) is written ``--flag=``."""
     words, out = line.split(" "), []
     while words:
         word = words.pop(0)
         flag, equals, value = word.partition("=")
-        if flag in ("--output_json", "--plot"):
+        if flag in ("--output_json", "--plot", "--merge"):
             value = value if equals else (words.pop(0) if words else "")
             if flag == "--output_json":
-                out.append(f"--output_json eval/results/{name}")
+                out.append(f"--output_json {output or f'eval/results/{name}'}")
+            elif flag == "--merge":
+                out.append(f"--merge {','.join(merge or [value])}")
             elif value.startswith("eval/results/"):
                 out.append(f"--plot {value}")
         elif word.startswith("--") and not equals and words and words[0] == "":

@@ -382,14 +382,17 @@ class ScalableCodec:
             return Encoded([bitstream.pack(b, self.key) for b in bases], np.full(n, -1), [enhancement] * n)
         slope = registry.codec(enhancement).rd_slope_db
         tried = []
-        for codec, m in self.candidates(enhancement, quality, mode, family):
+        candidates = list(self.candidates(enhancement, quality, mode, family))
+        for codec, m in candidates:
             prediction = analysis.predictions(m)
-            coded = layer.encode(codec, m, analysis.crops, prediction)
+            if len(candidates) > 1:  # the decision measures each candidate's decoded faces
+                coded, decoded = layer.encode_decoded(codec, m, analysis.crops, prediction)
+            else:
+                coded, decoded = layer.encode(codec, m, analysis.crops, prediction), None
             files = [
                 bitstream.pack(dataclasses.replace(b, enhancement=enhancement_layer(codec, m, c)), self.key)
                 for b, c in zip(bases, coded)
             ]
-            decoded = layer.decode(codec, m, coded, prediction)
             tried.append((codec, decision.Candidate(m, coded, decoded, 8.0 * np.array([len(f) for f in files])), files))
         best = decision.choose(analysis.crops, [c for _, c, _ in tried], slope) if len(tried) > 1 else np.zeros(n, int)
         return Encoded(

@@ -144,9 +144,13 @@ def reconstruction_attacks(
 
 def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> np.ndarray:
     """Per-image PSNR (dB) of (N, H, W, C) or (H, W, C) arrays; identical images give +inf."""
-    reference, test = np.asarray(reference, np.float64), np.asarray(test, np.float64)
+    reference, test = np.asarray(reference), np.asarray(test)
     axes = tuple(range(reference.ndim - 3, reference.ndim))
-    mse = np.mean((reference - test) ** 2, axis=axes)
+    if reference.dtype == test.dtype == np.uint8:  # exact in integers, and 5-10x faster than in float64
+        difference = reference.astype(np.int32) - test
+        mse = np.sum(difference * difference, axis=axes, dtype=np.int64) / np.prod(reference.shape[-3:])
+    else:
+        mse = np.mean((reference.astype(np.float64) - test) ** 2, axis=axes)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(peak**2 / mse)
 

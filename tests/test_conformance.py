@@ -69,7 +69,9 @@ def assert_same_faces(actual: np.ndarray, expected: np.ndarray) -> None:
 @pytest.mark.parametrize("name", VECTOR_STREAMS)
 def test_encoding_gives_the_stored_files(codecs, analyses, name):
     """Base layers byte for byte (numpy and the range coder only); enhancement layers with the same codec, model
-    and size within 2 % (their bytes depend on the networks' float rounding, identical on the writing CPU)."""
+    and size within 2 % (their bytes depend on the networks' float rounding, identical on the writing CPU), 6 % for
+    JPEG2000: OpenJPEG's rate allocation truncates at discrete points, and a prediction a few pixels apart can move a
+    face across one (an AMX Xeon codes face 4 of thumb2-paper-jpeg2000r40 in 1,970 bytes, not 1,879: same span)."""
     model_set, (enhancement, quality, mode) = VECTOR_STREAMS[name]
     files = codecs[model_set].encode_analysis(analyses[model_set], enhancement, quality, mode).files
     if enhancement == "none":
@@ -80,7 +82,7 @@ def test_encoding_gives_the_stored_files(codecs, analyses, name):
         assert a.base_payload == b.base_payload and a.alignment == b.alignment and a.model_set == b.model_set
         assert (a.enhancement.codec, a.enhancement.model_id) == (b.enhancement.codec, b.enhancement.model_id)
         assert mode == "auto" or a.enhancement.mode == b.enhancement.mode
-        assert abs(len(new) - len(old)) <= 0.02 * len(old)
+        assert abs(len(new) - len(old)) <= (0.06 if enhancement == "jpeg2000" else 0.02) * len(old)
 
 
 @pytest.mark.parametrize("name", VECTOR_STREAMS)

@@ -91,6 +91,18 @@ def test_headerless_jpeg_decodes_as_the_libjpeg_file_of_its_coefficients(fixture
         np.testing.assert_array_equal(decoded, np.asarray(Image.open(io.BytesIO(file))))
 
 
+@pytest.mark.parametrize("name", IMAGE_CODECS)
+def test_encoding_with_the_decoded_images_is_encoding_then_decoding(fixture_crops, name):
+    """What the mode decision measures while encoding is what a decoder gets from the payloads."""
+    flat = np.full_like(fixture_crops[0], 128)  # a residual image of a perfect prediction
+    images = np.concatenate([fixture_crops[:3], flat[None]])
+    for quality in RATES[name]:
+        codec = make_codec(name, quality)
+        payloads, decoded = codec.encode_decode_many(images)
+        assert payloads == codec.encode_many(images)
+        np.testing.assert_array_equal(decoded, codec.decode_many(payloads))
+
+
 def test_jpeg_scan_coding_is_libjpegs():
     """Decoding libjpeg's scan and coding it again with the standard tables gives libjpeg's bytes; the optimal
     tables of a scan's counts code it in as many bytes as libjpeg's optimisation pass (T.81 Annex K.2)."""

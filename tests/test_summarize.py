@@ -89,3 +89,17 @@ def test_refuses_to_overwrite(tmp_path):
     assert output.read_text() == "mine"
     subprocess.run([*run, "--overwrite"], check=True, cwd=ROOT)
     assert output.read_text() == (ROOT / "docs" / "results.md").read_text()
+
+
+def test_command_of_a_sharded_run_lists_each_shard_then_the_merge(summarize):
+    shard = "python eval/rate_distortion.py --folds 1,2 --shard {k}/2 --output_json /scratch/s{k}.json"
+    result = {
+        "command": "python eval/rate_distortion.py --merge /scratch/s1.json,/scratch/s2.json --output_json /x.json",
+        "shard_commands": [shard.format(k=1), shard.format(k=2)],
+    }
+    assert summarize.command("rd_new.json", result).splitlines() == [
+        "python eval/rate_distortion.py --folds 1,2 --shard 1/2 --output_json runs/rd_new/shard1.json",
+        "python eval/rate_distortion.py --folds 1,2 --shard 2/2 --output_json runs/rd_new/shard2.json",
+        "python eval/rate_distortion.py --merge runs/rd_new/shard1.json,runs/rd_new/shard2.json "
+        "--output_json eval/results/rd_new.json",
+    ]

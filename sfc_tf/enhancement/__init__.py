@@ -48,6 +48,12 @@ class ImageCodec(abc.ABC):
             return np.zeros((0, *self.shape), np.uint8)
         return np.stack([self.decode(payload) for payload in payloads])
 
+    def encode_decode_many(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """``encode_many``, and the images a decoder gets from those payloads (what a mode decision measures). A
+        codec that has them while encoding overrides this and skips decoding its own payloads again."""
+        payloads = self.encode_many(images)
+        return payloads, self.decode_many(payloads)
+
     def check_image(self, image: np.ndarray) -> np.ndarray:
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.shape != self.shape:

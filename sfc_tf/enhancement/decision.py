@@ -22,7 +22,7 @@ class Candidate:
 
     mode: int
     coded: list  # layer.Coded per face
-    decoded: np.ndarray  # (N, H, W, 3) uint8 faces as the decoder will see them
+    decoded: np.ndarray | None  # (N, H, W, 3) uint8 faces as the decoder will see them; None: no decision to make
     file_bits: np.ndarray  # (N,) bits of each whole .sfc file in this mode
 
 

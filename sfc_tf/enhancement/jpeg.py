@@ -113,11 +113,16 @@ def _without_jfif(data: bytes) -> bytes:
 def libjpeg_coefficients(image: np.ndarray, quality: int) -> np.ndarray:
     """(blocks, 64) quantised DCT coefficients (zigzag) libjpeg codes for ``image`` at ``quality`` (4:2:0), read
     back from the scan it writes with the standard Huffman tables."""
+    return _libjpeg_scan(image, quality)[0]
+
+
+def _libjpeg_scan(image: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
+    """``libjpeg_coefficients`` and the file they were read from."""
     data = _without_jfif(write_image(image, quality, optimize=False))
     head = header(quality, jpeg_scan.STANDARD_TABLES, image.shape)
     if not (data.startswith(head) and data.endswith(EOI)):
         raise SfcError("the installed libjpeg wrote another JPEG header than the format rebuilds")
-    return jpeg_scan.decode(data[len(head) : -len(EOI)], jpeg_scan.STANDARD_TABLES, _blocks(image.shape))
+    return jpeg_scan.decode(data[len(head) : -len(EOI)], jpeg_scan.STANDARD_TABLES, _blocks(image.shape)), data
 
 
 def _blocks(shape: tuple[int, ...]) -> int:
@@ -131,8 +136,21 @@ class JpegCodec(ImageCodec):
     codec_id = bitstream.JPEG
 
     def encode(self, image: np.ndarray) -> bytes:
-        coefficients = libjpeg_coefficients(self.check_image(image), self.parameter)
+        return self._payload(libjpeg_coefficients(self.check_image(image), self.parameter))
+
+    def _payload(self, coefficients: np.ndarray) -> bytes:
         return bytes([self.parameter]) + jpeg_scan.encode(coefficients, jpeg_tables.tables(self.parameter))
+
+    def encode_decode_many(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """The payloads, and their images decoded from libjpeg's own file: the same coefficients and quantisation
+        tables as the rebuilt file (only the Huffman tables differ), so the same pixels, without walking the
+        payload's scan again."""
+        payloads, decoded = [], []
+        for image in images:
+            coefficients, data = _libjpeg_scan(self.check_image(image), self.parameter)
+            payloads.append(self._payload(coefficients))
+            decoded.append(read_image(data, "libjpeg's file", self.check_geometry))
+        return payloads, np.stack(decoded) if decoded else np.zeros((0, *self.shape), np.uint8)
 
     def decode(self, data: bytes) -> np.ndarray:
         if len(data) < 2 or not 1 <= data[0] <= 100:

@@ -47,12 +47,34 @@ def encode(codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None) 
     return [Coded(payload, span) for payload, span in zip(codec.encode_many(images), spans)]
 
 
+def encode_decoded(
+    codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None
+) -> tuple[list[Coded], np.ndarray]:
+    """``encode``, and the faces ``decode`` will give for it (what the mode decision measures), through the codec's
+    ``encode_decode_many`` where it has one."""
+    crops = np.asarray(crops, np.uint8)
+    if codec.conditional:
+        coded = encode(codec, mode, crops, predictions)
+        return coded, decode(codec, mode, coded, predictions)
+    if not has_span(codec.codec_id, mode):
+        payloads, images = codec.encode_decode_many(crops)
+        return [Coded(p, None) for p in payloads], images
+    images, spans = normalised_residuals(crops, predictions)
+    payloads, decoded = codec.encode_decode_many(images)
+    coded = [Coded(payload, span) for payload, span in zip(payloads, spans)]
+    return coded, _faces(mode, decoded, coded, predictions)
+
+
 def decode(codec, mode: int, coded: list[Coded], predictions: np.ndarray | None) -> np.ndarray:
     """The decoded faces (N, H, W, 3) uint8 of ``coded`` enhancement layers, all of one codec and mode."""
     payloads = [c.payload for c in coded]
     if codec.conditional:
         return codec.decode_many(payloads, predictions)
-    images = codec.decode_many(payloads)
+    return _faces(mode, codec.decode_many(payloads), coded, predictions)
+
+
+def _faces(mode: int, images: np.ndarray, coded: list[Coded], predictions: np.ndarray | None) -> np.ndarray:
+    """Decoded images of a residual codec -> faces: the prediction plus each de-normalised residual."""
     if mode == NO_PREDICTION:
         return images
     return np.stack(

@@ -383,18 +383,26 @@ def bd_rows(points: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
 
 
 def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: str) -> None:
-    """PSNR and MS-SSIM against bits per face (log x), one line per curve; dashed: codecs without a base layer."""
+    """PSNR and MS-SSIM against bits per face (log x), one line per curve, one colour per image format; solid: the
+    scalable streams, dashed: files without a base layer, dotted: the codec data inside them, x: 4:2:0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for name in dict.fromkeys(p["curve"] for p in points):
+    names = list(dict.fromkeys(p["curve"] for p in points))
+    formats = list(dict.fromkeys(_image_format(name) for name in names))
+    colours = plt.get_cmap("tab10" if len(formats) <= 10 else "tab20")
+    for name in names:
         curve = sorted((p for p in points if p["curve"] == name), key=lambda p: p["bits_per_face"])
-        style = "-o" if name.startswith("base+") else "--s"
+        style = "-o" if name.startswith("base+") else ":^" if "(payload)" in name else "--s"
+        style = style[:-1] + "x" if "4:2:0" in name else style
+        colour = colours(formats.index(_image_format(name)))
         for axis, key in zip(axes, ("psnr", "ms_ssim")):
-            axis.plot([p["bits_per_face"] for p in curve], [p[key] for p in curve], style, ms=3, label=name)
+            axis.plot(
+                [p["bits_per_face"] for p in curve], [p[key] for p in curve], style, ms=3, color=colour, label=name
+            )
     for axis, label in zip(axes, ("PSNR (dB)", "MS-SSIM")):
         axis.set_xscale("log")
         axis.set_xlabel("bits per face (whole file)")
@@ -406,6 +414,13 @@ def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: st
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _image_format(curve: str) -> str:
+    """The format a curve codes in, so a stream, its format's files and their payloads share a colour: "base+avif
+    (auto)", "avif 4:2:0" and "av1 (payload)" are all avif."""
+    word = curve.removeprefix("base+").split(" ")[0]
+    return {"av1": "avif", "vp8": "webp", "hevc": "heic", "jpeg-file": "jpeg"}.get(word, word)
 
 
 def plot_learning_curve(result: dict, path: str | pathlib.Path) -> None:
@@ -430,3 +445,86 @@ def plot_learning_curve(result: dict, path: str | pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def shard(spec: str, count: int) -> slice:
+    """The images of shard ``"k/n"`` of ``count``: every n-th from the k-th (1-based), so shards of one run can go
+    to separate processes and be pooled with ``pool_rd_shards``."""
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"shard {spec!r}: expected k/n, e.g. 1/2") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {spec!r}: k must be in 1..n")
+    if n > count:
+        raise ValueError(f"shard {spec!r}: more shards than the {count} images")
+    return slice(k - 1, count, n)
+
+
+_SUMMED = ("images_at_psnr_ceiling", "ms_ssim_images", "num_images")
+# what each shard measures on its own faces; every other key of a result must be the same in all shards
+_PER_SHARD = {
+    "command",
+    "shard",
+    "num_images",
+    "base_file_bits_per_face",
+    "base_record_bits_per_face",
+    "reconstruction_only",
+    "mmse_prediction_only",
+    "mean_face_only",
+    "points",
+    "bd",
+    "rate_accuracy_points",
+    "wall_time_s",
+}
+
+
+def _pool(parts: list[dict], weights: list[int]) -> dict:
+    """One point (or quality summary) from the same point of each shard: per-face means weighted by the shard's
+    faces, MS-SSIM by its MS-SSIM faces, counts summed, mode counts added."""
+    out = dict(parts[0])
+    for key, value in parts[0].items():
+        values = [p[key] for p in parts]
+        if key in _SUMMED:
+            out[key] = int(sum(values))
+        elif key == "ms_ssim":
+            out[key] = float(np.average(values, weights=[p["ms_ssim_images"] for p in parts]))
+        elif key == "modes_chosen":
+            out[key] = {m: sum(p[key].get(m, 0) for p in parts) for m in sorted({m for p in parts for m in p[key]})}
+        elif all(v == value for v in values):
+            continue
+        elif isinstance(value, float):
+            out[key] = float(np.average(values, weights=weights))
+        else:
+            raise ValueError(f"shards disagree on {key!r}: {values}")
+    return out
+
+
+def pool_rd_shards(results: list[dict]) -> dict:
+    """One ``eval/rate_distortion.py`` result from the results of its shards (``--shard k/n``, same flags
+    otherwise): every mean over all their faces, the BD rows computed again from the pooled curves."""
+    shards = sorted(r["shard"] for r in results)
+    n = int(shards[0].split("/")[1])
+    if shards != [f"{k}/{n}" for k in range(1, n + 1)]:
+        raise ValueError(f"shards {shards}: expected each of 1/{n} .. {n}/{n} once")
+    for key in results[0].keys() - _PER_SHARD:
+        if any(r.get(key) != results[0][key] for r in results):
+            raise ValueError(f"shards disagree on {key!r}: were they run with the same flags?")
+    keys = [[(p["curve"], str(p["parameter"])) for p in r["points"]] for r in results]
+    if any(k != keys[0] for k in keys):
+        raise ValueError("shards have different curves: were they run with the same flags?")
+    weights = [r["num_images"] for r in results]
+    pooled = {**results[0], "shard": f"1-{n}/{n}", "shard_commands": [r["command"] for r in results]}
+    for key in ("reconstruction_only", "mmse_prediction_only", "mean_face_only"):
+        pooled[key] = _pool([r[key] for r in results], weights)
+    for key in ("num_images", "base_file_bits_per_face", "base_record_bits_per_face"):
+        pooled[key] = _pool([{key: r[key]} for r in results], weights)[key]
+    pooled["wall_time_s"] = round(sum(r["wall_time_s"] for r in results), 1)  # CPU-bound: the shards' total
+    pooled["points"] = [_pool([r["points"][i] for r in results], weights) for i in range(len(keys[0]))]
+    by_curve = {(p["curve"], str(p["parameter"])): p for p in pooled["points"]}
+    pooled["rate_accuracy_points"] = [
+        {**row, "bits_per_face": by_curve[(row["codec"], str(row["parameter"]))]["bits_per_face"]}
+        for row in results[0]["rate_accuracy_points"]
+    ]
+    pooled["bd"] = bd_rows(pooled["points"], [tuple(pair) for pair in results[0]["bd_pairs"]])
+    return pooled
