@@ -1,4 +1,4 @@
-"""Data: identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists and cached face crops +
+"""Identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists and cached face crops +
 FaceNet features (streamed training data at scale: ``sfc_tf.data.records``)."""
 
 from __future__ import annotations
