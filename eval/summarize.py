@@ -318,18 +318,26 @@ def modern_codecs(result: dict) -> str:
 
 
 def benchmark(result: dict) -> str:
-    rows = [
-        [r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
-        for r in result["stages"]
+    """The stages of each part a benchmark run measured (``crops``: from aligned crops, with its ratios; ``files``:
+    image files -> .sfc, with its summary), after the CPU and the load it ran under."""
+    parts = {name: result[name] for name in ("crops", "files") if name in result} or {"crops": result}
+    cpu = result.get("cpu", {})
+    flags_on = " ".join(name for name, on in cpu.get("flags", {}).items() if on)
+    out = [
+        f"{result['cpu_count']} cores ({cpu.get('model', 'CPU not recorded')}; {flags_on or 'flags not recorded'}), "
+        f"1-minute load {result['load_average_1min']:.1f}; full encode/decode with {result['enhancement']} "
+        f"{result['quality']}, mode {result['mode']}, model set {next(iter(parts.values()))['model_set']}"
     ]
-    ratios = [[name, f"{value:.3f}"] for name, value in result["ratios"].items()]
-    return (
-        f"{result['cpu_count']} cores, full encode/decode with {result['enhancement']} {result['quality']}, "
-        f"mode {result['mode']}, model set {result['model_set']}\n\n"
-        + table(["stage", "faces/s, batch 1", "faces/s, batched", "batch"], rows)
-        + "\n\n"
-        + table(["ratio (batched)", "value"], ratios)
-    )
+    for name, part in parts.items():
+        rows = [
+            [r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
+            for r in part["stages"]
+        ]
+        out.append(table([f"stage ({name})", "faces/s, batch 1", "faces/s, batched", "batch"], rows))
+        extra = part.get("ratios") or part.get("summary") or {}
+        rows = [[key, f"{value:.3f}" if isinstance(value, float) else value] for key, value in extra.items()]
+        out.append(table(["ratio (batched)" if "ratios" in part else "summary", "value"], rows))
+    return "\n\n".join(out)
 
 
 def learned_speed(result: dict) -> str:
@@ -560,7 +568,7 @@ def _point(result: dict, codec: str, parameter: Any) -> dict:
 
 
 def _stage(result: dict, stage: str) -> float:
-    return next(r["batched_faces_per_s"] for r in result["stages"] if r["stage"] == stage)
+    return next(r["batched_faces_per_s"] for r in result.get("crops", result)["stages"] if r["stage"] == stage)
 
 
 def headline(results: pathlib.Path) -> str:
