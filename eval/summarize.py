@@ -3,10 +3,12 @@
   python eval/summarize.py --output docs/results.md --overwrite   # regenerate the results doc
   python eval/summarize.py                                        # print it
   python eval/summarize.py --headline                             # print the README's headline table
+  python eval/summarize.py --modern                               # print the README's modern-codecs table
 
 The document is generated, never edited by hand: tests/test_summarize.py fails when docs/results.md differs from what
-this script writes, or when README.md's headline table differs from ``--headline``. To add a result file, add one
-``Section`` to ``SECTIONS`` (and, if its JSON does not record the command that made it, one entry to ``COMMANDS``).
+this script writes, or when README.md's headline or modern-codecs table differs from ``--headline`` or ``--modern``.
+To add a result file, add one ``Section`` to ``SECTIONS`` (and, if its JSON does not record the command that made
+it, one entry to ``COMMANDS``).
 """
 
 import dataclasses
@@ -26,6 +28,7 @@ flags.DEFINE_string("results", None, "Directory of result JSONs; default: eval/r
 flags.DEFINE_string("output", None, "Write the document here instead of printing it.")
 flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
 flags.DEFINE_bool("headline", False, "Print only the README's headline table.")
+flags.DEFINE_bool("modern", False, "Print only the README's rate-distortion table against the modern codecs.")
 
 LFW = "--lfw_dir ../shared/data/lfw --folds 1,2,3,4"
 RD = f"python eval/rate_distortion.py {LFW}"
@@ -315,18 +318,26 @@ def modern_codecs(result: dict) -> str:
 
 
 def benchmark(result: dict) -> str:
-    rows = [
-        [r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
-        for r in result["stages"]
+    """The stages of each part a benchmark run measured (``crops``: from aligned crops, with its ratios; ``files``:
+    image files -> .sfc, with its summary), after the CPU and the load it ran under."""
+    parts = {name: result[name] for name in ("crops", "files") if name in result} or {"crops": result}
+    cpu = result.get("cpu", {})
+    flags_on = " ".join(name for name, on in cpu.get("flags", {}).items() if on)
+    out = [
+        f"{result['cpu_count']} cores ({cpu.get('model', 'CPU not recorded')}; {flags_on or 'flags not recorded'}), "
+        f"1-minute load {result['load_average_1min']:.1f}; full encode/decode with {result['enhancement']} "
+        f"{result['quality']}, mode {result['mode']}, model set {next(iter(parts.values()))['model_set']}"
     ]
-    ratios = [[name, f"{value:.3f}"] for name, value in result["ratios"].items()]
-    return (
-        f"{result['cpu_count']} cores, full encode/decode with {result['enhancement']} {result['quality']}, "
-        f"mode {result['mode']}, model set {result['model_set']}\n\n"
-        + table(["stage", "faces/s, batch 1", "faces/s, batched", "batch"], rows)
-        + "\n\n"
-        + table(["ratio (batched)", "value"], ratios)
-    )
+    for name, part in parts.items():
+        rows = [
+            [r["stage"], f"{r['batch_1_faces_per_s']:,.1f}", f"{r['batched_faces_per_s']:,.1f}", r["batch"]]
+            for r in part["stages"]
+        ]
+        out.append(table([f"stage ({name})", "faces/s, batch 1", "faces/s, batched", "batch"], rows))
+        extra = part.get("ratios") or part.get("summary") or {}
+        rows = [[key, f"{value:.3f}" if isinstance(value, float) else value] for key, value in extra.items()]
+        out.append(table(["ratio (batched)" if "ratios" in part else "summary", "value"], rows))
+    return "\n\n".join(out)
 
 
 def learned_speed(result: dict) -> str:
@@ -470,6 +481,7 @@ SECTIONS = [
     Section("lambda_sweep.json", lambda_sweep, "Reconstructor: perceptual weight sweep"),
     Section("compare_hyperprior_512.json", bd_rates, "The learned codec against the best anchors (512 crops)"),
     Section("rate_distortion_hyperprior_512.json", rate_distortion, "The learned codec: curves (512 crops)"),
+    Section("rate_distortion_modern.json", rate_distortion, "Modern codecs: every anchor and stream (3,074 crops)"),
     Section("rate_distortion_modern_512.json", modern_codecs, "Modern anchors: AVIF, AV1 payload, JPEG XL, WebP"),
     Section("rate_distortion_thumb2.json", rate_distortion, "Default set, JPEG and JPEG2000 (3,074 crops)"),
     Section("rate_distortion_paper_set.json", rate_distortion, "The paper's configuration: JPEG and JPEG2000"),
@@ -556,7 +568,7 @@ def _point(result: dict, codec: str, parameter: Any) -> dict:
 
 
 def _stage(result: dict, stage: str) -> float:
-    return next(r["batched_faces_per_s"] for r in result["stages"] if r["stage"] == stage)
+    return next(r["batched_faces_per_s"] for r in result.get("crops", result)["stages"] if r["stage"] == stage)
 
 
 def headline(results: pathlib.Path) -> str:
@@ -604,9 +616,18 @@ def headline(results: pathlib.Path) -> str:
     return table(["measure", "ours", "against", "eval/results/"], rows)
 
 
+def modern(results: pathlib.Path) -> str:
+    """The README's rate-distortion table: every anchor (files and payloads) and every scalable stream of the
+    3,074-crop run with the modern codecs."""
+    return modern_codecs(load(results, "rate_distortion_modern.json"))
+
+
 def main(_):
     results = pathlib.Path(FLAGS.results or settings.REPO_ROOT / "eval" / "results")
-    text = headline(results) + "\n" if FLAGS.headline else document(results)
+    if FLAGS.headline or FLAGS.modern:
+        text = (headline if FLAGS.headline else modern)(results) + "\n"
+    else:
+        text = document(results)
     if FLAGS.output is None:
         sys.stdout.write(text)
         return

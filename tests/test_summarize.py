@@ -34,6 +34,12 @@ def test_readme_headline_is_generated(summarize):
     ), "README.md's headline table differs from python eval/summarize.py --headline"
 
 
+def test_readme_modern_codecs_table_is_generated(summarize):
+    assert (
+        summarize.modern(RESULTS) in (ROOT / "README.md").read_text()
+    ), "README.md's modern-codecs table differs from python eval/summarize.py --modern"
+
+
 def test_every_section_has_its_file_and_command(summarize):
     for entry in summarize.SECTIONS:
         result = summarize.load(RESULTS, entry.file)
