@@ -59,7 +59,7 @@ def main(_):
             [
                 sys.executable,
                 "-m",
-                "sfc_tf.archive",
+                "sfc_tf.apps.archive",
                 "--input",
                 str(inputs / "*" / "*.jpg"),
                 "--output",

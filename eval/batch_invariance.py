@@ -20,8 +20,10 @@ import tensorflow as tf
 from absl import app, flags
 
 import sfc_tf
-from sfc_tf import align, evaluation, facenet, runs
+from sfc_tf import runs
+from sfc_tf.base import align, facenet
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["2", "3", "7", "64", "150"], "Batch sizes compared with decoding alone.")
@@ -168,7 +170,7 @@ def main(_):
         "note": "timings on a shared 2-core machine while a training job ran: compare within this file only",
     }
     result["wall_time_s"] = round(time.time() - started, 1)
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     print(result)
 
 

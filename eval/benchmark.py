@@ -3,7 +3,7 @@
 ``crops``: every stage from an aligned crop, with Pillow JPEG, glymur JPEG2000 and every other image codec of the
 registry (the headerless JPEG, AVIF, JPEG XL, WebP: their payloads, header rebuilt) on the same crops (ratios in
 the JSON). ``files``: image files -> .sfc one file at a time (``ScalableCodec.encode``) against the batched
-pipeline ``sfc compress`` runs (``sfc_tf.batch_encode``: alignment threads ahead of network batches), the stages it
+pipeline ``sfc compress`` runs (``sfc_tf.apps.batch_encode``: alignment threads ahead of network batches), the stages it
 overlaps timed alone, ``sfc compress`` itself (start-up excluded: a one-file run subtracted), and FaceNet's plain
 float32 forward pass at batch 64 as the yardstick. The full encode runs the per-face mode decision (``--mode
 auto``: every candidate prediction is coded and the best kept) unless told a fixed mode.
@@ -22,13 +22,17 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import align, anchors, batch_encode, bitstream, cpu, data, evaluation, facenet, runs
+from sfc_tf import bitstream, runs
+from sfc_tf.apps import batch_encode
+from sfc_tf.apps.prefetch import prefetched_map
+from sfc_tf.base import align, facenet
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.data import folders
 from sfc_tf.enhancement import layer
 from sfc_tf.enhancement.prediction import mode_id
 from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.errors import SfcError
-from sfc_tf.prefetch import prefetched_map
+from sfc_tf.evaluation import anchors, cpu, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -107,7 +111,7 @@ def image_codec_stages(codec, crops: np.ndarray) -> dict:
 def crops_part() -> dict:
     """Every stage from aligned crops of LFW fold 1, with the image codecs beside them."""
     pairs_file = f"{FLAGS.lfw_dir}/pairs.txt"
-    _, faces = data.load_pair_faces(
+    _, faces = folders.load_pair_faces(
         FLAGS.lfw_dir,
         pairs_file,
         [1],
@@ -288,7 +292,7 @@ def main(_):
     if unknown:
         raise app.UsageError(f"--parts: unknown {sorted(unknown)}; choose from {sorted(parts)}")
     results = {name: parts[name]() for name in FLAGS.parts}
-    evaluation.write_json(
+    curves.write_json(
         output,
         {
             "cpu": cpu.describe(),

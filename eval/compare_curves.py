@@ -11,7 +11,8 @@ import json
 
 from absl import app, flags
 
-from sfc_tf import evaluation, runs
+from sfc_tf import runs
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("test", None, "JSON:CURVE of a proposed curve (repeatable, paired with --anchor).")
@@ -39,8 +40,8 @@ def main(_):
         (a, a_points, a_images), (b, b_points, b_images) = curve(test), curve(anchor)
         if a_images != b_images:
             raise app.UsageError(f"{test} is on {a_images} images, {anchor} on {b_images}")
-        rows += evaluation.bd_rows(a_points + b_points, [(a, b)])
-    evaluation.write_json(FLAGS.output_json, {"bd_method": "bjontegaard package, akima", "bd": rows})
+        rows += curves.bd_rows(a_points + b_points, [(a, b)])
+    curves.write_json(FLAGS.output_json, {"bd_method": "bjontegaard package, akima", "bd": rows})
     for row in rows:
         print(row)
 

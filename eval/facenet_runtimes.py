@@ -20,8 +20,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import align, cpu, evaluation, facenet, inference, metrics, runs
+from sfc_tf import metrics, runs
+from sfc_tf.base import align, facenet, inference
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.evaluation import cpu, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -96,7 +98,7 @@ class AccuracyCheck:
     """LFW verification accuracy of the default base layer coding one runtime's features, against the reference."""
 
     def __init__(self, folds: list[int]):
-        self.pairs, self.faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, folds)
+        self.pairs, self.faces = curves.lfw_pair_faces(FLAGS.lfw_dir, folds)
         self.base_layer = ScalableCodec.from_pretrained().base_layer
         self.reference = None
 
@@ -139,7 +141,7 @@ def main(_):
             f"lowest cosine to float32 {row['min_cosine']:.6f}"
             + (f", LFW accuracy {row['lfw_accuracy']:.4f}" if check else "")
         )
-    evaluation.write_json(
+    curves.write_json(
         output,
         {
             "cpu": cpu.describe(),

@@ -10,10 +10,10 @@ process, which loads every registered model (decoding each seed) before fuzzing.
 its RSS limit is the resident size with all models loaded plus --rss_margin_mb, and a per-input timeout. The child
 runs with MALLOC_ARENA_MAX=2 (unless set) and returns freed heap pages to the system after each model load and every
 --trim_every inputs, so the peak RSS measures memory in use rather than glibc's free lists; the same settings suit a
-long-running decoding server. Each input is mutated by libFuzzer or by ``sfc_tf.fuzzing.mutate`` and resealed (CRCs
-recomputed, so the payload parsers are reached), then decoded at one of the three layers; whenever it parses as a
-file with an enhancement layer, its enhancement part is also grafted onto another face's base part and must be
-refused as a splice; ``parsed_by_codec`` counts the inputs that parse whole, by enhancement codec (how often each
+long-running decoding server. Each input is mutated by libFuzzer or by ``sfc_tf.evaluation.fuzzing.mutate``
+and resealed (CRCs recomputed, so the payload parsers are reached), then decoded at one of the three layers; whenever it
+parses as a file with an enhancement layer, its enhancement part is also grafted onto another face's base part and must
+be refused as a splice; ``parsed_by_codec`` counts the inputs that parse whole, by enhancement codec (how often each
 payload decoder was reached). Any exception other than an ``SfcError`` and any wrong result is a crash (libFuzzer
 stops and keeps the input under --work_dir). A SIGINT to the fuzzer process ends the run early with the counts so far.
 """
@@ -78,8 +78,10 @@ def model_set_flag() -> list[str]:
 def build_seed_corpus(work: pathlib.Path) -> None:
     import numpy as np
 
-    from sfc_tf import align, bitstream, fuzzing
+    from sfc_tf import bitstream
+    from sfc_tf.base import align
     from sfc_tf.codec import ScalableCodec
+    from sfc_tf.evaluation import fuzzing
 
     conditional = fuzzing.conditional_stand_in(work / "conditional")
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align="center", learned_dirs=(conditional,))
@@ -117,9 +119,10 @@ def run_child(work: pathlib.Path) -> None:
     import numpy as np
 
     with atheris.instrument_imports(include=["sfc_tf"]):
-        from sfc_tf import bitstream, fuzzing, zoo
-        from sfc_tf.codec import ScalableCodec
+        from sfc_tf import bitstream, zoo
+        from sfc_tf.codec import LAYERS, ScalableCodec
         from sfc_tf.enhancement import learned
+        from sfc_tf.evaluation import fuzzing
 
     codec = ScalableCodec.from_pretrained(FLAGS.model_set, align="center", learned_dirs=(work / "conditional",))
     seeds = [p.read_bytes() for p in sorted((work / "corpus").glob("*.sfc"))]
@@ -129,7 +132,7 @@ def run_child(work: pathlib.Path) -> None:
         "refused": 0,
         "decoded": 0,
         "splices_refused": 0,
-        **{f"decoded_{layers}": 0 for layers in fuzzing.LAYERS},
+        **{f"decoded_{layers}": 0 for layers in LAYERS},
         "parsed_by_codec": {name: 0 for name in bitstream.CODECS.values()},
     }
 
@@ -149,7 +152,7 @@ def run_child(work: pathlib.Path) -> None:
     def test_one_input(data: bytes) -> None:
         if FLAGS.keep_recent:
             (recent / f"{counts['runs'] % FLAGS.keep_recent:05d}.sfc").write_bytes(data)
-        layers = fuzzing.LAYERS[zlib.crc32(data) % len(fuzzing.LAYERS)]
+        layers = LAYERS[zlib.crc32(data) % len(LAYERS)]
         outcome = fuzzing.decode_checked(codec, data, layers)
         counts[outcome] += 1
         if outcome == "decoded":
@@ -172,7 +175,7 @@ def run_child(work: pathlib.Path) -> None:
 
     for data in (p.read_bytes() for p in sorted((work / "preload").glob("*.sfc"))):
         # the seed files name every registered learned model: load all before the clock
-        for layers in fuzzing.LAYERS:
+        for layers in LAYERS:
             codec.decode(data, layers)
         if FLAGS.trim_every:
             release_freed_memory()

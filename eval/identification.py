@@ -20,9 +20,10 @@ import numpy as np
 import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
 from absl import app, flags
 
-from sfc_tf import evaluation, metrics, runs, zoo
+from sfc_tf import metrics, runs, zoo
+from sfc_tf.apps.search import SearchIndex
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.search import SearchIndex
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -138,7 +139,7 @@ def plot(rows: list[dict], path: str) -> None:
 def main(_):
     runs.resolve_outputs(FLAGS, "identification")
     start = time.time()
-    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
+    _, faces = curves.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     model_sets = (
         [zoo.model_set(m if not m.isdigit() else int(m)) for m in FLAGS.model_sets]
         if FLAGS.model_sets

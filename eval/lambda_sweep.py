@@ -16,7 +16,11 @@ import pathlib
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, metrics, reconstructor, residuals, runs, settings
+from sfc_tf import metrics, runs, settings
+from sfc_tf.base import base_layer, facenet
+from sfc_tf.data import folders
+from sfc_tf.evaluation import curves
+from sfc_tf.reconstruction import decoder, reconstructor
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "Root of identity folders the runs were trained on.", required=True)
@@ -26,12 +30,12 @@ flags.DEFINE_string("output_json", None, "Result JSON; default: runs/lambda_swee
 runs.define_flags(trainer=False)
 
 
-def score(model, faces: data.FaceSet, decoded: np.ndarray, extractor) -> dict:
-    rebuilt = residuals.reconstruct(model, decoded)
+def score(model, faces: folders.FaceSet, decoded: np.ndarray, extractor) -> dict:
+    rebuilt = decoder.reconstruct(model, decoded)
     rebuilt_features = extractor(rebuilt)
     attacks = metrics.reconstruction_attacks(rebuilt_features, faces.features, faces.identities())
     return {
-        **evaluation.reconstruction_quality(faces.crops, rebuilt),
+        **curves.reconstruction_quality(faces.crops, rebuilt),
         "identity_cosine": float(np.mean(np.sum(rebuilt_features * faces.features, axis=1))),
         "tar_type_i_far_0.001": attacks["tar_type_i"],
         "tar_type_ii_far_0.001": attacks["tar_type_ii"],
@@ -47,8 +51,10 @@ def main(_):
         raise app.UsageError("the runs must share one non-empty set of held-out identities (same seed and split)")
     identities = list(next(iter(held_out)))
     extractor = facenet.FeatureExtractor()
-    paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
-    faces = data.load_faces(FLAGS.lfw_dir, paths, metas[0]["data"]["align"], extractor, f"{facenet.DEFAULT_KEY}-fixed")
+    paths = [p for p, _ in folders.list_images(FLAGS.lfw_dir, identities)]
+    faces = folders.load_faces(
+        FLAGS.lfw_dir, paths, metas[0]["data"]["align"], extractor, f"{facenet.DEFAULT_KEY}-fixed"
+    )
     decoded = base_layer.load(base_path).quantize_dequantize(faces.features)
     rows = []
     for run, meta in zip(FLAGS.runs, metas):
@@ -61,7 +67,7 @@ def main(_):
         rows.append(row)
         print(row)
     best = max(rows, key=lambda r: r["ssim"])
-    evaluation.write_json(
+    curves.write_json(
         FLAGS.output_json,
         {
             "held_out_identities": len(identities),

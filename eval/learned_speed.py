@@ -13,10 +13,12 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import evaluation, facenet, runs, zoo
+from sfc_tf import runs, zoo
+from sfc_tf.base import facenet
 from sfc_tf.bitstream import NO_PREDICTION, RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import layer, learned
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -82,7 +84,7 @@ def measure(codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None)
 
 def main(_):
     runs.resolve_outputs(FLAGS, "learned_speed")
-    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [1, 2, 3, 4], "mtcnn", None, facenet.FeatureExtractor())
+    _, faces = curves.lfw_pair_faces(FLAGS.lfw_dir, [1, 2, 3, 4], "mtcnn", None, facenet.FeatureExtractor())
     crops = faces.crops[: FLAGS.faces]
     codec = ScalableCodec.from_pretrained(align="mtcnn")
     prediction = codec.analyse(crops, faces.features[: FLAGS.faces]).predictions(RECONSTRUCTION)
@@ -98,7 +100,7 @@ def main(_):
             **measure(image_codec, mode, crops, prediction if conditional else None),
         }
         print(label, {k: round(v, 1) for k, v in results[label].items() if isinstance(v, float)})
-    evaluation.write_json(FLAGS.output_json, {"faces": len(crops), "codecs": results})
+    curves.write_json(FLAGS.output_json, {"faces": len(crops), "codecs": results})
 
 
 if __name__ == "__main__":

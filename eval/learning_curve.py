@@ -19,10 +19,12 @@ import tempfile
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, evaluation, facenet, metrics, runs
+from sfc_tf import bitstream, metrics, runs
+from sfc_tf.base import facenet
 from sfc_tf.bitstream import RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec, enhancement_layer
 from sfc_tf.enhancement import hyperprior, layer, learned
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -61,7 +63,7 @@ def snapshot_points(model, crops: np.ndarray, analysis, codec: ScalableCodec) ->
                 decoded = layer.decode(image_codec, RECONSTRUCTION, coded, prediction)
                 bits = np.array([8.0 * len(f) for f in files])
             else:
-                decoded, bits = evaluation.code_images(image_codec, crops, progress=False)
+                decoded, bits = curves.code_images(image_codec, crops, progress=False)
             psnr = np.minimum(metrics.psnr(crops, decoded), metrics.PSNR_CEILING_DB)
             points.append({"quality": quality + 1, "bits_per_face": float(bits.mean()), "psnr": float(psnr.mean())})
         learned.unload_all()
@@ -83,7 +85,7 @@ def main(_):
     runs.resolve_outputs(FLAGS, "learning_curve", extend=True)
     out = pathlib.Path(FLAGS.output_json)
     result = json.loads(out.read_text()) if out.is_file() else {"snapshots": {}}
-    pairs, faces = evaluation.lfw_pair_faces(
+    pairs, faces = curves.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], "mtcnn", None, facenet.FeatureExtractor()
     )
     crops = faces.crops[: FLAGS.max_images]
@@ -103,15 +105,15 @@ def main(_):
     anchors = anchor_points()
     curve = f"{FLAGS.kind} snapshot"
     for step, points in result["snapshots"].items():
-        rows = evaluation.bd_rows(
+        rows = curves.bd_rows(
             [{**p, "curve": curve} for p in points] + anchors,
             [(curve, a.split(":", 1)[1]) for a in FLAGS.anchors],
         )
         result.setdefault("bd", {})[step] = rows
     result.update(run=FLAGS.run, kind=FLAGS.kind, lmbdas=FLAGS.lmbdas, num_images=len(crops), anchors=FLAGS.anchors)
-    evaluation.write_json(out, result)
+    curves.write_json(out, result)
     if FLAGS.plot:
-        evaluation.plot_learning_curve(result, FLAGS.plot)
+        curves.plot_learning_curve(result, FLAGS.plot)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,17 @@ of every LFW folds 1-4 crop (PSNR, SSIM and MS-SSIM as eval/reconstruction.py co
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, evaluation, runs
+from sfc_tf import runs
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
 flags.DEFINE_string("identities", None, "Training identity list; default <lfw_dir>/train_identities.txt.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string(
     "output_json", None, "Result JSON; default: runs/mean_face_baseline/<time>/mean_face_baseline.json."
 )
@@ -24,9 +27,11 @@ runs.define_flags(trainer=False)
 
 def main(_):
     runs.resolve_outputs(FLAGS, "mean_face_baseline")
-    identities = data.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
-    train = data.load_faces(FLAGS.lfw_dir, [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)], FLAGS.align)
-    _, faces = data.load_pair_faces(
+    identities = folders.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
+    train = folders.load_faces(
+        FLAGS.lfw_dir, [p for p, _ in folders.list_images(FLAGS.lfw_dir, identities)], FLAGS.align
+    )
+    _, faces = folders.load_pair_faces(
         FLAGS.lfw_dir,
         FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
         [int(f) for f in FLAGS.folds] if FLAGS.folds else None,
@@ -38,9 +43,9 @@ def main(_):
         "train_images": len(train.paths),
         "eval_images": len(faces.paths),
         "align": FLAGS.align,
-        **evaluation.reconstruction_quality(faces.crops, np.ascontiguousarray(constant)),
+        **curves.reconstruction_quality(faces.crops, np.ascontiguousarray(constant)),
     }
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     print(result)
 
 

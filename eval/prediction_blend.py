@@ -11,9 +11,10 @@ identity feature does not describe), so no mix of them moves far past either.
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import evaluation, metrics, runs
+from sfc_tf import metrics, runs
 from sfc_tf.bitstream import MMSE
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -27,7 +28,7 @@ runs.define_flags(trainer=False)
 
 def main(_):
     runs.resolve_outputs(FLAGS, "prediction_blend")
-    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
+    _, faces = curves.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     count = FLAGS.max_images or len(faces.paths)
     crops = faces.crops[:count]
     codec = ScalableCodec.from_pretrained(FLAGS.model_set)
@@ -45,7 +46,7 @@ def main(_):
         "error_correlation": float(np.corrcoef(*errors)[0, 1]),
         "blends": blends,
     }
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     print(result)
 
 

@@ -23,14 +23,18 @@ import pathlib
 
 from absl import app, flags
 
-from sfc_tf import base_layer, data, evaluation, facenet, metrics, runs, settings
+from sfc_tf import metrics, runs, settings
+from sfc_tf.base import base_layer, facenet
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders
 from sfc_tf.enhancement.registry import make_codec
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string(
     "base_layer_dir", None, "Fitted base-layer models (index.json); default: base_layer/ of the checkpoints directory."
 )
@@ -74,23 +78,23 @@ def main(_):
             for extra in FLAGS.extra_points
             for p in json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
         ]
-        evaluation.add_rate_accuracy_points(FLAGS.output_json, points, FLAGS.plot)
+        curves.add_rate_accuracy_points(FLAGS.output_json, points, FLAGS.plot)
         print(f"added {len(points)} points to {FLAGS.output_json}")
         return
     extractor = facenet.FeatureExtractor()
     pairs_file = FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt"
-    folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else list(range(1, data.pairs_header(pairs_file)[0] + 1))
-    pairs, faces = data.load_pair_faces(
+    folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else list(range(1, folders.pairs_header(pairs_file)[0] + 1))
+    pairs, faces = folders.load_pair_faces(
         FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor, f"{facenet.DEFAULT_KEY}-fixed"
     )
     index = faces.index()
     models = load_base_layers(pathlib.Path(FLAGS.base_layer_dir or settings.shipped("base_layer")), FLAGS.align)
     mean = models[0].mean if FLAGS.subtract_mean else None  # every model's PCA mean: the training-feature mean
     reference = metrics.evaluate_pairs(pairs, index, faces.features, mean=mean)
-    points = evaluation.base_layer_points(models, pairs, index, faces.features, mean)
+    points = curves.base_layer_points(models, pairs, index, faces.features, mean)
     codecs = [make_codec("jpeg-file", q) for q in FLAGS.jpeg_qualities]
     codecs += [make_codec("jpeg2000", r) for r in FLAGS.jpeg2000_ratios]
-    points += evaluation.anchor_points(codecs, pairs, index, faces.crops, extractor, mean=mean)
+    points += curves.anchor_points(codecs, pairs, index, faces.crops, extractor, mean=mean)
     for extra in FLAGS.extra_points:
         points += json.loads(pathlib.Path(extra).read_text())["rate_accuracy_points"]
     result = {
@@ -102,14 +106,14 @@ def main(_):
         "subtract_mean": FLAGS.subtract_mean,
         "points": points,
     }
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     for p in points:
         print(
             f"{p['codec']:>12} {p['parameter']!s:>8}: {p['bits_per_face']:9.1f} bits/face, "
             f"accuracy {p['accuracy']:.4f} +- {p['accuracy_std']:.4f}"
         )
     if FLAGS.plot:
-        evaluation.plot_rate_accuracy(result, FLAGS.plot)
+        curves.plot_rate_accuracy(result, FLAGS.plot)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ The scalable stream: ``ScalableCodec.encode_analysis`` writes the .sfc files, ev
                          MMSE prediction; for learned families their direct partner and their own mode)
   base+<family> (<mode>) a conditional family coding every face given its own prediction (``--conditional_families``)
 Anchors code the crop directly (no base layer) as users store it: a JPEG file (the paper's), a J2K codestream, a
-learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.anchors``): WebP, AVIF (4:4:4 and
-4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a container
+learned payload, and the files of the modern codecs (``--anchors``, ``sfc_tf.evaluation.anchors``): WebP, AVIF (4:4:4
+and 4:2:0 at libavif's default speed 6, and 4:4:4 at ``--avif_slow_speed``), JPEG XL, HEIC. A format with a container
 gives a second curve named by the codec inside, "av1 (payload)", "vp8 (payload)", "hevc (payload)", whose rate is
 that codec's bitstream without the container (an AVIF's AV1 data without its ISOBMFF boxes, a WebP's VP8 frame
 without RIFF, a HEIC's HEVC NAL units and parameter sets). Per point: bits per
@@ -31,16 +31,18 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import anchors, evaluation, facenet, metrics, runs, zoo
-from sfc_tf.bitstream import MEAN_FACE, MMSE
+from sfc_tf import metrics, runs, zoo
+from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS, MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement.registry import make_codec
+from sfc_tf.evaluation import anchors, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root (not with --merge).")
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", ["1", "2", "3", "4"], "1-based folds.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_integer("max_images", 0, "Evaluate on the first N images only (0: all).")
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_list("jpeg_qualities", ["5", "10", "20", "40", "60", "80", "90"], "JPEG qualities.")
@@ -120,7 +122,7 @@ def curve_modes(enhancement: str, family: str | None) -> list[tuple[str, str]]:
 
 def stream_points(codec, analysis, enhancement: str, qualities, family: str | None, name: str) -> list[dict]:
     return [
-        evaluation.stream_rd_point(
+        curves.stream_rd_point(
             codec,
             analysis,
             enhancement,
@@ -202,18 +204,18 @@ def anchor_curves(anchor) -> list[dict]:
 def main(_):
     runs.resolve_outputs(FLAGS, "rate_distortion")
     if FLAGS.merge:
-        result = evaluation.pool_rd_shards([json.loads(pathlib.Path(path).read_text()) for path in FLAGS.merge])
+        result = curves.pool_rd_shards([json.loads(pathlib.Path(path).read_text()) for path in FLAGS.merge])
         result["command"] = " ".join(["python", *sys.argv])
         return report(result)
     if not FLAGS.lfw_dir:
         raise app.UsageError("--lfw_dir is required (the LFW root)")
     start = time.time()
     extractor = facenet.FeatureExtractor()
-    pairs, faces = evaluation.lfw_pair_faces(
+    pairs, faces = curves.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds], FLAGS.align, FLAGS.pairs, extractor
     )
     try:
-        selected = evaluation.shard(FLAGS.shard, FLAGS.max_images or len(faces.paths))
+        selected = curves.shard(FLAGS.shard, FLAGS.max_images or len(faces.paths))
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     crops = faces.crops[selected]
@@ -222,7 +224,7 @@ def main(_):
     analysis = codec.analyse(crops, faces.features[selected])
 
     def anchor(image_codec):
-        return evaluation.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
+        return curves.anchor_rd_point(image_codec, crops, ms_ssim_stride=FLAGS.ms_ssim_stride)
 
     points = [anchor(anchors.jpeg_file(int(q))) for q in FLAGS.jpeg_qualities]
     points += [anchor(make_codec("jpeg2000", r)) for r in FLAGS.jpeg2000_ratios]
@@ -290,12 +292,12 @@ def main(_):
         "psnr_ceiling_db": metrics.PSNR_CEILING_DB,
         "bd_method": "bjontegaard package, akima",
         "ms_ssim_stride": FLAGS.ms_ssim_stride,
-        "reconstruction_only": evaluation.quality_summary(crops, recon, FLAGS.ms_ssim_stride),
-        "mmse_prediction_only": evaluation.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
-        "mean_face_only": evaluation.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
+        "reconstruction_only": curves.quality_summary(crops, recon, FLAGS.ms_ssim_stride),
+        "mmse_prediction_only": curves.quality_summary(crops, analysis.predictions(MMSE), FLAGS.ms_ssim_stride),
+        "mean_face_only": curves.quality_summary(crops, analysis.predictions(MEAN_FACE), FLAGS.ms_ssim_stride),
         "points": points,
         "bd_pairs": bd_pairs,
-        "bd": evaluation.bd_rows(points, bd_pairs),
+        "bd": curves.bd_rows(points, bd_pairs),
         "base_layer_accuracy": base_accuracy.accuracy,
         "rate_accuracy_points": [
             {
@@ -315,7 +317,7 @@ def main(_):
 
 def report(result: dict) -> None:
     """Write the result JSON, print its points and BD rows, draw the plot."""
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     points = result["points"]
     for p in points:
         print(
@@ -326,7 +328,7 @@ def report(result: dict) -> None:
         print(row)
     if FLAGS.plot:
         title = f"Rate-distortion on {result['num_images']} LFW crops (folds {','.join(result['folds'])})"
-        evaluation.plot_rate_distortion(points, FLAGS.plot, title)
+        curves.plot_rate_distortion(points, FLAGS.plot, title)
 
 
 if __name__ == "__main__":

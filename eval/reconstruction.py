@@ -16,21 +16,24 @@ Identity, NbNet's two attacks (a reconstruction presented to the verifier that h
 - type II, against other images of the same person: ``accuracy_type_ii``, the mean of each pair with its first
   and with its second face replaced by the reconstruction, and ``tar_type_ii`` at FAR 0.1 %.
 The FAR threshold comes from every cross-identity pair of originals in the evaluated folds.
-The same figures with dlib's face descriptor (``sfc_tf.independent_verifier``), keys prefixed ``dlib_``: a second
-opinion that a reconstructor trained against FaceNet (the identity term) cannot have been fitted to.
+The same figures with dlib's face descriptor (``sfc_tf.evaluation.independent_verifier``), keys prefixed
+``dlib_``: a second opinion that a reconstructor trained against FaceNet (the identity term) cannot have been fitted to.
 """
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import bitstream, evaluation, facenet, independent_verifier, metrics, runs, zoo
+from sfc_tf import bitstream, metrics, runs, zoo
+from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.evaluation import curves, independent_verifier
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt; default <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds; default: every fold the header declares.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string("model_set", None, "Registered model set (default: the registry's default).")
 flags.DEFINE_string("base_layer", None, "Base-layer model to decode through instead of the model set's.")
 flags.DEFINE_string("reconstructor", None, "Reconstructor checkpoint instead of the model set's.")
@@ -79,7 +82,7 @@ def make_codec() -> ScalableCodec:
 def main(_):
     runs.resolve_outputs(FLAGS, "reconstruction")
     extractor = facenet.FeatureExtractor()
-    pairs, faces = evaluation.lfw_pair_faces(
+    pairs, faces = curves.lfw_pair_faces(
         FLAGS.lfw_dir, [int(f) for f in FLAGS.folds] if FLAGS.folds else None, FLAGS.align, FLAGS.pairs, extractor
     )
     codec = make_codec()
@@ -87,7 +90,7 @@ def main(_):
     rebuilt = np.stack([d.image for d in codec.decode_many(files, "reconstruction")])
     index = faces.index()
     result = {
-        **evaluation.reconstruction_quality(faces.crops, rebuilt),
+        **curves.reconstruction_quality(faces.crops, rebuilt),
         **identity_scores(pairs, index, faces.identities(), extractor(rebuilt), faces.features),
     }
     if FLAGS.independent_verifier:
@@ -107,7 +110,7 @@ def main(_):
         num_images=len(faces.paths),
         num_pairs=len(pairs),
     )
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()})
     if FLAGS.grid_png:
         chosen = np.linspace(0, len(faces.paths) - 1, FLAGS.grid_faces).astype(int)

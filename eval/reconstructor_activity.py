@@ -11,7 +11,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import base_layer, evaluation, reconstructor, runs, settings
+from sfc_tf import runs, settings
+from sfc_tf.base import base_layer
+from sfc_tf.evaluation import curves
+from sfc_tf.reconstruction import reconstructor
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -43,11 +46,11 @@ def activity(model: reconstructor.Reconstructor, features: np.ndarray) -> dict:
 def main(_):
     runs.resolve_outputs(FLAGS, "reconstructor_activity")
     base_path = FLAGS.base_layer or str(settings.shipped("base_layer/step_0.08.npz"))
-    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
+    _, faces = curves.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     model = base_layer.load(base_path)
     decoded = model.decode(model.encode(faces.features[: FLAGS.max_images]))
     rows = [{"reconstructor": path, **activity(reconstructor.load(path), decoded)} for path in FLAGS.reconstructors]
-    evaluation.write_json(FLAGS.output_json, {"images": len(decoded), "base_layer": base_path, "runs": rows})
+    curves.write_json(FLAGS.output_json, {"images": len(decoded), "base_layer": base_path, "runs": rows})
     for row in rows:
         shares = " ".join(f"{b['positive_share']:.0%}" for b in row["blocks"][:-1])
         spread = row["output_spread_across_faces"]

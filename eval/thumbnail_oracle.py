@@ -2,9 +2,10 @@
 feature does not describe, and what a colour thumbnail in the base layer buys per bit.
 
 Oracle rows: the reconstruction x_hat with its g x g low-pass (area average) replaced by the crop's own rounded to
-8 bits (24 g^2 raw bits), as in the first measurement. Coded rows: the base layer's thumbnail (``sfc_tf.thumbnail``,
-the least-squares g x g image) fitted on the training-identity crops for each quantizer step, its ideal bits under
-the fitted prior, and x_hat corrected with the decoded thumbnail exactly as the codec's decoder does it.
+8 bits (24 g^2 raw bits), as in the first measurement. Coded rows: the base layer's thumbnail
+(``sfc_tf.base.thumbnail``, the least-squares g x g image) fitted on the training-identity crops for each quantizer
+step, its ideal bits under the fitted prior, and x_hat corrected with the decoded thumbnail exactly as the codec's
+decoder does it.
 
   python eval/thumbnail_oracle.py --lfw_dir ../shared/data/lfw \\
       --identities ../shared/data/lfw/train_identities.txt --max_images 0 \\
@@ -15,9 +16,11 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from sfc_tf import data, evaluation, metrics, runs
+from sfc_tf import metrics, runs
+from sfc_tf.base.thumbnail import Thumbnail
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.thumbnail import Thumbnail
+from sfc_tf.data import folders
+from sfc_tf.evaluation import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -46,15 +49,15 @@ def mean_psnr(crops: np.ndarray, images: np.ndarray) -> float:
 
 def main(_):
     runs.resolve_outputs(FLAGS, "thumbnail_oracle")
-    _, faces = evaluation.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
+    _, faces = curves.lfw_pair_faces(FLAGS.lfw_dir, [int(f) for f in FLAGS.folds])
     count = FLAGS.max_images or len(faces.paths)
     crops = faces.crops[:count]
     codec = ScalableCodec.from_pretrained(FLAGS.model_set)
     x_hat = codec.analyse(crops, faces.features[:count]).predictions.reconstruction
     training = None
     if FLAGS.identities:
-        paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(FLAGS.identities))]
-        training = data.load_faces(FLAGS.lfw_dir, paths, "mtcnn").crops
+        paths = [p for p, _ in folders.list_images(FLAGS.lfw_dir, folders.read_identity_list(FLAGS.identities))]
+        training = folders.load_faces(FLAGS.lfw_dir, paths, "mtcnn").crops
     rows = []
     for grid in map(int, FLAGS.grids):
         thumbnail = low_pass(crops, grid, levels=True)
@@ -85,7 +88,7 @@ def main(_):
         "psnr_reconstruction": mean_psnr(crops, x_hat),
         "rows": rows,
     }
-    evaluation.write_json(FLAGS.output_json, result)
+    curves.write_json(FLAGS.output_json, result)
     print(result)
 
 

@@ -9,8 +9,11 @@ import os
 
 from absl import app, flags
 
-from sfc_tf import data, evaluation, facenet, runs
-from sfc_tf import reconstructor_training as training
+from sfc_tf import runs
+from sfc_tf.base import facenet
+from sfc_tf.data import folders
+from sfc_tf.evaluation import curves
+from sfc_tf.reconstruction import training as training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -43,9 +46,11 @@ flags.DEFINE_list("configs", list(CONFIGS), f"Configurations to time, of {', '.j
 
 def main(_):
     runs.resolve_outputs(FLAGS, "train_throughput")
-    identities = data.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
-    paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, identities)]
-    faces = data.load_faces(FLAGS.lfw_dir, paths, "mtcnn", facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed")
+    identities = folders.read_identity_list(FLAGS.identities or f"{FLAGS.lfw_dir}/train_identities.txt")
+    paths = [p for p, _ in folders.list_images(FLAGS.lfw_dir, identities)]
+    faces = folders.load_faces(
+        FLAGS.lfw_dir, paths, "mtcnn", facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
+    )
     crops, views = faces.crops[: FLAGS.images], faces.features[None, : FLAGS.images]
     rows = []
     unknown = set(FLAGS.configs) - set(CONFIGS)
@@ -58,7 +63,7 @@ def main(_):
         rate = training.throughput(config, views, crops, FLAGS.steps)
         rows.append({"config": name, "images_per_second": round(rate, 2), **options})
         print(f"{name}: {rate:.2f} images/s")
-    evaluation.write_json(
+    curves.write_json(
         FLAGS.output_json,
         {
             "batch_size": FLAGS.batch_size,

@@ -10,13 +10,16 @@ import sys
 
 from absl import app, flags
 
-from sfc_tf import data, facenet, metrics, runs
+from sfc_tf import metrics, runs
+from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root: one folder of images per identity.", required=True)
 flags.DEFINE_string("pairs", None, "pairs.txt (LFW View 2 format). Default: <lfw_dir>/pairs.txt.")
 flags.DEFINE_list("folds", None, "1-based folds to use. Default: every fold the pairs file's header declares.")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop: MTCNN detection or center crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop: MTCNN detection, center crop, or the image as it is.")
 flags.DEFINE_string("facenet_key", facenet.DEFAULT_KEY, "keras-facenet model key.")
 flags.DEFINE_string("facenet_weights", None, "Local Keras weights file for FaceNet (optional).")
 flags.DEFINE_enum("standardization", "fixed", ["fixed", "prewhiten"], "FaceNet input standardisation.")
@@ -44,13 +47,13 @@ def main(_):
         )
     folds = [int(f) for f in FLAGS.folds] if FLAGS.folds else None
     extractor = facenet.FeatureExtractor(FLAGS.facenet_key, FLAGS.facenet_weights, FLAGS.standardization)
-    pairs, faces = data.load_pair_faces(
+    pairs, faces = folders.load_pair_faces(
         FLAGS.lfw_dir, pairs_file, folds, FLAGS.align, extractor, f"{FLAGS.facenet_key}-{FLAGS.standardization}"
     )
     mean = None
     if FLAGS.subtract_mean:
-        train_paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(identities))]
-        mean = data.load_faces(
+        train_paths = [p for p, _ in folders.list_images(FLAGS.lfw_dir, folders.read_identity_list(identities))]
+        mean = folders.load_faces(
             FLAGS.lfw_dir, train_paths, FLAGS.align, extractor, f"{FLAGS.facenet_key}-{FLAGS.standardization}"
         ).features.mean(axis=0)
     result = metrics.evaluate_pairs(pairs, faces.index(), faces.features, mean=mean)

@@ -40,7 +40,6 @@ from sfc_tf.errors import SfcError, located
 from sfc_tf.files import write_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-MODES = ("auto", "reconstruction", "none", "mean_face", "smoothed", "mmse")
 MAX_KEY_FILE_BYTES = 1 << 16
 VERBOSE_ENVIRONMENT = "SFC_TF_VERBOSE"
 DECODE_BATCH = 32  # files per decoding call of sfc decompress
@@ -97,7 +96,7 @@ def _codec(args):
 
     kwargs = {"align": getattr(args, "align", "mtcnn"), "key": getattr(args, "key", None)}
     if getattr(args, "server", None):
-        from sfc_tf.serving_client import RemoteModels
+        from sfc_tf.serving.client import RemoteModels
 
         kwargs["models"] = RemoteModels(args.server, args.server_protocol, timeout=args.server_timeout)
     return ScalableCodec.from_pretrained(args.model_set, **kwargs)
@@ -106,7 +105,7 @@ def _codec(args):
 def _check_arguments(args) -> None:
     """The arguments every command shares, checked (and the key read) before a command starts."""
     if getattr(args, "server", None):  # the deadline of a model server's requests (the client imports TensorFlow)
-        from sfc_tf.serving_client import check_timeout
+        from sfc_tf.serving.client import check_timeout
 
         try:
             check_timeout(args.server_timeout)
@@ -139,8 +138,6 @@ def _quality(args):
     """--quality checked for --enhancement before any model loads (a learned codec's range: the registry file)."""
     from sfc_tf.enhancement import registry
 
-    if args.enhancement == "none":
-        return None
     try:
         return registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
     except ValueError as exc:
@@ -148,7 +145,8 @@ def _quality(args):
 
 
 def _compress(args) -> None:
-    from sfc_tf import batch_encode, bitstream
+    from sfc_tf import bitstream
+    from sfc_tf.apps import batch_encode
 
     quality = _quality(args)
     if not 1 <= args.batch_size <= batch_encode.MAX_BATCH:
@@ -286,7 +284,7 @@ def _compare(args) -> None:
 
 
 def _index(args) -> None:
-    from sfc_tf import search
+    from sfc_tf.apps import search
 
     target = _check_output(pathlib.Path(args.output), args.overwrite)
     if target.suffix != ".npz":
@@ -318,7 +316,8 @@ def _index(args) -> None:
 def _search(args) -> None:
     import numpy as np
 
-    from sfc_tf import search, zoo
+    from sfc_tf import zoo
+    from sfc_tf.apps import search
     from sfc_tf.codec import ScalableCodec
 
     if args.k < 1:
@@ -327,7 +326,7 @@ def _search(args) -> None:
     index = search.SearchIndex.load(args.index)
     codec = ScalableCodec.from_pretrained(index.model_set, align=args.align, key=args.key)
     threshold = zoo.verification_threshold() if args.threshold is None else args.threshold
-    files = [p.read_bytes() if p.suffix == ".sfc" else codec.encode(p, "none") for p in queries]
+    files = [p.read_bytes() if p.suffix == ".sfc" else codec.encode(p) for p in queries]  # base-only
     features = np.stack([d.feature for d in codec.decode_many(files, "base", [str(q) for q in queries])])
     matches = index.search(index.centre(features), args.k, args.method)
     for query, labels, sources, distances in zip(queries, matches.labels, matches.sources, matches.distances):
@@ -340,7 +339,8 @@ def _search(args) -> None:
 def _features(args) -> None:
     import numpy as np
 
-    from sfc_tf import align, facenet, metrics
+    from sfc_tf import metrics
+    from sfc_tf.base import align, facenet
 
     if len(args.images) > 2:
         raise UsageError("features takes one or two images")
@@ -360,11 +360,13 @@ def _features(args) -> None:
 
 def _models(args) -> None:
     from sfc_tf import zoo
+    from sfc_tf.enhancement import registry
 
+    kinds = [entry.family_kind for entry in registry.CODECS.values() if entry.learned]
     default = zoo.model_set()
     for entry in zoo.model_sets().values():
         mark = " (default)" if entry.id == default.id else ""
-        families = {kind: zoo.default_family_name(kind, entry) for kind in ("residual", "conditional")}
+        families = {kind: zoo.default_family_name(kind, entry) for kind in kinds}
         print(
             f"model set {entry.id:3d} {entry.name}{mark}: base layer {entry.base_layer}, reconstructor "
             f"{entry.reconstructor}, predictor {entry.predictor}, learned families "
@@ -423,7 +425,11 @@ def _demo(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sfc_tf import batch_encode
+    from sfc_tf.apps import batch_encode
+    from sfc_tf.apps.search import METHODS
+    from sfc_tf.bitstream import ALIGNMENTS
+    from sfc_tf.codec import AUTO, LAYERS, MODE_CHOICES
+    from sfc_tf.enhancement import registry
 
     parser = argparse.ArgumentParser(prog="sfc", description="Scalable facial image compression.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -479,33 +485,30 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def coding_flags(sub):
-        from sfc_tf.enhancement import registry
-
         sub.add_argument(
             "--enhancement",
-            choices=["none", *registry.NAMES],
+            choices=registry.ENHANCEMENTS,
             default="jpeg",
-            help="jpeg: headerless JPEG; jpeg-file: the paper's (a whole JPEG file); avif: AV1 without the AVIF "
-            "container; jpegxl; webp; jpeg2000; learned, conditional: the model set's learned families",
+            help="; ".join(f"{name}: {entry.summary}" for name, entry in registry.CODECS.items()),
         )
         sub.add_argument(
             "--quality",
             default=None,
-            help="; ".join(f"{name}: {codec.quality.describe()}" for name, codec in registry.CODECS.items())
+            help="; ".join(f"{name}: {entry.quality.describe()}" for name, entry in registry.CODECS.items())
             + " (default: "
             + ", ".join(
-                f"{name} {codec.quality.default or 'the middle quality'}" for name, codec in registry.CODECS.items()
+                f"{name} {entry.quality.default or 'the middle quality'}" for name, entry in registry.CODECS.items()
             )
             + ")",
         )
         sub.add_argument(
             "--mode",
-            choices=MODES,
-            default="auto",
+            choices=MODE_CHOICES,
+            default=AUTO,
             help="prediction the enhancement layer codes against; auto: the best per face; "
             "reconstruction: the paper's residual",
         )
-        sub.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn")
+        sub.add_argument("--align", choices=ALIGNMENTS, default="mtcnn")
 
     compress = command("compress", _compress, "image(s) -> .sfc")
     compress.add_argument("inputs", nargs="+", metavar="IN")
@@ -531,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     decompress.add_argument("output", metavar="OUT")
     decompress.add_argument(
         "--layers",
-        choices=["reconstruction", "full"],
+        choices=LAYERS[1:],  # an image: the base layer alone decodes to a feature
         default="full",
         help="reconstruction: the face rebuilt from the base layer alone (needs only it)",
     )
@@ -573,17 +576,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=5, help="results per query")
     search.add_argument(
         "--method",
-        choices=["auto", "exact", "faiss"],
+        choices=METHODS,
         default="auto",
         help="exact search, FAISS HNSW (approximate), or auto: exact up to 50,000 entries",
     )
     threshold_flag(search)
     key_flag(search, "refuse .sfc queries whose tag does not verify with this key")
-    search.add_argument("--align", choices=["mtcnn", "center", "crop"], default="mtcnn", help="crop of query images")
+    search.add_argument("--align", choices=ALIGNMENTS, default="mtcnn", help="crop of query images")
 
     features = command("features", _features, "FaceNet feature of a face, or the distance of two")
     features.add_argument("images", nargs="+", metavar="IMAGE")
-    features.add_argument("--align", choices=["mtcnn", "center"], default="mtcnn")
+    features.add_argument("--align", choices=ALIGNMENTS, default="mtcnn")
     features.add_argument("--facenet_key", default="20180408-102900")
     features.add_argument("--facenet_weights", default=None, help="local Keras weights file")
 

@@ -8,9 +8,9 @@
 
 Models load on first use, so base-only decoding never loads FaceNet or a network. A file names its model set;
 files of any registered set decode (their models load when first needed). With
-``ScalableCodec(models=serving_client.RemoteModels("host:8500"))`` FaceNet, the reconstructor and the coding
-predictor run on a TF Serving model server instead; learned enhancement codecs stay in process (the encoder tries
-several checkpoints per face; ``serving_client.served_learned_codec`` serves one rate of one; docs/serving.md).
+``ScalableCodec(models=client.RemoteModels("host:8500"))`` (``sfc_tf.serving.client``) FaceNet, the reconstructor and
+the coding predictor run on a TF Serving model server instead; learned enhancement codecs stay in process (the encoder
+tries several checkpoints per face; ``client.served_learned_codec`` serves one rate of one; docs/serving.md).
 """
 
 from __future__ import annotations
@@ -29,15 +29,16 @@ from sfc_tf import bitstream, zoo
 from sfc_tf.bitstream import MEAN_FACE, MMSE, NO_PREDICTION
 from sfc_tf.enhancement import decision, layer, registry
 from sfc_tf.enhancement.prediction import Predictions, mode_id
+from sfc_tf.enhancement.registry import NO_ENHANCEMENT
 from sfc_tf.errors import ModelMismatchError, SfcError, located
 
 if TYPE_CHECKING:
-    from sfc_tf.align import ImageSource
-    from sfc_tf.base_layer import BaseLayerModel
+    from sfc_tf.base.align import ImageSource
+    from sfc_tf.base.base_layer import BaseLayerModel
     from sfc_tf.enhancement import ImageCodec
     from sfc_tf.enhancement.prediction import CodingPredictor
-    from sfc_tf.reconstructor import Reconstructor
-    from sfc_tf.serving_client import Models
+    from sfc_tf.reconstruction.reconstructor import Reconstructor
+    from sfc_tf.serving.client import Models
 
 # An enhancement codec's quality, which means something different per codec (sfc_tf.enhancement.registry: a JPEG
 # quality 1..100, a JPEG2000 compression ratio, a learned family's quality index 1..N, ...). Numeric strings are
@@ -47,8 +48,8 @@ Quality = int | float | str
 LearnedParameter = tuple[pathlib.Path, int | None]
 
 LAYERS = ("base", "reconstruction", "full")
-NO_ENHANCEMENT = "none"
-AUTO = "auto"
+AUTO = "auto"  # the encoder's per-face mode decision (sfc_tf.enhancement.decision)
+MODE_CHOICES = (AUTO, *bitstream.MODES.values())  # what the encoder's ``mode`` takes
 
 
 @dataclasses.dataclass
@@ -117,7 +118,7 @@ class ModelSetModels:
     def extractor(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.remote is not None:
             return self.remote.features
-        from sfc_tf import facenet
+        from sfc_tf.base import facenet
 
         return facenet.FeatureExtractor(self.model_set.facenet, weights_path=self.facenet_weights)
 
@@ -132,16 +133,16 @@ class ModelSetModels:
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:
             return self._served("reconstructor").reconstruct(features)
-        from sfc_tf import residuals
+        from sfc_tf.reconstruction import decoder
 
-        return residuals.reconstruct(self.reconstructor, features)
+        return decoder.reconstruct(self.reconstructor, features)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         if self.remote is not None:
             return self._served("predictor").predict_faces(features)
-        from sfc_tf import residuals
+        from sfc_tf.reconstruction import decoder
 
-        return residuals.reconstruct(self.predictor.network, features)
+        return decoder.reconstruct(self.predictor.network, features)
 
     def predictions(self, features: np.ndarray, thumbnails: np.ndarray | None = None) -> Predictions:
         """The predictions of decoded features; with a base layer that codes a colour thumbnail, each takes its
@@ -155,11 +156,11 @@ def _load_shared(kind: str, path: pathlib.Path) -> BaseLayerModel | Reconstructo
     """One instance per model file and process: model sets share their reconstructor and predictor (one copy of a
     reconstructor is ~140 MB), and so do codecs."""
     if kind == "base_layer":
-        from sfc_tf import base_layer
+        from sfc_tf.base import base_layer
 
         return base_layer.load(path)
     if kind == "reconstructor":
-        from sfc_tf import reconstructor
+        from sfc_tf.reconstruction import reconstructor
 
         return reconstructor.load(path)
     from sfc_tf.enhancement.prediction import CodingPredictor
@@ -179,7 +180,7 @@ class ScalableCodec:
         learned_dirs: Sequence[str | os.PathLike] = (),
         key: bytes | None = None,
     ) -> None:
-        """``models``: a ``serving_client.Models`` running FaceNet and the reconstructor on a model server.
+        """``models``: a ``sfc_tf.serving.client.Models`` running FaceNet and the reconstructor on a model server.
         ``learned_dirs``: learned checkpoints outside the registry that files may name. ``key``: the secret of
         authenticated files (docs/bitstream.md): the encoder tags every file it writes, the decoder refuses every
         file whose tag does not verify, plain files included, before decoding anything; without a key, authenticated
@@ -206,8 +207,8 @@ class ScalableCodec:
         **kwargs: Any,
     ) -> "ScalableCodec":
         """A model set of your own files (ids 128..255 in the files it writes)."""
-        from sfc_tf import base_layer as base_module
         from sfc_tf import checkpoint
+        from sfc_tf.base import base_layer as base_module
 
         ids = [
             facenet,
@@ -250,15 +251,14 @@ class ScalableCodec:
         """The codec of ``name`` at ``quality`` (``sfc_tf.enhancement.registry``; for a learned codec a quality
         index 1..N of ``family``, a registered family of its kind, by default the model set's). ``direct``: the
         learned family's partner that codes the face itself (prediction mode none)."""
-        entry = registry.codec(name)
-        if not entry.learned:
+        if not registry.codec(name).learned:
             return registry.make_codec(name, quality)
         index = registry.check_quality(name, quality, family, self.model_set)
-        chosen = zoo.learned_family(family, entry.family_kind, self.model_set)
+        chosen = registry.learned_family(name, family, self.model_set)
         if direct and chosen.direct:
             chosen, index = zoo.learned_family(chosen.direct), chosen.direct_quality(index)
         path, rate = chosen.checkpoint(index)
-        return registry.make_codec(name if not direct else "learned", (path, rate))
+        return registry.make_codec(name if not direct else bitstream.CODECS[bitstream.LEARNED], (path, rate))
 
     @functools.cached_property
     def _learned_by_id(self) -> dict[tuple[int, int], LearnedParameter]:
@@ -292,10 +292,10 @@ class ScalableCodec:
     @functools.cached_property
     def aligner(self) -> Callable[[ImageSource], np.ndarray]:
         """Image source -> crop, built once per codec (MTCNN loads its networks when built). Safe to call from
-        several threads at once (``sfc_tf.batch_encode`` does)."""
-        from sfc_tf import align
+        several threads at once (``sfc_tf.apps.batch_encode`` does)."""
+        from sfc_tf.base import align
 
-        return _whole_crop if self.align == "crop" else align.make_aligner(self.align)
+        return align.make_aligner(self.align)
 
     def crop(self, image: ImageSource) -> np.ndarray:
         """Any image source -> the 160x160 crop the codec codes (``align='crop'``: the image must be it)."""
@@ -309,7 +309,7 @@ class ScalableCodec:
         return Analysis(crops, payloads, self.models.predictions(*self.base_layer.decode_layers(payloads)))
 
     def encode(
-        self, image: ImageSource, enhancement: str = "none", quality: Quality | None = None, mode: str = AUTO
+        self, image: ImageSource, enhancement: str = NO_ENHANCEMENT, quality: Quality | None = None, mode: str = AUTO
     ) -> bytes:
         """One face as an .sfc file.
 
@@ -320,7 +320,8 @@ class ScalableCodec:
 
         Args:
             image: a file path, or an RGB uint8 array (aligned with ``align`` first).
-            enhancement: ``"none"`` or a codec name of ``registry.NAMES`` (``"jpeg"``: what ``sfc compress`` uses).
+            enhancement: a name of ``registry.ENHANCEMENTS``: ``"none"`` or a codec (``"jpeg"``: what ``sfc compress``
+                uses).
             quality: the codec's quality; ``None``: its default (``sfc compress --help`` lists them).
             mode: the prediction the enhancement layer codes against; ``"auto"``: the best per face.
 
@@ -332,7 +333,7 @@ class ScalableCodec:
     def encode_crops(
         self,
         crops: np.ndarray,
-        enhancement: str = "none",
+        enhancement: str = NO_ENHANCEMENT,
         quality: Quality | None = None,
         mode: str = AUTO,
         family: str | None = None,
@@ -361,7 +362,7 @@ class ScalableCodec:
         modes = [mode_id(mode)] if mode != AUTO else [NO_PREDICTION, MEAN_FACE, MMSE]
         if not entry.learned:
             return [(self.enhancement_codec(enhancement, quality, family), m) for m in modes]
-        trained_on = mode_id(zoo.learned_family(family, entry.family_kind, self.model_set).mode or "reconstruction")
+        trained_on = mode_id(registry.learned_family(enhancement, family, self.model_set).mode or "reconstruction")
         if mode == AUTO and trained_on not in modes:
             modes.append(trained_on)
         return [(self.enhancement_codec(enhancement, quality, family, m != trained_on), m) for m in modes]
@@ -369,7 +370,7 @@ class ScalableCodec:
     def encode_analysis(
         self,
         analysis: Analysis,
-        enhancement: str = "none",
+        enhancement: str = NO_ENHANCEMENT,
         quality: Quality | None = None,
         mode: str = AUTO,
         family: str | None = None,
@@ -378,7 +379,7 @@ class ScalableCodec:
         n = len(analysis.crops)
         bases = [bitstream.SfcFile(self.align, self.model_set.id, p) for p in analysis.base_payloads]
         if enhancement == NO_ENHANCEMENT:
-            return Encoded([bitstream.pack(b, self.key) for b in bases], np.full(n, -1), [NO_ENHANCEMENT] * n)
+            return Encoded([bitstream.pack(b, self.key) for b in bases], np.full(n, -1), [enhancement] * n)
         slope = registry.codec(enhancement).rd_slope_db
         tried = []
         candidates = list(self.candidates(enhancement, quality, mode, family))
@@ -487,16 +488,6 @@ class ScalableCodec:
             for i, image in zip(rows, images):
                 faces[i] = image
         return [Decoded(f, face) for f, face in zip(features, faces)]
-
-
-def _whole_crop(image: ImageSource) -> np.ndarray:
-    """``align='crop'``: the image itself, which must be a crop."""
-    from sfc_tf import align
-
-    crop = align.load_image(image)
-    if crop.shape != (align.CROP_SIZE, align.CROP_SIZE, 3):
-        raise ValueError(f"align='crop' needs a {align.CROP_SIZE}x{align.CROP_SIZE} image, got {crop.shape}")
-    return crop
 
 
 def registered_learned_models() -> Iterator[tuple[int, int, zoo.LearnedFamily, int]]:

@@ -50,7 +50,7 @@ def verification_accuracy(
 
 
 def pair_arrays(pairs: Sequence, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of each pair's two images, same flags and folds, for ``data.Pair`` lists."""
+    """Row indices of each pair's two images, same flags and folds, for ``folders.Pair`` lists."""
     first = np.array([index[p.first] for p in pairs])
     second = np.array([index[p.second] for p in pairs])
     return first, second, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])

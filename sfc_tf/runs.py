@@ -24,7 +24,7 @@ import time
 from sfc_tf.errors import OutputError
 
 RUNS_DIR = "runs"
-STATE_DIR = "train_state"  # as sfc_tf.resume (which imports TensorFlow; this module must not)
+STATE_DIR = "train_state"  # as sfc_tf.training.resume (which imports TensorFlow; this module must not)
 PROGRESS_FILE = "progress.json"
 FINISHED_FILE = "meta.json"
 # flags that change how a session runs, not what it trains: the same run whatever their values

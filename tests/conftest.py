@@ -36,7 +36,7 @@ def shared_vgg_weights() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def fixture_crops(fixture_lfw_dir) -> np.ndarray:
     """(6, 160, 160, 3) uint8 center crops of the fixture faces, in sorted path order."""
-    from sfc_tf import align
+    from sfc_tf.base import align
 
     paths = sorted(fixture_lfw_dir.glob("*/*.jpg"))
     return np.stack([align.center_crop(align.load_image(p)) for p in paths])
@@ -64,8 +64,10 @@ def tiny_zoo(tmp_path_factory):
 
     from PIL import Image
 
-    from sfc_tf import base_layer, linear_predictor, reconstructor, zoo
+    from sfc_tf import zoo
+    from sfc_tf.base import base_layer
     from sfc_tf.enhancement import face_codec, learned
+    from sfc_tf.reconstruction import linear_predictor, reconstructor
 
     root = tmp_path_factory.mktemp("checkpoints")
     (root / "base_layer").mkdir()

@@ -21,9 +21,10 @@ def store(data_dir: str, name: str, tfds_data_dir: str, identities: list[str] | 
     import numpy as np
     import tensorflow_datasets as tfds
 
-    from sfc_tf import align, data
+    from sfc_tf.base import align
+    from sfc_tf.data import folders
 
-    items = data.list_images(data_dir, identities)
+    items = folders.list_images(data_dir, identities)
 
     def examples():
         for i, (path, _) in enumerate(items):
@@ -38,9 +39,9 @@ def store(data_dir: str, name: str, tfds_data_dir: str, identities: list[str] | 
 
 
 def main(_):
-    from sfc_tf import data
+    from sfc_tf.data import folders
 
-    identities = data.read_identity_list(FLAGS.identities) if FLAGS.identities else None
+    identities = folders.read_identity_list(FLAGS.identities) if FLAGS.identities else None
     builder = store(FLAGS.data_dir, FLAGS.name, FLAGS.tfds_data_dir, identities)
     print(f"stored {builder.info.splits['train'].num_examples} images as tfds {FLAGS.name!r} in {FLAGS.tfds_data_dir}")
 

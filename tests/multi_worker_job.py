@@ -14,8 +14,9 @@ import sys
 
 import numpy as np
 
-from sfc_tf import reconstructor_training, resume
 from sfc_tf.enhancement import training as enhancement_training
+from sfc_tf.reconstruction import training
+from sfc_tf.training import resume
 
 TINY_LAYERS = ((5, 16, 1, "valid"),) + ((4, 8, 2, "same"),) * 5 + ((3, 3, 1, "same"),)
 
@@ -35,7 +36,7 @@ def main(kind: str, directory: str, epochs: int) -> dict:
     if kind == "reconstructor":
         features = rng.standard_normal((16, 8)).astype(np.float32)
         features /= np.linalg.norm(features, axis=1, keepdims=True)
-        config = reconstructor_training.TrainConfig(
+        config = training.TrainConfig(
             directory,
             epochs=epochs,
             batch_size=4,
@@ -44,7 +45,7 @@ def main(kind: str, directory: str, epochs: int) -> dict:
             strategy="multi_worker",
             verbose=0,
         )
-        return reconstructor_training.train(config, features[None], crops, {"data": "synthetic"})
+        return training.train(config, features[None], crops, {"data": "synthetic"})
     config = enhancement_training.EnhancementTrainConfig(
         directory,
         0.01,

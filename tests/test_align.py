@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfc_tf import align
+from sfc_tf.base import align
 from sfc_tf.errors import ImageError, NoFaceError
 
 

@@ -9,8 +9,8 @@ beam = pytest.importorskip("apache_beam")
 
 
 def test_pipeline_files_are_sfc_compress_files(tiny_zoo, fixture_lfw_dir, tmp_path, capsys):
-    from sfc_tf import archive
-    from sfc_tf.search import SearchIndex
+    from sfc_tf.apps import archive
+    from sfc_tf.apps.search import SearchIndex
 
     images = sorted(fixture_lfw_dir.glob("*/*.jpg"))
     out = tmp_path / "archive"
@@ -36,7 +36,7 @@ def test_pipeline_files_are_sfc_compress_files(tiny_zoo, fixture_lfw_dir, tmp_pa
 
 
 def test_pipeline_resumes_with_skip_existing(tiny_zoo, fixture_lfw_dir, tmp_path):
-    from sfc_tf import archive
+    from sfc_tf.apps import archive
 
     out = tmp_path / "archive"
     pattern = [str(fixture_lfw_dir / "A*" / "*.jpg")]

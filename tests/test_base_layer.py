@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sfc_tf import base_layer
+from sfc_tf.base import base_layer
 from sfc_tf.errors import BitstreamError, WeightsError
 
 DIM = 32

@@ -1,4 +1,4 @@
-"""Coding many files at once (sfc_tf.batch_encode, sfc_tf.prefetch): the bytes of files coded alone, bad files
+"""Coding many files at once (sfc_tf.apps.batch_encode, sfc_tf.apps.prefetch): the bytes of files coded alone, bad files
 failing alone, alignment threads that stop when their consumer does."""
 
 import threading
@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from sfc_tf import batch_encode
+from sfc_tf.apps import batch_encode
+from sfc_tf.apps.prefetch import prefetched_map
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.errors import ImageError, SfcError
-from sfc_tf.prefetch import prefetched_map
 
 
 @pytest.fixture(scope="module")

@@ -202,7 +202,7 @@ def test_files_of_another_registered_set_decode_with_its_models(codec, analysis,
 
 
 def test_unregistered_model_sets_are_named(codec, analysis, tiny_zoo, tmp_path):
-    from sfc_tf import reconstructor
+    from sfc_tf.reconstruction import reconstructor
 
     reconstructor.save(reconstructor.Reconstructor(512).build_for_inference(), tmp_path / "mine")
     mine = ScalableCodec.from_paths(
@@ -466,7 +466,7 @@ def codec_file(fixture_lfw_dir) -> bytes:
 
 def damaged_range_payload(codec, data: bytes) -> bytes:
     """``data`` with a byte of its base payload changed and the CRCs resealed, chosen so that range decoding fails."""
-    from sfc_tf import fuzzing
+    from sfc_tf.evaluation import fuzzing
 
     for position in range(3, bitstream.base_part_bytes(data) - 2):
         bad = bytearray(data)

@@ -237,7 +237,7 @@ def test_every_registered_model_set_loads_its_own_models(shipped_checkpoints):
 
 
 def test_a_file_of_the_faces_set_decodes_with_its_own_reconstructor(shipped_checkpoints):
-    from sfc_tf import residuals
+    from sfc_tf.reconstruction import decoder
 
     faces = ScalableCodec.from_pretrained("step0.08-faces", align="center")
     paper = ScalableCodec.from_pretrained("step0.08", align="center")
@@ -245,9 +245,9 @@ def test_a_file_of_the_faces_set_decodes_with_its_own_reconstructor(shipped_chec
     decoded = faces.decode_many(data, "reconstruction")
     assert bitstream.unpack(data[0]).model_set == faces.model_set.id != paper.model_set.id
     features = np.stack([d.feature for d in decoded])
-    expected = residuals.reconstruct(faces.models.reconstructor, features)
+    expected = decoder.reconstruct(faces.models.reconstructor, features)
     np.testing.assert_array_equal(np.stack([d.image for d in decoded]), expected)
-    assert not np.array_equal(expected, residuals.reconstruct(paper.models.reconstructor, features))
+    assert not np.array_equal(expected, decoder.reconstruct(paper.models.reconstructor, features))
 
 
 def test_each_model_set_codes_with_its_registered_learned_families(codecs, analyses):

@@ -1,6 +1,6 @@
-"""The CPU description result files carry (sfc_tf.cpu)."""
+"""The CPU description result files carry (sfc_tf.evaluation.cpu)."""
 
-from sfc_tf import cpu
+from sfc_tf.evaluation import cpu
 
 
 def test_flags_and_model_from_cpuinfo(tmp_path):

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from sfc_tf import data, metrics
+from sfc_tf import metrics
+from sfc_tf.data import folders
 from sfc_tf.errors import SfcError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,15 +22,15 @@ def write_pairs(path, header, lines):
 
 def test_two_fold_header_and_default_folds(tmp_path):
     lines = ["A\t1\t2", "B\t1\tC\t1", "D\t3\t4", "E\t2\tF\t5"]
-    pairs = data.parse_pairs(write_pairs(tmp_path / "p.txt", "2\t1", lines))
+    pairs = folders.parse_pairs(write_pairs(tmp_path / "p.txt", "2\t1", lines))
     assert [p.fold for p in pairs] == [1, 1, 2, 2]
-    assert pairs[0] == data.Pair("A/A_0001.jpg", "A/A_0002.jpg", True, 1)
-    assert pairs[3] == data.Pair("E/E_0002.jpg", "F/F_0005.jpg", False, 2)
-    assert [p.fold for p in data.parse_pairs(tmp_path / "p.txt", [2])] == [2, 2]
+    assert pairs[0] == folders.Pair("A/A_0001.jpg", "A/A_0002.jpg", True, 1)
+    assert pairs[3] == folders.Pair("E/E_0002.jpg", "F/F_0005.jpg", False, 2)
+    assert [p.fold for p in folders.parse_pairs(tmp_path / "p.txt", [2])] == [2, 2]
 
 
 def test_single_number_header_is_one_fold(tmp_path):
-    pairs = data.parse_pairs(write_pairs(tmp_path / "p.txt", "1", ["A\t1\t2", "B\t1\tC\t1"]))
+    pairs = folders.parse_pairs(write_pairs(tmp_path / "p.txt", "1", ["A\t1\t2", "B\t1\tC\t1"]))
     assert [(p.same, p.fold) for p in pairs] == [(True, 1), (False, 1)]
 
 
@@ -43,36 +44,36 @@ def test_single_number_header_is_one_fold(tmp_path):
 )
 def test_malformed_pairs_files(tmp_path, header, lines, message):
     with pytest.raises(SfcError, match=message):
-        data.parse_pairs(write_pairs(tmp_path / "p.txt", header, lines))
+        folders.parse_pairs(write_pairs(tmp_path / "p.txt", header, lines))
 
 
 def test_folds_outside_the_header_are_rejected(tmp_path):
     with pytest.raises(SfcError, match="declares 1 folds"):
-        data.parse_pairs(write_pairs(tmp_path / "p.txt", "1", ["A\t1\t2", "B\t1\tC\t1"]), [2])
+        folders.parse_pairs(write_pairs(tmp_path / "p.txt", "1", ["A\t1\t2", "B\t1\tC\t1"]), [2])
 
 
 def test_identity_list_and_folder_listing(tmp_path, fixture_lfw_dir):
     (tmp_path / "ids.txt").write_text("# training\nAJ_Cook\n\nAaron_Peirsol\n")
-    identities = data.read_identity_list(tmp_path / "ids.txt")
+    identities = folders.read_identity_list(tmp_path / "ids.txt")
     assert identities == ["AJ_Cook", "Aaron_Peirsol"]
-    items = data.list_images(fixture_lfw_dir, identities)
+    items = folders.list_images(fixture_lfw_dir, identities)
     assert [label for _, label in items] == [0, 1, 1]
     assert items[0][0] == "AJ_Cook/AJ_Cook_0001.jpg"
     with pytest.raises(SfcError, match="not in"):
-        data.list_images(fixture_lfw_dir, ["Nobody"])
+        folders.list_images(fixture_lfw_dir, ["Nobody"])
 
 
 def test_load_faces_caches_crops(tmp_path, monkeypatch, fixture_lfw_dir):
     monkeypatch.setenv("SFC_TF_CACHE", str(tmp_path))
-    paths = [p for p, _ in data.list_images(fixture_lfw_dir)]
+    paths = [p for p, _ in folders.list_images(fixture_lfw_dir)]
     calls = []
 
     def fake_extractor(crops, progress=False):
         calls.append(len(crops))
         return np.ones((len(crops), 4), np.float32)
 
-    first = data.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
-    second = data.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
+    first = folders.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
+    second = folders.load_faces(fixture_lfw_dir, paths, "center", fake_extractor, "fake", progress=False)
     assert calls == [len(paths)]  # the second call read the cache
     np.testing.assert_array_equal(first.crops, second.crops)
     assert first.subset(paths[2:4]).crops.shape == (2, 160, 160, 3)
@@ -120,10 +121,10 @@ def test_mean_psnr_caps_lossless_images():
 
 
 def test_shared_pairs_protocol(shared_lfw_dir):
-    pairs = data.parse_pairs(shared_lfw_dir / "pairs.txt", [1, 2, 3, 4])
+    pairs = folders.parse_pairs(shared_lfw_dir / "pairs.txt", [1, 2, 3, 4])
     assert len(pairs) == 2400 and sum(p.same for p in pairs) == 1200
-    assert all((shared_lfw_dir / path).is_file() for path in data.pair_images(pairs))
-    train = set(data.read_identity_list(shared_lfw_dir / "train_identities.txt"))
+    assert all((shared_lfw_dir / path).is_file() for path in folders.pair_images(pairs))
+    train = set(folders.read_identity_list(shared_lfw_dir / "train_identities.txt"))
     assert not train & {p.first.split("/")[0] for p in pairs}  # evaluation identities never train
 
 
@@ -133,7 +134,7 @@ def test_verify_lfw_binary_on_a_small_protocol(tmp_path, shared_lfw_dir):
     subset = lines[:20] + lines[300:320] + lines[600:620] + lines[900:920]
     pairs_file = write_pairs(tmp_path / "pairs.txt", "2\t20", subset)
     identities = tmp_path / "train_identities.txt"  # a few training identities give the mean to subtract
-    identities.write_text("\n".join(data.read_identity_list(shared_lfw_dir / "train_identities.txt")[:8]) + "\n")
+    identities.write_text("\n".join(folders.read_identity_list(shared_lfw_dir / "train_identities.txt")[:8]) + "\n")
     out = tmp_path / "result.json"
     env = dict(os.environ, SFC_TF_CACHE=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
     subprocess.run(
@@ -185,7 +186,7 @@ def test_reconstruction_attacks_type_i_and_type_ii():
 
 
 def test_type_i_pair_accuracy_compares_each_reconstruction_with_its_own_original():
-    pairs = [data.Pair(f"p{i}a", f"p{i}b", same=i % 2 == 0, fold=i // 10 + 1) for i in range(20)]
+    pairs = [folders.Pair(f"p{i}a", f"p{i}b", same=i % 2 == 0, fold=i // 10 + 1) for i in range(20)]
     index = {name: k for k, name in enumerate(sorted({p.first for p in pairs} | {p.second for p in pairs}))}
     rng = np.random.default_rng(1)
     original = rng.normal(size=(len(index), 8))
@@ -195,7 +196,7 @@ def test_type_i_pair_accuracy_compares_each_reconstruction_with_its_own_original
 
 def test_missing_identity_list_is_named(tmp_path):
     with pytest.raises(SfcError, match="identity list not found"):
-        data.read_identity_list(tmp_path / "train_identities.txt")
+        folders.read_identity_list(tmp_path / "train_identities.txt")
 
 
 def test_verify_lfw_names_the_identities_flag(tmp_path):
@@ -223,21 +224,21 @@ def test_face_cache_is_keyed_by_content_not_by_path(fixture_lfw_dir, tmp_path, m
     """The same images in another folder hit the cache (no realignment); a changed image misses it."""
     import shutil
 
-    from sfc_tf import align
+    from sfc_tf.base import align
 
     monkeypatch.setenv("SFC_TF_CACHE", str(tmp_path / "cache"))
     first, second = tmp_path / "a" / "lfw", tmp_path / "b" / "lfw"
     shutil.copytree(fixture_lfw_dir, first)
     shutil.copytree(fixture_lfw_dir, second)
-    paths = [p for p, _ in data.list_images(first)]
-    crops = data.load_faces(first, paths, "center", progress=False).crops
+    paths = [p for p, _ in folders.list_images(first)]
+    crops = folders.load_faces(first, paths, "center", progress=False).crops
 
     def no_alignment(kind):
         raise AssertionError("aligned again")
 
     monkeypatch.setattr(align, "make_aligner", no_alignment)
-    np.testing.assert_array_equal(data.load_faces(second, paths, "center", progress=False).crops, crops)
+    np.testing.assert_array_equal(folders.load_faces(second, paths, "center", progress=False).crops, crops)
     changed = second / paths[0]
     changed.write_bytes((second / paths[1]).read_bytes())
     with pytest.raises(AssertionError, match="aligned again"):
-        data.load_faces(second, paths, "center", progress=False)
+        folders.load_faces(second, paths, "center", progress=False)

@@ -2,17 +2,17 @@
 
 import pytest
 
-from sfc_tf import evaluation
+from sfc_tf.evaluation import curves
 
 
 def test_shards_cover_every_image_once():
-    slices = [evaluation.shard(f"{k}/3", 10) for k in (1, 2, 3)]
+    slices = [curves.shard(f"{k}/3", 10) for k in (1, 2, 3)]
     assert sorted(i for s in slices for i in range(10)[s]) == list(range(10))
     for bad in ("0/2", "3/2", "1-2", "x"):
         with pytest.raises(ValueError, match="shard"):
-            evaluation.shard(bad, 10)
+            curves.shard(bad, 10)
     with pytest.raises(ValueError, match="more shards"):
-        evaluation.shard("1/11", 10)
+        curves.shard("1/11", 10)
 
 
 def _result(shard: str, faces: int, offset: float) -> dict:
@@ -50,7 +50,7 @@ def _result(shard: str, faces: int, offset: float) -> dict:
 
 
 def test_pooled_means_are_weighted_by_faces_and_bd_rows_recomputed():
-    pooled = evaluation.pool_rd_shards([_result("2/2", 30, 1.0), _result("1/2", 10, 0.0)])
+    pooled = curves.pool_rd_shards([_result("2/2", 30, 1.0), _result("1/2", 10, 0.0)])
     first = pooled["points"][0]
     assert pooled["num_images"] == 40 and pooled["shard"] == "1-2/2"
     assert first["bits_per_face"] == pytest.approx(1000 + 30 / 40) and first["psnr"] == pytest.approx(31 + 30 / 40)
@@ -66,12 +66,12 @@ def test_pooled_means_are_weighted_by_faces_and_bd_rows_recomputed():
 
 def test_shards_of_different_runs_are_refused():
     with pytest.raises(ValueError, match="expected each"):
-        evaluation.pool_rd_shards([_result("1/2", 10, 0.0), _result("1/2", 10, 0.0)])
+        curves.pool_rd_shards([_result("1/2", 10, 0.0), _result("1/2", 10, 0.0)])
     other = _result("2/2", 10, 0.0)
     other["points"] = other["points"][:-1]
     with pytest.raises(ValueError, match="different curves"):
-        evaluation.pool_rd_shards([_result("1/2", 10, 0.0), other])
+        curves.pool_rd_shards([_result("1/2", 10, 0.0), other])
     other = _result("2/2", 10, 0.0)
     other["folds"] = ["3"]
     with pytest.raises(ValueError, match="folds"):
-        evaluation.pool_rd_shards([_result("1/2", 10, 0.0), other])
+        curves.pool_rd_shards([_result("1/2", 10, 0.0), other])

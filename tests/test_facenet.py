@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import checkpoint, facenet
+from sfc_tf import checkpoint
+from sfc_tf.base import facenet
 from sfc_tf.errors import WeightsError
 
 

@@ -1,4 +1,4 @@
-"""Fuzzing ``ScalableCodec.decode`` with mutated real files of every enhancement kind (sfc_tf.fuzzing).
+"""Fuzzing ``ScalableCodec.decode`` with mutated real files of every enhancement kind (sfc_tf.evaluation.fuzzing).
 
 In process with hypothesis on the stand-in models of ``tiny_zoo`` (fast); and a short run of the long harness
 eval/fuzz_decode.py (atheris/libFuzzer on the shipped models) in a child process whose every decode is bounded by
@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sfc_tf import bitstream, fuzzing, zoo
-from sfc_tf.codec import ScalableCodec
+from sfc_tf import bitstream, zoo
+from sfc_tf.codec import LAYERS, ScalableCodec
 from sfc_tf.enhancement import registry
+from sfc_tf.evaluation import fuzzing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DECODE_SECONDS = 20.0
@@ -55,7 +56,7 @@ def test_reseal_reaches_the_payload_parsers(codec, corpus):
 @given(
     index=st.integers(0, 10_000),
     seed=st.integers(0, 2**32 - 1),
-    layers=st.sampled_from(fuzzing.LAYERS),
+    layers=st.sampled_from(LAYERS),
     sealed=st.booleans(),
 )
 def test_mutated_files_are_refused_or_decode_to_a_face(codec, corpus, index, seed, layers, sealed):

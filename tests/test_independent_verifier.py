@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sfc_tf.independent_verifier import DlibVerifier
+from sfc_tf.evaluation.independent_verifier import DlibVerifier
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import facenet, linear_predictor, reconstructor, residuals
+from sfc_tf.base import facenet
+from sfc_tf.reconstruction import decoder, linear_predictor, reconstructor
 
 
 def python_memory_left_by(call, repeats: int) -> int:
@@ -41,13 +42,13 @@ def test_networks_reconstruct_as_their_eager_call_does_at_every_batch_size(featu
         for batch_size in (5, 3, 2, 1):
             rows = [network.infer(features[i : i + batch_size]).numpy() for i in range(0, len(features), batch_size)]
             np.testing.assert_array_equal(np.concatenate(rows), expected)  # the networks' floats, bit for bit
-        np.testing.assert_array_equal(residuals.reconstruct(network, features, 1), reconstructor.to_uint8(expected))
+        np.testing.assert_array_equal(decoder.reconstruct(network, features, 1), reconstructor.to_uint8(expected))
 
 
 def test_reconstruction_leaves_no_memory_behind(feature_networks):
     feature = np.random.default_rng(1).normal(size=(1, 128)).astype(np.float32)
     # an eager call of the reconstructor leaves ~9 KB per call in TF 2.14 (~270 KB here)
-    assert python_memory_left_by(lambda: residuals.reconstruct(feature_networks[0], feature), 30) < 30_000
+    assert python_memory_left_by(lambda: decoder.reconstruct(feature_networks[0], feature), 30) < 30_000
 
 
 def test_facenet_graph_matches_eager_and_leaves_no_memory_behind(fixture_crops):

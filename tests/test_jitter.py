@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sfc_tf import jitter, training_data
+from sfc_tf.data import jitter, training_set
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,8 @@ class MeanColour:
 
 def test_training_set_gains_jittered_copies_with_their_own_features(fixture_lfw_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SFC_TF_CACHE", str(tmp_path))
-    plain = training_data.assemble(fixture_lfw_dir, align="center", validation_fraction=0.0, extractor=MeanColour())
-    augmented = training_data.assemble(
+    plain = training_set.assemble(fixture_lfw_dir, align="center", validation_fraction=0.0, extractor=MeanColour())
+    augmented = training_set.assemble(
         fixture_lfw_dir, align="center", validation_fraction=0.0, extractor=MeanColour(), jitter_copies=2
     )
     n = len(plain.crops)
@@ -73,5 +73,5 @@ def test_training_set_gains_jittered_copies_with_their_own_features(fixture_lfw_
 
 
 def test_jitter_needs_faces_in_memory(tmp_path):
-    with pytest.raises(training_data.SfcError, match="--jitter goes with --data_dir"):
-        training_data.load(records_path=str(tmp_path), jitter_copies=1)
+    with pytest.raises(training_set.SfcError, match="--jitter goes with --data_dir"):
+        training_set.load(records_path=str(tmp_path), jitter_copies=1)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import coarse, linear_predictor, reconstructor
+from sfc_tf.base import coarse
 from sfc_tf.enhancement import prediction
 from sfc_tf.errors import WeightsError
+from sfc_tf.reconstruction import linear_predictor, reconstructor
 
 
 def test_upsampling_matrix_is_the_models_bilinear_resize():

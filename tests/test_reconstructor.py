@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf import losses, reconstructor, resume
-from sfc_tf import reconstructor_training as training
 from sfc_tf.errors import WeightsError
+from sfc_tf.reconstruction import losses, reconstructor
+from sfc_tf.reconstruction import training as training
+from sfc_tf.training import resume
 
 
 @pytest.mark.parametrize("dim", [128, 512])

@@ -1,4 +1,4 @@
-"""Sharded TFRecord training data (sfc_tf.records): building from an identity folder and from tensorflow-datasets,
+"""Sharded TFRecord training data (sfc_tf.data.records): building from an identity folder and from tensorflow-datasets,
 resuming an interrupted build, refusing damaged folders, streaming with held-out identities and flips, and short
 CPU training jobs of both training binaries fed by records and by a tfds dataset."""
 
@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from sfc_tf import align, records, training_data
+from sfc_tf.base import align
+from sfc_tf.data import records, training_set
 from sfc_tf.enhancement import learned
 from sfc_tf.errors import SfcError
 
@@ -69,8 +70,8 @@ def test_stream_leaves_out_held_identities_and_mirrors_with_the_mirror_feature(b
 
 
 def test_training_stream_holds_out_identities_like_assemble(built):
-    stream = training_data.stream(built.directory, validation_fraction=0.5, seed=0)
-    held = training_data.held_out_identities(built.identities, 0.5, 0)
+    stream = training_set.stream(built.directory, validation_fraction=0.5, seed=0)
+    held = training_set.held_out_identities(built.identities, 0.5, 0)
     assert set(stream.description["held_out_identities"]) == held and len(held) == 2
     assert stream.num_examples + len(stream.held_out_crops) == 6
     assert sum(1 for _ in stream.examples) == stream.num_examples

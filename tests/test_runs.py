@@ -146,10 +146,10 @@ def test_help_examples_keep_their_line_breaks_and_name_real_models(binary):
 
 
 def test_a_warmup_longer_than_the_run_is_flagged():
-    from sfc_tf import reconstructor_training
+    from sfc_tf.reconstruction import training
 
-    assert reconstructor_training.check_warmup(90, 90) is None
-    assert "--warmup_steps 90 is longer than the run (4 steps)" in reconstructor_training.check_warmup(90, 4)
+    assert training.check_warmup(90, 90) is None
+    assert "--warmup_steps 90 is longer than the run (4 steps)" in training.check_warmup(90, 4)
 
 
 def test_a_fractional_learned_quality_is_named_as_given():

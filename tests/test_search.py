@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sfc_tf import cli
-from sfc_tf.search import SearchIndex, SearchIndexError
+from sfc_tf.apps.search import SearchIndex, SearchIndexError
 
 
 def unit_rows(rng, n, d=64):

@@ -1,5 +1,5 @@
-"""Deployment: the SavedModels of ``sfc_tf.serving`` against the in-process library, in a fresh process; their
-signatures as ``saved_model_cli`` shows them; ``serving_client`` over gRPC and REST against in-process TEST
+"""Deployment: the SavedModels of ``sfc_tf.serving.exports`` against the in-process library, in a fresh process; their
+signatures as ``saved_model_cli`` shows them; ``client`` over gRPC and REST against in-process TEST
 DOUBLES of TF Serving (no model server runs here) and against misbehaving ones (bad replies, slow or silent servers,
 refused connections); ``sfc --server`` writes the local bytes.
 
@@ -29,8 +29,10 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from sfc_tf import cli, reconstructor, serving, serving_client
-from sfc_tf.serving_client import LocalModels, RemoteModels, ServingError
+from sfc_tf import cli
+from sfc_tf.reconstruction import reconstructor
+from sfc_tf.serving import client, exports
+from sfc_tf.serving.client import LocalModels, RemoteModels, ServingError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
@@ -39,7 +41,7 @@ FEATURE_TOLERANCE = 1e-5  # float features, fresh process vs in-process Keras (m
 CONDITIONAL_QUALITY = 2
 
 IMAGES = ("DT_UINT8", "(-1, -1, -1, 3)")
-# (model, signature) -> inputs, outputs: name -> (dtype, shape) as saved_model_cli prints them (docs/serving.md).
+# (model, signature) -> inputs, outputs: name -> (dtype, shape) as saved_model_cli prints them (docs/exports.md).
 SIGNATURES = {
     ("facenet", "serving_default"): (
         {"crops": ("DT_UINT8", "(-1, 160, 160, 3)")},
@@ -123,7 +125,7 @@ def export_dir(checkpoints, tmp_path_factory):
     return export(
         tmp_path_factory.mktemp("serving") / "models",
         "--models",
-        ",".join(serving.MODEL_NAMES),
+        ",".join(exports.MODEL_NAMES),
         "--reconstructor",
         checkpoints["reconstructor"],
         "--predictor",
@@ -150,12 +152,13 @@ def conditional_export_dir(checkpoints, tmp_path_factory):
 def reference(checkpoints, fixture_crops):
     """The in-process library's outputs for the fixture faces (Keras FaceNet, Keras reconstructor and predictor,
     the learned codecs, minmax): what every exported signature must reproduce."""
-    from sfc_tf import facenet, residuals
+    from sfc_tf.base import facenet
     from sfc_tf.enhancement import layer, learned, minmax, prediction
+    from sfc_tf.reconstruction import decoder
 
     features = facenet.FeatureExtractor(allow_download=False)(fixture_crops)
-    faces = residuals.reconstruct(reconstructor.load(checkpoints["reconstructor"]), features)
-    predicted = residuals.reconstruct(prediction.load_network(checkpoints["predictor"]), features)
+    faces = decoder.reconstruct(reconstructor.load(checkpoints["reconstructor"]), features)
+    predicted = decoder.reconstruct(prediction.load_network(checkpoints["predictor"]), features)
     residual_images, spans = layer.normalised_residuals(fixture_crops, faces)
     codec = learned.load_codec(checkpoints["residual"])
     strings = codec.encode_many(residual_images)  # the payload is the range-coded string itself
@@ -330,7 +333,7 @@ def parse_saved_model_cli(text: str) -> tuple[dict, set]:
     return signatures, ast.literal_eval(ops.group(1))
 
 
-@pytest.mark.parametrize("model", [*serving.MODEL_NAMES, "conditional enhancement"])
+@pytest.mark.parametrize("model", [*exports.MODEL_NAMES, "conditional enhancement"])
 def test_saved_model_cli_lists_the_documented_signatures(model, export_dir, conditional_export_dir):
     table = CONDITIONAL_SIGNATURES if model.startswith("conditional") else SIGNATURES
     root, model = (conditional_export_dir, "enhancement") if model.startswith("conditional") else (export_dir, model)
@@ -345,7 +348,7 @@ def test_saved_model_cli_lists_the_documented_signatures(model, export_dir, cond
     assert {name: signatures[name] for name in expected} == expected
     assert set(signatures) == {*expected, "__saved_model_init_op"}
     for name, (_, outputs) in expected.items():
-        assert set(outputs) == set(serving.OUTPUTS[(model, name)])
+        assert set(outputs) == set(exports.OUTPUTS[(model, name)])
     assert ops & (TFC_ENCODE_OPS | TFC_DECODE_OPS) == TFC_OPS[model]
     if TFC_OPS[model]:  # stock saved_model_cli lists the signatures, then fails on the functions' custom ops
         assert shown.returncode != 0 and "Op type not registered 'CreateRange" in shown.stderr
@@ -367,7 +370,7 @@ class InProcessPredictionServiceDouble(prediction_service_pb2_grpc.PredictionSer
         from tensorflow_serving.apis import predict_pb2
 
         model = request.model_spec.name
-        signature = request.model_spec.signature_name or serving.DEFAULT_SIGNATURE
+        signature = request.model_spec.signature_name or exports.DEFAULT_SIGNATURE
         try:
             function = self.models.signature(model, signature)
         except ServingError as exc:
@@ -399,7 +402,7 @@ class InProcessRestDouble(http.server.BaseHTTPRequestHandler):
         if not match:
             return self._reply(404, {"error": f"no such endpoint {self.path}"})
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        model, signature = match.group(1), body.get("signature_name", serving.DEFAULT_SIGNATURE)
+        model, signature = match.group(1), body.get("signature_name", exports.DEFAULT_SIGNATURE)
         try:
             specs = self.models.signature(model, signature).structured_input_signature[1]
         except ServingError as exc:
@@ -452,8 +455,8 @@ def start_servers(local_models):
     import grpc
 
     options = [
-        ("grpc.max_send_message_length", serving_client.MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", serving_client.MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", client.MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", client.MAX_MESSAGE_BYTES),
     ]
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -485,7 +488,7 @@ def conditional_local_models(conditional_export_dir):
     return LocalModels(conditional_export_dir)
 
 
-def run_all(models: serving_client.Models, conditional: serving_client.Models, reference: dict) -> dict:
+def run_all(models: client.Models, conditional: client.Models, reference: dict) -> dict:
     """Every signature once, on the reference's inputs."""
     strings, latent_shape = models.encode_images(reference["residual_images"])
     conditional_strings, _ = conditional.encode_images(reference["crops"], reference["predicted"])
@@ -522,12 +525,10 @@ def test_remote_models_round_trip_to_the_local_results(
 
 
 def test_served_learned_codecs_write_the_local_payloads(local_models, conditional_local_models, checkpoints, reference):
-    residual = serving_client.served_learned_codec(local_models, checkpoints["residual"])
+    residual = client.served_learned_codec(local_models, checkpoints["residual"])
     assert residual.encode_many(reference["residual_images"]) == reference["strings"]
     np.testing.assert_array_equal(residual.decode_many(reference["strings"]), reference["decoded"])
-    conditional = serving_client.served_learned_codec(
-        conditional_local_models, checkpoints["conditional"], CONDITIONAL_QUALITY
-    )
+    conditional = client.served_learned_codec(conditional_local_models, checkpoints["conditional"], CONDITIONAL_QUALITY)
     assert conditional.encode_many(reference["crops"], reference["predicted"]) == reference["conditional_strings"]
     np.testing.assert_array_equal(
         conditional.decode_many(reference["conditional_strings"], reference["predicted"]),
@@ -560,7 +561,7 @@ def test_server_side_failures_are_serving_errors(protocol, servers, conditional_
 def test_remote_models_refuse_bad_arguments_before_sending():
     remote = RemoteModels(f"127.0.0.1:{free_port()}", "rest")
     with pytest.raises(ValueError, match="nosuchmodel/serving_default is not one of the codec's signatures"):
-        remote.predict("nosuchmodel", serving.DEFAULT_SIGNATURE, {"crops": np.zeros((1, 4, 4, 3), np.uint8)})
+        remote.predict("nosuchmodel", exports.DEFAULT_SIGNATURE, {"crops": np.zeros((1, 4, 4, 3), np.uint8)})
     for kwargs in ({"retries": -1}, {"backoff": -0.5}, {"backoff": float("inf")}):
         with pytest.raises(ValueError, match="need retries >= 0"):
             RemoteModels("127.0.0.1:8501", "rest", **kwargs)
@@ -678,7 +679,7 @@ def wait_for_hang_up(connection: socket.socket) -> None:
 
 
 def serving_error(
-    remote: RemoteModels, model: str = serving.FACENET, signature: str = serving.DEFAULT_SIGNATURE, **inputs
+    remote: RemoteModels, model: str = exports.FACENET, signature: str = exports.DEFAULT_SIGNATURE, **inputs
 ) -> str:
     """The message of the ServingError of ``remote.predict``, checked to be one line naming server, model, signature."""
     with pytest.raises(ServingError) as error:
@@ -743,8 +744,8 @@ def test_rest_wrong_outputs_of_a_two_output_signature(raw_server):
         server = raw_server(send(http_reply(json.dumps({"outputs": outputs}).encode())))
         message = serving_error(
             RemoteModels(server.host_port, "rest"),
-            serving.ENHANCEMENT,
-            serving.ENCODE,
+            exports.ENHANCEMENT,
+            exports.ENCODE,
             images=np.zeros((1, 16, 16, 3), np.uint8),
         )
         assert re.search(expected, message), message
@@ -754,14 +755,14 @@ def test_rest_content_length_over_the_cap_is_refused_before_reading(raw_server):
     server = raw_server(send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n{"))
     message = serving_error(RemoteModels(server.host_port, "rest", timeout=10))
     assert message.endswith(f"Content-Length 100000000000 is larger than the {5 << 20}-byte cap of this request")
-    assert serving_client.reply_cap(len(CROPS)) == 5 << 20  # 1 MiB + 2 MiB per row
+    assert client.reply_cap(len(CROPS)) == 5 << 20  # 1 MiB + 2 MiB per row
 
 
 def test_rest_reply_over_the_cap_of_its_request_is_refused_before_parsing(raw_server, monkeypatch):
     """A valid reply far larger than any reply to its request (300 MB took 33 s and 4.1 GB to parse against a 3 s
     deadline) is refused once the bytes read pass the request's cap, before any parsing."""
     body = b'{"outputs": [' + b"0.5, " * (2 << 20) + b"0.5]}"  # 10 MiB of floats for a batch of 2: cap 5 MiB
-    monkeypatch.setattr(serving_client, "_JsonReply", None)  # parsing it would fail the test
+    monkeypatch.setattr(client, "_JsonReply", None)  # parsing it would fail the test
     for reply in (http_reply(body), b"HTTP/1.1 200 OK\r\n\r\n" + body):  # with and without Content-Length
         server = raw_server(send(reply))
         message = serving_error(RemoteModels(server.host_port, "rest", timeout=30))
@@ -769,7 +770,7 @@ def test_rest_reply_over_the_cap_of_its_request_is_refused_before_parsing(raw_se
 
 
 def test_rest_reply_without_length_is_capped_while_reading(raw_server, monkeypatch):
-    monkeypatch.setattr(serving_client, "MAX_REPLY_BYTES", 1 << 20)
+    monkeypatch.setattr(client, "MAX_REPLY_BYTES", 1 << 20)
 
     def endless(connection):  # 4 MiB (not endless: today's client would read it all)
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
@@ -808,7 +809,7 @@ def test_rest_deadline_covers_parsing(raw_server, monkeypatch):
             time.sleep(0.5)
             return super().raw_decode(text, pos)
 
-    monkeypatch.setattr(serving_client._JsonReply, "_decoder", SlowDecoder())
+    monkeypatch.setattr(client._JsonReply, "_decoder", SlowDecoder())
     row = "[" + ", ".join(["-1.2345679351710714e-05"] * 128) + "]"
     body = ('{"outputs": [' + ", ".join([row] * 16) + "]}").encode()
     server = raw_server(send(http_reply(body)))
@@ -1006,13 +1007,13 @@ def test_cli_refuses_a_server_timeout_out_of_range_before_loading_models(timeout
 def test_every_export_records_where_it_came_from(export_dir, checkpoints):
     """assets/provenance.json: each source checkpoint's path and sha256 (its meta.json's), the code version."""
     reconstructor_meta = json.loads((checkpoints["reconstructor"] / "meta.json").read_text())
-    for name in serving.MODEL_NAMES:
-        record = json.loads((export_dir / name / "1" / "assets" / serving.PROVENANCE_FILE).read_text())
+    for name in exports.MODEL_NAMES:
+        record = json.loads((export_dir / name / "1" / "assets" / exports.PROVENANCE_FILE).read_text())
         assert record["code"]["sfc_tf"] and "git_commit" in record["code"]
-        if name in (serving.RECONSTRUCTOR, serving.DECODER):
+        if name in (exports.RECONSTRUCTOR, exports.DECODER):
             source = record["sources"]["reconstructor"]
             assert source == {"path": str(checkpoints["reconstructor"]), "sha256": reconstructor_meta["sha256"]}
-    decoder = json.loads((export_dir / "decoder" / "1" / "assets" / serving.PROVENANCE_FILE).read_text())
+    decoder = json.loads((export_dir / "decoder" / "1" / "assets" / exports.PROVENANCE_FILE).read_text())
     assert decoder["enhancement_quality"] == 1 and decoder["sources"]["enhancement"]["sha256"]
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sfc_tf import base_layer, coarse
+from sfc_tf.base import base_layer, coarse
+from sfc_tf.base.thumbnail import Thumbnail
 from sfc_tf.errors import BitstreamError
-from sfc_tf.thumbnail import Thumbnail
 
 DIM, SIZE = 32, 40
 REPO = pathlib.Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfc_tf.time_limit import Deadline, TimeLimit
+from sfc_tf.training.time_limit import Deadline, TimeLimit
 
 
 class CountSteps(tf.keras.callbacks.Callback):

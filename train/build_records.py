@@ -1,4 +1,4 @@
-"""Write training faces as sharded TFRecords (sfc_tf.records): aligned 160x160 crops with their FaceNet features
+"""Write training faces as sharded TFRecords (sfc_tf.data.records): aligned 160x160 crops with their FaceNet features
 (and their mirror images' features), from an identity-folder tree (VGGFace2 layout) or a tensorflow-datasets dataset.
 The training binaries stream them with --records.
 
@@ -12,7 +12,8 @@ Re-running the same command after an interruption keeps the shards already writt
 import tensorflow  # noqa: F401  (TF 2.14 builds no functional Keras model if first imported inside app.run)
 from absl import app, flags
 
-from sfc_tf import data, records
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders, records
 from sfc_tf.errors import SfcError
 
 FLAGS = flags.FLAGS
@@ -20,7 +21,7 @@ flags.DEFINE_string("data_dir", None, "Root of identity folders (VGGFace2 / LFW 
 flags.DEFINE_string("tfds", None, "A tensorflow-datasets image dataset NAME[:SPLIT] instead of --data_dir.")
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to keep (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop (MTCNN misses get the center crop).")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop (MTCNN misses get the center crop).")
 flags.DEFINE_integer("shard_size", 1000, "Faces per shard.", lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Folder for the shards and records.json.", required=True)
 
@@ -29,7 +30,7 @@ def main(_):
     if bool(FLAGS.data_dir) == bool(FLAGS.tfds):
         raise app.UsageError("give exactly one of --data_dir and --tfds")
     try:
-        identities = data.read_identity_list(FLAGS.identities) if FLAGS.identities else None
+        identities = folders.read_identity_list(FLAGS.identities) if FLAGS.identities else None
         built = records.build(
             FLAGS.output_dir,
             data_dir=FLAGS.data_dir,

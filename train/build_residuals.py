@@ -2,13 +2,13 @@
 their reconstructions from base-layer-decoded features (the real bytes decoded, exactly as the decoder sees them).
 
   python train/build_residuals.py --data_dir ../shared/data/lfw \\
-      --identities ../shared/data/lfw/train_identities.txt --output residuals.npz
+      --identities ../shared/data/lfw/train_identities.txt --output decoder.npz
 
 ``--base_layer`` and ``--reconstructor`` default to the registry's default model set (``sfc models``).
 
 Writes ``--output`` (residuals uint8 (N,160,160,3), low/high float32, paths, ids of the models); by default a
 file in ``<cache>/residuals/`` named after the crop, the base layer's step and the reconstructor.
-``--reconstructor`` also takes a training checkpoint prefix (work in progress; see residuals.load_reconstructor).
+``--reconstructor`` also takes a training checkpoint prefix (work in progress; see decoder.load_reconstructor).
 """
 
 import hashlib
@@ -18,13 +18,17 @@ import re
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, facenet, residuals, settings, zoo
+from sfc_tf import settings, zoo
+from sfc_tf.base import base_layer, facenet
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders
 from sfc_tf.enhancement import layer
+from sfc_tf.reconstruction import decoder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Identity list (training identities only).", required=True)
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_string("base_layer", None, "Base-layer model; default: the default model set's.")
 flags.DEFINE_string(
     "reconstructor", None, "Reconstructor directory or checkpoint prefix; default: the default model set's."
@@ -35,14 +39,14 @@ flags.DEFINE_string(
 
 
 def main(_):
-    paths = [p for p, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
-    faces = data.load_faces(
+    paths = [p for p, _ in folders.list_images(FLAGS.data_dir, folders.read_identity_list(FLAGS.identities))]
+    faces = folders.load_faces(
         FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
     )
     base = base_layer.load(FLAGS.base_layer or zoo.model_set().path("base_layer"))
     decoded, thumbnails = base.decode_layers(base.encode_payloads(faces.features, faces.crops))
-    model = residuals.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
-    rebuilt = base.correct(residuals.reconstruct(model, decoded, progress=True), thumbnails)  # as the decoder does
+    model = decoder.load_reconstructor(FLAGS.reconstructor or zoo.model_set().path("reconstructor"))
+    rebuilt = base.correct(decoder.reconstruct(model, decoded, progress=True), thumbnails)  # as the decoder does
     images, spans = layer.normalised_residuals(faces.crops, rebuilt)
     shipped = re.fullmatch("[0-9a-f]{64}", model.model_id)  # a shipped model's id is its sha256, as in zoo.json
     tag = model.model_id if shipped else hashlib.sha256(model.model_id.encode()).hexdigest()

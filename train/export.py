@@ -11,16 +11,19 @@ registry's default set, ``sfc models``): serve the set the clients code with (``
 
 Models: facenet (offline FaceNet weights), reconstructor, predictor (the coding predictor of prediction mode
 ``mmse``), enhancement (one rate of a learned codec: encode/decode), decoder (the paper's full decode:
-reconstructor + residual-codec decode + residual add; residual codecs only). Signatures: docs/serving.md.
+reconstructor + residual-codec decode + residual add; residual codecs only). Signatures: docs/exports.md.
 """
 
 import functools
 
 from absl import app, flags
 
-from sfc_tf import base_layer, residuals, runs, serving, zoo
+from sfc_tf import runs, zoo
+from sfc_tf.base import base_layer
 from sfc_tf.enhancement import learned, prediction, registry
 from sfc_tf.errors import SfcError
+from sfc_tf.reconstruction import decoder
+from sfc_tf.serving import exports
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -28,8 +31,8 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list(
     "models",
-    [serving.FACENET, serving.RECONSTRUCTOR, serving.ENHANCEMENT, serving.DECODER],
-    f"Models to export, from {list(serving.MODEL_NAMES)}.",
+    [exports.FACENET, exports.RECONSTRUCTOR, exports.ENHANCEMENT, exports.DECODER],
+    f"Models to export, from {list(exports.MODEL_NAMES)}.",
 )
 flags.DEFINE_integer("version", 1, "Version folder to write (must not exist).")
 flags.DEFINE_string("facenet_weights", None, "Keras FaceNet weights; default: the converted offline weights.")
@@ -50,11 +53,11 @@ def main(_):
     predictor_path = functools.cache(lambda: FLAGS.predictor or model_set().path("predictor"))
     enhancement_path = functools.cache(
         lambda: FLAGS.enhancement
-        or zoo.learned_family(kind="residual", for_set=model_set()).checkpoint(
+        or registry.learned_family("learned", model_set=model_set()).checkpoint(
             registry.check_quality("learned", model_set=model_set())
         )[0]
     )
-    reconstructor = functools.cache(lambda: residuals.load_reconstructor(reconstructor_path()))
+    reconstructor = functools.cache(lambda: decoder.load_reconstructor(reconstructor_path()))
     predictor = functools.cache(lambda: prediction.load_network(predictor_path()))
 
     @functools.cache
@@ -66,26 +69,26 @@ def main(_):
         return learned.RateCoder(model, FLAGS.enhancement_quality - 1)
 
     loaders = {
-        serving.FACENET: lambda: serving.load_facenet(weights_path=FLAGS.facenet_weights),
-        serving.RECONSTRUCTOR: lambda: serving.ReconstructorExport(reconstructor(), reconstructor().feature_dim),
-        serving.PREDICTOR: lambda: serving.ReconstructorExport(predictor(), predictor().feature_dim, serving.PREDICTOR),
-        serving.ENHANCEMENT: lambda: serving.EnhancementExport(coder()),
-        serving.DECODER: lambda: serving.DecoderExport(reconstructor(), reconstructor().feature_dim, coder()),
+        exports.FACENET: lambda: exports.load_facenet(weights_path=FLAGS.facenet_weights),
+        exports.RECONSTRUCTOR: lambda: exports.ReconstructorExport(reconstructor(), reconstructor().feature_dim),
+        exports.PREDICTOR: lambda: exports.ReconstructorExport(predictor(), predictor().feature_dim, exports.PREDICTOR),
+        exports.ENHANCEMENT: lambda: exports.EnhancementExport(coder()),
+        exports.DECODER: lambda: exports.DecoderExport(reconstructor(), reconstructor().feature_dim, coder()),
     }
     sources = {  # what each export's assets/provenance.json names
-        serving.FACENET: lambda: {"facenet": FLAGS.facenet_weights},
-        serving.RECONSTRUCTOR: lambda: {"reconstructor": reconstructor_path()},
-        serving.PREDICTOR: lambda: {"predictor": predictor_path()},
-        serving.ENHANCEMENT: lambda: {"enhancement": enhancement_path()},
-        serving.DECODER: lambda: {"reconstructor": reconstructor_path(), "enhancement": enhancement_path()},
+        exports.FACENET: lambda: {"facenet": FLAGS.facenet_weights},
+        exports.RECONSTRUCTOR: lambda: {"reconstructor": reconstructor_path()},
+        exports.PREDICTOR: lambda: {"predictor": predictor_path()},
+        exports.ENHANCEMENT: lambda: {"enhancement": enhancement_path()},
+        exports.DECODER: lambda: {"reconstructor": reconstructor_path(), "enhancement": enhancement_path()},
     }
     unknown = set(FLAGS.models) - set(loaders)
     if unknown:
-        raise SystemExit(f"export: unknown models {sorted(unknown)}; choose from {list(serving.MODEL_NAMES)}")
+        raise SystemExit(f"export: unknown models {sorted(unknown)}; choose from {list(exports.MODEL_NAMES)}")
     export_dir = FLAGS.export_dir or runs.default_dir("export")
     models = list(FLAGS.models)
     uses_set = FLAGS.model_set is not None or FLAGS.reconstructor is None  # a given reconstructor names no set
-    if serving.DECODER in models and uses_set and base_layer.load(model_set().path("base_layer")).thumbnail is not None:
+    if exports.DECODER in models and uses_set and base_layer.load(model_set().path("base_layer")).thumbnail is not None:
         reason = (
             f"model set {model_set().name!r} codes a colour thumbnail, which the decoder graph does not apply: "
             "export its reconstructor and enhancement instead (the client applies the thumbnail)"
@@ -93,14 +96,14 @@ def main(_):
         if FLAGS["models"].present:
             raise SystemExit(f"export: {reason}")
         print(f"decoder: not exported ({reason})")
-        models.remove(serving.DECODER)
+        models.remove(exports.DECODER)
     for name in models:
         try:
             module = loaders[name]()
-            record = serving.provenance(sources[name](), model_set().name if uses_set else None)
-            if name in (serving.ENHANCEMENT, serving.DECODER):
+            record = exports.provenance(sources[name](), model_set().name if uses_set else None)
+            if name in (exports.ENHANCEMENT, exports.DECODER):
                 record["enhancement_quality"] = FLAGS.enhancement_quality
-            print(f"{name} -> {serving.export(module, export_dir, FLAGS.version, record, FLAGS.overwrite)}")
+            print(f"{name} -> {exports.export(module, export_dir, FLAGS.version, record, FLAGS.overwrite)}")
         except (SfcError, FileExistsError, ValueError) as exc:
             raise SystemExit(f"export {name}: {exc}") from exc
 

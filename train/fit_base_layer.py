@@ -9,7 +9,7 @@
 Without ``--output_dir`` the models go to runs/fit_base_layer/run-<hash of the flags> (sfc_tf.runs); a folder that
 holds fitted models (its index.json) is left alone ("already finished") unless ``--overwrite``.
 
-With ``--thumbnail_grid G`` every model also codes a G x G colour thumbnail of the crop (``sfc_tf.thumbnail``),
+With ``--thumbnail_grid G`` every model also codes a G x G colour thumbnail of the crop (``sfc_tf.base.thumbnail``),
 fitted on the same training crops. ``--feature_models`` takes the feature part from existing models (bit for bit:
 a refit on another machine's BLAS may rotate differently) instead of fitting one per step.
 
@@ -24,13 +24,16 @@ import json
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, data, facenet, runs
-from sfc_tf.thumbnail import Thumbnail
+from sfc_tf import runs
+from sfc_tf.base import base_layer, facenet
+from sfc_tf.base.thumbnail import Thumbnail
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "Root of identity folders.", required=True)
 flags.DEFINE_string("identities", None, "Training identity list (features of these only).", required=True)
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_list(
     "steps",
     ["0.3", "0.2", "0.14", "0.1", "0.08", "0.06", "0.04", "0.02", "0.01", "0.005", "0.002", "0.001", "0.0005"],
@@ -48,7 +51,7 @@ flags.DEFINE_list(
 runs.define_flags()
 
 
-def coded_and_ideal_bits(model: base_layer.BaseLayerModel, faces: data.FaceSet) -> dict:
+def coded_and_ideal_bits(model: base_layer.BaseLayerModel, faces: folders.FaceSet) -> dict:
     """Coded bits per face (record: CRC-16 + payload, the thumbnail included), the feature's ideal bits and the
     thumbnail's."""
     coded = 8 * np.mean([len(r) for r in model.encode(faces.features, faces.crops)])
@@ -76,9 +79,9 @@ def main(_):
     if runs.start(out, FLAGS.resume, FLAGS.overwrite, marker="index.json").finished:
         return
     extractor, tag = facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
-    paths = [p for p, _ in data.list_images(FLAGS.lfw_dir, data.read_identity_list(FLAGS.identities))]
-    train = data.load_faces(FLAGS.lfw_dir, paths, FLAGS.align, extractor, tag)
-    _, eval_faces = data.load_pair_faces(
+    paths = [p for p, _ in folders.list_images(FLAGS.lfw_dir, folders.read_identity_list(FLAGS.identities))]
+    train = folders.load_faces(FLAGS.lfw_dir, paths, FLAGS.align, extractor, tag)
+    _, eval_faces = folders.load_pair_faces(
         FLAGS.lfw_dir,
         FLAGS.pairs or f"{FLAGS.lfw_dir}/pairs.txt",
         [int(f) for f in FLAGS.eval_folds],

@@ -15,7 +15,8 @@ import json
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, runs
+from sfc_tf import runs
+from sfc_tf.data import folders
 from sfc_tf.enhancement import jpeg, jpeg_scan, jpeg_tables, minmax
 from sfc_tf.errors import SfcError
 
@@ -34,8 +35,8 @@ def main(_):
         output = runs.result_file(FLAGS.output, "fit_jpeg_tables", jpeg_tables.TABLES_FILE.name, FLAGS.overwrite)
     except SfcError as exc:
         raise SystemExit(f"fit_jpeg_tables: {exc}") from exc
-    paths = [path for path, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
-    crops = data.load_faces(FLAGS.data_dir, paths, "mtcnn").crops
+    paths = [path for path, _ in folders.list_images(FLAGS.data_dir, folders.read_identity_list(FLAGS.identities))]
+    crops = folders.load_faces(FLAGS.data_dir, paths, "mtcnn").crops
     mean_face = crops.mean(axis=0)
     chosen = crops[np.linspace(0, len(crops) - 1, FLAGS.faces).astype(int)]
     images = np.concatenate([chosen, np.stack([minmax.normalise(c - mean_face)[0] for c in chosen])])

@@ -1,6 +1,6 @@
-"""Fit the linear coding predictor (prediction mode ``mmse``, ``sfc_tf.linear_predictor``) in closed form:
-ridge regression from base-layer-decoded FaceNet features to coarse faces, the grid size and ridge weight chosen
-by PSNR on held-out identities. Writes the predictor, the mean training face and meta.json (every candidate's
+"""Fit the linear coding predictor (prediction mode ``mmse``, ``sfc_tf.reconstruction.linear_predictor``) in closed
+form: ridge regression from base-layer-decoded FaceNet features to coarse faces, the grid size and ridge weight
+chosen by PSNR on held-out identities. Writes the predictor, the mean training face and meta.json (every candidate's
 held-out PSNR, and the mean face's, for comparison).
 
   python train/fit_predictor.py --data_dir ../shared/data/lfw \\
@@ -17,14 +17,18 @@ import time
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import base_layer, extra_faces, linear_predictor, metrics, reconstructor, runs, settings, training_data
+from sfc_tf import metrics, runs, settings
+from sfc_tf.base import base_layer
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import extra_faces, training_set
 from sfc_tf.enhancement import prediction
 from sfc_tf.errors import SfcError
+from sfc_tf.reconstruction import linear_predictor, reconstructor
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW, VGGFace2).", required=True)
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored, with its own FaceNet feature (cached).")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_list(
@@ -53,7 +57,7 @@ def main(_):
         raise app.UsageError(f"--extra_faces {FLAGS.extra_faces} does not exist: {extra_faces.BUILD_HINT}")
     start = time.time()
     try:
-        faces = training_data.assemble(
+        faces = training_set.assemble(
             FLAGS.data_dir, FLAGS.identities, FLAGS.align, FLAGS.flip, FLAGS.extra_faces, seed=FLAGS.seed
         )
     except SfcError as exc:

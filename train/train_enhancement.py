@@ -17,9 +17,13 @@ and pass --overwrite to train a finished model further; --noresume starts over).
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import data, distribute, facenet, runs
+from sfc_tf import runs
+from sfc_tf.base import facenet
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import folders
 from sfc_tf.enhancement import training
-from sfc_tf.time_limit import Deadline
+from sfc_tf.training import distribute
+from sfc_tf.training.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
@@ -31,7 +35,7 @@ flags.DEFINE_enum(
 flags.DEFINE_string("residuals", None, "npz from train/build_residuals.py (for --input residual).")
 flags.DEFINE_string("data_dir", None, "Root of identity folders (for --input original).")
 flags.DEFINE_string("identities", None, "Identity list (for --input original).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop (for --input original).")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop (for --input original).")
 flags.DEFINE_float("lmbda", 0.01, "Rate-distortion trade-off: loss = bpp + lmbda * MSE (0..255 pixels).")
 flags.DEFINE_float("epochs", 10, "Epochs, fractions allowed (paper: 10).")
 flags.DEFINE_integer("batch_size", 16, "Batch size (paper: 16).")
@@ -62,8 +66,8 @@ def training_images() -> tuple[np.ndarray, dict]:
             return archive["residuals"], {"residuals": FLAGS.residuals, **models}
     if not (FLAGS.data_dir and FLAGS.identities):
         raise app.UsageError("--input original needs --data_dir and --identities")
-    paths = [p for p, _ in data.list_images(FLAGS.data_dir, data.read_identity_list(FLAGS.identities))]
-    crops = data.load_faces(
+    paths = [p for p, _ in folders.list_images(FLAGS.data_dir, folders.read_identity_list(FLAGS.identities))]
+    crops = folders.load_faces(
         FLAGS.data_dir, paths, FLAGS.align, facenet.FeatureExtractor(), f"{facenet.DEFAULT_KEY}-fixed"
     ).crops
     return crops, {"data_dir": FLAGS.data_dir, "identities": FLAGS.identities, "align": FLAGS.align}

@@ -28,10 +28,12 @@ tables and the held-out evaluation, each skipped (re-run to finish) when its est
 
 from absl import app, flags
 
-from sfc_tf import runs, training_data, zoo
+from sfc_tf import runs, zoo
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import training_set
 from sfc_tf.enhancement import layer, prediction, training
 from sfc_tf.errors import SfcError
-from sfc_tf.time_limit import Deadline
+from sfc_tf.training.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
@@ -44,7 +46,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_bool("flip", True, "Add every training face mirrored (its prediction from its own feature).")
 flags.DEFINE_string("extra_faces", None, "Folder built by ../shared/tools/utkface.sh: extra faces, framed like LFW.")
 flags.DEFINE_enum(
@@ -140,7 +142,7 @@ def held_out_pairs(faces, pair) -> tuple:
     return held, held_p if FLAGS.kind == "conditional" else None
 
 
-def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
+def in_memory_inputs(faces: training_set.TrainingSet) -> tuple:
     """(batches(seed), training images, held-out images, held-out predictions) for ``--kind``, in memory."""
     images, predictions = faces.crops, None
     if FLAGS.kind != "original":
@@ -156,7 +158,7 @@ def in_memory_inputs(faces: training_data.TrainingSet) -> tuple:
     )
 
 
-def streamed_inputs(faces: training_data.TrainingStream) -> tuple:
+def streamed_inputs(faces: training_set.TrainingStream) -> tuple:
     """The same from a record stream: each batch's pair made as it comes; the held-out pairs in memory."""
     pair = pair_maker()
     return (
@@ -187,7 +189,7 @@ def main(_):
     if runs.start(out, FLAGS.resume, FLAGS.overwrite).finished:
         return
     try:
-        faces = training_data.load(
+        faces = training_set.load(
             FLAGS.data_dir,
             FLAGS.records,
             FLAGS.tfds,
@@ -199,7 +201,7 @@ def main(_):
             FLAGS.validation_fraction,
             seed=FLAGS.seed,
         )
-        streamed = isinstance(faces, training_data.TrainingStream)
+        streamed = isinstance(faces, training_set.TrainingStream)
         batches, num_images, held, held_p = streamed_inputs(faces) if streamed else in_memory_inputs(faces)
     except SfcError as exc:
         raise app.UsageError(str(exc)) from exc

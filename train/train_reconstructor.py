@@ -12,17 +12,22 @@ MAE + lambda x VGG-19 relu3_2 loss). Short CPU jobs (README):
       --extra_faces ~/.cache/sfc_data/utkface --epochs 4 --checkpoint_dir runs/predictor
 
 Without ``--checkpoint_dir`` the run goes to runs/train_reconstructor/run-<hash of the flags> (sfc_tf.runs).
-Re-running the same command resumes from <checkpoint_dir>/train_state (model, optimizer, epoch; sfc_tf.resume), or
-says the run is finished; ``--overwrite`` replaces a finished model, ``--noresume`` starts over.
+Re-running the same command resumes from <checkpoint_dir>/train_state (model, optimizer, epoch;
+sfc_tf.training.resume), or says the run is finished; ``--overwrite`` replaces a finished model, ``--noresume`` starts
+over.
 """
 
 import numpy as np
 from absl import app, flags
 
-from sfc_tf import distribute, losses, reconstructor, runs, settings, training_data
-from sfc_tf import reconstructor_training as training
+from sfc_tf import runs, settings
+from sfc_tf.bitstream import ALIGNMENTS
+from sfc_tf.data import training_set
 from sfc_tf.errors import SfcError
-from sfc_tf.time_limit import Deadline
+from sfc_tf.reconstruction import losses, reconstructor
+from sfc_tf.reconstruction import training as training
+from sfc_tf.training import distribute
+from sfc_tf.training.time_limit import Deadline
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Root of identity folders (LFW), held in memory.")
@@ -35,7 +40,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data folder (default: tfds's).")
 flags.DEFINE_string("identities", None, "Identity list to train on (e.g. train_identities.txt).")
-flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "center"], "Face crop.")
+flags.DEFINE_enum("align", "mtcnn", ALIGNMENTS, "Face crop.")
 flags.DEFINE_enum(
     "objective",
     "perceptual",
@@ -114,7 +119,7 @@ def base_layers() -> list[str]:
 
 def feature_degraders():
     if base_layers():
-        from sfc_tf import base_layer
+        from sfc_tf.base import base_layer
 
         return [base_layer.load(path).quantize_dequantize for path in base_layers()]
     rng = np.random.default_rng(FLAGS.seed)
@@ -128,7 +133,7 @@ def load_faces():
     if FLAGS.objective == "mmse" and not FLAGS.data_dir:
         raise app.UsageError("--objective mmse needs --data_dir (its mean face is taken over the crops in memory)")
     try:
-        return training_data.load(
+        return training_set.load(
             FLAGS.data_dir,
             FLAGS.records,
             FLAGS.tfds,
@@ -156,7 +161,7 @@ def main(_):
         raise app.UsageError("--identity_weight belongs to the perceptual objective, not to the MMSE predictor")
     vgg_weights = None
     try:
-        training_data.check_sources(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.extra_faces, FLAGS.jitter)
+        training_set.check_sources(FLAGS.data_dir, FLAGS.records, FLAGS.tfds, FLAGS.extra_faces, FLAGS.jitter)
         if FLAGS.perceptual_weight > 0 and not mmse:  # found (or downloaded) before the faces are loaded
             vgg_weights = losses.vgg_weights_file(FLAGS.vgg_weights)
     except SfcError as exc:
@@ -197,7 +202,7 @@ def main(_):
             "noise_steps": None if base_layers() else [float(s) for s in FLAGS.noise_steps],
         },
     }
-    if isinstance(faces, training_data.TrainingStream):
+    if isinstance(faces, training_set.TrainingStream):
         meta = training.train_streamed(
             config, faces.examples, faces.num_examples, faces.feature_dim, degraders, meta, validation, deadline
         )

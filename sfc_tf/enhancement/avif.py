@@ -9,8 +9,6 @@ the payload, giving the AVIF libavif wrote.
 
 from __future__ import annotations
 
-import numpy as np
-
 from sfc_tf import bitstream
 from sfc_tf.enhancement import isobmff
 from sfc_tf.enhancement.headerless import HeaderlessCodec
@@ -59,16 +57,7 @@ def avif_file(item: bytes) -> bytes:
 class AvifCodec(HeaderlessCodec):
     codec_id = bitstream.AVIF
     library = "AVIF"
-
-    def write_file(self, image: np.ndarray) -> bytes:
-        import imagecodecs
-
-        return imagecodecs.avif_encode(image, level=self.parameter, speed=SPEED, pixelformat=PIXEL_FORMAT)
-
-    def read_file(self, data: bytes) -> np.ndarray:
-        import imagecodecs
-
-        return imagecodecs.avif_decode(data)
+    options = {"speed": SPEED, "pixelformat": PIXEL_FORMAT}
 
     def strip(self, data: bytes) -> bytes:
         item = isobmff.primary_item(data).data

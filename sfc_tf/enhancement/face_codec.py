@@ -91,6 +91,8 @@ class Synthesis(tf.keras.layers.Layer):
 class FaceCodec(RateDistortionMetrics, tf.keras.Model):
     """Variable-rate (conditional) learned codec; ``call((x, p), rate)`` returns (loss, bpp, mse)."""
 
+    WEIGHT_PARTS = ("analysis_transform", "synthesis_transform", "gains", "inverse_gains", "priors")
+
     def __init__(
         self,
         lmbdas,

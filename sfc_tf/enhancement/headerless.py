@@ -18,22 +18,29 @@ from sfc_tf.errors import BitstreamError, SfcError
 
 
 class HeaderlessCodec(ImageCodec):
-    """An image codec storing a library's file minus its rebuildable header (``strip`` and ``rebuild``)."""
+    """An image codec storing a library's file minus its rebuildable header (``strip`` and ``rebuild``). The library
+    is imagecodecs, whose functions are named after the codec: ``<name>_encode`` at level ``parameter`` with
+    ``options``, and ``<name>_decode``."""
 
     library: str  # the file format, for messages
+    options: dict  # imagecodecs' encoder options besides the level
 
     def __init__(self, parameter, shape: tuple[int, int, int] = CROP_SHAPE):
         if tuple(shape) != CROP_SHAPE:
             raise ValueError(f"the {self.library} payload is defined for {CROP_SHAPE} crops, not {tuple(shape)}")
         super().__init__(parameter, shape)
 
-    @abc.abstractmethod
     def write_file(self, image: np.ndarray) -> bytes:
         """The library's file of ``image`` at this codec's setting."""
+        import imagecodecs
 
-    @abc.abstractmethod
+        return getattr(imagecodecs, f"{self.name}_encode")(image, level=self.parameter, **self.options)
+
     def read_file(self, data: bytes) -> np.ndarray:
         """The library's decoding of a file."""
+        import imagecodecs
+
+        return getattr(imagecodecs, f"{self.name}_decode")(data)
 
     @abc.abstractmethod
     def strip(self, data: bytes) -> bytes:

@@ -155,6 +155,22 @@ def scale_fn(index):
 class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
     """``call(x, p, rate)`` returns (loss, bpp, mse); ``compress`` / ``decompress`` code real strings."""
 
+    WEIGHT_PARTS = (  # the trained parts, under the names and in the order their checkpoints use
+        "analysis_transform",
+        "synthesis_transform",
+        "hyper_analysis",
+        "hyper_synthesis",
+        "mean_transforms",
+        "scale_transforms",
+        "lrp_transforms",
+        "gains",
+        "inverse_gains",
+        "hyper_gains",
+        "position_means",
+        "position_indexes",
+        "hyperprior",
+    )
+
     def __init__(
         self,
         lmbdas,
@@ -215,27 +231,6 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
 
     def get_config(self):
         return {key: getattr(self, key) for key in CONFIG_KEYS}
-
-    def weight_parts(self) -> dict:
-        """The trained parts, under the names their checkpoints use (no optimizer state)."""
-        parts = dict(
-            analysis_transform=self.analysis_transform,
-            synthesis_transform=self.synthesis_transform,
-            hyper_analysis=self.hyper_analysis,
-            hyper_synthesis=self.hyper_synthesis,
-            mean_transforms=self.mean_transforms,
-            scale_transforms=self.scale_transforms,
-            lrp_transforms=self.lrp_transforms,
-            gains=self.gains,
-            inverse_gains=self.inverse_gains,
-            hyper_gains=self.hyper_gains,
-            position_means=self.position_means,
-            position_indexes=self.position_indexes,
-            hyperprior=self.hyperprior,
-        )
-        if self.context_transform is not None:
-            parts["context_transform"] = self.context_transform
-        return parts
 
     # -- transforms -----------------------------------------------------------------------------------------
     def gain_pair(self, quality: int):

@@ -7,8 +7,6 @@ first bit of the frame header, which libjxl writes the same at every quality.
 
 from __future__ import annotations
 
-import numpy as np
-
 from sfc_tf import bitstream
 from sfc_tf.enhancement.headerless import HeaderlessCodec
 from sfc_tf.errors import SfcError
@@ -19,16 +17,7 @@ CODESTREAM_START = bytes.fromhex("ff0a6706")
 class JpegXlCodec(HeaderlessCodec):
     codec_id = bitstream.JPEGXL
     library = "JPEG XL"
-
-    def write_file(self, image: np.ndarray) -> bytes:
-        import imagecodecs
-
-        return imagecodecs.jpegxl_encode(image, level=self.parameter, usecontainer=False)
-
-    def read_file(self, data: bytes) -> np.ndarray:
-        import imagecodecs
-
-        return imagecodecs.jpegxl_decode(data)
+    options = {"usecontainer": False}
 
     def strip(self, data: bytes) -> bytes:
         if not data.startswith(CODESTREAM_START):

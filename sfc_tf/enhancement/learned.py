@@ -66,6 +66,8 @@ class SynthesisTransform(tf.keras.Sequential):
 class BLS2017(RateDistortionMetrics, tf.keras.Model):
     """The end-to-end model; ``call`` returns (loss, bpp, mse) like tfc's bls2017.py."""
 
+    WEIGHT_PARTS = ("analysis_transform", "synthesis_transform", "prior")  # the layout of the shipped checkpoints
+
     def __init__(self, lmbda: float, num_filters: int = NUM_FILTERS):
         super().__init__()
         self.lmbda, self.num_filters = float(lmbda), int(num_filters)
@@ -125,23 +127,10 @@ class BLS2017(RateDistortionMetrics, tf.keras.Model):
 
 
 def _weight_parts(model) -> dict:
-    """The trained parts of a model, without optimizer state (BLS2017: the layout of the shipped checkpoints)."""
-    if isinstance(model, BLS2017):
-        return dict(
-            analysis_transform=model.analysis_transform,
-            synthesis_transform=model.synthesis_transform,
-            prior=model.prior,
-        )
-    if hasattr(model, "weight_parts"):
-        return model.weight_parts()
-    parts = dict(
-        analysis_transform=model.analysis_transform,
-        synthesis_transform=model.synthesis_transform,
-        gains=model.gains,
-        inverse_gains=model.inverse_gains,
-        priors=model.priors,
-    )
-    if model.context_transform is not None:
+    """The trained parts of a model, without optimizer state, under the names and in the order its checkpoints use
+    (``WEIGHT_PARTS``, then a conditional model's context transform)."""
+    parts = {name: getattr(model, name) for name in model.WEIGHT_PARTS}
+    if getattr(model, "context_transform", None) is not None:
         parts["context_transform"] = model.context_transform
     return parts
 
@@ -351,7 +340,7 @@ def unload_all() -> None:
 class RateCoder:
     """One rate of a trained learned codec as two graph functions: ``compress(images, predictions)`` -> strings and
     ``decompress(strings, latent_shape, predictions)`` -> uint8 images (``predictions``: conditional models only).
-    The in-process codec and the SavedModel export (``sfc_tf.serving``) both call these, so both run the same
+    The in-process codec and the SavedModel export (``sfc_tf.serving.exports``) both call these, so both run the same
     graph (eager execution rounds differently in a few pixels)."""
 
     def __init__(self, model, rate: int = 0):

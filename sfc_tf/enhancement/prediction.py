@@ -6,7 +6,7 @@ layer alone.
   mean_face       the mean training crop (a constant image)
   smoothed        x_hat through a Gaussian low-pass filter (sigma 2 px): keeps its layout, drops invented texture
   mmse            the coding predictor: an estimate of the face trained for MSE on decoded features (the
-                  shipped one is linear, ``sfc_tf.linear_predictor``; a de-convolutional one also loads)
+                  shipped one is linear, ``sfc_tf.reconstruction.linear_predictor``; a de-convolutional one also loads)
 
 Every prediction is an 8-bit image; the residual codecs code min-max(x - p), the conditional codec codes x given p.
 ``Predictions`` computes each one at most once per batch, and only the ones asked for.
@@ -77,7 +77,8 @@ def network_id(directory: str | os.PathLike) -> str:
 def load_network(directory: str | os.PathLike):
     """A prediction network (the coding predictor's, linear or de-convolutional as its meta.json says, or a
     reconstructor), checksum-verified."""
-    from sfc_tf import checkpoint, linear_predictor, reconstructor
+    from sfc_tf import checkpoint
+    from sfc_tf.reconstruction import linear_predictor, reconstructor
 
     meta = checkpoint.read_meta(directory, (reconstructor.WEIGHTS_FILE,), "coding predictor")
     if meta.get("architecture") == linear_predictor.ARCHITECTURE:
@@ -152,7 +153,8 @@ def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os
     predictor for ``mmse``, a reconstructor for ``reconstruction``), through the real base layer (encode, decode)
     as the decoder will see them: with a base layer that codes a colour thumbnail, corrected by the crops' decoded
     thumbnails (the crops are needed then, and only then)."""
-    from sfc_tf import base_layer, residuals
+    from sfc_tf.base import base_layer
+    from sfc_tf.reconstruction import decoder
 
     network = load_network(network_dir)
     base = base_layer.load(base_layer_path)
@@ -165,7 +167,7 @@ def training_predictor(network_dir: str | os.PathLike, base_layer_path: str | os
         for i in tqdm(starts, desc="predictions", disable=not progress or len(starts) < 2, leave=False):
             rows = slice(i, i + PREDICTION_CHUNK)
             decoded, thumbnails = base.decode_layers(base.encode_payloads(features[rows], _rows(crops, rows)))
-            out[rows] = base.correct(residuals.reconstruct(network, decoded), thumbnails)
+            out[rows] = base.correct(decoder.reconstruct(network, decoded), thumbnails)
         return out
 
     predict.key = f"{network_id(network_dir)}{base.model_id}"

@@ -4,7 +4,8 @@ mode decision (``sfc_tf.enhancement.decision``).
 
 ``check_quality`` turns a user's quality (a number, or its text from a command line) into the codec's, or raises a
 one-line ``ValueError`` naming the range; it reads no model (a learned codec's range is its family's number of
-qualities, from the registry file), so the CLI calls it before loading anything. ``make_codec`` builds the
+qualities, from the registry file), so the CLI calls it before loading anything. A learned codec codes with a
+family of its ``family_kind`` (``learned_family``). ``make_codec`` builds the
 ``ImageCodec`` of a checked quality (for a learned codec: of a checkpoint, ``(directory, rate index)``).
 
 The slopes are dPSNR / d ln(bits) of each codec coding LFW crops directly, read off the anchor curves of
@@ -28,7 +29,7 @@ from sfc_tf.enhancement import CROP_SHAPE
 
 if TYPE_CHECKING:
     from sfc_tf.enhancement import ImageCodec
-    from sfc_tf.zoo import ModelSet
+    from sfc_tf.zoo import LearnedFamily, ModelSet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Codec:
     """One enhancement codec."""
 
     codec_id: int
+    summary: str  # what it is, in a few words (command-line help)
     quality: Quality
     rd_slope_db: float
     implementation: str  # "module:class" under sfc_tf.enhancement
@@ -71,22 +73,57 @@ _LEARNED_QUALITY = Quality(int, 1, None, None, "a quality index of the learned f
 CODECS = {
     codec.name: codec
     for codec in (
-        Codec(bitstream.JPEG, _JPEG_QUALITY, 8.0, "jpeg:JpegCodec"),
-        Codec(bitstream.JPEG_FILE, _JPEG_QUALITY, 10.0, "jpeg:JpegFileCodec"),
+        Codec(bitstream.JPEG, "headerless JPEG", _JPEG_QUALITY, 8.0, "jpeg:JpegCodec"),
+        Codec(bitstream.JPEG_FILE, "the paper's (a whole JPEG file)", _JPEG_QUALITY, 10.0, "jpeg:JpegFileCodec"),
         Codec(
             bitstream.JPEG2000,
+            "a raw JPEG2000 codestream",
             Quality(float, 1, 10_000, 40.0, "a JPEG2000 compression ratio"),
             7.5,
             "jpeg2000:Jpeg2000Codec",
         ),
-        Codec(bitstream.AVIF, Quality(int, 0, 99, 50, "an AVIF quality"), 7.0, "avif:AvifCodec"),
-        Codec(bitstream.JPEGXL, Quality(int, 0, 100, 50, "a JPEG XL quality"), 8.0, "jpegxl:JpegXlCodec"),
-        Codec(bitstream.WEBP, Quality(int, 0, 100, 50, "a WebP quality"), 6.8, "webp:WebpCodec"),
-        Codec(bitstream.LEARNED, _LEARNED_QUALITY, 4.5, "learned:load_codec", "residual"),
-        Codec(bitstream.CONDITIONAL, _LEARNED_QUALITY, 4.5, "learned:load_codec", "conditional"),
+        Codec(
+            bitstream.AVIF,
+            "AV1 without the AVIF container",
+            Quality(int, 0, 99, 50, "an AVIF quality"),
+            7.0,
+            "avif:AvifCodec",
+        ),
+        Codec(
+            bitstream.JPEGXL,
+            "a JPEG XL codestream without its header",
+            Quality(int, 0, 100, 50, "a JPEG XL quality"),
+            8.0,
+            "jpegxl:JpegXlCodec",
+        ),
+        Codec(
+            bitstream.WEBP,
+            "a WebP (VP8) frame without its container",
+            Quality(int, 0, 100, 50, "a WebP quality"),
+            6.8,
+            "webp:WebpCodec",
+        ),
+        Codec(
+            bitstream.LEARNED,
+            "the model set's learned residual family",
+            _LEARNED_QUALITY,
+            4.5,
+            "learned:load_codec",
+            "residual",
+        ),
+        Codec(
+            bitstream.CONDITIONAL,
+            "the model set's conditional family",
+            _LEARNED_QUALITY,
+            4.5,
+            "learned:load_codec",
+            "conditional",
+        ),
     )
 }
 NAMES = tuple(CODECS)
+NO_ENHANCEMENT = "none"  # no enhancement layer: a base-only file
+ENHANCEMENTS = (NO_ENHANCEMENT, *NAMES)  # what a command's --enhancement takes
 
 
 def codec(name: str) -> Codec:
@@ -95,22 +132,28 @@ def codec(name: str) -> Codec:
     return CODECS[name]
 
 
-def family_qualities(name: str, family: str | None = None, model_set: ModelSet | int | str | None = None) -> int:
-    """The number of qualities of learned codec ``name``'s family (``family``, or the model set's default)."""
+def learned_family(
+    name: str, family: str | None = None, model_set: ModelSet | int | str | None = None
+) -> LearnedFamily:
+    """The learned family learned codec ``name`` codes with: ``family`` by name, else model set ``model_set``'s
+    default family of the codec's kind (``None``: the default model set's; ``sfc_tf.zoo``)."""
     from sfc_tf import zoo
 
     chosen_set = model_set if isinstance(model_set, zoo.ModelSet) else zoo.model_set(model_set)
-    return len(zoo.learned_family(family, codec(name).family_kind, chosen_set).rates)
+    return zoo.learned_family(family, codec(name).family_kind, chosen_set)
 
 
 def check_quality(
     name: str, value: object = None, family: str | None = None, model_set: ModelSet | int | str | None = None
-) -> int | float:
-    """Codec ``name``'s quality of ``value`` (``None``: its default), converted and range-checked. A learned
-    codec's range is that of its family (``family``, or model set ``model_set``'s default: ``sfc_tf.zoo``)."""
+) -> int | float | None:
+    """Codec ``name``'s quality of ``value`` (``None``: its default), converted and range-checked; ``None`` for
+    ``NO_ENHANCEMENT``, which has no quality. A learned codec's range is that of its family (``family``, or model set
+    ``model_set``'s default: ``sfc_tf.zoo``)."""
+    if name == NO_ENHANCEMENT:
+        return None
     entry = codec(name)
     quality = entry.quality
-    high = family_qualities(name, family, model_set) if entry.learned else quality.high
+    high = len(learned_family(name, family, model_set).rates) if entry.learned else quality.high
     if value is None:
         return (high + 1) // 2 if entry.learned else quality.default
     try:

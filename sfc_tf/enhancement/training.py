@@ -1,7 +1,7 @@
 """Training the learned enhancement codec (paper: Adam, batch 16, learning rate 2e-4, 10 epochs; one model per
 lambda) on 8-bit images: min-max normalised residuals, or the original crops for the plain end-to-end anchor.
 
-Resumable (``sfc_tf.resume``): model and optimizer state go to ``<checkpoint_dir>/train_state`` every
+Resumable (``sfc_tf.training.resume``): model and optimizer state go to ``<checkpoint_dir>/train_state`` every
 ``save_every`` steps and when training stops (epochs done or ``max_minutes`` reached, checked after every step);
 re-running continues from there. ``init_from`` warm-starts the weights from another enhancement checkpoint (e.g.
 the anchor of the same lambda) when there is no saved state yet; that checkpoint's meta.json is kept under
@@ -19,9 +19,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import distribute, resume
 from sfc_tf.enhancement import learned
-from sfc_tf.time_limit import Deadline, TimeLimit
+from sfc_tf.training import distribute, resume
+from sfc_tf.training.time_limit import Deadline, TimeLimit
 
 PRIOR_FIT_FACES = 256  # training faces whose latents start a fresh hyperprior codec's entropy model
 BLS_FINISH_SECONDS = 60.0  # a single-rate model's final evaluation and range-coding tables (one factorized prior)
@@ -225,7 +225,7 @@ def face_codec_stream(
     examples: tf.data.Dataset, batch_size: int, pair: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 ) -> tf.data.Dataset:
     """Endless (image, prediction) uint8 batches from a stream of (crop, FaceNet feature) examples
-    (``sfc_tf.records``, which mirrors them); ``pair(crops, features)`` makes each batch's pair as it comes."""
+    (``sfc_tf.data.records``, which mirrors them); ``pair(crops, features)`` makes each batch's pair as it comes."""
 
     def batch(crops, features):
         x, p = tf.numpy_function(pair, [crops, features], (tf.uint8, tf.uint8), stateful=False)

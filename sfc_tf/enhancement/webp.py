@@ -37,16 +37,7 @@ def vp8_frame(data: bytes) -> bytes:
 class WebpCodec(HeaderlessCodec):
     codec_id = bitstream.WEBP
     library = "WebP"
-
-    def write_file(self, image: np.ndarray) -> bytes:
-        import imagecodecs
-
-        return imagecodecs.webp_encode(image, level=self.parameter, method=METHOD, lossless=False)
-
-    def read_file(self, data: bytes) -> np.ndarray:
-        import imagecodecs
-
-        return imagecodecs.webp_decode(data)
+    options = {"method": METHOD, "lossless": False}
 
     def strip(self, data: bytes) -> bytes:
         frame = vp8_frame(data)

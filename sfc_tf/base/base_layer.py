@@ -12,7 +12,7 @@ Model (fitted on training-identity features only, stored in one ``.npz`` with ev
                                      D symbols (and the thumbnail's), each escaped value in dimension order
                                      under a uniform distribution over [-max_symbol, max_symbol]
   f^ = normalise(mean + (q * step) @ rotation.T)   decoded feature, unit L2 norm as FaceNet's distance expects
-  thumbnail                          optional (ours): a g x g colour thumbnail of the crop (``sfc_tf.thumbnail``),
+  thumbnail                          optional (ours): a g x g colour thumbnail of the crop (``sfc_tf.base.thumbnail``),
                                      its symbols coded after the D feature symbols, before the escapes; a model
                                      with one needs the crops to encode, and its decoder returns the thumbnail
 
@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sfc_tf import priors
+from sfc_tf.base import priors
+from sfc_tf.base.thumbnail import Thumbnail
 from sfc_tf.errors import BitstreamError, WeightsError, op_error_reason
-from sfc_tf.thumbnail import Thumbnail
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -2,7 +2,7 @@
 
 One interface, two implementations with the same methods:
 
-  models = LocalModels(export_dir)                      # the SavedModels of ``sfc_tf.serving``, in process
+  models = LocalModels(export_dir)                      # the SavedModels of ``sfc_tf.serving.exports``, in process
   models = RemoteModels("host:8500", "grpc")            # TF Serving's gRPC PredictionService
   models = RemoteModels("host:8501", "rest")            # TF Serving's REST API (/v1/models/<name>:predict)
   features = models.features(crops)                     # uint8 (N, 160, 160, 3) -> float32 (N, 512)
@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from sfc_tf import serving
 from sfc_tf.errors import SfcError
+from sfc_tf.serving import exports
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -89,22 +89,22 @@ class Models:
 
     def _call(self, model: str, signature: str, **inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         outputs = self.predict(model, signature, inputs)
-        return tuple(outputs[name] for name in serving.OUTPUTS[(model, signature)])
+        return tuple(outputs[name] for name in exports.OUTPUTS[(model, signature)])
 
     def features(self, crops: np.ndarray) -> np.ndarray:
         """uint8 (N, 160, 160, 3) aligned RGB crops -> float32 (N, D) L2-normalised FaceNet features."""
-        features = self._call(serving.FACENET, serving.DEFAULT_SIGNATURE, crops=_array(crops, np.uint8, 4))[0]
+        features = self._call(exports.FACENET, exports.DEFAULT_SIGNATURE, crops=_array(crops, np.uint8, 4))[0]
         return features.astype(np.float32)
 
     def reconstruct(self, features: np.ndarray) -> np.ndarray:
         """float32 (N, D) decoded features -> uint8 (N, H, W, 3) reconstructed faces."""
-        return self._call(serving.RECONSTRUCTOR, serving.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2))[
+        return self._call(exports.RECONSTRUCTOR, exports.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2))[
             0
         ].astype(np.uint8)
 
     def predict_faces(self, features: np.ndarray) -> np.ndarray:
         """float32 (N, D) decoded features -> uint8 (N, H, W, 3) coding predictions (mode ``mmse``)."""
-        return self._call(serving.PREDICTOR, serving.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2))[
+        return self._call(exports.PREDICTOR, exports.DEFAULT_SIGNATURE, features=_array(features, np.float32, 2))[
             0
         ].astype(np.uint8)
 
@@ -116,7 +116,7 @@ class Models:
         inputs = {"images": _array(images, np.uint8, 4)}
         if predictions is not None:
             inputs["predictions"] = _array(predictions, np.uint8, 4)
-        strings, shape = self._call(serving.ENHANCEMENT, serving.ENCODE, **inputs)
+        strings, shape = self._call(exports.ENHANCEMENT, exports.ENCODE, **inputs)
         return [bytes(s) for s in strings], np.asarray(shape, np.int32)
 
     def decode_images(
@@ -126,7 +126,7 @@ class Models:
         inputs = {"strings": _strings(strings), "latent_shape": np.asarray(latent_shape, np.int32)}
         if predictions is not None:
             inputs["predictions"] = _array(predictions, np.uint8, 4)
-        return self._call(serving.ENHANCEMENT, serving.DECODE, **inputs)[0].astype(np.uint8)
+        return self._call(exports.ENHANCEMENT, exports.DECODE, **inputs)[0].astype(np.uint8)
 
     def decode_full(
         self,
@@ -139,8 +139,8 @@ class Models:
         """Decoded features + enhancement strings + per-face residual range (float16 values) -> uint8 faces, the
         served decoder graph: from the feature alone (no colour thumbnail: not for files of a set that has one)."""
         return self._call(
-            serving.DECODER,
-            serving.DEFAULT_SIGNATURE,
+            exports.DECODER,
+            exports.DEFAULT_SIGNATURE,
             features=_array(features, np.float32, 2),
             strings=_strings(strings),
             latent_shape=np.asarray(latent_shape, np.int32),
@@ -233,7 +233,7 @@ class RemoteModels(Models):
         return self._error("did not answer", model, signature, f"no complete reply within {self.timeout:g} s")
 
     def predict(self, model: str, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if (model, signature) not in serving.OUTPUTS:
+        if (model, signature) not in exports.OUTPUTS:
             raise ValueError(f"{model}/{signature} is not one of the codec's signatures")
         deadline = time.monotonic() + self.timeout
         if self.protocol == GRPC:
@@ -241,7 +241,7 @@ class RemoteModels(Models):
         else:
             outputs = self._predict_rest(model, signature, inputs, deadline)
         try:
-            return _checked_outputs(outputs, serving.OUTPUTS[(model, signature)], _batch_size(inputs), deadline)
+            return _checked_outputs(outputs, exports.OUTPUTS[(model, signature)], _batch_size(inputs), deadline)
         except TimeoutError as exc:
             raise self._timed_out(model, signature) from exc
         except ValueError as exc:
@@ -341,7 +341,7 @@ class RemoteModels(Models):
         if not isinstance(reply, dict) or "outputs" not in reply:
             start = data[:100].decode(errors="replace")
             raise self._error("sent a bad reply to", model, signature, f"no outputs in {start}")
-        names = serving.OUTPUTS[(model, signature)]
+        names = exports.OUTPUTS[(model, signature)]
         return reply["outputs"] if len(names) > 1 else {names[0]: reply["outputs"]}  # one output: no name
 
 
@@ -462,40 +462,39 @@ class _JsonReply:
         return value
 
     def _object(self, depth: int) -> dict:
-        self.pos += 1
         members = {}
-        self._skip()
-        if self.text.startswith("}", self.pos):
-            self.pos += 1
-            return members
-        while True:
+
+        def member() -> None:
             self._skip()
             if not self.text.startswith('"', self.pos):
                 raise ValueError(f"expected a member name at character {self.pos}")
             name, self.pos = self._decoder.raw_decode(self.text, self.pos)
             self._expect(":")
             members[name] = self._value(depth + 1, rows=True)
-            _remaining(self.deadline)
-            self._skip()
-            if not self.text.startswith(",", self.pos):
-                self._expect("}")
-                return members
-            self.pos += 1
+
+        self._items("}", member)
+        return members
 
     def _rows(self, depth: int) -> list:
-        self.pos += 1
         rows = []
+        self._items("]", lambda: rows.append(self._value(depth + 1, rows=False)))
+        return rows
+
+    def _items(self, end: str, item: Callable[[], None]) -> None:
+        """The comma-separated items after an opening bracket up to ``end``, each parsed by ``item``; the deadline
+        is checked after each."""
+        self.pos += 1
         self._skip()
-        if self.text.startswith("]", self.pos):
+        if self.text.startswith(end, self.pos):
             self.pos += 1
-            return rows
+            return
         while True:
-            rows.append(self._value(depth + 1, rows=False))
+            item()
             _remaining(self.deadline)
             self._skip()
             if not self.text.startswith(",", self.pos):
-                self._expect("]")
-                return rows
+                self._expect(end)
+                return
             self.pos += 1
 
 

@@ -19,7 +19,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-from sfc_tf import distribute, runs
+from sfc_tf import runs
+from sfc_tf.training import distribute
 
 STATE_DIR = runs.STATE_DIR
 PROGRESS_FILE = runs.PROGRESS_FILE

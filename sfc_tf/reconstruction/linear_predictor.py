@@ -18,7 +18,8 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import checkpoint, coarse, inference
+from sfc_tf import checkpoint
+from sfc_tf.base import coarse, inference
 
 WEIGHTS_FILE = "weights.h5"
 ARCHITECTURE = "linear"

@@ -47,9 +47,9 @@ def list_dataset(root: str | os.PathLike) -> list[str]:
     root = pathlib.Path(root)
     if not (root / "identities.txt").is_file():
         raise SfcError(f"no extra-face folder at {root} (identities.txt missing): {BUILD_HINT}")
-    from sfc_tf import data
+    from sfc_tf.data import folders
 
-    return [path for path, _ in data.list_images(root)]  # every folder (a few names end in a space)
+    return [path for path, _ in folders.list_images(root)]  # every folder (a few names end in a space)
 
 
 def frame(aligner, rgbs: list[np.ndarray], size: int = 160) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -79,20 +79,20 @@ def frame(aligner, rgbs: list[np.ndarray], size: int = 160) -> tuple[np.ndarray,
 
 
 def _cache_file(root: pathlib.Path, paths: list[str], key: str) -> pathlib.Path:
-    """Keyed by the images' content (``data.content_key``); a file under the older key (the folder's path) is
+    """Keyed by the images' content (``folders.content_key``); a file under the older key (the folder's path) is
     taken over."""
-    from sfc_tf import data
+    from sfc_tf.data import folders
 
     framing = [key, str(MARGIN_FRACTION), str(PAD_FRACTION)]
-    digest = hashlib.sha1("\n".join([data.content_key(root, paths), *framing]).encode()).hexdigest()[:16]
+    digest = hashlib.sha1("\n".join([folders.content_key(root, paths), *framing]).encode()).hexdigest()[:16]
     path = settings.cache_dir() / "faces" / f"extra-{root.name}-{len(paths)}-c{digest}.npz"
     legacy_digest = hashlib.sha1("\n".join([str(root.resolve()), *framing, *paths]).encode()).hexdigest()[:16]
-    return data.adopt_legacy_cache(path, path.with_name(f"extra-{root.name}-{len(paths)}-{legacy_digest}.npz"))
+    return folders.adopt_legacy_cache(path, path.with_name(f"extra-{root.name}-{len(paths)}-{legacy_digest}.npz"))
 
 
 def load(root: str | os.PathLike, extractor=None, limit: int | None = None, progress: bool = True) -> ExtraFaces:
     """The framed extra faces of ``root`` (first ``limit`` of them), computed once and cached."""
-    from sfc_tf import align, facenet
+    from sfc_tf.base import align, facenet
 
     root = pathlib.Path(root).expanduser()
     paths = list_dataset(root)[:limit]

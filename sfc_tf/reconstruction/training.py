@@ -11,8 +11,10 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import distribute, facenet, losses, reconstructor, resume
-from sfc_tf.time_limit import Deadline, TimeLimit
+from sfc_tf.base import facenet
+from sfc_tf.reconstruction import losses, reconstructor
+from sfc_tf.training import distribute, resume
+from sfc_tf.training.time_limit import Deadline, TimeLimit
 
 
 class WarmupThenDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
@@ -163,7 +165,7 @@ def streamed_training_dataset(
     examples: tf.data.Dataset, degraders: Sequence[Callable[[np.ndarray], np.ndarray]], batch_size: int, seed: int = 0
 ) -> tf.data.Dataset:
     """Endless batches of (decoded feature at a random rate, target crop in [-1, 1]) from a stream of (crop uint8,
-    FaceNet feature) examples (``sfc_tf.records``): the base-layer round trip runs on each batch as it comes."""
+    FaceNet feature) examples (``sfc_tf.data.records``): the base-layer round trip runs on each batch as it comes."""
     rng = np.random.default_rng(seed)
 
     def decode(features):
@@ -190,9 +192,9 @@ def train(
     """Train on (R, N, D) decoded-feature views and (N, H, W, 3) uint8 crops held in memory (``train_streamed``:
     on a stream); ``validation`` (features, crops) of held-out identities is scored after every epoch
     (``val_loss``, ``val_mae``). Model and optimizer state go to ``<checkpoint_dir>/train_state`` after every
-    epoch (``sfc_tf.resume``), so re-running resumes. The final weights and meta.json go to ``checkpoint_dir``, and
-    are returned; ``None`` when the time limit (``deadline``, default: ``max_minutes`` from now) ended the session
-    before the last epoch (re-run to continue)."""
+    epoch (``sfc_tf.training.resume``), so re-running resumes. The final weights and meta.json go to
+    ``checkpoint_dir``, and are returned; ``None`` when the time limit (``deadline``, default: ``max_minutes`` from now)
+    ended the session before the last epoch (re-run to continue)."""
     steps_per_epoch = config.steps_per_epoch or max(1, len(crops) // config.batch_size)
     return _fit(
         config,

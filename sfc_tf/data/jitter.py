@@ -4,7 +4,7 @@ Each copy of a crop is the crop moved by up to ``MAX_SHIFT`` pixels each way and
 1 +- ``MAX_SCALE``, reflected where the window leaves the crop; its mask marks the pixels that come from the crop
 itself (1) rather than the reflection (0), so training losses ignore the invented border like the extra faces'
 padding. The copies are drawn from ``seed`` and rebuilt identically on every call; their FaceNet features are
-computed once and cached under ``cache_tag`` (``data.cached_features``).
+computed once and cached under ``cache_tag`` (``folders.cached_features``).
 """
 
 from __future__ import annotations

@@ -171,9 +171,9 @@ def build(
 ) -> Records:
     """Records of the faces of an image folder (``data_dir/<identity>/``) or of a tensorflow-datasets dataset
     (``tfds``: NAME[:SPLIT], its ``image`` and, as identity, its ``label``), of ``identities`` if given, aligned
-    with ``align`` (MTCNN misses get the center crop, as in ``data.load_faces``)."""
-    from sfc_tf import align as align_module
-    from sfc_tf import facenet
+    with ``align`` (MTCNN misses get the center crop, as in ``folders.load_faces``)."""
+    from sfc_tf.base import align as align_module
+    from sfc_tf.base import facenet
 
     if (data_dir is None) == (tfds is None):
         raise ValueError("give exactly one of data_dir and tfds")
@@ -187,9 +187,9 @@ def build(
 
 
 def _folder_chunks(data_dir, identities, aligner, shard_size) -> tuple[Iterable[Chunk], int, dict]:
-    from sfc_tf import data
+    from sfc_tf.data import folders
 
-    items = data.list_images(data_dir, identities)
+    items = folders.list_images(data_dir, identities)
     if not items:
         raise SfcError(f"no images under {data_dir}")
     root = pathlib.Path(data_dir)

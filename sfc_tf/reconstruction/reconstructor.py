@@ -16,7 +16,8 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from sfc_tf import checkpoint, inference
+from sfc_tf import checkpoint
+from sfc_tf.base import inference
 
 # (kernel, channels, stride, padding) per DconvOp block.
 DEFAULT_LAYERS = (

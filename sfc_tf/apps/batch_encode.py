@@ -2,7 +2,7 @@
 FaceNet, the base layer and the enhancement layer code, so the stages overlap and both cores stay busy.
 
 A file's bytes are those ``ScalableCodec.encode`` gives it alone: the aligner sees one image at a time, and every
-network gives each row of a batch of up to ``MAX_BATCH`` the same result (``sfc_tf.inference``; tested in
+network gives each row of a batch of up to ``MAX_BATCH`` the same result (``sfc_tf.base.inference``; tested in
 tests/test_batch_encode.py). A file that cannot be read, aligned or coded fails alone.
 """
 
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sfc_tf.apps.prefetch import prefetched_map
 from sfc_tf.errors import ImageError, SfcError
-from sfc_tf.prefetch import prefetched_map
 
 if TYPE_CHECKING:
-    from sfc_tf.align import ImageSource
+    from sfc_tf.base.align import ImageSource
     from sfc_tf.codec import Quality, ScalableCodec
 
-MAX_BATCH = 64  # rows per network call that are computed as they would be alone (sfc_tf.inference)
+MAX_BATCH = 64  # rows per network call that are computed as they would be alone (sfc_tf.base.inference)
 DEFAULT_BATCH = 32
 
 

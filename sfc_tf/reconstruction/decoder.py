@@ -8,14 +8,14 @@ import pathlib
 
 import numpy as np
 
-from sfc_tf import reconstructor as reconstructor_module
+from sfc_tf.base.inference import GraphInference
 from sfc_tf.errors import WeightsError
-from sfc_tf.inference import GraphInference
+from sfc_tf.reconstruction import reconstructor as reconstructor_module
 
 
 def load_reconstructor(path: str | os.PathLike) -> reconstructor_module.Reconstructor:
     """A shipped reconstructor directory (weights.h5 + meta.json), or, for work in progress, the prefix of a
-    training state (``<checkpoint_dir>/train_state/ckpt-N``, ``sfc_tf.resume``) of the default architecture."""
+    training state (``<checkpoint_dir>/train_state/ckpt-N``, ``sfc_tf.training.resume``) of the default architecture."""
     path = pathlib.Path(path)
     if path.is_dir():
         return reconstructor_module.load(path)

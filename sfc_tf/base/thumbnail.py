@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sfc_tf import coarse, priors
+from sfc_tf.base import coarse, priors
 
 HALF_RANGE_MARGIN = 1.5  # a dimension's prior covers 1.5 x the largest training |q| (+2), beyond it values clip
 

@@ -29,7 +29,7 @@ import pathlib
 
 import tensorflow as tf
 
-from sfc_tf import facenet, inference
+from sfc_tf.base import facenet, inference
 
 FACENET, RECONSTRUCTOR, PREDICTOR = "facenet", "reconstructor", "predictor"
 ENHANCEMENT, DECODER = "enhancement", "decoder"

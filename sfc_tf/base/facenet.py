@@ -22,7 +22,8 @@ import re
 import numpy as np
 import tensorflow as tf  # imported eagerly: keras built after absl's app.run() starts misbehaves otherwise
 
-from sfc_tf import checkpoint, inference, settings
+from sfc_tf import checkpoint, settings
+from sfc_tf.base import inference
 from sfc_tf.errors import WeightsError
 
 log = logging.getLogger(__name__)

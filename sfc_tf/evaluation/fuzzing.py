@@ -17,7 +17,6 @@ import numpy as np
 from sfc_tf import bitstream
 from sfc_tf.errors import SfcError
 
-LAYERS = ("base", "reconstruction", "full")
 INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 # (enhancement, quality) of the seed corpus's files of every crop, in the paper's and the auto mode
 SEED_STREAMS = (
@@ -156,8 +155,7 @@ def build_corpus(
     conditional files of that model in the MMSE mode."""
     from sfc_tf import zoo
     from sfc_tf.codec import enhancement_layer
-    from sfc_tf.enhancement import layer
-    from sfc_tf.enhancement.registry import make_codec
+    from sfc_tf.enhancement import layer, registry
 
     analysis = codec.analyse(crops, features)
     files, names = [], []
@@ -167,20 +165,23 @@ def build_corpus(
             files += coded
             names += [f"{enhancement}-{mode}-{i}" for i in range(len(coded))]
     one = codec.analyse(crops[:1], None if features is None else features[:1])
-    coded_as = {
-        "residual": ("learned", ("reconstruction", "none")),
-        "conditional": ("conditional", ("reconstruction",)),
-    }
+    codec_of_kind = {entry.family_kind: name for name, entry in registry.CODECS.items() if entry.learned}
     for family, entry in zoo.learned_families().items():
-        if entry.kind not in coded_as:
+        if entry.kind not in codec_of_kind:
             continue  # an original family is coded as its residual partner's mode none
-        kind, modes = coded_as[entry.kind]
+        name = codec_of_kind[entry.kind]
+        # against the reconstruction, and against nothing where the format allows it
+        modes = [
+            bitstream.MODES[m]
+            for m in (bitstream.RECONSTRUCTION, bitstream.NO_PREDICTION)
+            if bitstream.combination_error(registry.codec(name).codec_id, m) is None
+        ]
         for quality in entry.qualities:
             for mode in modes:
-                files += codec.encode_analysis(one, kind, quality, mode, family).files
+                files += codec.encode_analysis(one, name, quality, mode, family).files
                 names.append(f"{family}{quality}-{mode}-0")
     if conditional_dir is not None:
-        conditional = make_codec("conditional", (conditional_dir, 0))
+        conditional = registry.make_codec("conditional", (conditional_dir, 0))
         predictions = analysis.predictions(bitstream.MMSE)
         coded = layer.encode(conditional, bitstream.MMSE, analysis.crops, predictions)
         for i, (payload, c) in enumerate(zip(analysis.base_payloads, coded)):

@@ -1,13 +1,13 @@
 """Coding an archive of face images with Apache Beam: read, align, extract, code, write ``.sfc`` files and a
-base-layer search index (``sfc_tf.search``). The DirectRunner here; the same pipeline on Dataflow, Flink or Spark
+base-layer search index (``sfc_tf.apps.search``). The DirectRunner here; the same pipeline on Dataflow, Flink or Spark
 with their pipeline options.
 
-  python -m sfc_tf.archive --input 'photos/*/*.jpg' --output archive/ [--enhancement jpeg --quality 50] \\
+  python -m sfc_tf.apps.archive --input 'photos/*/*.jpg' --output archive/ [--enhancement jpeg --quality 50] \\
       -- --runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
 
 Each image ``<folder>/<name>.<ext>`` becomes ``<output>/<folder>/<name>.sfc`` (the folder is the identity label of
 the index, as in LFW), written whole or not at all; ``<output>/index.npz`` indexes every face's base layer. Every
-batch of ``--batch_size`` faces is coded by ``sfc_tf.batch_encode``, as ``sfc compress`` codes, with alignment
+batch of ``--batch_size`` faces is coded by ``sfc_tf.apps.batch_encode``, as ``sfc compress`` codes, with alignment
 threads ahead of the networks; the files are the bytes each face gives alone, at any batch size.
 """
 
@@ -23,7 +23,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 
-from sfc_tf.batch_encode import DEFAULT_BATCH
+from sfc_tf.apps.batch_encode import DEFAULT_BATCH
 from sfc_tf.enhancement import registry
 from sfc_tf.files import write_atomically
 
@@ -62,7 +62,8 @@ class EncodeFaces(beam.DoFn):
         self.codec = ScalableCodec.from_pretrained(self.model_set, align=self.align)
 
     def process(self, paths: list[str]) -> Iterator[IndexRow]:
-        from sfc_tf import batch_encode, bitstream
+        from sfc_tf import bitstream
+        from sfc_tf.apps import batch_encode
         from sfc_tf.errors import located
 
         sources = [pathlib.Path(p) for p in paths]
@@ -87,8 +88,8 @@ def target_path(output: str, source: pathlib.Path) -> pathlib.Path:
 
 def write_index(rows: list[IndexRow], output: str) -> str:
     """The base-layer search index of every coded face (one model set), sorted by source."""
+    from sfc_tf.apps.search import SearchIndex
     from sfc_tf.codec import ScalableCodec
-    from sfc_tf.search import SearchIndex
 
     rows = sorted(rows, key=lambda row: row[0])
     index = SearchIndex.from_features(
@@ -133,24 +134,23 @@ def run(argv: list[str] | None = None) -> None:
     """Command line: the archive's flags, then ``--`` and Beam's pipeline options."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from sfc_tf.bitstream import ALIGNMENTS
+    from sfc_tf.codec import AUTO, MODE_CHOICES
+
     argv = sys.argv[1:] if argv is None else argv
     ours, beam_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    parser = argparse.ArgumentParser(prog="python -m sfc_tf.archive", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sfc_tf.apps.archive", description=__doc__.splitlines()[0])
     parser.add_argument("--input", action="append", required=True, help="image glob (repeatable)")
     parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--enhancement", default="none", choices=["none", *registry.NAMES])
+    parser.add_argument("--enhancement", default=registry.NO_ENHANCEMENT, choices=registry.ENHANCEMENTS)
     parser.add_argument("--quality", default=None)
-    parser.add_argument("--mode", default="auto")
-    parser.add_argument("--align", default="mtcnn", choices=["mtcnn", "center", "crop"])
+    parser.add_argument("--mode", default=AUTO, choices=MODE_CHOICES)
+    parser.add_argument("--align", default="mtcnn", choices=ALIGNMENTS)
     parser.add_argument("--model_set", default=None)
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH, help="faces per network call, 1..64")
     parser.add_argument("--skip_existing", action="store_true", help="keep .sfc files already written (resume)")
     args = parser.parse_args(ours)
-    quality = (
-        None
-        if args.enhancement == "none"
-        else registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
-    )
+    quality = registry.check_quality(args.enhancement, args.quality, model_set=args.model_set)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as root:
         pipeline(
             root,

@@ -1,4 +1,5 @@
-"""Face crops: image loading, MTCNN detection and alignment (FaceNet's margin convention), center crop.
+"""Face crops: image loading, MTCNN detection and alignment (FaceNet's margin convention), center crop, or the
+image itself when it already is the crop: the alignments the container names (``bitstream.ALIGNMENTS``).
 
 Every later stage codes the 160x160 RGB uint8 crop these functions produce.
 
@@ -22,6 +23,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sfc_tf.bitstream import ALIGNMENTS
 from sfc_tf.errors import ImageError, NoFaceError
 
 CROP_SIZE = 160
@@ -211,14 +213,31 @@ def _trace_networks(detector) -> None:
         stage._model = tf.function(functools.partial(model, training=False), autograph=False, input_signature=[spec])
 
 
-class CenterAligner:
-    """Deterministic center crop for pre-aligned faces, with the same interface as ``MtcnnAligner``."""
+class _EveryImage:
+    """An aligner that finds a crop in every image, with the same interface as ``MtcnnAligner``."""
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        raise NotImplementedError
+
+    def align_many(self, sources: list[ImageSource], center_fallback: bool = False) -> tuple[np.ndarray, list[int]]:
+        return np.stack([self(source) for source in sources]), []
+
+
+class CenterAligner(_EveryImage):
+    """Deterministic center crop for pre-aligned faces."""
 
     def __call__(self, source: ImageSource) -> np.ndarray:
         return center_crop(load_image(source))
 
-    def align_many(self, sources: list[ImageSource], center_fallback: bool = False) -> tuple[np.ndarray, list[int]]:
-        return np.stack([self(source) for source in sources]), []
+
+class WholeCrop(_EveryImage):
+    """An image that already is the 160x160 crop, taken as it is (``ValueError`` for any other size)."""
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        crop = load_image(source)
+        if crop.shape != (CROP_SIZE, CROP_SIZE, 3):
+            raise ValueError(f"align='crop' needs a {CROP_SIZE}x{CROP_SIZE} image, got {crop.shape}")
+        return crop
 
 
 def _name(source) -> str:
@@ -226,10 +245,9 @@ def _name(source) -> str:
 
 
 def make_aligner(mode: str):
-    """``'mtcnn'`` or ``'center'`` -> an aligner: ``aligner(source)`` gives one 160x160x3 uint8 crop,
-    ``aligner.align_many(sources, center_fallback)`` many."""
-    if mode == "center":
-        return CenterAligner()
-    if mode == "mtcnn":
-        return MtcnnAligner()
-    raise ValueError(f"unknown alignment {mode!r}; use 'mtcnn' or 'center'")
+    """An alignment of ``ALIGNMENTS`` (``'mtcnn'``, ``'center'`` or ``'crop'``) -> an aligner: ``aligner(source)``
+    gives one 160x160x3 uint8 crop, ``aligner.align_many(sources, center_fallback)`` many."""
+    aligners = dict(zip(ALIGNMENTS, (MtcnnAligner, CenterAligner, WholeCrop), strict=True))
+    if mode not in aligners:
+        raise ValueError(f"unknown alignment {mode!r}; use one of {', '.join(ALIGNMENTS)}")
+    return aligners[mode]()

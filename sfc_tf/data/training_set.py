@@ -1,7 +1,7 @@
 """The training set every network of the codec learns from: training-identity crops of an identity-folder dataset
 (LFW here, VGGFace2 in the paper) with their FaceNet features, optionally mirrored (each mirror image with its
 own feature) and joined by extra faces framed like LFW (``extra_faces``), minus held-out identities. In memory
-(``assemble``), or streamed from TFRecord shards (``stream``, ``sfc_tf.records``) when it does not fit."""
+(``assemble``), or streamed from TFRecord shards (``stream``, ``sfc_tf.data.records``) when it does not fit."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pathlib
 
 import numpy as np
 
-from sfc_tf import data, extra_faces, facenet, jitter
+from sfc_tf.base import facenet
+from sfc_tf.data import extra_faces, folders, jitter
 from sfc_tf.errors import SfcError
 
 
@@ -44,14 +45,14 @@ def assemble(
 ) -> TrainingSet:
     """Training-identity faces of ``data_dir`` (+ mirrors, + ``jitter_copies`` shifted and scaled copies of each,
     + extra faces); ``validation_fraction`` of the identities, drawn with ``seed``, held out."""
-    identities = data.read_identity_list(identities_file) if identities_file else None
-    items = data.list_images(data_dir, identities)
+    identities = folders.read_identity_list(identities_file) if identities_file else None
+    items = folders.list_images(data_dir, identities)
     held = held_out_identities({path.split("/")[0] for path, _ in items}, validation_fraction, seed)
     train_paths = [path for path, _ in items if path.split("/")[0] not in held]
     held_paths = [path for path, _ in items if path.split("/")[0] in held]
     extractor = extractor or facenet.FeatureExtractor()
     tag = f"{facenet.DEFAULT_KEY}-fixed"
-    everything = data.load_faces(data_dir, [p for p, _ in items], align, extractor, tag)
+    everything = folders.load_faces(data_dir, [p for p, _ in items], align, extractor, tag)
     faces, held_faces = everything.subset(train_paths), everything.subset(held_paths)
     crops, features, masks = [faces.crops], [faces.features], [np.ones(faces.crops.shape[:3], np.uint8)]
     description = {
@@ -65,7 +66,7 @@ def assemble(
         "flip": flip,
     }
     if flip:
-        mirrored = data.flipped_features(data_dir, everything, align, extractor, tag)
+        mirrored = folders.flipped_features(data_dir, everything, align, extractor, tag)
         index = everything.index()
         crops.append(faces.crops[:, :, ::-1])
         features.append(mirrored[[index[p] for p in train_paths]])
@@ -74,7 +75,7 @@ def assemble(
         jittered_crops, jittered_masks = jitter.jittered(faces.crops, jitter_copies, seed)
         crops.append(jittered_crops)
         features.append(
-            data.cached_features(
+            folders.cached_features(
                 data_dir,
                 faces.paths,
                 f"{align}-{tag}-{jitter.cache_tag(jitter_copies, seed)}",
@@ -131,13 +132,13 @@ def records_dir(
 ) -> pathlib.Path:
     """The record folder of ``--records``, or the one ``--tfds`` builds (once, in the cache) from
     tensorflow-datasets."""
-    from sfc_tf import records
+    from sfc_tf.data import records
 
     if records_path:
         return pathlib.Path(records_path).expanduser()
     directory = records.tfds_cache_dir(tfds_name, align, identities_file)
     if not (directory / records.MANIFEST).is_file():
-        identities = data.read_identity_list(identities_file) if identities_file else None
+        identities = folders.read_identity_list(identities_file) if identities_file else None
         records.build(directory, tfds=tfds_name, tfds_data_dir=tfds_data_dir, identities=identities, align=align)
     return directory
 
@@ -150,15 +151,15 @@ def stream(
     seed: int = 0,
     validation_limit: int = 512,
 ) -> TrainingStream:
-    """Training examples of a record folder (``sfc_tf.records``): the ``identities_file`` identities (default:
+    """Training examples of a record folder (``sfc_tf.data.records``): the ``identities_file`` identities (default:
     all), ``validation_fraction`` of them held out by the rule of ``assemble``, each example mirrored half of the
     time with its mirror's feature if ``flip``."""
-    from sfc_tf import records
+    from sfc_tf.data import records
 
     built = records.open_records(directory)
     names = list(built.identities)
     if identities_file:
-        wanted = set(data.read_identity_list(identities_file))
+        wanted = set(folders.read_identity_list(identities_file))
         names = [name for name in names if name in wanted]
         if not names:
             raise SfcError(f"none of the identities of {identities_file} is in {directory}")

@@ -13,7 +13,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from sfc_tf import data, facenet, metrics  # facenet before absl's app.run(): see facenet.py
+from sfc_tf import metrics
+from sfc_tf.base import facenet
+from sfc_tf.data import folders
 
 
 def _chunks(count: int, size: int, desc: str, progress: bool):
@@ -32,7 +34,7 @@ def lfw_pair_faces(
 ):
     """The LFW pairs of ``folds`` (``None``: all; ``pairs_file`` default ``<lfw_dir>/pairs.txt``) and the crops and
     shipped FaceNet features of every image they use, cached under the one key all evaluations share."""
-    return data.load_pair_faces(
+    return folders.load_pair_faces(
         lfw_dir,
         pairs_file or f"{lfw_dir}/pairs.txt",
         folds,
@@ -52,7 +54,7 @@ def code_files(
     codec, crops: np.ndarray, progress: bool = True, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``code_images``, and the bits of the codec's payload in each file: the file without its container for a
-    ``sfc_tf.anchors.FileAnchor``, else all of it."""
+    ``sfc_tf.evaluation.anchors.FileAnchor``, else all of it."""
     payload_bytes = getattr(codec, "payload_bytes", len)
     decoded, bits, payload_bits = np.empty_like(crops), np.empty(len(crops)), np.empty(len(crops))
     for i in _chunks(len(crops), batch_size, f"{codec.name} {codec.parameter}", progress):

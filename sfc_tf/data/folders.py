@@ -1,5 +1,5 @@
-"""Data: identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists and cached face crops +
-FaceNet features (streamed training data at scale: ``sfc_tf.records``)."""
+"""Identity folders (LFW / VGGFace2 layout), the LFW pairs protocol, identity lists and cached face crops +
+FaceNet features (streamed training data at scale: ``sfc_tf.data.records``)."""
 
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ def load_faces(
     runs do not realign or re-run FaceNet, wherever the data set lies. With ``align='mtcnn'``, images where MTCNN
     finds no face get the center crop (datasets here are pre-aligned) and are listed in ``FaceSet.fallbacks``; an
     unreadable image is an error naming it."""
-    from sfc_tf import align as align_module
+    from sfc_tf.base import align as align_module
 
     root = pathlib.Path(root)
     paths = list(paths)

@@ -1,0 +1,1 @@
+"""Training and evaluation data: identity folders, LFW pairs, the training set, TFRecords, extra faces."""

@@ -1,0 +1,1 @@
+"""Measurement helpers shared by eval/: curve points, anchors, a second verifier, fuzzing, the CPU."""

@@ -1,0 +1,1 @@
+"""What every trainer shares: resuming, the time limit, the distribution strategy."""
