@@ -8,6 +8,7 @@ at a time, on the first LFW folds 1-4 crops. Codecs are registered families at a
       --output_json eval/results/learned_speed.json
 """
 
+import os
 import time
 
 import numpy as np
@@ -18,7 +19,7 @@ from sfc_tf.base import facenet
 from sfc_tf.bitstream import NO_PREDICTION, RECONSTRUCTION
 from sfc_tf.codec import ScalableCodec
 from sfc_tf.enhancement import layer, learned
-from sfc_tf.evaluation import curves
+from sfc_tf.evaluation import cpu, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("lfw_dir", None, "LFW root.", required=True)
@@ -100,7 +101,10 @@ def main(_):
             **measure(image_codec, mode, crops, prediction if conditional else None),
         }
         print(label, {k: round(v, 1) for k, v in results[label].items() if isinstance(v, float)})
-    curves.write_json(FLAGS.output_json, {"faces": len(crops), "codecs": results})
+    curves.write_json(
+        FLAGS.output_json,
+        {"cpu": cpu.describe(), "load_average_1min": os.getloadavg()[0], "faces": len(crops), "codecs": results},
+    )
 
 
 if __name__ == "__main__":

@@ -348,6 +348,9 @@ def learned_speed(result: dict) -> str:
         for name, codec in result["codecs"].items()
     ]
     note = f"{result['note']}\n\n" if "note" in result else ""
+    if "cpu" in result:
+        flags_on = " ".join(name for name, on in result["cpu"]["flags"].items() if on)
+        note += f"{result['cpu']['model']} ({flags_on}), 1-minute load {result['load_average_1min']:.1f}\n\n"
     return note + table(["codec", "bits per face", *(c.replace(" (faces/s)", "") for c in columns)], rows)
 
 
