@@ -10,6 +10,7 @@ runs it as two); per network, the median time of a one-row call with and without
 whole files (JPEG q50 in the paper's mode) at batch 1 and 64 with and without it (interleaved, in one process).
 """
 
+import os
 import pathlib
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import sfc_tf
 from sfc_tf import runs
 from sfc_tf.base import align, facenet
 from sfc_tf.codec import ScalableCodec
-from sfc_tf.evaluation import curves
+from sfc_tf.evaluation import cpu, curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("batch_sizes", ["2", "3", "7", "64", "150"], "Batch sizes compared with decoding alone.")
@@ -167,7 +168,8 @@ def main(_):
         "one_row_call_ms": one_row_cost(codec, crops[0], feature, FLAGS.repeats),
         "decode_speed": {layers: decode_speed(codec, paper_files, layers) for layers in ("reconstruction", "full")},
         "model_set": codec.model_set.name,
-        "note": "timings on a shared 2-core machine while a training job ran: compare within this file only",
+        "cpu": cpu.describe(),
+        "load_average_1min": os.getloadavg()[0],
     }
     result["wall_time_s"] = round(time.time() - started, 1)
     curves.write_json(FLAGS.output_json, result)
