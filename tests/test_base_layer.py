@@ -144,7 +144,7 @@ def test_decoding_escaped_values_reports_no_range_decoder_error(tmp_path):
 
     script = (
         "import numpy as np\n"
-        "from sfc_tf import base_layer\n"
+        "from sfc_tf.base import base_layer\n"
         "rng = np.random.default_rng(0)\n"
         "train = rng.normal(size=(2000, 32)) * np.linspace(1.0, 0.05, 32)\n"
         "model = base_layer.BaseLayerModel.fit(train / np.linalg.norm(train, axis=1, keepdims=True), step=0.05)\n"
