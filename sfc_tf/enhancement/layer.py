@@ -38,13 +38,7 @@ def normalised_residuals(crops: np.ndarray, predictions: np.ndarray) -> tuple[np
 
 def encode(codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None) -> list[Coded]:
     """Code (N, H, W, 3) uint8 crops against ``predictions`` (uint8, or None for mode ``none``)."""
-    crops = np.asarray(crops, np.uint8)
-    if codec.conditional:
-        return [Coded(p, None) for p in codec.encode_many(crops, predictions)]
-    if not has_span(codec.codec_id, mode):
-        return [Coded(p, None) for p in codec.encode_many(crops)]
-    images, spans = normalised_residuals(crops, predictions)
-    return [Coded(payload, span) for payload, span in zip(codec.encode_many(images), spans)]
+    return _encode(codec, mode, crops, predictions, with_faces=False)[0]
 
 
 def encode_decoded(
@@ -52,17 +46,22 @@ def encode_decoded(
 ) -> tuple[list[Coded], np.ndarray]:
     """``encode``, and the faces ``decode`` will give for it (what the mode decision measures), through the codec's
     ``encode_decode_many`` where it has one."""
+    return _encode(codec, mode, crops, predictions, with_faces=True)
+
+
+def _encode(
+    codec, mode: int, crops: np.ndarray, predictions: np.ndarray | None, with_faces: bool
+) -> tuple[list[Coded], np.ndarray | None]:
     crops = np.asarray(crops, np.uint8)
     if codec.conditional:
-        coded = encode(codec, mode, crops, predictions)
-        return coded, decode(codec, mode, coded, predictions)
-    if not has_span(codec.codec_id, mode):
-        payloads, images = codec.encode_decode_many(crops)
-        return [Coded(p, None) for p in payloads], images
-    images, spans = normalised_residuals(crops, predictions)
-    payloads, decoded = codec.encode_decode_many(images)
+        coded = [Coded(p, None) for p in codec.encode_many(crops, predictions)]
+        return coded, decode(codec, mode, coded, predictions) if with_faces else None
+    images, spans = crops, [None] * len(crops)
+    if has_span(codec.codec_id, mode):
+        images, spans = normalised_residuals(crops, predictions)
+    payloads, decoded = codec.encode_decode_many(images) if with_faces else (codec.encode_many(images), None)
     coded = [Coded(payload, span) for payload, span in zip(payloads, spans)]
-    return coded, _faces(mode, decoded, coded, predictions)
+    return coded, None if decoded is None else _faces(mode, decoded, coded, predictions)
 
 
 def decode(codec, mode: int, coded: list[Coded], predictions: np.ndarray | None) -> np.ndarray:
