@@ -82,7 +82,42 @@ def test_the_range_decoder_guard_passes_real_payloads(saved, quality, fixture_cr
     """The guard replays the decode with the rows the model derives from what it replayed: real payloads pass."""
     codec, p = codec_and_prediction(saved, quality, fixture_crops)
     payloads = codec.encode_many(fixture_crops, p)
-    assert codec.coder.unbounded(payloads, codec.latent_shape) == []
+    bad, images = codec.coder.replay(payloads, codec.latent_shape, p)
+    assert bad == [] and images is not None
+
+
+@pytest.mark.parametrize("quality", [0, 3, 4])
+def test_a_clean_replay_decodes_what_tfcs_decoder_decodes(saved, quality, fixture_crops):
+    """A payload the guard replayed cleanly is decoded from the replay's symbols: the pixels of tfc's decode."""
+    codec, p = codec_and_prediction(saved, quality, fixture_crops)
+    payloads = codec.encode_many(fixture_crops, p)
+    replayed = codec.decode_many(payloads, p)
+    shape = tf.constant(codec.latent_shape, tf.int32)
+    np.testing.assert_array_equal(replayed, codec.coder.decompress(tf.constant(payloads), shape, p).numpy())
+
+
+def test_the_replays_end_check_is_tfcs(saved, fixture_crops):
+    """A replay gives images exactly where tfc's decoder ends cleanly (``entropy_decode_finalize``), and the same
+    images, on intact, cut, padded and flipped payloads."""
+    codec, p = codec_and_prediction(saved, 2, fixture_crops[:1])
+    payload = codec.encode_many(fixture_crops[:1], p)[0]
+    rng = np.random.default_rng(1)
+    variants = [payload, payload[:-1], payload[: len(payload) // 2], payload + b"\x00", payload + b"\x01\x02"]
+    for _ in range(12):
+        flipped = bytearray(payload)
+        flipped[rng.integers(len(flipped))] ^= 1 << int(rng.integers(8))
+        variants.append(bytes(flipped))
+    model, shape, outcomes = codec.coder.model, tf.constant(codec.latent_shape, tf.int32), set()
+    for data in variants:
+        bad, images = model.replay([data], p, 2, codec.latent_shape)
+        if bad or model._range_guard.lanes.derailed:
+            continue
+        ended = bool(model.decode(tf.constant([data]), p, 2, shape)[1].numpy()[0])
+        assert (images is not None) == ended, data.hex()
+        if ended:
+            np.testing.assert_array_equal(images, codec.coder.decompress(tf.constant([data]), shape, p))
+        outcomes.add(ended)
+    assert outcomes == {True, False}  # both answers were checked
 
 
 def test_the_range_decoder_guard_leaves_no_memory_behind(saved, fixture_crops):
@@ -91,7 +126,7 @@ def test_the_range_decoder_guard_leaves_no_memory_behind(saved, fixture_crops):
 
     codec, p = codec_and_prediction(saved, 2, fixture_crops[:1])
     payloads = codec.encode_many(fixture_crops[:1], p)
-    assert python_memory_left_by(lambda: codec.coder.unbounded(payloads, codec.latent_shape), 20) < 30_000
+    assert python_memory_left_by(lambda: codec.coder.replay(payloads, codec.latent_shape, p), 20) < 30_000
 
 
 def test_damaged_payloads_raise_or_decode_to_a_face(saved, fixture_crops):

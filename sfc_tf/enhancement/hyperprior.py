@@ -450,10 +450,12 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
         x_hat = self.synthesise(y_hat, p, inverse_gain)
         return tf.saturate_cast(tf.round(x_hat), tf.uint8), ended
 
-    def unbounded_strings(self, strings: list[bytes], quality: int, latent_shape) -> list[int]:
-        """Indexes of the ``strings`` on which tfc's range decoder would not return (``range_guard``): ``decode``
-        replayed in Python, symbol by symbol, each slice's table rows derived from the symbols replayed before it."""
-        return self._range_guard(strings, quality, latent_shape)
+    def replay(self, strings: list[bytes], p, quality: int, latent_shape) -> tuple[list[int], tf.Tensor | None]:
+        """``decode`` replayed in Python (``range_guard``), symbol by symbol, each slice's table rows derived from
+        the symbols replayed before it: (indexes of the strings on which tfc's range decoder would not return, the
+        uint8 images when every string was replayed cleanly to its end, else None). A clean replay decoded tfc's
+        symbols, so its images are ``decode``'s, without running tfc's decoder and the networks a second time."""
+        return self._range_guard(strings, p, quality, latent_shape)
 
     @functools.cached_property
     def _range_guard(self) -> "_RangeGuard":
@@ -477,28 +479,30 @@ class HyperpriorFaceCodec(RateDistortionMetrics, tf.keras.Model):
 
 
 class _RangeGuard:
-    """``decode``'s symbols replayed by ``range_guard.Lanes`` inside one traced graph of the model's networks (an
-    eager Keras call leaves memory behind in TF 2.14); one guarded batch at a time per model."""
+    """``decode`` with its symbols replayed by ``range_guard.Lanes``, inside one traced graph of the model's networks
+    (an eager Keras call leaves memory behind in TF 2.14); one guarded batch at a time per model."""
 
     def __init__(self, model: HyperpriorFaceCodec):
         self.model, self.lock, self.lanes = model, threading.Lock(), None
-        self.graph = tf.function(self._replayed_latent, reduce_retracing=True)
+        self.graph = tf.function(self._replayed_images, reduce_retracing=True)
 
-    def __call__(self, strings: list[bytes], quality: int, latent_shape) -> list[int]:
+    def __call__(self, strings: list[bytes], p, quality: int, latent_shape) -> tuple[list[int], tf.Tensor | None]:
         with self.lock:
             self.lanes = range_guard.Lanes(strings, self.model.coder.replay_rows)
-            self.graph(tf.constant(quality, tf.int32), tf.constant(latent_shape, tf.int32), tf.constant(len(strings)))
-            return sorted(self.lanes.unbounded)
+            quality, shape = tf.constant(quality, tf.int32), tf.constant(latent_shape, tf.int32)
+            images = self.graph(quality, shape, tf.constant(len(strings)), p)
+            return sorted(self.lanes.unbounded), images if self.lanes.clean() else None
 
     def _replay(self, table_rows):
         symbols = tf.numpy_function(lambda rows: self.lanes.next(rows), [table_rows], tf.int32)  # this call's lanes
         return tf.ensure_shape(symbols, table_rows.shape)
 
-    def _replayed_latent(self, quality, latent_shape, count):
+    def _replayed_images(self, quality, latent_shape, count, p):
         model = self.model
         z_shape = tf.concat([[count], (latent_shape + 1) // 2, [model.hyper_depth]], 0)
         z_hat = tf.cast(self._replay(model.coder.z_rows(z_shape)) + model.coder.z_offsets(), tf.float64)
-        return model._slices(z_hat, quality, latent_shape, lambda k, mu, slice_rows: self._replay(slice_rows))
+        y_hat = model._slices(z_hat, quality, latent_shape, lambda k, mu, slice_rows: self._replay(slice_rows))
+        return tf.saturate_cast(tf.round(model.synthesise(y_hat, p, model.gain_pair(quality)[1])), tf.uint8)
 
 
 class RangeTables:
@@ -531,7 +535,7 @@ class RangeTables:
         return cls(cdf, offsets, len(offsets) - NUM_SCALES)
 
     @functools.cached_property
-    def replay_rows(self) -> list[tuple[int, list[int]]]:
+    def replay_rows(self) -> range_guard.CdfRows:
         """The table's rows for ``range_guard.Replay``."""
         return range_guard.cdf_rows(self.cdf.numpy())
 

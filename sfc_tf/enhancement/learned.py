@@ -366,17 +366,18 @@ class RateCoder:
     def compress(self, images, predictions=None):
         return self._compress(images, predictions)
 
-    def unbounded(self, strings: list[bytes], latent_shape: tuple[int, int]) -> list[int]:
-        """Indexes of the ``strings`` on which tfc's range decoder would not return (``range_guard``)."""
+    def replay(self, strings: list[bytes], latent_shape: tuple[int, int], predictions=None) -> tuple[list, object]:
+        """(indexes of the ``strings`` on which tfc's range decoder would not return (``range_guard``), the decoded
+        images when the guard's replay already decoded them (the hyperprior codec, every string clean) or None)."""
         if self.entropy_model is None:
-            return self.model.unbounded_strings(strings, self.rate, latent_shape)
+            return self.model.replay(strings, predictions, self.rate, latent_shape)
         rows = self._guard_rows
         symbols = latent_shape[0] * latent_shape[1] * self.model.num_filters
-        indexes = np.arange(symbols) % len(rows)
-        return [i for i, s in enumerate(strings) if not range_guard.gamma_bounded(s, rows, indexes)]
+        indexes = np.arange(symbols) % len(rows.precisions)
+        return [i for i, s in enumerate(strings) if not range_guard.gamma_bounded(s, rows, indexes)], None
 
     @functools.cached_property
-    def _guard_rows(self) -> list[tuple[int, list[int]]]:
+    def _guard_rows(self) -> range_guard.CdfRows:
         return range_guard.cdf_rows(self.entropy_model.cdf.numpy())
 
     def decompress(self, strings, latent_shape, predictions=None):
@@ -435,12 +436,14 @@ class LearnedCodec(ImageCodec):
             return np.zeros((0, *self.shape), np.uint8)
         if any(not p for p in payloads):
             raise BitstreamError("empty learned-codec payload")
-        self._check_range_decoder_bound(payloads)
+        strings = [bytes(p) for p in payloads]
         try:
             with tf.device("/CPU:0"):
-                images = self.coder.decompress(
-                    tf.constant([bytes(p) for p in payloads]), tf.constant(self.latent_shape, tf.int32), predictions
-                )
+                images = self._replayed(strings, predictions)
+                if images is None:
+                    images = self.coder.decompress(
+                        tf.constant(strings), tf.constant(self.latent_shape, tf.int32), predictions
+                    )
                 return np.asarray(images)
         except tf.errors.OpError as exc:
             raise BitstreamError(f"learned-codec range decoding failed: {op_error_reason(exc.message)}") from exc
@@ -448,13 +451,15 @@ class LearnedCodec(ImageCodec):
     def decode(self, data: bytes) -> np.ndarray:
         return self.decode_many([data])[0]
 
-    def _check_range_decoder_bound(self, payloads: list[bytes]) -> None:
-        """Refuse payloads on which tensorflow-compression's range decoder would not return (``range_guard``); a
-        coder without local tables (a model server) is not checked here."""
-        unbounded = getattr(self.coder, "unbounded", None)
-        bad = unbounded([bytes(p) for p in payloads], self.latent_shape) if unbounded else []
+    def _replayed(self, strings: list[bytes], predictions):
+        """Refuse payloads on which tensorflow-compression's range decoder would not return (``range_guard``); the
+        images, where the guard's replay decoded them. A coder without local tables (a model server) is not
+        checked here."""
+        replay = getattr(self.coder, "replay", None)
+        bad, images = replay(strings, self.latent_shape, predictions) if replay else ([], None)
         if bad:
             raise BitstreamError(f"learned-codec payload {bad[0]} is malformed (an escape code that never ends)")
+        return images
 
 
 class ConditionalCodec(LearnedCodec):

@@ -8,34 +8,47 @@ replays tfc's decoder state machine (``RangeDecoder`` in ``range_coder.h``: 32-b
 refills, binary-search decoding) over the payload with the same CDF rows, and refuses a payload whose gamma prefix
 would exceed 31 zeros, which no encoder writes (tfc's own decoder computes ``1 << n``). Where the rows depend on
 what was decoded before them (the hyperprior codec), the replay returns the decoded symbols to the model, which
-derives the next rows from them. It does not decide whether a payload is well-formed otherwise; that stays with tfc
-and the container's CRC.
+derives the next rows from them, and ``Replay.finished`` is tfc's end-of-payload check (``RangeDecoder::Finalize``),
+so a replay that ran cleanly has decoded exactly what tfc's decoder would. It does not decide whether a payload is
+well-formed otherwise; that stays with tfc and the container's CRC. The decoder loop is compiled by numba (it is
+most of a hyperprior decode's time in plain Python).
 """
 
 from __future__ import annotations
 
-import bisect
+from typing import NamedTuple
 
+import numba
 import numpy as np
 
 MAX_GAMMA_ZEROS = 31
 _MASK32 = 0xFFFFFFFF
+_OK, _UNBOUNDED, _LEFT_CDF = 0, 1, 2
 
 
-def cdf_rows(cdf: np.ndarray) -> list[tuple[int, list[int]]]:
-    """The (precision, CDF values) rows of a flat tfc CDF vector, as tfc's ``IndexCDFVector`` scans them."""
-    values, rows, i = [int(v) for v in np.asarray(cdf).ravel()], [], 0
+class CdfRows(NamedTuple):
+    """The rows of a flat tfc CDF vector: row r's precision and its CDF values ``values[starts[r]:ends[r]]``."""
+
+    precisions: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    values: np.ndarray
+
+
+def cdf_rows(cdf: np.ndarray) -> CdfRows:
+    """The rows of a flat tfc CDF vector, as tfc's ``IndexCDFVector`` scans them."""
+    values = np.asarray(cdf, np.int64).ravel()
+    precisions, starts, ends, i = [], [], [], 0
     while i < len(values):
-        precision = values[i]
-        last = 1 << abs(precision)
-        j = i + 1
-        while values[j] != last:
-            j += 1
-        rows.append((precision, values[i + 1 : j + 1]))
+        last = 1 << abs(int(values[i]))
+        j = i + 1 + int(np.argmax(values[i + 1 :] == last))  # the row's first value at 1 << precision
+        precisions.append(int(values[i]))
+        starts.append(i + 1)
+        ends.append(j + 1)
         i = j + 1
         while i < len(values) and values[i] == last:
             i += 1
-    return rows
+    return CdfRows(*(np.array(a, np.int64) for a in (precisions, starts, ends)), values)
 
 
 class Unbounded(Exception):
@@ -47,90 +60,117 @@ class Replay:
     (a row of negative precision has an escape code: ``OverflowDecode``)."""
 
     def __init__(self, data: bytes):
-        self.data, self.position = bytes(data), 0
-        self.base, self.size_minus1, self.value = 0, _MASK32, 0
-        self._read16()
-        self._read16()
-
-    def _read16(self):
+        self.data = np.frombuffer(bytes(data), np.uint8)
+        self.state = np.array([0, _MASK32, 0, 0], np.int64)  # base, size - 1, value, position
         for _ in range(2):
-            self.value = (self.value << 8) & _MASK32
-            if self.position < len(self.data):
-                self.value |= self.data[self.position]
-                self.position += 1
+            _read16(self.data, self.state)
 
-    def decode(self, cdf: list[int], precision: int) -> int:
-        size = self.size_minus1 + 1
-        lower_bound = (((self.value - self.base) & _MASK32) + 1) << precision
-        # the smallest cdf[k], k >= 1, with lower_bound <= size * cdf[k] (tfc's binary search)
-        k = bisect.bisect_left(cdf, -(-lower_bound // size), 1)
-        if k >= len(cdf):  # a decode error; tfc reads one past the row here, we stop the replay
+    def symbols(self, rows: CdfRows, indexes) -> np.ndarray:
+        """The symbols of ``indexes`` (the table row of each, in decoding order); ``Unbounded`` where tfc hangs,
+        ``ValueError`` where the decoder leaves a CDF (a decode error; past it the replay cannot follow tfc)."""
+        indexes = np.ascontiguousarray(indexes, np.int64).ravel()
+        out = np.zeros(len(indexes), np.int32)
+        status = _decode(self.data, self.state, rows.precisions, rows.starts, rows.ends, rows.values, indexes, out)
+        if status == _UNBOUNDED:
+            raise Unbounded(f"an escape code longer than {MAX_GAMMA_ZEROS} bits")
+        if status == _LEFT_CDF:
             raise ValueError("range decoder left its CDF")
-        a = (size * cdf[k - 1]) >> precision
-        b = ((size * cdf[k]) >> precision) - 1
-        self.base = (self.base + a) & _MASK32
-        self.size_minus1 = (b - a) & _MASK32
-        if self.size_minus1 >> 16 == 0:
-            self.base = (self.base << 16) & _MASK32
-            self.size_minus1 = ((self.size_minus1 << 16) | 0xFFFF) & _MASK32
-            self._read16()
-        return k - 1
-
-    def symbols(self, rows: list[tuple[int, list[int]]], indexes) -> list[int]:
-        """The symbols of ``indexes`` (the table row of each, in decoding order); ``Unbounded`` where tfc hangs.
-        ``decode`` inlined, the state in locals (this loop is most of a hyperprior decode's guard)."""
-        data, end, bisect_left, out = self.data, len(self.data), bisect.bisect_left, []
-        base, size_minus1, value, position = self.base, self.size_minus1, self.value, self.position
-        for index in np.asarray(indexes).tolist():
-            precision, cdf = rows[index]
-            shift = precision if precision > 0 else -precision
-            size = size_minus1 + 1
-            k = bisect_left(cdf, -(-((((value - base) & _MASK32) + 1) << shift) // size), 1)
-            if k >= len(cdf):
-                raise ValueError("range decoder left its CDF")
-            low = (size * cdf[k - 1]) >> shift
-            base = (base + low) & _MASK32
-            size_minus1 = (((size * cdf[k]) >> shift) - 1 - low) & _MASK32
-            if size_minus1 >> 16 == 0:
-                base = (base << 16) & _MASK32
-                size_minus1 = ((size_minus1 << 16) | 0xFFFF) & _MASK32
-                for _ in range(2):
-                    value = (value << 8) & _MASK32
-                    if position < end:
-                        value |= data[position]
-                        position += 1
-            symbol = k - 1
-            if precision < 0 and symbol == len(cdf) - 2:
-                self.base, self.size_minus1, self.value, self.position = base, size_minus1, value, position
-                symbol = self._overflow(symbol)
-                base, size_minus1, value, position = self.base, self.size_minus1, self.value, self.position
-            out.append(symbol)
-        self.base, self.size_minus1, self.value, self.position = base, size_minus1, value, position
         return out
 
-    def _overflow(self, max_value: int) -> int:
-        """The value of an escape code after its escape symbol (``OverflowDecode``'s Elias-gamma part)."""
-        zeros = 0
-        while self.decode(_BINARY, 1) == 0:
-            zeros += 1
-            if zeros > MAX_GAMMA_ZEROS:
-                raise Unbounded(f"an escape code longer than {MAX_GAMMA_ZEROS} bits")
-        value = 1 << zeros
-        for bit in reversed(range(zeros)):
-            value |= self.decode(_BINARY, 1) << bit
-        return -value if self.decode(_BINARY, 1) else value + max_value - 1
+    def finished(self) -> bool:
+        """tfc's ``RangeDecoder::Finalize`` after the last symbol: the whole payload read, and the decoder's value
+        the one its encoder's ``Finalize`` wrote (a weak check: True for some damaged payloads, never False for
+        an intact one)."""
+        base, size_minus1, value, position = (int(v) for v in self.state)
+        if position != len(self.data):
+            return False
+        upper = (base + size_minus1) & _MASK32
+        if base == 0 or upper < base:
+            return value == 0
+        shift = 24 if ((base - 1) >> 24) < (upper >> 24) else 16
+        return (((((base - 1) >> shift) + 1) << shift) & _MASK32) == value
 
 
-_BINARY = [0, 1, 2]
+@numba.njit(cache=True, nogil=True)
+def _read16(data, state):
+    for _ in range(2):
+        state[2] = (state[2] << 8) & _MASK32
+        if state[3] < len(data):
+            state[2] |= data[state[3]]
+            state[3] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_one(data, state, values, start, end, shift):
+    """One symbol of the CDF ``values[start:end]`` (tfc's ``DecodeInternal``), or -1 where the decoder leaves it."""
+    size = state[1] + 1
+    bound = (((state[2] - state[0]) & _MASK32) + 1) << shift
+    low, high = start + 1, end  # the smallest k in [start + 1, end) with bound <= size * values[k]
+    while low < high:
+        mid = (low + high) // 2
+        if size * values[mid] < bound:
+            low = mid + 1
+        else:
+            high = mid
+    if low >= end:
+        return -1
+    a = (size * values[low - 1]) >> shift
+    state[0] = (state[0] + a) & _MASK32
+    state[1] = (((size * values[low]) >> shift) - 1 - a) & _MASK32
+    if state[1] >> 16 == 0:
+        state[0] = (state[0] << 16) & _MASK32
+        state[1] = ((state[1] << 16) | 0xFFFF) & _MASK32
+        _read16(data, state)
+    return low - 1 - start
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(data, state, precisions, starts, ends, values, indexes, out):
+    """``out[i]``: the symbol of row ``indexes[i]``; a status (ok, unbounded escape, left a CDF)."""
+    binary = np.array([0, 1, 2], np.int64)
+    for i in range(len(indexes)):
+        row = indexes[i]
+        precision, start, end = precisions[row], starts[row], ends[row]
+        symbol = _decode_one(data, state, values, start, end, abs(precision))
+        if symbol < 0:
+            return _LEFT_CDF
+        if precision < 0 and symbol == end - start - 2:  # the escape symbol: OverflowDecode's Elias-gamma part
+            zeros = 0
+            while True:
+                bit = _decode_one(data, state, binary, 0, 3, 1)
+                if bit < 0:
+                    return _LEFT_CDF
+                if bit != 0:
+                    break
+                zeros += 1
+                if zeros > MAX_GAMMA_ZEROS:
+                    return _UNBOUNDED
+            gamma = 1 << zeros
+            for position in range(zeros - 1, -1, -1):
+                bit = _decode_one(data, state, binary, 0, 3, 1)
+                if bit < 0:
+                    return _LEFT_CDF
+                gamma |= bit << position
+            sign = _decode_one(data, state, binary, 0, 3, 1)
+            if sign < 0:
+                return _LEFT_CDF
+            symbol = -gamma if sign else gamma + symbol - 1
+        out[i] = symbol
+    return _OK
 
 
 class Lanes:
     """One ``Replay`` per payload, advanced together: ``next`` gives each payload's next symbols for its table rows;
-    ``unbounded`` collects the payloads on which tfc would hang. A payload out of the replay (it hangs, or it left
-    a CDF: not a hang, and past there the replay cannot follow tfc) gets zeros from then on."""
+    ``unbounded`` collects the payloads on which tfc would hang, ``derailed`` those that left a CDF (not a hang, but
+    past there the replay cannot follow tfc); either gets zeros from then on."""
 
-    def __init__(self, payloads: list[bytes], rows: list[tuple[int, list[int]]]):
-        self.replays, self.rows, self.unbounded = [Replay(p) for p in payloads], rows, set()
+    def __init__(self, payloads: list[bytes], rows: CdfRows):
+        self.replays, self.rows = [Replay(p) for p in payloads], rows
+        self.unbounded, self.derailed = set(), set()
+
+    def clean(self) -> bool:
+        """Whether every payload was replayed to its end and passes tfc's end check: the symbols are tfc's."""
+        return not (self.unbounded or self.derailed) and all(r.finished() for r in self.replays)
 
     def next(self, table_rows: np.ndarray) -> np.ndarray:
         symbols = np.zeros(table_rows.shape, np.int32)
@@ -138,16 +178,17 @@ class Lanes:
             if replay is None:
                 continue
             try:
-                symbols[i] = np.reshape(replay.symbols(self.rows, table_rows[i].ravel()), symbols.shape[1:])
+                symbols[i] = np.reshape(replay.symbols(self.rows, table_rows[i]), symbols.shape[1:])
             except Unbounded:
                 self.unbounded.add(i)
                 self.replays[i] = None
             except ValueError:
+                self.derailed.add(i)
                 self.replays[i] = None
         return symbols
 
 
-def gamma_bounded(data: bytes, rows: list[tuple[int, list[int]]], indexes: np.ndarray) -> bool:
+def gamma_bounded(data: bytes, rows: CdfRows, indexes: np.ndarray) -> bool:
     """Whether tfc can decode ``indexes`` (the CDF row of each symbol, in decoding order) from ``data`` without an
     overflow prefix longer than ``MAX_GAMMA_ZEROS`` (False: the op would hang, or nearly)."""
     try:
