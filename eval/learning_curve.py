@@ -4,7 +4,9 @@ against anchor curves of rate-distortion JSONs (e.g. AV1 payloads and AVIF files
 
 A conditional run is scored as the scalable stream (base layer + the snapshot coding every face given the default
 model set's reconstruction: whole .sfc files); an end-to-end run as its own payloads. Snapshots already in the
-output JSON are kept, so the script can be re-run as the training goes on.
+output JSON are kept, so the script can be re-run as the training goes on. ``--init_from`` scores the checkpoint
+a fine-tune started from as its step 0, and ``--steps_before`` counts the steps that checkpoint had, so a curve
+continued over several runs reads in total steps.
 
   python eval/learning_curve.py --lfw_dir ../shared/data/lfw --run runs/hp_conditional --kind conditional \\
       --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 \\
@@ -34,6 +36,8 @@ flags.DEFINE_string("run", None, "Training run folder (with snapshots/step_N).",
 flags.DEFINE_enum("kind", "conditional", ["conditional", "original"], "The run's kind.")
 flags.DEFINE_list("lmbdas", None, "The run's --lmbdas.", required=True)
 flags.DEFINE_list("anchors", [], "JSON:curve pairs whose curves each snapshot is compared with (BD-rate).")
+flags.DEFINE_string("init_from", None, "The run's --init_from checkpoint (a fine-tune's start), scored as step 0.")
+flags.DEFINE_integer("steps_before", 0, "Training steps the --init_from checkpoint had (added to the run's steps).")
 flags.DEFINE_string(
     "output_json", None, "Result JSON (extended on each run); default: runs/learning_curve/<time>/learning_curve.json."
 )
@@ -91,12 +95,19 @@ def main(_):
     crops = faces.crops[: FLAGS.max_images]
     codec = ScalableCodec.from_pretrained(align="mtcnn")
     analysis = codec.analyse(crops, faces.features[: FLAGS.max_images])
-    model = hyperprior.HyperpriorFaceCodec([float(v) for v in FLAGS.lmbdas], conditional=FLAGS.kind == "conditional")
+    if FLAGS.init_from:  # the run's architecture is its start's
+        model = learned.build(json.loads(pathlib.Path(FLAGS.init_from, learned.META_FILE).read_text()))
+    else:
+        lmbdas = [float(v) for v in FLAGS.lmbdas]
+        model = hyperprior.HyperpriorFaceCodec(lmbdas, conditional=FLAGS.kind == "conditional")
+    starts = [(0, FLAGS.init_from, learned.restore_weights)] if FLAGS.init_from else []
     for snapshot in sorted(pathlib.Path(FLAGS.run, "snapshots").glob("step_*")):
-        step = str(int(snapshot.name.split("_")[1]))
+        starts.append((int(snapshot.name.split("_")[1]), snapshot, learned.read_weights))
+    for run_step, weights, read in starts:
+        step = str(FLAGS.steps_before + run_step)
         if step in result["snapshots"]:
             continue
-        learned.read_weights(model, snapshot)
+        read(model, weights)
         result["snapshots"][step] = snapshot_points(model, crops, analysis, codec)
         print(
             f"step {step}: "
@@ -111,6 +122,7 @@ def main(_):
         )
         result.setdefault("bd", {})[step] = rows
     result.update(run=FLAGS.run, kind=FLAGS.kind, lmbdas=FLAGS.lmbdas, num_images=len(crops), anchors=FLAGS.anchors)
+    result.update(init_from=FLAGS.init_from, steps_before=FLAGS.steps_before)
     curves.write_json(out, result)
     if FLAGS.plot:
         curves.plot_learning_curve(result, FLAGS.plot)
