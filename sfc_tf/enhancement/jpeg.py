@@ -158,6 +158,6 @@ class JpegCodec(ImageCodec):
         quality, tables = data[0], jpeg_tables.tables(data[0])
         # libjpeg decodes a scan that ends early or runs on past its blocks without an error: the scan is walked
         # first, so such a payload is refused rather than decoded to a damaged face
-        jpeg_scan.decode(data[1:], tables, _blocks(self.shape))
+        jpeg_scan.check(data[1:], tables, _blocks(self.shape))
         rebuilt = header(quality, tables, self.shape) + data[1:] + EOI
         return self.check_decoded(read_image(rebuilt, "headerless JPEG payload", self.check_geometry), "JPEG payload")

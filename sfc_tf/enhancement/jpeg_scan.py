@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import numba
 import numpy as np
 
 from sfc_tf.errors import BitstreamError
@@ -75,6 +76,11 @@ class TableSet:
     dc: tuple[HuffmanTable, HuffmanTable]
     ac: tuple[HuffmanTable, HuffmanTable]
 
+    @functools.cached_property
+    def lookups(self) -> np.ndarray:
+        """(4, 2, 65536): symbol and code length of every 16-bit window for DC 0, DC 1, AC 0, AC 1 (``_walk``)."""
+        return np.stack([np.stack(table.lookup) for table in (*self.dc, *self.ac)]).astype(np.int16)
+
 
 def _table(bits: str, values: str) -> HuffmanTable:
     return HuffmanTable(tuple(bytes.fromhex(bits)), tuple(bytes.fromhex(values)))
@@ -108,55 +114,95 @@ STANDARD_TABLES = TableSet(
 def decode(scan: bytes, tables: TableSet, blocks: int) -> np.ndarray:
     """(blocks, 64) quantised coefficients in zigzag order of a 4:2:0 colour scan (byte-stuffed, no markers);
     ``BitstreamError`` for a scan that ends early, holds a bit pattern no code starts with, or runs on past its
-    last block.
+    last block."""
+    window, dc_at, ac_at, ac_k = _walked(scan, tables, blocks)
+    return _coefficients(window, tables, blocks, dc_at, ac_at, ac_k)
 
-    Every bit position is first read as the start of a code of each table (vectorised); the walk through the scan
-    then only follows code lengths."""
+
+def check(scan: bytes, tables: TableSet, blocks: int) -> None:
+    """``decode``'s checks alone: ``BitstreamError`` for a scan it would refuse."""
+    _walked(scan, tables, blocks)
+
+
+def _walked(scan: bytes, tables: TableSet, blocks: int) -> tuple:
+    """(the 16 bits from each bit position, where each DC code, each AC code and its coefficient index start),
+    following the scan's codes (``_walk``, compiled by numba)."""
     if blocks % len(MCU_COMPONENTS):
         raise ValueError("a 4:2:0 scan holds whole MCUs of 6 blocks")
     data = np.frombuffer(scan.replace(b"\xff\x00", b"\xff"), np.uint8)
     # ones past the end: no code is all ones, so reading past the end fails at the next code
     bits = np.concatenate([np.unpackbits(data), np.ones(PAST_END_BITS, np.uint8)])
     end = len(bits) - PAST_END_BITS
-    window = np.lib.stride_tricks.sliding_window_view(bits, 16) @ (1 << np.arange(15, -1, -1))
-    dc_steps, ac_steps, ac_advance = [], [], []
-    for index in (0, 1):
-        symbols, lengths = (array[window] for array in tables.dc[index].lookup)
-        dc_steps.append(np.where((lengths > 0) & (symbols <= 11), lengths + symbols, 0).tolist())
-        symbols, lengths = (array[window] for array in tables.ac[index].lookup)
-        run, size = symbols >> 4, symbols & 15
-        ac_steps.append(np.where((lengths > 0) & (size <= 10), lengths + size, 0).tolist())
-        # coefficients a code moves past: run + 1, 16 for a run of 16 zeros, 0 for the end of the block
-        ac_advance.append(np.where(size > 0, run + 1, np.where(run == 15, 16, 0)).tolist())
-    dc_at, ac_at, ac_k = [], [], []
-    pos = 0
-    for block in range(blocks):
-        table_set = TABLE_SET[MCU_COMPONENTS[block % len(MCU_COMPONENTS)]]
-        dc_step, ac_step, advance = dc_steps[table_set], ac_steps[table_set], ac_advance[table_set]
-        if pos > end or not dc_step[pos]:
-            raise BitstreamError(f"JPEG scan: no DC code of block {block} at bit {pos}")
-        dc_at.append(pos)
-        pos += dc_step[pos]
-        k = 1
-        while k < 64:
-            step = ac_step[pos]
-            if not step:
-                raise BitstreamError(f"JPEG scan: no AC code in block {block} at bit {pos}")
-            moved = advance[pos]
-            if not moved:
-                pos += step
-                break
-            if k + moved > 64:
-                raise BitstreamError(f"JPEG scan: coefficients past the end of block {block}")
-            ac_at.append(pos)  # a run of 16 zeros has no extra bits: it writes a zero
-            ac_k.append(k + moved - 1)
-            pos += step
-            k += moved
+    window = _windows(bits)
+    table_sets = np.array([TABLE_SET[c] for c in MCU_COMPONENTS], np.int64)
+    dc_at, ac_at, ac_k = np.zeros(blocks, np.int64), np.zeros(blocks * 63, np.int64), np.zeros(blocks * 63, np.int64)
+    error, block, pos, coded = _walk(window, tables.lookups, table_sets, blocks, end, dc_at, ac_at, ac_k)
+    if error == _NO_DC:
+        raise BitstreamError(f"JPEG scan: no DC code of block {block} at bit {pos}")
+    if error == _NO_AC:
+        raise BitstreamError(f"JPEG scan: no AC code in block {block} at bit {pos}")
+    if error == _PAST_BLOCK:
+        raise BitstreamError(f"JPEG scan: coefficients past the end of block {block}")
     if pos > end:
         raise BitstreamError(f"JPEG scan is {pos - end} bits short")
     if -(-pos // 8) < len(data):
         raise BitstreamError(f"JPEG scan has {len(data) - -(-pos // 8)} bytes after its last block")
-    return _coefficients(window, tables, blocks, np.array(dc_at, np.int64), np.array(ac_at, np.int64), ac_k)
+    return window, dc_at, ac_at[:coded], ac_k[:coded]
+
+
+@numba.njit(cache=True, nogil=True)
+def _windows(bits):
+    """The 16 bits from each position of ``bits`` (0/1 values) as a number, first bit highest."""
+    out = np.zeros(len(bits) - 15, np.int64)
+    value = 0
+    for i in range(15):
+        value = value << 1 | bits[i]
+    for i in range(len(out)):
+        value = (value << 1 | bits[i + 15]) & 0xFFFF
+        out[i] = value
+    return out
+
+
+_NO_DC, _NO_AC, _PAST_BLOCK = 1, 2, 3
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk(window, lookups, table_sets, blocks, end, dc_at, ac_at, ac_k):
+    """Follows the codes of a scan from bit 0 (``window``: the 16 bits from each position; ``lookups``: symbol and
+    code length of each 16-bit prefix for the DC tables 0, 1 and the AC tables 0, 1): fills where each block's DC
+    code and each AC code (and its coefficient index) starts; returns (error, block, bit position, AC codes),
+    error 0 for a walk to the end."""
+    size, coded, pos = len(window), 0, 0
+    for block in range(blocks):
+        table_set = table_sets[block % len(table_sets)]
+        if pos > end or pos >= size:
+            return _NO_DC, block, pos, coded
+        symbol, length = lookups[table_set, 0, window[pos]], lookups[table_set, 1, window[pos]]
+        if length == 0 or symbol > 11:
+            return _NO_DC, block, pos, coded
+        dc_at[block] = pos
+        pos += length + symbol
+        k = 1
+        while k < 64:
+            if pos >= size:
+                return _NO_AC, block, pos, coded
+            symbol, length = lookups[2 + table_set, 0, window[pos]], lookups[2 + table_set, 1, window[pos]]
+            run, extra = symbol >> 4, symbol & 15
+            if length == 0 or extra > 10:
+                return _NO_AC, block, pos, coded
+            # coefficients a code moves past: run + 1, 16 for a run of 16 zeros, 0 for the end of the block
+            moved = run + 1 if extra > 0 else (16 if run == 15 else 0)
+            if moved == 0:
+                pos += length
+                break
+            if k + moved > 64:
+                return _PAST_BLOCK, block, pos, coded
+            ac_at[coded] = pos  # a run of 16 zeros has no extra bits: it writes a zero
+            ac_k[coded] = k + moved - 1
+            coded += 1
+            pos += length + extra
+            k += moved
+    return 0, blocks, pos, coded
 
 
 def _value(window: np.ndarray, at: np.ndarray, size: np.ndarray) -> np.ndarray:
