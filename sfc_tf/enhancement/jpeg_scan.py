@@ -77,6 +77,15 @@ class TableSet:
     ac: tuple[HuffmanTable, HuffmanTable]
 
     @functools.cached_property
+    def encoder_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(4, 256) code and code length of each symbol for DC 0, DC 1, AC 0, AC 1 (length 0: no code)."""
+        code_of, length_of = np.zeros((len(TABLES), 256), np.int64), np.zeros((len(TABLES), 256), np.int64)
+        for index, table in enumerate((*self.dc, *self.ac)):
+            for symbol, (code, length) in table.codes.items():
+                code_of[index, symbol], length_of[index, symbol] = code, length
+        return code_of, length_of
+
+    @functools.cached_property
     def lookups(self) -> np.ndarray:
         """(4, 2, 65536): symbol and code length of every 16-bit window for DC 0, DC 1, AC 0, AC 1 (``_walk``)."""
         return np.stack([np.stack(table.lookup) for table in (*self.dc, *self.ac)]).astype(np.int16)
@@ -295,23 +304,75 @@ def counts(coefficients: np.ndarray) -> np.ndarray:
 
 
 def encode(coefficients: np.ndarray, tables: TableSet) -> bytes:
-    """The byte-stuffed scan of (blocks, 64) zigzag coefficients, padded with ones to a whole byte."""
-    code_of, length_of = np.zeros((len(TABLES), 256), np.int64), np.zeros((len(TABLES), 256), np.int64)
-    for index, table in enumerate((tables.dc[0], tables.dc[1], tables.ac[0], tables.ac[1])):
-        for symbol, (code, length) in table.codes.items():
-            code_of[index, symbol], length_of[index, symbol] = code, length
-    coded = items(coefficients)
-    lengths = length_of[coded.table, coded.symbol]
-    if not lengths.all():
-        missing = np.flatnonzero(lengths == 0)[0]
-        raise ValueError(f"the {TABLES[coded.table[missing]]} table has no code for {coded.symbol[missing]:#04x}")
-    codes = code_of[coded.table, coded.symbol] << coded.size | coded.extra
-    lengths = lengths + coded.size
-    total = int(lengths.sum())
-    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    bits = (np.repeat(codes, lengths) >> (np.repeat(lengths, lengths) - 1 - offsets)) & 1
-    bits = np.concatenate([bits, np.ones(-total % 8, np.int64)]).astype(np.uint8)
-    return np.packbits(bits).tobytes().replace(b"\xff", b"\xff\x00")
+    """The byte-stuffed scan of (blocks, 64) zigzag coefficients, padded with ones to a whole byte (the items of
+    ``items``, written by ``_write``, compiled by numba)."""
+    c = np.ascontiguousarray(coefficients, np.int64)
+    code_of, length_of = tables.encoder_tables
+    table_sets = np.array([TABLE_SET[k] for k in MCU_COMPONENTS], np.int64)
+    out = np.zeros(len(c) * 64 * 4 + 8, np.uint8)  # at most 27 bits (16 code + 11 extra) per coefficient
+    written, table, symbol = _write(c, np.array(MCU_COMPONENTS, np.int64), table_sets, code_of, length_of, out)
+    if written < 0:
+        raise ValueError(f"the {TABLES[table]} table has no code for {symbol:#04x}")
+    return out[:written].tobytes().replace(b"\xff", b"\xff\x00")
+
+
+@numba.njit(cache=True, nogil=True)
+def _bits_of(value):
+    """Bits needed for the magnitude of ``value`` (0 for 0)."""
+    magnitude, bits = abs(value), 0
+    while magnitude:
+        magnitude >>= 1
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True, nogil=True)
+def _write(c, components, table_sets, code_of, length_of, out):
+    """Writes the scan of coefficients ``c`` into ``out``: (bytes written, 0, 0), or (-1, table, symbol) for a
+    symbol the tables have no code for."""
+    previous = np.zeros(3, np.int64)
+    buffer, filled, written = 0, 0, 0  # bits not yet written, most significant first
+    items = np.empty((80, 3), np.int64)  # a block's table, symbol and value: DC, at most 63 AC, 3 ZRL, EOB
+    for block in range(len(c)):
+        component = components[block % len(components)]
+        difference = c[block, 0] - previous[component]
+        previous[component] = c[block, 0]
+        items[0, 0], items[0, 1], items[0, 2] = table_sets[block % len(table_sets)], _bits_of(difference), difference
+        count = 1
+        ac, run = 2 + table_sets[block % len(table_sets)], 0
+        for k in range(1, 64):
+            value = c[block, k]
+            if value == 0:
+                run += 1
+                continue
+            while run > 15:
+                items[count, 0], items[count, 1], items[count, 2] = ac, 0xF0, 0
+                count += 1
+                run -= 16
+            items[count, 0], items[count, 1], items[count, 2] = ac, run << 4 | _bits_of(value), value
+            count += 1
+            run = 0
+        if run > 0:
+            items[count, 0], items[count, 1], items[count, 2] = ac, 0x00, 0
+            count += 1
+        for i in range(count):
+            table, symbol, value = items[i, 0], items[i, 1], items[i, 2]
+            length = length_of[table, symbol]
+            if length == 0:
+                return -1, table, symbol
+            size = symbol & 15 if table >= 2 else symbol
+            extra = value if value >= 0 else value + (1 << size) - 1
+            buffer = buffer << (length + size) | code_of[table, symbol] << size | extra
+            filled += length + size
+            while filled >= 8:
+                filled -= 8
+                out[written] = (buffer >> filled) & 0xFF
+                written += 1
+            buffer &= (1 << filled) - 1
+    if filled:
+        out[written] = ((buffer << (8 - filled)) | ((1 << (8 - filled)) - 1)) & 0xFF
+        written += 1
+    return written, 0, 0
 
 
 def optimal_table(counts: dict[int, int]) -> HuffmanTable:
