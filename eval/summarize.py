@@ -78,6 +78,13 @@ COMMANDS = {
     "--checkpoints OLD/checkpoints/enhancement/conditional_thumb2_l0.01,"
     "OLD/checkpoints/enhancement/conditional_thumb2_l0.1 "
     "--output_json eval/results/learned_speed.json  # OLD: git worktree add OLD 9e3bf09",
+    "learning_curve_conditional.json": "python eval/learning_curve.py --lfw_dir ../shared/data/lfw "
+    "--run runs/hp_continue --kind conditional --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 "
+    "--init_from checkpoints/enhancement/hyperprior_conditional --steps_before 6500 "
+    "--anchors 'eval/results/rate_distortion_modern_512.json:av1 (payload),"
+    "eval/results/rate_distortion_modern_512.json:avif,eval/results/rate_distortion_modern_512.json:jpeg2000' "
+    "--output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve_conditional.png  "
+    "# runs/hp_continue: the shipped model continued 2,500 steps (docs/training.md)",
     "identification.json": "python eval/identification.py --lfw_dir ../shared/data/lfw "
     "--output_json eval/results/identification.json --plot eval/results/identification.png",
     "archive_throughput.json": "python eval/archive_throughput.py --lfw_dir ../shared/data/lfw --images 100 "
@@ -354,6 +361,27 @@ def learned_speed(result: dict) -> str:
     return note + table(["codec", "bits per face", *(c.replace(" (faces/s)", "") for c in columns)], rows)
 
 
+def learning_curve(result: dict) -> str:
+    """Per scored step: the snapshot's span of bits and PSNR, and its BD-rate against each anchor."""
+    anchors = sorted({row["anchor"] for rows in result["bd"].values() for row in rows})
+    rows = []
+    for step in sorted(result["bd"], key=int):
+        points, bd = result["snapshots"][step], {r["anchor"]: r.get("bd_rate_percent") for r in result["bd"][step]}
+        rows.append(
+            [
+                f"{int(step):,}",
+                f"{min(p['bits_per_face'] for p in points):,.0f}..{max(p['bits_per_face'] for p in points):,.0f}",
+                f"{min(p['psnr'] for p in points):.2f}..{max(p['psnr'] for p in points):.2f}",
+                *(percent(bd.get(a)) for a in anchors),
+            ]
+        )
+    start = ""
+    if result.get("init_from"):
+        start = f"; step {result.get('steps_before', 0):,} is `{result['init_from']}`, where this run started"
+    head = f"{result['kind']} codec, every trained quality at a fixed mode, {result['num_images']} crops{start}\n\n"
+    return head + table(["step", "bits/face (whole files)", "PSNR (dB)", *(f"vs {a}" for a in anchors)], rows)
+
+
 def identification(result: dict) -> str:
     rows = [
         [r["features"], f"{r['bits_per_face']:,.0f}", f"{100 * r['rank1']:.1f} %"] for r in result["identification"]
@@ -484,6 +512,12 @@ SECTIONS = [
     Section("lambda_sweep.json", lambda_sweep, "Reconstructor: perceptual weight sweep"),
     Section("compare_hyperprior_512.json", bd_rates, "The learned codec against the best anchors (512 crops)"),
     Section("rate_distortion_hyperprior_512.json", rate_distortion, "The learned codec: curves (512 crops)"),
+    Section(
+        "learning_curve_conditional.json",
+        learning_curve,
+        "The learned codec's learning curve (512 crops)",
+        "![learning curve](../eval/results/learning_curve_conditional.png)",
+    ),
     Section("rate_distortion_modern.json", rate_distortion, "Modern codecs: every anchor and stream (3,074 crops)"),
     Section("rate_distortion_modern_512.json", modern_codecs, "Modern anchors: AVIF, AV1 payload, JPEG XL, WebP"),
     Section("rate_distortion_thumb2.json", rate_distortion, "Default set, JPEG and JPEG2000 (3,074 crops)"),
