@@ -10,7 +10,6 @@ runs it as two); per network, the median time of a one-row call with and without
 whole files (JPEG q50 in the paper's mode) at batch 1 and 64 with and without it (interleaved, in one process).
 """
 
-import os
 import pathlib
 import statistics
 import subprocess
@@ -168,8 +167,7 @@ def main(_):
         "one_row_call_ms": one_row_cost(codec, crops[0], feature, FLAGS.repeats),
         "decode_speed": {layers: decode_speed(codec, paper_files, layers) for layers in ("reconstruction", "full")},
         "model_set": codec.model_set.name,
-        "cpu": cpu.describe(),
-        "load_average_1min": os.getloadavg()[0],
+        **cpu.conditions(),
     }
     result["wall_time_s"] = round(time.time() - started, 1)
     curves.write_json(FLAGS.output_json, result)

@@ -295,9 +295,8 @@ def main(_):
     curves.write_json(
         output,
         {
-            "cpu": cpu.describe(),
+            **cpu.conditions(),
             "cpu_count": os.cpu_count(),
-            "load_average_1min": os.getloadavg()[0],
             "enhancement": FLAGS.enhancement,
             "quality": FLAGS.quality,
             "mode": FLAGS.mode,

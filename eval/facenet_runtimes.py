@@ -144,8 +144,7 @@ def main(_):
     curves.write_json(
         output,
         {
-            "cpu": cpu.describe(),
-            "load_average_1min": os.getloadavg()[0],
+            **cpu.conditions(),
             "batch": len(x),
             "accuracy_folds": FLAGS.accuracy_folds,
             "accuracy_pairs": len(check.pairs) if check else 0,

@@ -8,7 +8,6 @@ at a time, on the first LFW folds 1-4 crops. Codecs are registered families at a
       --output_json eval/results/learned_speed.json
 """
 
-import os
 import time
 
 import numpy as np
@@ -103,7 +102,7 @@ def main(_):
         print(label, {k: round(v, 1) for k, v in results[label].items() if isinstance(v, float)})
     curves.write_json(
         FLAGS.output_json,
-        {"cpu": cpu.describe(), "load_average_1min": os.getloadavg()[0], "faces": len(crops), "codecs": results},
+        {**cpu.conditions(), "faces": len(crops), "codecs": results},
     )
 
 

@@ -29,6 +29,8 @@ AC_SYMBOLS = (0x00, 0xF0) + tuple(run << 4 | size for run in range(16) for size 
 # The components of the blocks of one 4:2:0 MCU, in scan order: four luma blocks, Cb, Cr; table set 0 or 1.
 MCU_COMPONENTS = (0, 0, 0, 0, 1, 2)
 TABLE_SET = (0, 1, 1)
+_COMPONENTS = np.array(MCU_COMPONENTS, np.int64)
+_TABLE_SETS = np.array(TABLE_SET, np.int64)[_COMPONENTS]  # the table set of each block of an MCU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,9 +145,8 @@ def _walked(scan: bytes, tables: TableSet, blocks: int) -> tuple:
     bits = np.concatenate([np.unpackbits(data), np.ones(PAST_END_BITS, np.uint8)])
     end = len(bits) - PAST_END_BITS
     window = _windows(bits)
-    table_sets = np.array([TABLE_SET[c] for c in MCU_COMPONENTS], np.int64)
     dc_at, ac_at, ac_k = np.zeros(blocks, np.int64), np.zeros(blocks * 63, np.int64), np.zeros(blocks * 63, np.int64)
-    error, block, pos, coded = _walk(window, tables.lookups, table_sets, blocks, end, dc_at, ac_at, ac_k)
+    error, block, pos, coded = _walk(window, tables.lookups, _TABLE_SETS, blocks, end, dc_at, ac_at, ac_k)
     if error == _NO_DC:
         raise BitstreamError(f"JPEG scan: no DC code of block {block} at bit {pos}")
     if error == _NO_AC:
@@ -223,8 +224,8 @@ def _value(window: np.ndarray, at: np.ndarray, size: np.ndarray) -> np.ndarray:
 def _coefficients(window: np.ndarray, tables: TableSet, blocks: int, dc_at, ac_at, ac_k) -> np.ndarray:
     """The coefficients of a walked scan: DC differences accumulated per component, AC values in place."""
     coefficients = np.zeros((blocks, 64), np.int64)
-    components = np.array(MCU_COMPONENTS)[np.arange(blocks) % len(MCU_COMPONENTS)]
-    table_sets = np.array(TABLE_SET)[components]
+    components = _COMPONENTS[np.arange(blocks) % len(_COMPONENTS)]
+    table_sets = _TABLE_SETS[np.arange(blocks) % len(_TABLE_SETS)]
     ac_block = np.searchsorted(dc_at, ac_at, side="right") - 1
     ac_k = np.array(ac_k, np.int64)
     for index in (0, 1):
@@ -266,8 +267,8 @@ def items(coefficients: np.ndarray) -> Items:
     """The items a baseline scan codes for (blocks, 64) zigzag coefficients (Annex F.1.2)."""
     c = np.asarray(coefficients, np.int64)
     blocks = len(c)
-    components = np.array(MCU_COMPONENTS)[np.arange(blocks) % len(MCU_COMPONENTS)]
-    table_sets = np.array(TABLE_SET)[components]
+    components = _COMPONENTS[np.arange(blocks) % len(_COMPONENTS)]
+    table_sets = _TABLE_SETS[np.arange(blocks) % len(_TABLE_SETS)]
     differences = np.zeros(blocks, np.int64)
     for component in range(3):
         rows = components == component
@@ -308,9 +309,8 @@ def encode(coefficients: np.ndarray, tables: TableSet) -> bytes:
     ``items``, written by ``_write``, compiled by numba)."""
     c = np.ascontiguousarray(coefficients, np.int64)
     code_of, length_of = tables.encoder_tables
-    table_sets = np.array([TABLE_SET[k] for k in MCU_COMPONENTS], np.int64)
     out = np.zeros(len(c) * 64 * 4 + 8, np.uint8)  # at most 27 bits (16 code + 11 extra) per coefficient
-    written, table, symbol = _write(c, np.array(MCU_COMPONENTS, np.int64), table_sets, code_of, length_of, out)
+    written, table, symbol = _write(c, _COMPONENTS, _TABLE_SETS, code_of, length_of, out)
     if written < 0:
         raise ValueError(f"the {TABLES[table]} table has no code for {symbol:#04x}")
     return out[:written].tobytes().replace(b"\xff", b"\xff\x00")
@@ -337,9 +337,10 @@ def _write(c, components, table_sets, code_of, length_of, out):
         component = components[block % len(components)]
         difference = c[block, 0] - previous[component]
         previous[component] = c[block, 0]
-        items[0, 0], items[0, 1], items[0, 2] = table_sets[block % len(table_sets)], _bits_of(difference), difference
+        table_set = table_sets[block % len(table_sets)]
+        items[0, 0], items[0, 1], items[0, 2] = table_set, _bits_of(difference), difference
         count = 1
-        ac, run = 2 + table_sets[block % len(table_sets)], 0
+        ac, run = 2 + table_set, 0
         for k in range(1, 64):
             value = c[block, k]
             if value == 0:

@@ -26,3 +26,8 @@ def describe(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict:
         "cores": os.cpu_count(),
         "flags": {flag: flag in present for flag in FLAGS_OF_INTEREST},
     }
+
+
+def conditions() -> dict:
+    """What a timing ran under, as the speed results record it: ``{"cpu": describe(), "load_average_1min": ...}``."""
+    return {"cpu": describe(), "load_average_1min": os.getloadavg()[0]}
