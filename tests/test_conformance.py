@@ -263,14 +263,21 @@ def test_each_model_set_codes_with_its_registered_learned_families(codecs, analy
         assert {bitstream.unpack(f).enhancement.model_id for f in files} == {learned_model_id(sha256, rate or 0)}
 
 
-def test_a_file_of_a_retired_model_names_it_and_where_to_get_it(shipped_checkpoints):
-    """Files coded with a retired family fail with one line naming the model and the commit that ships it."""
+@pytest.mark.parametrize(
+    "family, vector",
+    [
+        ("bls2017-conditional-faces-thumb2", "thumb2-conditional3-0.sfc"),
+        ("hyperprior-conditional-6500", "thumb2-hyperprior6500-conditional3-0.sfc"),
+    ],
+)
+def test_a_file_of_a_retired_model_names_it_and_where_to_get_it(shipped_checkpoints, family, vector):
+    """Files coded with a retired model fail with one line naming the model and the commit that ships it."""
     from sfc_tf import zoo
     from sfc_tf.errors import ModelMismatchError
 
     retired = zoo.registry()["retired"]
-    entry = next(e for e in retired if e["name"] == "bls2017-conditional-faces-thumb2")
-    data = (VECTORS / "retired" / "thumb2-conditional3-0.sfc").read_bytes()  # made before it retired
+    entry = next(e for e in retired if e["name"] == family)
+    data = (VECTORS / "retired" / vector).read_bytes()  # made before it retired
     model_id, quality = next((m, q) for m, q in entry["models"] if q == 3)
     assert f"{bitstream.unpack(data).enhancement.model_id:04x}" == model_id
     codec = ScalableCodec.from_pretrained("step0.08-faces-thumb2", align="center")
