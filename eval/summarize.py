@@ -56,11 +56,10 @@ COMMANDS = {
     "# runs/r22/id0.01_ft4 is what checkpoints/reconstructor_faces ships",
     "reconstruction_thumbnail2.json": f"{RECONSTRUCTION} --model_set step0.08-faces-thumb2 "
     "--output_json eval/results/reconstruction_thumbnail2.json --grid_png eval/results/reconstruction_thumbnail2.png",
-    "rate_distortion_hyperprior_512.json": f"{RD} --max_images 512 --streams= --anchors= --learned_families= "
-    "--modes paper --jpeg_qualities 10,20,40,60,80,90 "
-    "--conditional_families bls2017-conditional-faces-thumb2,hyperprior-conditional "
-    "--output_json eval/results/rate_distortion_hyperprior_512.json  "
-    "# with both families registered, before b5ac387 retired the first (its models: sfc install-models, 9e3bf09)",
+    "rate_distortion_hyperprior.json": f"{RD} --streams= --anchors= --learned_families= "
+    "--conditional_families hyperprior-conditional --learned_qualities 1,3,5,7,9,11,13,15 --modes paper,auto "
+    "--ms_ssim_stride 8 --output_json eval/results/rate_distortion_hyperprior.json "
+    "--plot eval/results/rate_distortion_hyperprior.png",
     "rate_distortion_modern_512.json": f"{RD} --streams= --learned_families= --anchors avif,webp,jpegxl "
     "--avif_slow_speed -1 --ms_ssim_stride 8 --max_images 512 "
     "--output_json eval/results/rate_distortion_modern_512.json",
@@ -80,11 +79,12 @@ COMMANDS = {
     "--output_json eval/results/learned_speed.json  # OLD: git worktree add OLD 9e3bf09",
     "learning_curve_conditional.json": "python eval/learning_curve.py --lfw_dir ../shared/data/lfw "
     "--run runs/hp_continue --kind conditional --lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 "
-    "--init_from checkpoints/enhancement/hyperprior_conditional --steps_before 6500 "
+    "--init_from OLD/checkpoints/enhancement/hyperprior_conditional --steps_before 6500 "
     "--anchors 'eval/results/rate_distortion_modern_512.json:av1 (payload),"
     "eval/results/rate_distortion_modern_512.json:avif,eval/results/rate_distortion_modern_512.json:jpeg2000' "
     "--output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve_conditional.png  "
-    "# runs/hp_continue: the shipped model continued 2,500 steps (docs/training.md)",
+    "# runs/hp_continue: the 6,500-step model continued 2,500 steps, what ships (docs/training.md); "
+    "OLD: git worktree add OLD a3b1f52",
     "identification.json": "python eval/identification.py --lfw_dir ../shared/data/lfw "
     "--output_json eval/results/identification.json --plot eval/results/identification.png",
     "archive_throughput.json": "python eval/archive_throughput.py --lfw_dir ../shared/data/lfw --images 100 "
@@ -124,7 +124,8 @@ def command(name: str, result: dict) -> str:
         return COMMANDS[name]
     if "command" not in result and "bd" in result and all(":" in r["test"] for r in result["bd"]):
         pairs = " ".join(f"--test {shlex.quote(r['test'])} --anchor {shlex.quote(r['anchor'])}" for r in result["bd"])
-        return f"python eval/compare_curves.py {pairs} --output_json eval/results/{name}"
+        plot = f" --plot {result['plot']}" if "plot" in result else ""
+        return f"python eval/compare_curves.py {pairs} --output_json eval/results/{name}{plot}"
     if "command" not in result:
         raise ValueError(f"{name}: no command recorded; add one to COMMANDS in eval/summarize.py")
     if "shard_commands" in result:  # eval/rate_distortion.py --shard k/n runs, pooled by --merge
@@ -510,8 +511,18 @@ SECTIONS = [
     Section("reconstruction_thumbnail2.json", reconstruction, "Reconstruction: the default set step0.08-faces-thumb2"),
     Section("mean_face_baseline.json", reconstruction, "Reconstruction floor: the mean training face"),
     Section("lambda_sweep.json", lambda_sweep, "Reconstructor: perceptual weight sweep"),
-    Section("compare_hyperprior_512.json", bd_rates, "The learned codec against the best anchors (512 crops)"),
-    Section("rate_distortion_hyperprior_512.json", rate_distortion, "The learned codec: curves (512 crops)"),
+    Section(
+        "compare_hyperprior.json",
+        bd_rates,
+        "The learned codec against the best anchors (3,074 crops)",
+        "![the learned codec against the best anchors](../eval/results/compare_hyperprior.png)",
+    ),
+    Section(
+        "rate_distortion_hyperprior.json",
+        rate_distortion,
+        "The learned codec: curves (3,074 crops)",
+        "![the learned codec's curves](../eval/results/rate_distortion_hyperprior.png)",
+    ),
     Section(
         "learning_curve_conditional.json",
         learning_curve,
@@ -612,12 +623,11 @@ def headline(results: pathlib.Path) -> str:
     """The README's one table: rate-accuracy, rate-distortion against the best anchors, speed."""
     accuracy = load(results, "rate_accuracy_mtcnn.json")
     base, j2k, jpeg = (_point(accuracy, *p) for p in (("base", 0.08), ("jpeg2000", 50.0), ("jpeg", 20)))
-    compare = load(results, "compare_hyperprior_512.json")
-    curves = load(results, "rate_distortion_hyperprior_512.json")
+    compare = load(results, "compare_hyperprior.json")
     paper = load(results, "rate_distortion_paper_set.json")
     paper_learned = load(results, "rate_distortion_learned_paper_set.json")
     speed = load(results, "benchmark.json")
-    hp = "base+hyperprior-conditional (reconstruction)"
+    hp = "base+hyperprior-conditional (auto)"
     rows = [
         [
             "verification accuracy (2,400 pairs) at bits per face",
@@ -627,12 +637,12 @@ def headline(results: pathlib.Path) -> str:
             "rate_accuracy_mtcnn.json",
         ],
         [
-            "BD-rate of base + `hyperprior-conditional` (512 crops)",
-            f"{percent(_bd(curves, hp, 'jpeg2000'))} vs JPEG2000, {percent(_bd(compare, hp, 'webp'))} vs WebP, "
+            "BD-rate of base + `hyperprior-conditional` (auto, 3,074 crops)",
+            f"{percent(_bd(compare, hp, 'jpeg2000'))} vs JPEG2000, {percent(_bd(compare, hp, 'webp'))} vs WebP, "
             f"{percent(_bd(compare, hp, 'jpegxl'))} vs JPEG XL",
             f"{percent(_bd(compare, hp, 'avif'))} vs AVIF files, "
             f"{percent(_bd(compare, hp, 'av1 (payload)'))} vs the AV1 payload alone",
-            "compare_hyperprior_512.json",
+            "compare_hyperprior.json",
         ],
         [
             "BD-rate of the paper's configuration (3,074 crops)",

@@ -73,6 +73,10 @@ def test_command_of_a_comparison_is_rebuilt_from_its_pairs(summarize):
         "python eval/compare_curves.py --test 'eval/results/a.json:base+x (auto)' "
         "--anchor eval/results/b.json:jpeg2000 --output_json eval/results/compare_new.json"
     )
+    plotted = {**result, "plot": "eval/results/compare_new.png"}
+    assert summarize.command("compare_new.json", plotted).endswith(
+        "--output_json eval/results/compare_new.json --plot eval/results/compare_new.png"
+    )
 
 
 def test_a_recorded_command_reads_as_for_the_committed_file(summarize):

@@ -384,7 +384,8 @@ def bd_rows(points: list[dict], pairs: Sequence[tuple[str, str]]) -> list[dict]:
 
 def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: str) -> None:
     """PSNR and MS-SSIM against bits per face (log x), one line per curve, one colour per image format; solid: the
-    scalable streams, dashed: files without a base layer, dotted: the codec data inside them, x: 4:2:0."""
+    scalable streams with the per-face decision, dash-dotted: with one prediction mode for every face, dashed: files
+    without a base layer, dotted: the codec data inside them, x: 4:2:0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -396,7 +397,8 @@ def plot_rate_distortion(points: list[dict], path: str | pathlib.Path, title: st
     colours = plt.get_cmap("tab10" if len(formats) <= 10 else "tab20")
     for name in names:
         curve = sorted((p for p in points if p["curve"] == name), key=lambda p: p["bits_per_face"])
-        style = "-o" if name.startswith("base+") else ":^" if "(payload)" in name else "--s"
+        stream = "-o" if name.endswith("(auto)") else "-.D"
+        style = stream if name.startswith("base+") else ":^" if "(payload)" in name else "--s"
         style = style[:-1] + "x" if "4:2:0" in name else style
         colour = colours(formats.index(_image_format(name)))
         for axis, key in zip(axes, ("psnr", "ms_ssim")):
