@@ -38,8 +38,8 @@ def parameters() -> dict[str, tuple]:
         name, _, quality = spec.partition(":")
         found[spec] = zoo.learned_family(name).checkpoint(int(quality or 1))
     for spec in FLAGS.checkpoints:
-        folder, _, rate = spec.partition(":")
-        found[spec] = (folder, int(rate) if rate else None)
+        parameter = learned.checkpoint_spec(spec)
+        found[spec] = parameter if isinstance(parameter, tuple) else (parameter, None)
     return found
 
 

@@ -35,6 +35,7 @@ from sfc_tf import metrics, runs, zoo
 from sfc_tf.base import facenet
 from sfc_tf.bitstream import ALIGNMENTS, MEAN_FACE, MMSE
 from sfc_tf.codec import ScalableCodec
+from sfc_tf.enhancement import learned
 from sfc_tf.enhancement.registry import make_codec
 from sfc_tf.evaluation import anchors, curves
 
@@ -74,8 +75,8 @@ flags.DEFINE_list(
 flags.DEFINE_list(
     "learned_checkpoints",
     [],
-    "Further learned checkpoint directories (e.g. a model in training), "
-    "each scored as a direct anchor named by its path and compared with JPEG2000.",
+    "Further learned checkpoint directories (e.g. a model in training; FOLDER:RATE for a rate of a variable-rate "
+    "one), each scored as a direct anchor named by its path and compared with JPEG2000.",
 )
 flags.DEFINE_string(
     "learned_curve",
@@ -262,8 +263,10 @@ def main(_):
                 for label, _ in curve_modes(kind, name)
                 for anchor_name in (direct.name, "jpeg2000", *modern)
             ] + [(direct.name, "jpeg2000")]
-    for directory in FLAGS.learned_checkpoints:
-        points.append({**anchor(make_codec("learned", directory)), "curve": FLAGS.learned_curve or directory})
+    for spec in FLAGS.learned_checkpoints:
+        points.append(
+            {**anchor(make_codec("learned", learned.checkpoint_spec(spec))), "curve": FLAGS.learned_curve or spec}
+        )
     if FLAGS.learned_curve:
         bd_pairs += [
             (FLAGS.learned_curve, anchor_name)

@@ -564,3 +564,12 @@ def test_a_warm_start_is_checked_before_the_first_update_and_at_the_end(fixture_
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("warm start check")]
     assert len(line) == 1 and "before the first update" in line[0] and "at the end" in line[0]
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))  # the training scalars
+
+
+def test_a_checkpoint_spec_names_a_folder_or_a_rate_of_one():
+    from sfc_tf.enhancement import learned
+
+    assert learned.checkpoint_spec("runs/hp") == "runs/hp"
+    assert learned.checkpoint_spec("runs/hp:14") == ("runs/hp", 14)
+    assert learned.checkpoint_spec("C:/runs/hp") == "C:/runs/hp"  # a colon that names no rate stays in the path
+    assert learned.checkpoint_spec("C:/runs/hp:3") == ("C:/runs/hp", 3)

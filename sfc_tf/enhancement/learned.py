@@ -479,6 +479,15 @@ class ConditionalCodec(LearnedCodec):
         return super().decode_many(payloads, np.asarray(predictions, np.uint8))
 
 
+def checkpoint_spec(spec: str):
+    """``FOLDER`` or ``FOLDER:RATE`` (a variable-rate checkpoint's rate index), as command lines name a learned
+    checkpoint -> ``load_codec``'s parameter."""
+    folder, colon, rate = str(spec).rpartition(":")
+    if not colon or not rate.isdigit():
+        return str(spec)
+    return folder, int(rate)
+
+
 def load_codec(parameter, shape=CROP_SHAPE) -> LearnedCodec:
     """A learned codec from a checkpoint directory, or (directory, rate index) for a variable-rate checkpoint; one
     instance per checkpoint, rate and shape in a process (its graph functions are traced once)."""
