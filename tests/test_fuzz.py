@@ -121,23 +121,41 @@ def test_long_harness_runs_bounded(tmp_path, shipped_checkpoints):
     assert report["peak_rss_mb"] < report["rss_limit_mb"] and report["refused"] > 0 and report["decoded"] > 0
 
 
-@pytest.mark.parametrize(
-    "fixture, enhancement, quality",
-    [("range_decoder_hang.sfc", "learned", 1), ("hyperprior_range_decoder_hang.sfc", "conditional", 8)],
-    ids=["factorized", "hyperprior"],
-)
-def test_range_decoder_hang_is_refused(fixture, enhancement, quality, shipped_checkpoints, fixture_lfw_dir):
-    """Crafted learned layers on which tensorflow-compression 2.14's range decoder never returns (found by the long
-    harness; the hyperprior's table rows depend on the symbols before them) are refused before they reach the op;
-    real payloads pass the same guard and decode."""
+def hyperprior_hang(file: bytes) -> bytes:
+    """``file`` (of the shipped hyperprior codec) with a 4-byte payload on which tfc's range decoder never returns:
+    its value sits exactly at the bottom of the escape bin of the first hyper-latent symbol's table row, so after the
+    escape every Elias-gamma bit decodes as 0 from the zeros past the payload's end. (A 295-byte input the long
+    harness found did the same for the retired 6,500-step model.)"""
+    import dataclasses
+
+    from sfc_tf.enhancement import learned
+
+    sfc = bitstream.unpack(file)
+    path, rate = zoo.learned_family("hyperprior-conditional").checkpoint(3)
+    rows = learned.load_codec((path, rate)).coder.model.coder.replay_rows
+    precision, end = int(rows.precisions[0]), int(rows.ends[0])
+    assert precision < 0, "the first hyper-latent row has no escape code"
+    value = ((1 << 32) * int(rows.values[end - 2])) >> -precision
+    payload = value.to_bytes(4, "big")
+    return bitstream.pack(dataclasses.replace(sfc, enhancement=dataclasses.replace(sfc.enhancement, payload=payload)))
+
+
+@pytest.mark.parametrize("enhancement, quality", [("learned", 1), ("conditional", 3)], ids=["factorized", "hyperprior"])
+def test_range_decoder_hang_is_refused(enhancement, quality, shipped_checkpoints, fixture_lfw_dir):
+    """Learned layers on which tensorflow-compression 2.14's range decoder never returns (the factorized one found
+    by the long harness; the hyperprior's table rows depend on the symbols before them) are refused before they
+    reach the op; real payloads pass the same guard and decode."""
     from sfc_tf.errors import BitstreamError
 
-    hang = (fixture_lfw_dir.parent / "fuzz" / fixture).read_bytes()
     codec = ScalableCodec.from_pretrained(align="center")
+    real = codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", enhancement, quality, "reconstruction")
+    assert codec.decode(real, "full").image.shape == (160, 160, 3)
+    if enhancement == "learned":
+        hang = (fixture_lfw_dir.parent / "fuzz" / "range_decoder_hang.sfc").read_bytes()
+    else:
+        hang = hyperprior_hang(real)
     start = time.time()
     with pytest.raises(BitstreamError, match="escape code that never ends"):
         codec.decode(hang, "full")
     assert time.time() - start < 60
     assert codec.decode(hang, "reconstruction").image.shape == (160, 160, 3)  # its base layer is intact
-    real = codec.encode(fixture_lfw_dir / "AJ_Cook" / "AJ_Cook_0001.jpg", enhancement, quality, "reconstruction")
-    assert codec.decode(real, "full").image.shape == (160, 160, 3)
