@@ -85,6 +85,14 @@ COMMANDS = {
     "--output_json eval/results/learning_curve_conditional.json --plot eval/results/learning_curve_conditional.png  "
     "# runs/hp_continue: the 6,500-step model continued 2,500 steps, what ships (docs/training.md); "
     "OLD: git worktree add OLD a3b1f52",
+    "learning_curve_control.json": "python eval/learning_curve.py --lfw_dir ../shared/data/lfw "
+    "--run runs/hp_original_continue --kind original "
+    "--lmbdas 0.0005,0.00125,0.003125,0.0078,0.0195,0.0488,0.122,0.305 "
+    "--init_from runs/hyperprior_original --steps_before 6500 "
+    "--anchors 'eval/results/rate_distortion_modern_512.json:av1 (payload),"
+    "eval/results/rate_distortion_modern_512.json:avif,eval/results/rate_distortion_modern_512.json:jpeg2000' "
+    "--output_json eval/results/learning_curve_control.json  "
+    "# the end-to-end control (docs/training.md); scored at its 6,500-step start before the continuation ran",
     "identification.json": "python eval/identification.py --lfw_dir ../shared/data/lfw "
     "--output_json eval/results/identification.json --plot eval/results/identification.png",
     "archive_throughput.json": "python eval/archive_throughput.py --lfw_dir ../shared/data/lfw --images 100 "
@@ -380,7 +388,8 @@ def learning_curve(result: dict) -> str:
     if result.get("init_from"):
         start = f"; step {result.get('steps_before', 0):,} is `{result['init_from']}`, where this run started"
     head = f"{result['kind']} codec, every trained quality at a fixed mode, {result['num_images']} crops{start}\n\n"
-    return head + table(["step", "bits/face (whole files)", "PSNR (dB)", *(f"vs {a}" for a in anchors)], rows)
+    bits = "bits/face (whole files)" if result["kind"] == "conditional" else "bits/face (payloads)"
+    return head + table(["step", bits, "PSNR (dB)", *(f"vs {a}" for a in anchors)], rows)
 
 
 def identification(result: dict) -> str:
@@ -528,6 +537,13 @@ SECTIONS = [
         learning_curve,
         "The learned codec's learning curve (512 crops)",
         "![learning curve](../eval/results/learning_curve_conditional.png)",
+    ),
+    Section(
+        "learning_curve_control.json",
+        learning_curve,
+        "The end-to-end control's learning curve (512 crops)",
+        "The same architecture without p, scored as its payloads alone (no base layer, no container); the "
+        "conditional codec's rows above count whole `.sfc` files.",
     ),
     Section("rate_distortion_modern.json", rate_distortion, "Modern codecs: every anchor and stream (3,074 crops)"),
     Section("rate_distortion_modern_512.json", modern_codecs, "Modern anchors: AVIF, AV1 payload, JPEG XL, WebP"),
