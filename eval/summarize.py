@@ -91,8 +91,8 @@ COMMANDS = {
     "--init_from runs/hyperprior_original --steps_before 6500 "
     "--anchors 'eval/results/rate_distortion_modern_512.json:av1 (payload),"
     "eval/results/rate_distortion_modern_512.json:avif,eval/results/rate_distortion_modern_512.json:jpeg2000' "
-    "--output_json eval/results/learning_curve_control.json  "
-    "# the end-to-end control (docs/training.md); scored at its 6,500-step start before the continuation ran",
+    "--output_json eval/results/learning_curve_control.json --plot eval/results/learning_curve_control.png  "
+    "# runs/hyperprior_original, runs/hp_original_continue: the end-to-end control (docs/training.md)",
     "identification.json": "python eval/identification.py --lfw_dir ../shared/data/lfw "
     "--output_json eval/results/identification.json --plot eval/results/identification.png",
     "archive_throughput.json": "python eval/archive_throughput.py --lfw_dir ../shared/data/lfw --images 100 "
@@ -543,7 +543,8 @@ SECTIONS = [
         learning_curve,
         "The end-to-end control's learning curve (512 crops)",
         "The same architecture without p, scored as its payloads alone (no base layer, no container); the "
-        "conditional codec's rows above count whole `.sfc` files.",
+        "conditional codec's rows above count whole `.sfc` files.\n\n"
+        "![learning curve of the control](../eval/results/learning_curve_control.png)",
     ),
     Section("rate_distortion_modern.json", rate_distortion, "Modern codecs: every anchor and stream (3,074 crops)"),
     Section("rate_distortion_modern_512.json", modern_codecs, "Modern anchors: AVIF, AV1 payload, JPEG XL, WebP"),
